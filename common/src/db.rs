@@ -1,0 +1,243 @@
+//! Database access: PostgreSQL in production, SQLite embedded, chosen by the URL scheme.
+//!
+//! Services use one [`sqlx::AnyPool`] and portable SQL (`$n` placeholders, `ON CONFLICT`,
+//! `RETURNING`, recursive CTEs, text JSON, millisecond `BIGINT` timestamps), which both backends
+//! understand; where they must differ (row locks, single-writer SQLite), [`Backend`] says which one
+//! is in use. Migrations are embedded, one ordered set per backend.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, ConnectOptions};
+
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl Backend {
+    pub fn from_url(url: &str) -> anyhow::Result<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else {
+            anyhow::bail!(
+                "unsupported database URL {:?}: use postgres://... or sqlite:...",
+                redact_url(url)
+            )
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Postgres => "postgres",
+            Backend::Sqlite => "sqlite",
+        }
+    }
+}
+
+/// A connection pool and the backend behind it.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pub pool: AnyPool,
+    pub backend: Backend,
+}
+
+/// The URL with any password replaced, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl Db {
+    /// Connects. An SQLite file is created if missing and put in WAL mode (readers do not block
+    /// the writer); foreign keys are enforced on both backends.
+    pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+        install_default_drivers();
+        let backend = Backend::from_url(url)?;
+        let url = match backend {
+            Backend::Sqlite if !url.contains("mode=") && !url.contains(":memory:") => {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}mode=rwc")
+            }
+            _ => url.to_owned(),
+        };
+        let options = sqlx::any::AnyConnectOptions::from_str(&url)?
+            .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
+        let mut pool_options = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5));
+        if backend == Backend::Sqlite {
+            pool_options = pool_options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::query("PRAGMA journal_mode = WAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA busy_timeout = 5000")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA foreign_keys = ON")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA synchronous = NORMAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = pool_options.connect_with(options).await?;
+        Ok(Self { pool, backend })
+    }
+
+    /// Applies every pending migration of this backend. Safe to run from several replicas at once
+    /// on PostgreSQL (sqlx takes an advisory lock).
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        let migrator = match self.backend {
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+        };
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// A cheap round trip, for readiness probes.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+    }
+}
+
+/// Fresh databases for tests: each test gets its own, so tests run in parallel and leave nothing
+/// behind. PostgreSQL comes from `SWITCHYARD_TEST_PG_URL` (default: the local server).
+pub mod testing {
+    use super::*;
+    use sqlx::Connection;
+
+    pub fn pg_admin_url() -> String {
+        std::env::var("SWITCHYARD_TEST_PG_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    }
+
+    /// A database that is dropped when this guard is dropped.
+    pub struct TestDb {
+        pub url: String,
+        pub backend: Backend,
+        name: String,
+    }
+
+    impl TestDb {
+        pub async fn new(backend: Backend) -> anyhow::Result<Self> {
+            let name = format!("sy_test_{}", uuid::Uuid::new_v4().simple());
+            match backend {
+                Backend::Postgres => {
+                    let admin = pg_admin_url();
+                    let mut conn = sqlx::postgres::PgConnection::connect(&admin).await?;
+                    sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
+                        .await?;
+                    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+                    Ok(Self {
+                        url: format!("{base}/{name}"),
+                        backend,
+                        name,
+                    })
+                }
+                Backend::Sqlite => {
+                    let path = std::env::temp_dir().join(format!("{name}.db"));
+                    Ok(Self {
+                        url: format!("sqlite://{}", path.display()),
+                        backend,
+                        name,
+                    })
+                }
+            }
+        }
+
+        /// Connects and migrates.
+        pub async fn connect(&self) -> anyhow::Result<Db> {
+            let db = Db::connect(&self.url, 8).await?;
+            db.migrate().await?;
+            Ok(db)
+        }
+    }
+
+    impl Drop for TestDb {
+        fn drop(&mut self) {
+            match self.backend {
+                Backend::Sqlite => {
+                    let path = std::env::temp_dir().join(format!("{}.db", self.name));
+                    for suffix in ["", "-wal", "-shm"] {
+                        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                    }
+                }
+                Backend::Postgres => {
+                    // Drop from a thread of its own: Drop cannot await, and the test's runtime may
+                    // be shutting down.
+                    let name = self.name.clone();
+                    let _ = std::thread::spawn(move || {
+                        let rt = tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build();
+                        if let Ok(rt) = rt {
+                            rt.block_on(async {
+                                if let Ok(mut conn) =
+                                    sqlx::postgres::PgConnection::connect(&pg_admin_url()).await
+                                {
+                                    let _ = sqlx::Executor::execute(
+                                        &mut conn,
+                                        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+                                            .as_str(),
+                                    )
+                                    .await;
+                                }
+                            });
+                        }
+                    })
+                    .join();
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+
+    #[test]
+    fn backend_by_scheme() {
+        assert_eq!(
+            Backend::from_url("postgres://x").unwrap(),
+            Backend::Postgres
+        );
+        assert_eq!(Backend::from_url("sqlite://x.db").unwrap(), Backend::Sqlite);
+        assert!(Backend::from_url("mysql://x").is_err());
+    }
+}

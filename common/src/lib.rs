@@ -1,0 +1,17 @@
+//! What every Switchyard service shares, and nothing more.
+//!
+//! # Layout
+//! - [`ids`]: validated identifiers (slugs) used for organisations and nodes.
+//! - [`auth`]: opaque API tokens (generation, hashing, constant-time comparison) and the short-lived
+//!   service JWT that services present to each other.
+//! - [`problem`]: RFC 9457 `application/problem+json` bodies with stable `type` URIs.
+//! - [`db`]: connecting to PostgreSQL or SQLite by URL scheme, and running the migrations.
+//! - [`telemetry`]: `tracing` set-up and Prometheus HTTP metrics.
+//! - [`time`]: millisecond timestamps as stored, RFC 3339 as shown.
+
+pub mod auth;
+pub mod db;
+pub mod ids;
+pub mod problem;
+pub mod telemetry;
+pub mod time;

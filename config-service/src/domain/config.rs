@@ -1,0 +1,638 @@
+//! Layered configuration.
+//!
+//! The effective config of a node is the deep merge of the layers from the org root down to the
+//! node: objects merge key by key, scalars and arrays replace, and `null` removes an inherited key.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+use switchyard_common::ids::Slug;
+use switchyard_common::problem::{FieldError, escape_pointer_token};
+
+use super::routing::{RouteKind, normalise_route_value};
+
+/// The top-level sections a layer may hold.
+pub const SECTIONS: [&str; 6] = [
+    "agent",
+    "routing",
+    "pipelines",
+    "quotas",
+    "notifications",
+    "integrations",
+];
+
+/// Result of merging a chain of layers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Effective {
+    pub config: Value,
+    /// For every leaf (JSON pointer), the node whose layer set it.
+    pub sources: BTreeMap<String, String>,
+}
+
+/// Merges `(node_id, layer)` pairs, root first.
+pub fn merge_chain<'a>(chain: impl IntoIterator<Item = (&'a str, &'a Value)>) -> Effective {
+    let mut config = Value::Object(Map::new());
+    let mut sources = BTreeMap::new();
+    for (node, layer) in chain {
+        merge_into(&mut config, layer, "", node, &mut sources);
+    }
+    Effective { config, sources }
+}
+
+fn merge_into(
+    target: &mut Value,
+    layer: &Value,
+    at: &str,
+    node: &str,
+    sources: &mut BTreeMap<String, String>,
+) {
+    let (Value::Object(t), Value::Object(l)) = (&mut *target, layer) else {
+        return;
+    };
+    for (key, value) in l {
+        let path = format!("{at}/{}", escape_pointer_token(key));
+        match value {
+            Value::Null => {
+                t.remove(key);
+                forget(sources, &path);
+            }
+            Value::Object(_) if matches!(t.get(key), Some(Value::Object(_))) => {
+                let child = t.get_mut(key).expect("checked above");
+                merge_into(child, value, &path, node, sources);
+            }
+            _ => {
+                forget(sources, &path);
+                let cleaned = strip_nulls(value);
+                record(&cleaned, &path, node, sources);
+                t.insert(key.clone(), cleaned);
+            }
+        }
+    }
+}
+
+/// A null inside a freshly set object has nothing to delete; it is dropped.
+fn strip_nulls(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), strip_nulls(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+fn forget(sources: &mut BTreeMap<String, String>, path: &str) {
+    let prefix = format!("{path}/");
+    sources.retain(|p, _| p != path && !p.starts_with(&prefix));
+}
+
+fn record(v: &Value, path: &str, node: &str, sources: &mut BTreeMap<String, String>) {
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            for (k, v) in m {
+                record(
+                    v,
+                    &format!("{path}/{}", escape_pointer_token(k)),
+                    node,
+                    sources,
+                );
+            }
+        }
+        _ => {
+            sources.insert(path.to_owned(), node.to_owned());
+        }
+    }
+}
+
+/// One difference between two layers.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct Change {
+    /// `add`, `remove` or `replace`.
+    pub op: &'static str,
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub from: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub value: Option<Value>,
+}
+
+/// The changes that turn `old` into `new`, objects compared key by key.
+pub fn diff(old: &Value, new: &Value) -> Vec<Change> {
+    let mut out = Vec::new();
+    diff_at(old, new, "", &mut out);
+    out
+}
+
+fn diff_at(old: &Value, new: &Value, at: &str, out: &mut Vec<Change>) {
+    match (old, new) {
+        (Value::Object(o), Value::Object(n)) => {
+            for (k, ov) in o {
+                let path = format!("{at}/{}", escape_pointer_token(k));
+                match n.get(k) {
+                    Some(nv) => diff_at(ov, nv, &path, out),
+                    None => out.push(Change {
+                        op: "remove",
+                        path,
+                        from: Some(ov.clone()),
+                        value: None,
+                    }),
+                }
+            }
+            for (k, nv) in n {
+                if !o.contains_key(k) {
+                    out.push(Change {
+                        op: "add",
+                        path: format!("{at}/{}", escape_pointer_token(k)),
+                        from: None,
+                        value: Some(nv.clone()),
+                    });
+                }
+            }
+        }
+        (o, n) if o != n => out.push(Change {
+            op: "replace",
+            path: at.to_owned(),
+            from: Some(o.clone()),
+            value: Some(n.clone()),
+        }),
+        _ => {}
+    }
+}
+
+/// The protected pointers whose value differs between `old` and `new` (whatever changed them: the
+/// value itself, something inside it, or a replaced parent).
+pub fn touched_protected(old: &Value, new: &Value, protected: &[String]) -> Vec<String> {
+    protected
+        .iter()
+        .filter(|p| old.pointer(p) != new.pointer(p))
+        .cloned()
+        .collect()
+}
+
+/// Keys whose values count as secrets under `integrations`.
+fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    [
+        "secret",
+        "token",
+        "password",
+        "passwd",
+        "key",
+        "credential",
+        "private",
+        "auth",
+    ]
+    .iter()
+    .any(|s| k.contains(s))
+}
+
+pub const REDACTED: &str = "<redacted>";
+
+/// Replaces every secret-looking value under `integrations` with a marker.
+pub fn redact_secrets(config: &mut Value) {
+    fn walk(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m.iter_mut() {
+                    if is_secret_key(k) && !v.is_null() {
+                        *v = Value::String(REDACTED.into());
+                    } else {
+                        walk(v);
+                    }
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    if let Some(i) = config.get_mut("integrations") {
+        walk(i);
+    }
+}
+
+/// Validates a layer against the schema of known sections. Returns every problem found.
+pub fn validate_layer(layer: &Value) -> Result<(), Vec<FieldError>> {
+    let mut errs = Vec::new();
+    let Value::Object(root) = layer else {
+        return Err(vec![err("", "a config layer must be a JSON object")]);
+    };
+    for (key, value) in root {
+        let at = format!("/{}", escape_pointer_token(key));
+        if value.is_null() {
+            continue;
+        }
+        match key.as_str() {
+            "agent" => validate_agent(value, &at, &mut errs),
+            "routing" => validate_routing(value, &at, &mut errs),
+            "pipelines" => validate_pipelines(value, &at, &mut errs),
+            "quotas" => validate_quotas(value, &at, &mut errs),
+            "notifications" | "integrations" => {
+                if !value.is_object() {
+                    errs.push(err(&at, "must be an object"));
+                }
+            }
+            _ => errs.push(err(
+                &at,
+                &format!("unknown section; known sections: {}", SECTIONS.join(", ")),
+            )),
+        }
+    }
+    if errs.is_empty() { Ok(()) } else { Err(errs) }
+}
+
+fn err(pointer: &str, detail: &str) -> FieldError {
+    FieldError {
+        pointer: pointer.to_owned(),
+        detail: detail.to_owned(),
+    }
+}
+
+fn object<'a>(
+    v: &'a Value,
+    at: &str,
+    errs: &mut Vec<FieldError>,
+) -> Option<&'a Map<String, Value>> {
+    match v {
+        Value::Object(m) => Some(m),
+        _ => {
+            errs.push(err(at, "must be an object"));
+            None
+        }
+    }
+}
+
+enum Ty {
+    Str,
+    NonNegInt,
+    PosInt,
+    Number,
+    Bool,
+    StrArray,
+    Object,
+    StrMap,
+}
+
+fn check(v: &Value, ty: &Ty, at: &str, errs: &mut Vec<FieldError>) {
+    if v.is_null() {
+        return;
+    }
+    let (ok, what) = match ty {
+        Ty::Str => (v.is_string(), "a string"),
+        Ty::NonNegInt => (v.as_u64().is_some(), "a non-negative integer"),
+        Ty::PosInt => (v.as_u64().is_some_and(|n| n > 0), "a positive integer"),
+        Ty::Number => (v.is_number(), "a number"),
+        Ty::Bool => (v.is_boolean(), "a boolean"),
+        Ty::StrArray => (
+            v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
+            "an array of strings",
+        ),
+        Ty::Object => (v.is_object(), "an object"),
+        Ty::StrMap => (
+            v.as_object()
+                .is_some_and(|m| m.values().all(|v| v.is_string() || v.is_null())),
+            "an object of strings",
+        ),
+    };
+    if !ok {
+        errs.push(err(at, &format!("must be {what}")));
+    }
+}
+
+fn check_fields(
+    m: &Map<String, Value>,
+    at: &str,
+    fields: &[(&str, Ty)],
+    errs: &mut Vec<FieldError>,
+) {
+    for (k, v) in m {
+        let path = format!("{at}/{}", escape_pointer_token(k));
+        match fields.iter().find(|(name, _)| name == k) {
+            Some((_, ty)) => check(v, ty, &path, errs),
+            None => {
+                let known: Vec<&str> = fields.iter().map(|(n, _)| *n).collect();
+                errs.push(err(
+                    &path,
+                    &format!("unknown field; known fields: {}", known.join(", ")),
+                ));
+            }
+        }
+    }
+}
+
+fn validate_agent(v: &Value, at: &str, errs: &mut Vec<FieldError>) {
+    let Some(m) = object(v, at, errs) else { return };
+    check_fields(
+        m,
+        at,
+        &[
+            ("provider", Ty::Str),
+            ("model", Ty::Str),
+            ("prompts", Ty::StrMap),
+            ("tools", Ty::StrArray),
+            ("sub_agents", Ty::Object),
+            ("temperature", Ty::Number),
+            ("max_tokens", Ty::PosInt),
+            ("max_turns", Ty::PosInt),
+            ("timeout_seconds", Ty::PosInt),
+        ],
+        errs,
+    );
+    if let Some(t) = m.get("temperature").and_then(Value::as_f64)
+        && !(0.0..=2.0).contains(&t)
+    {
+        errs.push(err(&format!("{at}/temperature"), "must be between 0 and 2"));
+    }
+}
+
+fn validate_routing(v: &Value, at: &str, errs: &mut Vec<FieldError>) {
+    let Some(m) = object(v, at, errs) else { return };
+    for (k, v) in m {
+        let path = format!("{at}/{}", escape_pointer_token(k));
+        let Some(kind) = RouteKind::parse(k) else {
+            errs.push(err(
+                &path,
+                &format!(
+                    "unknown routing identifier kind; known kinds: {}",
+                    RouteKind::ALL.map(RouteKind::as_str).join(", ")
+                ),
+            ));
+            continue;
+        };
+        let values: Vec<(String, &Value)> = match v {
+            Value::Null => continue,
+            Value::Array(a) => a
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (format!("{path}/{i}"), v))
+                .collect(),
+            other => vec![(path.clone(), other)],
+        };
+        for (p, v) in values {
+            match v.as_str() {
+                Some(s) => {
+                    if let Err(e) = normalise_route_value(kind, s) {
+                        errs.push(err(&p, &e));
+                    }
+                }
+                None => errs.push(err(&p, "must be a string or an array of strings")),
+            }
+        }
+    }
+}
+
+fn validate_pipelines(v: &Value, at: &str, errs: &mut Vec<FieldError>) {
+    let Some(m) = object(v, at, errs) else { return };
+    for (name, p) in m {
+        let path = format!("{at}/{}", escape_pointer_token(name));
+        if let Err(e) = Slug::parse(name) {
+            errs.push(err(&path, &format!("pipeline name {e}")));
+        }
+        if p.is_null() {
+            continue;
+        }
+        let Some(pm) = object(p, &path, errs) else {
+            continue;
+        };
+        check_fields(
+            pm,
+            &path,
+            &[
+                ("schedule", Ty::Str),
+                ("time_zone", Ty::Str),
+                ("image", Ty::Str),
+                ("command", Ty::StrArray),
+                ("args", Ty::StrArray),
+                ("env", Ty::StrMap),
+                ("enabled", Ty::Bool),
+                ("resources", Ty::Object),
+                ("backoff_limit", Ty::NonNegInt),
+                ("active_deadline_seconds", Ty::PosInt),
+            ],
+            errs,
+        );
+        if let Some(s) = pm.get("schedule").and_then(Value::as_str)
+            && let Err(e) = validate_cron(s)
+        {
+            errs.push(err(&format!("{path}/schedule"), &e));
+        }
+    }
+}
+
+/// Accepts the five-field cron syntax Kubernetes CronJobs take, and the `@hourly`-style macros.
+pub fn validate_cron(s: &str) -> Result<(), String> {
+    const MACROS: [&str; 7] = [
+        "@yearly",
+        "@annually",
+        "@monthly",
+        "@weekly",
+        "@daily",
+        "@midnight",
+        "@hourly",
+    ];
+    if MACROS.contains(&s) {
+        return Ok(());
+    }
+    let fields: Vec<&str> = s.split_whitespace().collect();
+    if fields.len() != 5 {
+        return Err(format!(
+            "schedule {s:?} must have five fields (minute hour day-of-month month day-of-week) or be a macro such as @daily"
+        ));
+    }
+    const RANGES: [(u32, u32, &str); 5] = [
+        (0, 59, "minute"),
+        (0, 23, "hour"),
+        (1, 31, "day of month"),
+        (1, 12, "month"),
+        (0, 7, "day of week"),
+    ];
+    const NAMES: [&str; 19] = [
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec", "sun",
+        "mon", "tue", "wed", "thu", "fri", "sat",
+    ];
+    for (field, (lo, hi, what)) in fields.iter().zip(RANGES) {
+        for part in field.split(',') {
+            let (range, step) = match part.split_once('/') {
+                Some((r, s)) => (r, Some(s)),
+                None => (part, None),
+            };
+            if let Some(step) = step
+                && step.parse::<u32>().map_or(true, |n| n == 0)
+            {
+                return Err(format!(
+                    "schedule {s:?}: bad step {step:?} in the {what} field"
+                ));
+            }
+            if range == "*" || range == "?" {
+                continue;
+            }
+            for bound in range.split('-') {
+                let ok = match bound.parse::<u32>() {
+                    Ok(n) => (lo..=hi).contains(&n),
+                    Err(_) => NAMES.contains(&bound.to_ascii_lowercase().as_str()),
+                };
+                if !ok {
+                    return Err(format!(
+                        "schedule {s:?}: {bound:?} is out of range for the {what} field ({lo}-{hi})"
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn validate_quotas(v: &Value, at: &str, errs: &mut Vec<FieldError>) {
+    let Some(m) = object(v, at, errs) else { return };
+    check_fields(
+        m,
+        at,
+        &[
+            ("events_per_minute", Ty::NonNegInt),
+            ("concurrent_runs", Ty::NonNegInt),
+            ("runs_per_day", Ty::NonNegInt),
+        ],
+        errs,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn merges_objects_replaces_scalars_and_arrays_null_deletes() {
+        let org = json!({"agent": {"model": "m1", "tools": ["a", "b"], "prompts": {"system": "s"}}, "quotas": {"concurrent_runs": 2}});
+        let group = json!({"agent": {"tools": ["c"], "prompts": {"triage": "t"}}, "quotas": null});
+        let team = json!({"agent": {"model": "m2", "prompts": {"system": null}}});
+        let e = merge_chain([("org", &org), ("group", &group), ("team", &team)]);
+        assert_eq!(
+            e.config,
+            json!({"agent": {"model": "m2", "tools": ["c"], "prompts": {"triage": "t"}}})
+        );
+        assert_eq!(e.sources["/agent/model"], "team");
+        assert_eq!(e.sources["/agent/tools"], "group");
+        assert_eq!(e.sources["/agent/prompts/triage"], "group");
+        assert!(!e.sources.contains_key("/agent/prompts/system"));
+        assert!(!e.sources.keys().any(|k| k.starts_with("/quotas")));
+    }
+
+    #[test]
+    fn replacing_an_object_with_a_scalar_forgets_its_leaves() {
+        let a = json!({"notifications": {"slack": {"channel": "x"}}});
+        let b = json!({"notifications": {"slack": "off"}});
+        let e = merge_chain([("a", &a), ("b", &b)]);
+        assert_eq!(e.config, json!({"notifications": {"slack": "off"}}));
+        assert_eq!(e.sources.len(), 1);
+        assert_eq!(e.sources["/notifications/slack"], "b");
+    }
+
+    #[test]
+    fn diffs_layers() {
+        let old = json!({"agent": {"model": "a", "tools": ["x"]}, "quotas": {}});
+        let new = json!({"agent": {"model": "b", "tools": ["x"]}, "routing": {"service": "api"}});
+        let d = diff(&old, &new);
+        let paths: Vec<(&str, &str)> = d.iter().map(|c| (c.op, c.path.as_str())).collect();
+        assert_eq!(
+            paths,
+            vec![
+                ("replace", "/agent/model"),
+                ("remove", "/quotas"),
+                ("add", "/routing")
+            ]
+        );
+    }
+
+    #[test]
+    fn detects_protected_paths() {
+        let protected = vec!["/agent/prompts".to_owned(), "/agent/tools".to_owned()];
+        let old = json!({"agent": {"prompts": {"system": "a"}, "model": "m"}});
+        assert!(
+            touched_protected(
+                &old,
+                &json!({"agent": {"prompts": {"system": "a"}, "model": "n"}}),
+                &protected
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            touched_protected(
+                &old,
+                &json!({"agent": {"prompts": {"system": "b"}, "model": "m"}}),
+                &protected
+            ),
+            vec!["/agent/prompts"]
+        );
+        // Removing the whole agent section touches the protected path beneath it that had a value.
+        assert_eq!(
+            touched_protected(&old, &json!({}), &protected),
+            vec!["/agent/prompts"]
+        );
+        // Adding an agent section without prompts touches nothing protected.
+        assert!(
+            touched_protected(&json!({}), &json!({"agent": {"model": "m"}}), &protected).is_empty()
+        );
+        assert_eq!(
+            touched_protected(&json!({}), &json!({"agent": {"tools": ["t"]}}), &protected),
+            vec!["/agent/tools"]
+        );
+    }
+
+    #[test]
+    fn redacts_integration_secrets_only() {
+        let mut c = json!({"integrations": {"slack": {"bot_token": "xoxb", "channel": "C1", "nested": [{"api_key": "k"}]}}, "agent": {"token_budget": 5}});
+        redact_secrets(&mut c);
+        assert_eq!(c["integrations"]["slack"]["bot_token"], REDACTED);
+        assert_eq!(c["integrations"]["slack"]["channel"], "C1");
+        assert_eq!(c["integrations"]["slack"]["nested"][0]["api_key"], REDACTED);
+        assert_eq!(c["agent"]["token_budget"], 5);
+    }
+
+    #[test]
+    fn validation_points_at_offending_fields() {
+        assert!(validate_layer(&json!({"agent": {"model": "m", "tools": ["x"]}, "quotas": {"concurrent_runs": 3}, "routing": {"service": ["api"]}, "pipelines": {"ingest": {"schedule": "*/15 * * * *"}}})).is_ok());
+        let errs = validate_layer(&json!({"bogus": 1, "agent": {"model": 5, "temperature": 9}, "quotas": {"concurrent_runs": -1}, "routing": {"nope": "x", "alert_label": "missing-equals"}, "pipelines": {"Bad Name": {"schedule": "61 * * * *"}}})).unwrap_err();
+        let pointers: Vec<&str> = errs.iter().map(|e| e.pointer.as_str()).collect();
+        for expected in [
+            "/bogus",
+            "/agent/model",
+            "/agent/temperature",
+            "/quotas/concurrent_runs",
+            "/routing/nope",
+            "/routing/alert_label",
+            "/pipelines/Bad Name",
+            "/pipelines/Bad Name/schedule",
+        ] {
+            assert!(
+                pointers.contains(&expected),
+                "{expected} missing from {pointers:?}"
+            );
+        }
+        assert_eq!(validate_layer(&json!([1])).unwrap_err()[0].pointer, "");
+    }
+
+    #[test]
+    fn validates_cron() {
+        for ok in [
+            "* * * * *",
+            "*/5 0-6 1,15 jan-mar mon-fri",
+            "@daily",
+            "0 0 * * 7",
+        ] {
+            assert!(validate_cron(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "* * * *",
+            "60 * * * *",
+            "* 24 * * *",
+            "*/0 * * * *",
+            "@sometimes",
+        ] {
+            assert!(validate_cron(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! Switchyard's config-service: the data plane and single source of truth.
+//!
+//! # Layout
+//! - [`domain`]: pure rules (layer merge and validation, routing identifiers, run transitions).
+//! - [`store`]: storage over PostgreSQL or SQLite, one portable implementation.
+//! - [`http`]: the REST API, one module per resource, and the auth extractors.
+//! - [`error`]: the crate's error type and its problem+json rendering.
+//! - [`config`]: command-line and environment settings.
+
+pub mod domain;
+pub mod error;
+pub mod store;

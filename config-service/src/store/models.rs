@@ -1,0 +1,243 @@
+//! What the store returns; these are also the API's response bodies.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::domain::config::Change;
+
+/// Who performs a change, for the audit log and for approvals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// `platform-admin`, `org-admin:<token id>`, `team:<token id>` or `service:<name>`.
+    pub id: String,
+    pub request_id: Option<String>,
+}
+
+impl Actor {
+    pub fn system(name: &str) -> Self {
+        Self {
+            id: name.to_owned(),
+            request_id: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Org {
+    pub id: String,
+    pub name: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Node {
+    pub org_id: String,
+    pub id: String,
+    /// The parent node; `null` only for the org's root node (kind `org`, id = org id).
+    pub parent_id: Option<String>,
+    /// `org` (the root), `group` or `team`.
+    pub kind: String,
+    pub name: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A node with its children, for the tree view.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TreeNode {
+    #[serde(flatten)]
+    pub node: Node,
+    #[schema(no_recursion)]
+    pub children: Vec<TreeNode>,
+}
+
+/// One version of a node's own layer.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LayerVersion {
+    pub org_id: String,
+    pub node_id: String,
+    /// 0 when the node has never had a layer.
+    pub version: i64,
+    #[schema(value_type = Object)]
+    pub layer: Value,
+    pub author: Option<String>,
+    pub approved_by: Option<String>,
+    pub message: Option<String>,
+    pub created_at: Option<String>,
+}
+
+/// One link of the chain an effective config is merged from.
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
+pub struct ChainLink {
+    pub node_id: String,
+    pub kind: String,
+    pub version: i64,
+    #[serde(skip)]
+    pub layer: Value,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EffectiveConfig {
+    pub org_id: String,
+    pub node_id: String,
+    /// The node's own layer version.
+    pub version: i64,
+    /// Changes whenever any layer in the chain changes.
+    pub etag: String,
+    #[schema(value_type = Object)]
+    pub config: Value,
+    /// The layers merged, root first.
+    pub chain: Vec<ChainLink>,
+    /// With `?explain=true`: for every leaf (JSON pointer), the node that set it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explain: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct HistoryEntry {
+    pub version: i64,
+    pub author: String,
+    pub approved_by: Option<String>,
+    pub message: Option<String>,
+    pub created_at: String,
+    /// What this version changed compared with the one before it.
+    pub diff: Vec<Change>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Default)]
+pub struct Policy {
+    /// JSON pointers into a layer, such as `/agent/prompts`. A write that changes one of them (or
+    /// anything inside or containing it) needs a second admin's approval.
+    pub protected_paths: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ChangeRequest {
+    pub id: String,
+    pub org_id: String,
+    pub node_id: String,
+    /// The layer version the change was proposed against.
+    pub base_version: i64,
+    #[schema(value_type = Object)]
+    pub layer: Value,
+    /// The protected paths it touches.
+    pub touched: Vec<String>,
+    pub author: String,
+    /// `pending`, `approved` or `rejected`.
+    pub status: String,
+    pub created_at: String,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<String>,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TokenInfo {
+    pub id: String,
+    pub org_id: String,
+    /// The node a team token is scoped to; `null` for org admin tokens.
+    pub node_id: Option<String>,
+    /// `org_admin` or `team`.
+    pub kind: String,
+    pub label: String,
+    /// The first characters of the secret, to recognise it.
+    pub prefix: String,
+    pub created_by: String,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub last_used_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+/// A token as issued: the only time its secret is shown.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct IssuedToken {
+    #[serde(flatten)]
+    pub info: TokenInfo,
+    /// The bearer secret. Store it now: it cannot be shown again.
+    pub secret: String,
+}
+
+/// What authentication found for a token.
+#[derive(Debug, Clone)]
+pub struct TokenAuth {
+    pub id: String,
+    pub org_id: String,
+    pub node_id: Option<String>,
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
+pub struct Route {
+    pub org_id: String,
+    pub kind: String,
+    pub value: String,
+    pub node_id: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
+pub struct RouteMatch {
+    pub org_id: String,
+    /// The node that owns the identifier (normally a team).
+    pub team_node_id: String,
+    pub node_kind: String,
+    /// The identifier kind that decided the match.
+    pub matched_by: String,
+    pub matched_value: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AuditEntry {
+    pub org_id: String,
+    pub seq: i64,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    #[schema(value_type = Option<Object>)]
+    pub before: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    pub after: Option<Value>,
+    pub request_id: Option<String>,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
+pub struct AuditVerification {
+    pub org_id: String,
+    /// True when every entry is intact and none is missing.
+    pub ok: bool,
+    pub entries: i64,
+    /// The first entry that fails, if any.
+    pub first_bad_seq: Option<i64>,
+    pub problem: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AgentRun {
+    pub id: String,
+    pub org_id: String,
+    pub team_id: String,
+    /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
+    pub status: String,
+    #[schema(value_type = Object)]
+    pub trigger: Value,
+    pub idempotency_key: Option<String>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub summary: Option<String>,
+    pub error: Option<String>,
+}
+
+/// One page of a list, newest first; pass `next_cursor` as `cursor` for the next page.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}

@@ -1,0 +1,909 @@
+//! The store conformance suite: every store operation, run against PostgreSQL (the real local
+//! server, a fresh database per test) and SQLite (a fresh file per test). Test names start with
+//! `postgres::` or `sqlite::`, so the runner's summary shows how many ran on each.
+
+use serde_json::json;
+use switchyard_common::db::Backend;
+use switchyard_common::db::testing::TestDb;
+use switchyard_config_service::domain::routing::RouteKind;
+use switchyard_config_service::error::Error;
+use switchyard_config_service::store::*;
+
+async fn store(backend: Backend) -> (TestDb, Store) {
+    let db = TestDb::new(backend).await.expect("create test database");
+    let conn = db.connect().await.expect("connect and migrate");
+    (db, Store::new(conn))
+}
+
+fn admin() -> Actor {
+    Actor::system("platform-admin")
+}
+
+fn alice() -> Actor {
+    Actor::system("org-admin:alice")
+}
+
+fn bob() -> Actor {
+    Actor::system("org-admin:bob")
+}
+
+/// An org `acme` with group `payments` and teams `checkout` (under payments) and `search`.
+async fn seeded(backend: Backend) -> (TestDb, Store) {
+    let (db, s) = store(backend).await;
+    s.create_org(&admin(), "acme", "Acme").await.unwrap();
+    s.create_node(&admin(), "acme", "payments", None, "group", "Payments")
+        .await
+        .unwrap();
+    s.create_node(
+        &admin(),
+        "acme",
+        "checkout",
+        Some("payments"),
+        "team",
+        "Checkout",
+    )
+    .await
+    .unwrap();
+    s.create_node(&admin(), "acme", "search", None, "team", "Search")
+        .await
+        .unwrap();
+    (db, s)
+}
+
+fn applied(w: LayerWrite) -> LayerVersion {
+    match w {
+        LayerWrite::Applied(v) => v,
+        LayerWrite::Pending(c) => panic!("expected applied, got pending change {}", c.id),
+    }
+}
+
+async fn orgs_are_unique_and_listed(b: Backend) {
+    let (_db, s) = store(b).await;
+    let org = s.create_org(&admin(), "acme", "Acme").await.unwrap();
+    assert_eq!(org.id, "acme");
+    let err = s.create_org(&admin(), "acme", "Again").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Conflict {
+                code: "org-exists",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    s.create_org(&admin(), "beta", "Beta").await.unwrap();
+    let all = s.list_orgs(None).await.unwrap();
+    assert_eq!(
+        all.iter().map(|o| o.id.as_str()).collect::<Vec<_>>(),
+        ["acme", "beta"]
+    );
+    assert_eq!(s.list_orgs(Some("beta")).await.unwrap().len(), 1);
+    assert!(s.get_org("nope").await.unwrap().is_none());
+}
+
+async fn node_tree_moves_and_deletes(b: Backend) {
+    let (_db, s) = seeded(b).await;
+    let tree = s.node_tree("acme").await.unwrap();
+    assert_eq!(tree.node.kind, "org");
+    let ids: Vec<&str> = tree.children.iter().map(|c| c.node.id.as_str()).collect();
+    assert_eq!(ids, ["payments", "search"]);
+    assert_eq!(tree.children[0].children[0].node.id, "checkout");
+
+    // Duplicate id, missing parent, team as parent.
+    let e = s
+        .create_node(&admin(), "acme", "search", None, "team", "x")
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        e,
+        Error::Conflict {
+            code: "node-exists",
+            ..
+        }
+    ));
+    let e = s
+        .create_node(&admin(), "acme", "x", Some("nope"), "team", "x")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Validation(ref v) if v[0].pointer == "/parent_id"));
+    let e = s
+        .create_node(&admin(), "acme", "x", Some("search"), "team", "x")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Validation(_)));
+
+    // Move checkout to the root, then refuse a cycle.
+    s.create_node(
+        &admin(),
+        "acme",
+        "inner",
+        Some("payments"),
+        "group",
+        "Inner",
+    )
+    .await
+    .unwrap();
+    let moved = s
+        .update_node(
+            &admin(),
+            "acme",
+            "checkout",
+            NodePatch {
+                name: Some("Checkout!".into()),
+                parent_id: Some("acme".into()),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(moved.parent_id.as_deref(), Some("acme"));
+    assert_eq!(moved.name, "Checkout!");
+    let e = s
+        .update_node(
+            &admin(),
+            "acme",
+            "payments",
+            NodePatch {
+                name: None,
+                parent_id: Some("inner".into()),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::Validation(ref v) if v[0].detail.contains("cycle")),
+        "{e:?}"
+    );
+
+    // Delete refuses a node with children, then works bottom-up.
+    let e = s
+        .delete_node(&admin(), "acme", "payments")
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        e,
+        Error::Conflict {
+            code: "node-has-children",
+            ..
+        }
+    ));
+    s.delete_node(&admin(), "acme", "inner").await.unwrap();
+    s.delete_node(&admin(), "acme", "payments").await.unwrap();
+    assert!(s.get_node("acme", "payments").await.unwrap().is_none());
+    let e = s.delete_node(&admin(), "acme", "acme").await.unwrap_err();
+    assert!(matches!(
+        e,
+        Error::Conflict {
+            code: "root-node",
+            ..
+        }
+    ));
+    assert!(matches!(
+        s.delete_node(&admin(), "zzz", "x").await.unwrap_err(),
+        Error::NotFound(_)
+    ));
+}
+
+async fn layers_merge_version_and_guard(b: Backend) {
+    let (_db, s) = seeded(b).await;
+    applied(
+        s.put_layer(
+            &admin(),
+            "acme",
+            "acme",
+            Some(0),
+            json!({"agent": {"model": "m1", "tools": ["a"]}}),
+            None,
+        )
+        .await
+        .unwrap(),
+    );
+    applied(
+        s.put_layer(
+            &admin(),
+            "acme",
+            "payments",
+            Some(0),
+            json!({"agent": {"tools": ["b"]}, "quotas": {"concurrent_runs": 2}}),
+            None,
+        )
+        .await
+        .unwrap(),
+    );
+    let v = applied(
+        s.put_layer(
+            &admin(),
+            "acme",
+            "checkout",
+            Some(0),
+            json!({"agent": {"model": "m2"}, "quotas": null}),
+            Some("first".into()),
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(v.version, 1);
+
+    let e = s.effective_config("acme", "checkout", true).await.unwrap();
+    assert_eq!(e.config, json!({"agent": {"model": "m2", "tools": ["b"]}}));
+    let explain = e.explain.unwrap();
+    assert_eq!(explain["/agent/model"], "checkout");
+    assert_eq!(explain["/agent/tools"], "payments");
+    assert_eq!(
+        e.chain
+            .iter()
+            .map(|c| c.node_id.as_str())
+            .collect::<Vec<_>>(),
+        ["acme", "payments", "checkout"]
+    );
+
+    // A stale version is refused; the right one writes version 2.
+    let stale = s
+        .put_layer(&admin(), "acme", "checkout", Some(0), json!({}), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(stale, Error::PreconditionFailed(_)));
+    let etag_before = e.etag.clone();
+    applied(
+        s.put_layer(
+            &admin(),
+            "acme",
+            "checkout",
+            Some(1),
+            json!({"agent": {"model": "m3"}}),
+            None,
+        )
+        .await
+        .unwrap(),
+    );
+    let e2 = s.effective_config("acme", "checkout", false).await.unwrap();
+    assert_ne!(e2.etag, etag_before);
+    assert!(e2.explain.is_none());
+    assert_eq!(s.get_layer("acme", "checkout").await.unwrap().version, 2);
+    assert_eq!(s.get_layer("acme", "search").await.unwrap().version, 0);
+
+    // History newest first with diffs; rollback writes version 3 equal to version 1.
+    let h = s.config_history("acme", "checkout").await.unwrap();
+    assert_eq!(h.iter().map(|e| e.version).collect::<Vec<_>>(), [2, 1]);
+    assert_eq!(h[0].diff[0].path, "/agent/model");
+    assert_eq!(h[1].message.as_deref(), Some("first"));
+    let v3 = applied(
+        s.rollback_layer(&admin(), "acme", "checkout", 1, None)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(v3.version, 3);
+    assert_eq!(
+        s.get_layer("acme", "checkout").await.unwrap().layer,
+        json!({"agent": {"model": "m2"}, "quotas": null})
+    );
+    assert!(matches!(
+        s.rollback_layer(&admin(), "acme", "checkout", 42, None)
+            .await
+            .unwrap_err(),
+        Error::Validation(_)
+    ));
+    assert!(matches!(
+        s.effective_config("acme", "nope", false).await.unwrap_err(),
+        Error::NotFound(_)
+    ));
+}
+
+async fn approvals_need_a_second_admin(b: Backend) {
+    let (_db, s) = seeded(b).await;
+    s.put_policy(
+        &alice(),
+        "acme",
+        &Policy {
+            protected_paths: vec!["/agent/prompts".into()],
+        },
+    )
+    .await
+    .unwrap();
+    applied(
+        s.put_layer(
+            &alice(),
+            "acme",
+            "search",
+            Some(0),
+            json!({"agent": {"model": "m"}}),
+            None,
+        )
+        .await
+        .unwrap(),
+    );
+    let pending = match s
+        .put_layer(
+            &alice(),
+            "acme",
+            "search",
+            Some(1),
+            json!({"agent": {"model": "m", "prompts": {"system": "be brief"}}}),
+            None,
+        )
+        .await
+        .unwrap()
+    {
+        LayerWrite::Pending(c) => c,
+        LayerWrite::Applied(_) => panic!("protected change applied without approval"),
+    };
+    assert_eq!(pending.touched, ["/agent/prompts"]);
+    assert_eq!(s.get_layer("acme", "search").await.unwrap().version, 1);
+    assert_eq!(
+        s.list_changes("acme", Some("pending")).await.unwrap().len(),
+        1
+    );
+
+    let e = s
+        .decide_change(&alice(), "acme", &pending.id, true, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Forbidden(_)), "{e:?}");
+    let decided = s
+        .decide_change(&bob(), "acme", &pending.id, true, None)
+        .await
+        .unwrap();
+    assert_eq!(decided.status, "approved");
+    let layer = s.get_layer("acme", "search").await.unwrap();
+    assert_eq!(layer.version, 2);
+    assert_eq!(layer.author.as_deref(), Some("org-admin:alice"));
+    assert_eq!(layer.approved_by.as_deref(), Some("org-admin:bob"));
+    let e = s
+        .decide_change(&bob(), "acme", &pending.id, false, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        e,
+        Error::Conflict {
+            code: "change-decided",
+            ..
+        }
+    ));
+
+    // A change whose base moved on is stale; rejecting it works.
+    let c2 = match s
+        .put_layer(
+            &alice(),
+            "acme",
+            "search",
+            Some(2),
+            json!({"agent": {"model": "m", "prompts": {}}}),
+            None,
+        )
+        .await
+        .unwrap()
+    {
+        LayerWrite::Pending(c) => c,
+        _ => panic!("expected pending"),
+    };
+    applied(
+        s.put_layer(
+            &bob(),
+            "acme",
+            "search",
+            Some(2),
+            json!({"agent": {"model": "n", "prompts": {"system": "be brief"}}}),
+            None,
+        )
+        .await
+        .unwrap(),
+    );
+    let e = s
+        .decide_change(&bob(), "acme", &c2.id, true, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        e,
+        Error::Conflict {
+            code: "change-stale",
+            ..
+        }
+    ));
+    assert_eq!(
+        s.decide_change(&alice(), "acme", &c2.id, false, Some("withdrawn".into()))
+            .await
+            .unwrap()
+            .status,
+        "rejected"
+    );
+}
+
+async fn routing_is_unique_per_org_and_looks_up_by_precedence(b: Backend) {
+    let (_db, s) = seeded(b).await;
+    s.create_org(&admin(), "beta", "Beta").await.unwrap();
+    s.create_node(&admin(), "beta", "ops", None, "team", "Ops")
+        .await
+        .unwrap();
+    applied(
+        s.put_layer(
+            &admin(),
+            "acme",
+            "acme",
+            Some(0),
+            json!({"routing": {"slack_team": "T1", "github_owner": "Acme"}}),
+            None,
+        )
+        .await
+        .unwrap(),
+    );
+    applied(s.put_layer(&admin(), "acme", "checkout", Some(0), json!({"routing": {"github_repo": "acme/checkout", "slack_channel": ["C1", "C2"], "service": "checkout-api"}}), None).await.unwrap());
+    applied(
+        s.put_layer(
+            &admin(),
+            "acme",
+            "search",
+            Some(0),
+            json!({"routing": {"alert_label": "team=search", "service": "search-api"}}),
+            None,
+        )
+        .await
+        .unwrap(),
+    );
+    applied(
+        s.put_layer(
+            &admin(),
+            "beta",
+            "ops",
+            Some(0),
+            json!({"routing": {"slack_channel": "C1", "service": "checkout-api"}}),
+            None,
+        )
+        .await
+        .unwrap(),
+    );
+
+    // Conflict inside one org names the owner and changes nothing.
+    let e = s
+        .put_layer(
+            &admin(),
+            "acme",
+            "search",
+            Some(1),
+            json!({"routing": {"slack_channel": "C2"}}),
+            None,
+        )
+        .await
+        .unwrap_err();
+    match e {
+        Error::Conflict {
+            code,
+            extensions,
+            detail,
+        } => {
+            assert_eq!(code, "routing-conflict");
+            assert_eq!(extensions["owner"], "checkout");
+            assert!(detail.contains("checkout"));
+        }
+        other => panic!("expected conflict, got {other:?}"),
+    }
+    assert_eq!(s.get_layer("acme", "search").await.unwrap().version, 1);
+    assert_eq!(
+        s.list_routes("acme", Some("slack_channel"), None)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        s.list_routes("acme", None, Some("team=search"))
+            .await
+            .unwrap()[0]
+            .node_id,
+        "search"
+    );
+
+    let ids = |v: &[(RouteKind, &str)]| {
+        v.iter()
+            .map(|(k, s)| (*k, s.to_string()))
+            .collect::<Vec<_>>()
+    };
+    // The repo beats the channel within the org.
+    let m = s
+        .lookup_route(
+            Some("acme"),
+            &ids(&[
+                (RouteKind::SlackChannel, "C2"),
+                (RouteKind::GithubRepo, "acme/checkout"),
+            ]),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (m.team_node_id.as_str(), m.matched_by.as_str()),
+        ("checkout", "github_repo")
+    );
+    // Without org_id, an org-level identifier picks the org for an id both orgs route.
+    let m = s
+        .lookup_route(
+            None,
+            &ids(&[
+                (RouteKind::SlackTeam, "T1"),
+                (RouteKind::SlackChannel, "C1"),
+            ]),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (m.org_id.as_str(), m.team_node_id.as_str()),
+        ("acme", "checkout")
+    );
+    // Without org_id and without an org-level identifier, the shared id is ambiguous.
+    let e = s
+        .lookup_route(None, &ids(&[(RouteKind::Service, "checkout-api")]))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        e,
+        Error::Conflict {
+            code: "ambiguous-route",
+            ..
+        }
+    ));
+    let m = s
+        .lookup_route(Some("beta"), &ids(&[(RouteKind::Service, "checkout-api")]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.team_node_id, "ops");
+    assert!(
+        s.lookup_route(None, &ids(&[(RouteKind::Service, "nobody")]))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Only an org-level identifier: the org's root owns it.
+    let m = s
+        .lookup_route(None, &ids(&[(RouteKind::GithubOwner, "acme")]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (m.team_node_id.as_str(), m.node_kind.as_str()),
+        ("acme", "org")
+    );
+
+    // Deleting a node frees its identifiers.
+    s.delete_node(&admin(), "acme", "search").await.unwrap();
+    assert!(
+        s.lookup_route(
+            Some("acme"),
+            &ids(&[(RouteKind::AlertLabel, "team=search")])
+        )
+        .await
+        .unwrap()
+        .is_none()
+    );
+}
+
+async fn tokens_hash_expire_and_revoke(b: Backend) {
+    let (_db, s) = seeded(b).await;
+    let t = s
+        .create_token(&admin(), "acme", Some("checkout"), "ci", None)
+        .await
+        .unwrap();
+    assert!(t.secret.starts_with("syt_"));
+    let auth = s
+        .authenticate(&switchyard_common::auth::hash_token(&t.secret))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            auth.org_id.as_str(),
+            auth.node_id.as_deref(),
+            auth.kind.as_str()
+        ),
+        ("acme", Some("checkout"), "team")
+    );
+    let listed = s.list_tokens("acme", Some("checkout")).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].last_used_at.is_some());
+    assert!(!serde_json::to_string(&listed).unwrap().contains(&t.secret));
+
+    let a = s
+        .create_token(&admin(), "acme", None, "alice", None)
+        .await
+        .unwrap();
+    assert!(a.secret.starts_with("syo_"));
+    assert_eq!(s.list_tokens("acme", None).await.unwrap().len(), 1);
+    // Wrong scope is not found; right scope revokes; revoking twice is fine.
+    assert!(matches!(
+        s.revoke_token(&admin(), "acme", Some("checkout"), &a.info.id)
+            .await
+            .unwrap_err(),
+        Error::NotFound(_)
+    ));
+    let r = s
+        .revoke_token(&admin(), "acme", None, &a.info.id)
+        .await
+        .unwrap();
+    assert!(r.revoked_at.is_some());
+    s.revoke_token(&admin(), "acme", None, &a.info.id)
+        .await
+        .unwrap();
+    let e = s
+        .authenticate(&switchyard_common::auth::hash_token(&a.secret))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Unauthorized(ref m) if m.contains("revoked")));
+
+    let expired = s
+        .create_token(&admin(), "acme", Some("search"), "old", Some(1))
+        .await
+        .unwrap();
+    let e = s
+        .authenticate(&switchyard_common::auth::hash_token(&expired.secret))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Unauthorized(ref m) if m.contains("expired")));
+    assert!(matches!(
+        s.authenticate("0000").await.unwrap_err(),
+        Error::Unauthorized(_)
+    ));
+    assert!(matches!(
+        s.create_token(&admin(), "acme", Some("nope"), "x", None)
+            .await
+            .unwrap_err(),
+        Error::NotFound(_)
+    ));
+
+    // Deleting a node revokes its tokens.
+    s.delete_node(&admin(), "acme", "checkout").await.unwrap();
+    assert!(
+        s.authenticate(&switchyard_common::auth::hash_token(&t.secret))
+            .await
+            .is_err()
+    );
+}
+
+async fn audit_is_chained_filterable_and_tamper_evident(b: Backend) {
+    let (_db, s) = seeded(b).await;
+    applied(
+        s.put_layer(
+            &alice(),
+            "acme",
+            "search",
+            Some(0),
+            json!({"agent": {"model": "m"}}),
+            None,
+        )
+        .await
+        .unwrap(),
+    );
+    let all = s.list_audit("acme", &AuditQuery::default()).await.unwrap();
+    let actions: Vec<&str> = all.items.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "config.layer_updated",
+            "node.created",
+            "node.created",
+            "node.created",
+            "org.created"
+        ]
+    );
+    assert_eq!(all.items[0].after, Some(json!({"agent": {"model": "m"}})));
+    assert_eq!(all.items[1].prev_hash, all.items[2].hash);
+
+    let by_alice = s
+        .list_audit(
+            "acme",
+            &AuditQuery {
+                actor: Some("org-admin:alice".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(by_alice.items.len(), 1);
+    let by_target = s
+        .list_audit(
+            "acme",
+            &AuditQuery {
+                target: Some("node/checkout".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(by_target.items[0].action, "node.created");
+    let page1 = s
+        .list_audit(
+            "acme",
+            &AuditQuery {
+                limit: Some(2),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page1.items.len(), 2);
+    let page2 = s
+        .list_audit(
+            "acme",
+            &AuditQuery {
+                limit: Some(2),
+                cursor: page1.next_cursor.as_deref().map(|c| c.parse().unwrap()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page2.items[0].seq, page1.items[1].seq - 1);
+    let future = s
+        .list_audit(
+            "acme",
+            &AuditQuery {
+                since: Some(i64::MAX / 2),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(future.items.is_empty());
+
+    assert!(s.verify_audit("acme").await.unwrap().ok);
+    // Tamper with an entry: detected at that entry.
+    sqlx::query("UPDATE cs_audit SET actor = 'someone-else' WHERE org_id = 'acme' AND seq = 3")
+        .execute(&s.db().pool)
+        .await
+        .unwrap();
+    let v = s.verify_audit("acme").await.unwrap();
+    assert!(!v.ok);
+    assert_eq!(v.first_bad_seq, Some(3));
+    assert!(v.problem.unwrap().contains("modified"));
+}
+
+async fn audit_detects_deleted_entries(b: Backend) {
+    let (_db, s) = seeded(b).await;
+    sqlx::query("DELETE FROM cs_audit WHERE org_id = 'acme' AND seq = 2")
+        .execute(&s.db().pool)
+        .await
+        .unwrap();
+    let v = s.verify_audit("acme").await.unwrap();
+    assert_eq!((v.ok, v.first_bad_seq), (false, Some(2)));
+    let (_db2, s2) = seeded(b).await;
+    sqlx::query("DELETE FROM cs_audit WHERE org_id = 'acme' AND seq = 4")
+        .execute(&s2.db().pool)
+        .await
+        .unwrap();
+    let v = s2.verify_audit("acme").await.unwrap();
+    assert!(!v.ok);
+    assert!(v.problem.unwrap().contains("removed"));
+}
+
+async fn agent_runs_are_idempotent_and_move_forward(b: Backend) {
+    let (_db, s) = seeded(b).await;
+    let trigger = json!({"source": "slack", "event_id": "Ev1"});
+    let (r, created) = s
+        .create_run("acme", "checkout", &trigger, Some("evt-1"))
+        .await
+        .unwrap();
+    assert!(created);
+    assert_eq!(r.status, "queued");
+    let (again, created) = s
+        .create_run("acme", "checkout", &trigger, Some("evt-1"))
+        .await
+        .unwrap();
+    assert!(!created);
+    assert_eq!(again.id, r.id);
+    assert!(matches!(
+        s.create_run("acme", "nope", &trigger, None)
+            .await
+            .unwrap_err(),
+        Error::Validation(_)
+    ));
+
+    let running = s.update_run(&r.id, "running", None, None).await.unwrap();
+    assert!(running.started_at.is_some());
+    let e = s.update_run(&r.id, "queued", None, None).await.unwrap_err();
+    assert!(matches!(
+        e,
+        Error::Conflict {
+            code: "invalid-transition",
+            ..
+        }
+    ));
+    let done = s
+        .update_run(&r.id, "succeeded", Some("posted a summary"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (done.status.as_str(), done.summary.as_deref()),
+        ("succeeded", Some("posted a summary"))
+    );
+    assert!(done.finished_at.is_some());
+
+    for i in 0..4 {
+        s.create_run("acme", "search", &json!({"n": i}), None)
+            .await
+            .unwrap();
+    }
+    let page = s
+        .list_runs(
+            "acme",
+            &RunQuery {
+                team: Some("search".into()),
+                limit: Some(3),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 3);
+    let rest = s
+        .list_runs(
+            "acme",
+            &RunQuery {
+                team: Some("search".into()),
+                cursor: page.next_cursor.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(rest.items.len(), 1);
+    assert!(rest.next_cursor.is_none());
+    assert_eq!(rest.items[0].trigger, json!({"n": 0}));
+    let succeeded = s
+        .list_runs(
+            "acme",
+            &RunQuery {
+                status: Some("succeeded".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(succeeded.items.len(), 1);
+    assert!(matches!(
+        s.get_run(Some("beta"), &r.id).await.unwrap_err(),
+        Error::NotFound(_)
+    ));
+}
+
+async fn concurrent_writes_keep_one_chain(b: Backend) {
+    let (_db, s) = seeded(b).await;
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.create_node(&admin(), "acme", &format!("t{i}"), None, "team", "T")
+                .await
+                .unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let v = s.verify_audit("acme").await.unwrap();
+    assert!(v.ok, "{v:?}");
+    assert_eq!(v.entries, 4 + 16);
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(switchyard_common::db::Backend::Postgres).await })*
+        }
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(switchyard_common::db::Backend::Sqlite).await })*
+        }
+    };
+}
+
+conformance!(
+    orgs_are_unique_and_listed,
+    node_tree_moves_and_deletes,
+    layers_merge_version_and_guard,
+    approvals_need_a_second_admin,
+    routing_is_unique_per_org_and_looks_up_by_precedence,
+    tokens_hash_expire_and_revoke,
+    audit_is_chained_filterable_and_tamper_evident,
+    audit_detects_deleted_entries,
+    agent_runs_are_idempotent_and_move_forward,
+    concurrent_writes_keep_one_chain,
+);
