@@ -1,1 +1,153 @@
-fn main() {}
+//! `switchyard`: one binary for every way of running Switchyard.
+//!
+//! - `switchyard dev`: everything in one process on SQLite, no setup.
+//! - `switchyard config-service`: the config-service alone, for production.
+//! - `switchyard migrate`: apply database migrations.
+//! - `switchyard audit verify`: check an org's audit hash chain.
+//! - `switchyard gen-openapi`: write (or check) the committed OpenAPI documents.
+
+mod dev;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use switchyard_common::db::{Db, redact_url};
+use switchyard_common::telemetry::{init_tracing, shutdown_signal};
+use switchyard_config_service::settings::Settings;
+use switchyard_config_service::store::Store;
+use switchyard_config_service::{AppState, openapi};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "switchyard",
+    version,
+    about = "Multi-tenant control plane for AI incident-response agents"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run everything in one process on SQLite, with no setup.
+    Dev(dev::DevArgs),
+    /// Run the config-service.
+    ConfigService(Settings),
+    /// Apply database migrations and exit.
+    Migrate {
+        /// `postgres://...` or `sqlite://path.db`.
+        #[arg(long, env = "SWITCHYARD_DATABASE_URL")]
+        database_url: String,
+    },
+    /// Audit log commands.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Write the OpenAPI documents under openapi/ (or, with --check, fail if they are stale).
+    GenOpenapi {
+        /// Directory to write to.
+        #[arg(long, default_value = "openapi")]
+        out: PathBuf,
+        /// Compare instead of writing; exit non-zero when a file differs.
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Re-compute an org's hash chain and report the first modified or removed entry.
+    Verify {
+        #[arg(long)]
+        org: String,
+        #[arg(long, env = "SWITCHYARD_DATABASE_URL")]
+        database_url: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Dev(args) => {
+            init_tracing(false);
+            dev::run(args).await
+        }
+        Command::ConfigService(settings) => {
+            init_tracing(settings.log_json);
+            run_config_service(settings).await
+        }
+        Command::Migrate { database_url } => {
+            init_tracing(false);
+            let db = Db::connect(&database_url, 2)
+                .await
+                .with_context(|| format!("connecting to {}", redact_url(&database_url)))?;
+            db.migrate().await?;
+            println!("migrations applied to {}", redact_url(&database_url));
+            Ok(())
+        }
+        Command::Audit {
+            command: AuditCommand::Verify { org, database_url },
+        } => {
+            let db = Db::connect(&database_url, 2)
+                .await
+                .with_context(|| format!("connecting to {}", redact_url(&database_url)))?;
+            let v = Store::new(db).verify_audit(&org).await?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            if !v.ok {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::GenOpenapi { out, check } => gen_openapi(&out, check),
+    }
+}
+
+async fn run_config_service(settings: Settings) -> anyhow::Result<()> {
+    let service_key = settings.secrets.service_key()?.context(
+        "set SWITCHYARD_SERVICE_KEY (or SWITCHYARD_SERVICE_KEY_FILE): internal endpoints need it",
+    )?;
+    let admin_token = settings.secrets.admin_token()?;
+    if admin_token.is_none() {
+        tracing::warn!("no platform admin token configured: only org admin and team tokens work");
+    }
+    let db = Db::connect(&settings.database_url, settings.db_max_connections)
+        .await
+        .with_context(|| format!("connecting to {}", redact_url(&settings.database_url)))?;
+    db.migrate().await.context("applying migrations")?;
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("binding {}", settings.listen))?;
+    tracing::info!(addr = %listener.local_addr()?, database = db.backend.name(), "config-service listening");
+    let state = AppState::new(Store::new(db), admin_token, service_key);
+    switchyard_config_service::serve(listener, state, shutdown_signal()).await?;
+    Ok(())
+}
+
+fn gen_openapi(out: &std::path::Path, check: bool) -> anyhow::Result<()> {
+    let docs = [("config-service.json", openapi::json())];
+    let mut stale = Vec::new();
+    for (name, content) in docs {
+        let path = out.join(name);
+        if check {
+            let current = std::fs::read_to_string(&path).unwrap_or_default();
+            if current != content {
+                stale.push(path.display().to_string());
+            }
+        } else {
+            std::fs::create_dir_all(out)?;
+            std::fs::write(&path, content)?;
+            println!("wrote {}", path.display());
+        }
+    }
+    if !stale.is_empty() {
+        anyhow::bail!(
+            "stale OpenAPI documents: {}; run `cargo run -p switchyard-cli -- gen-openapi`",
+            stale.join(", ")
+        );
+    }
+    Ok(())
+}

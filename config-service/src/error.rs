@@ -32,6 +32,8 @@ pub enum Error {
     PreconditionRequired(String),
     #[error("{0}")]
     BadRequest(String),
+    #[error("{0}")]
+    TooLarge(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error(transparent)]
@@ -68,6 +70,7 @@ impl Error {
             Error::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             Error::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Database(e) if is_unavailable(e) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Database(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -100,6 +103,7 @@ impl Error {
                 Problem::new(status, "precondition-required", "Precondition required").detail(d)
             }
             Error::BadRequest(d) => Problem::new(status, "bad-request", "Bad request").detail(d),
+            Error::TooLarge(d) => Problem::new(status, "too-large", "Body too large").detail(d),
             Error::Database(_) if status == StatusCode::SERVICE_UNAVAILABLE => {
                 let mut p = Problem::new(status, "unavailable", "Service unavailable")
                     .detail("the database is unavailable; retry later");
@@ -130,7 +134,15 @@ impl IntoResponse for Error {
         if self.status_code().is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
-        self.to_problem().into_response()
+        let unauthorized = matches!(self, Error::Unauthorized(_));
+        let mut resp = self.to_problem().into_response();
+        if unauthorized {
+            resp.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        resp
     }
 }
 

@@ -5,8 +5,16 @@
 //! - [`store`]: storage over PostgreSQL or SQLite, one portable implementation.
 //! - [`http`]: the REST API, one module per resource, and the auth extractors.
 //! - [`error`]: the crate's error type and its problem+json rendering.
-//! - [`config`]: command-line and environment settings.
+//! - [`settings`]: command-line and environment settings; [`state`]: what handlers share.
+//! - [`openapi`]: the generated API contract.
 
 pub mod domain;
 pub mod error;
+pub mod http;
+pub mod openapi;
+pub mod settings;
+pub mod state;
 pub mod store;
+
+pub use http::{app, serve};
+pub use state::AppState;

@@ -1,0 +1,357 @@
+//! Extractors: who is calling (tenancy and auth as arguments, so no handler can forget them), and
+//! a JSON body whose errors name the offending field.
+
+use std::collections::HashMap;
+
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use switchyard_common::auth::{hash_token, secrets_equal};
+use switchyard_common::problem::{FieldError, escape_pointer_token};
+
+use crate::error::Error;
+use crate::state::AppState;
+use crate::store::Actor;
+
+/// An authenticated caller of the public API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    PlatformAdmin,
+    OrgAdmin {
+        org_id: String,
+        token_id: String,
+    },
+    Team {
+        org_id: String,
+        node_id: String,
+        token_id: String,
+    },
+}
+
+impl Caller {
+    pub fn actor_id(&self) -> String {
+        match self {
+            Caller::PlatformAdmin => "platform-admin".into(),
+            Caller::OrgAdmin { token_id, .. } => format!("org-admin:{token_id}"),
+            Caller::Team { token_id, .. } => format!("team:{token_id}"),
+        }
+    }
+
+    /// May administer `org`. Another tenant's org answers 404 (as if it did not exist); a team
+    /// token in its own org answers 403.
+    pub fn authorize_org_admin(&self, org: &str) -> Result<(), Error> {
+        match self {
+            Caller::PlatformAdmin => Ok(()),
+            Caller::OrgAdmin { org_id, .. } if org_id == org => Ok(()),
+            Caller::Team { org_id, .. } if org_id == org => Err(Error::Forbidden(
+                "team tokens are read-only and scoped to their own node; use an org admin token"
+                    .into(),
+            )),
+            _ => Err(Error::not_found(format!("organisation {org}"))),
+        }
+    }
+
+    /// May read `node` of `org`: admins of the org, or a team token of that very node.
+    pub fn authorize_node_read(&self, org: &str, node: &str) -> Result<(), Error> {
+        match self {
+            Caller::Team {
+                org_id, node_id, ..
+            } if org_id == org => {
+                if node_id == node {
+                    Ok(())
+                } else {
+                    Err(Error::not_found(format!("node {node}")))
+                }
+            }
+            _ => self.authorize_org_admin(org),
+        }
+    }
+}
+
+fn bearer(parts: &Parts) -> Result<&str, Error> {
+    let value = parts
+        .headers
+        .get(AUTHORIZATION)
+        .ok_or_else(|| {
+            Error::Unauthorized("send a token as `Authorization: Bearer <token>`".into())
+        })?
+        .to_str()
+        .map_err(|_| Error::Unauthorized("the Authorization header is not valid".into()))?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .ok_or_else(|| {
+            Error::Unauthorized("the Authorization header must be `Bearer <token>`".into())
+        })?
+        .trim();
+    if token.is_empty() {
+        return Err(Error::Unauthorized("the bearer token is empty".into()));
+    }
+    Ok(token)
+}
+
+fn request_id(parts: &Parts) -> Option<String> {
+    parts
+        .headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        if let Some(c) = parts.extensions.get::<Caller>() {
+            return Ok(c.clone());
+        }
+        let token = bearer(parts)?;
+        let caller = if state
+            .admin_token
+            .as_deref()
+            .is_some_and(|admin| secrets_equal(admin, token))
+        {
+            Caller::PlatformAdmin
+        } else {
+            let auth = state.store.authenticate(&hash_token(token)).await?;
+            match (auth.kind.as_str(), auth.node_id) {
+                ("team", Some(node_id)) => Caller::Team {
+                    org_id: auth.org_id,
+                    node_id,
+                    token_id: auth.id,
+                },
+                _ => Caller::OrgAdmin {
+                    org_id: auth.org_id,
+                    token_id: auth.id,
+                },
+            }
+        };
+        let span = tracing::Span::current();
+        match &caller {
+            Caller::PlatformAdmin => {}
+            Caller::OrgAdmin { org_id, .. } => {
+                span.record("org", org_id.as_str());
+            }
+            Caller::Team {
+                org_id, node_id, ..
+            } => {
+                span.record("org", org_id.as_str());
+                span.record("node", node_id.as_str());
+            }
+        }
+        parts.extensions.insert(caller.clone());
+        Ok(caller)
+    }
+}
+
+async fn path_params(parts: &mut Parts, state: &AppState) -> HashMap<String, String> {
+    Path::<HashMap<String, String>>::from_request_parts(parts, state)
+        .await
+        .map(|Path(p)| p)
+        .unwrap_or_default()
+}
+
+/// The platform admin.
+#[derive(Debug, Clone)]
+pub struct PlatformAdmin {
+    pub actor: Actor,
+}
+
+impl FromRequestParts<AppState> for PlatformAdmin {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        match Caller::from_request_parts(parts, state).await? {
+            Caller::PlatformAdmin => Ok(PlatformAdmin {
+                actor: Actor {
+                    id: "platform-admin".into(),
+                    request_id: request_id(parts),
+                },
+            }),
+            _ => Err(Error::Forbidden(
+                "only the platform admin may do this".into(),
+            )),
+        }
+    }
+}
+
+/// An admin of the org named by the `{org}` path segment (org admin or platform admin).
+#[derive(Debug, Clone)]
+pub struct OrgAdmin {
+    pub org_id: String,
+    pub actor: Actor,
+    pub caller: Caller,
+}
+
+impl FromRequestParts<AppState> for OrgAdmin {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let params = path_params(parts, state).await;
+        let org = params.get("org").cloned().ok_or_else(|| {
+            Error::Internal(anyhow::anyhow!("OrgAdmin used on a route without {{org}}"))
+        })?;
+        caller.authorize_org_admin(&org)?;
+        tracing::Span::current().record("org", org.as_str());
+        Ok(OrgAdmin {
+            actor: Actor {
+                id: caller.actor_id(),
+                request_id: request_id(parts),
+            },
+            org_id: org,
+            caller,
+        })
+    }
+}
+
+/// A caller allowed to read the node named by `{org}` and `{node}`: an admin of the org, or a
+/// team token of that node.
+#[derive(Debug, Clone)]
+pub struct NodeReader {
+    pub org_id: String,
+    pub node_id: String,
+    pub caller: Caller,
+}
+
+impl FromRequestParts<AppState> for NodeReader {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let params = path_params(parts, state).await;
+        let (Some(org), Some(node)) = (params.get("org").cloned(), params.get("node").cloned())
+        else {
+            return Err(Error::Internal(anyhow::anyhow!(
+                "NodeReader used on a route without {{org}} and {{node}}"
+            )));
+        };
+        caller.authorize_node_read(&org, &node)?;
+        let span = tracing::Span::current();
+        span.record("org", org.as_str());
+        span.record("node", node.as_str());
+        Ok(NodeReader {
+            org_id: org,
+            node_id: node,
+            caller,
+        })
+    }
+}
+
+/// Another Switchyard service, authenticated by a short-lived service JWT.
+#[derive(Debug, Clone)]
+pub struct Service {
+    /// The calling service (`sub`).
+    pub name: String,
+}
+
+/// The audience service JWTs for this service must carry.
+pub const AUDIENCE: &str = "config-service";
+
+impl FromRequestParts<AppState> for Service {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let token = bearer(parts)?;
+        let claims = state.service_key.verify(token, AUDIENCE).map_err(|e| {
+            Error::Unauthorized(format!("internal endpoints need a service JWT: {e}"))
+        })?;
+        Ok(Service { name: claims.sub })
+    }
+}
+
+/// A JSON body. A malformed body answers 400; a body of the wrong shape answers 422 with a JSON
+/// pointer to the field that is wrong.
+#[derive(Debug, Clone)]
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+        let is_json = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| {
+                let ct = ct.split(';').next().unwrap_or("").trim();
+                ct == "application/json" || ct.ends_with("+json")
+            });
+        if !is_json {
+            return Err(Error::BadRequest(
+                "send the body as JSON with `Content-Type: application/json`".into(),
+            ));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| {
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    Error::TooLarge(format!(
+                        "the body is larger than {} bytes",
+                        super::BODY_LIMIT
+                    ))
+                } else {
+                    Error::BadRequest(format!("could not read the body: {e}"))
+                }
+            })?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// Deserialises `bytes`, pointing at the offending field on failure.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    match serde_path_to_error::deserialize::<_, T>(&mut de) {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            let inner = e.inner();
+            if inner.is_syntax() || inner.is_eof() || inner.is_io() {
+                return Err(Error::BadRequest(format!(
+                    "the body is not valid JSON: {inner}"
+                )));
+            }
+            let mut pointer = String::new();
+            for seg in e.path().iter() {
+                use serde_path_to_error::Segment;
+                match seg {
+                    Segment::Seq { index } => pointer.push_str(&format!("/{index}")),
+                    Segment::Map { key } => {
+                        pointer.push('/');
+                        pointer.push_str(&escape_pointer_token(key));
+                    }
+                    Segment::Enum { variant } => {
+                        pointer.push('/');
+                        pointer.push_str(&escape_pointer_token(variant));
+                    }
+                    Segment::Unknown => {}
+                }
+            }
+            let msg = inner.to_string();
+            // serde reports a missing field on its parent; point at the field itself.
+            if let Some(field) = msg
+                .strip_prefix("missing field `")
+                .and_then(|r| r.split('`').next())
+            {
+                pointer.push('/');
+                pointer.push_str(field);
+            }
+            let detail = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
+            Err(Error::Validation(vec![FieldError { pointer, detail }]))
+        }
+    }
+}
+
+/// An optional JSON body: absent when the request has no `Content-Type` (and so no body).
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::OptionalFromRequest<S> for ApiJson<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Option<Self>, Error> {
+        if !req.headers().contains_key(CONTENT_TYPE) {
+            return Ok(None);
+        }
+        <ApiJson<T> as FromRequest<S>>::from_request(req, state)
+            .await
+            .map(Some)
+    }
+}

@@ -1,0 +1,113 @@
+//! The routing table and the internal lookup.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use super::extract::{ApiJson, OrgAdmin, Service};
+use crate::domain::routing::{RouteKind, normalise_route_value};
+use crate::error::{Error, Result};
+use crate::state::AppState;
+use crate::store::{Route, RouteMatch};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/orgs/{org}/routing", get(list_routes))
+        .route("/api/v1/internal/routing/lookup", post(lookup))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct RoutesQuery {
+    pub kind: Option<String>,
+    pub value: Option<String>,
+}
+
+/// Which node owns which identifier.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/routing", tag = "routing", params(("org" = String, Path), RoutesQuery),
+    responses((status = 200, body = Vec<Route>)))]
+pub async fn list_routes(
+    State(state): State<AppState>,
+    admin: OrgAdmin,
+    Query(q): Query<RoutesQuery>,
+) -> Result<Json<Vec<Route>>> {
+    let value = match (&q.kind, &q.value) {
+        (Some(k), Some(v)) => {
+            let kind = RouteKind::parse(k)
+                .ok_or_else(|| Error::invalid("/kind", format!("unknown kind {k}")))?;
+            Some(normalise_route_value(kind, v).map_err(|e| Error::invalid("/value", e))?)
+        }
+        (_, v) => v.clone(),
+    };
+    Ok(Json(
+        state
+            .store
+            .list_routes(&admin.org_id, q.kind.as_deref(), value.as_deref())
+            .await?,
+    ))
+}
+
+/// One identifier value, or several of the same kind (an alert has many labels).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LookupRequest {
+    /// Restrict the lookup to this org. Without it, org-level identifiers (`slack_team`,
+    /// `github_owner`) choose the org.
+    pub org_id: Option<String>,
+    /// Identifier kind to value(s), e.g. `{"slack_team": "T1", "slack_channel": "C1"}`.
+    pub identifiers: BTreeMap<String, OneOrMany>,
+}
+
+/// Largest number of identifiers one lookup may carry.
+const MAX_IDENTIFIERS: usize = 64;
+
+/// Map an event's identifiers to the owning team (service JWT only). Most specific identifier
+/// first; see the routing section of docs/architecture.md.
+#[utoipa::path(post, path = "/api/v1/internal/routing/lookup", tag = "internal", request_body = LookupRequest,
+    responses((status = 200, body = RouteMatch), (status = 404, description = "No node owns any of the identifiers", body = switchyard_common::problem::Problem),
+        (status = 409, description = "Ambiguous across orgs", body = switchyard_common::problem::Problem)),
+    security(("service_jwt" = [])))]
+pub async fn lookup(
+    State(state): State<AppState>,
+    _service: Service,
+    ApiJson(req): ApiJson<LookupRequest>,
+) -> Result<Json<RouteMatch>> {
+    let mut ids = Vec::new();
+    for (k, v) in &req.identifiers {
+        let at = format!("/identifiers/{k}");
+        let kind =
+            RouteKind::parse(k).ok_or_else(|| Error::invalid(&at, "unknown identifier kind"))?;
+        let values = match v {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        };
+        for s in values {
+            ids.push((
+                kind,
+                normalise_route_value(kind, &s).map_err(|e| Error::invalid(&at, e))?,
+            ));
+        }
+    }
+    if ids.is_empty() || ids.len() > MAX_IDENTIFIERS {
+        return Err(Error::invalid(
+            "/identifiers",
+            format!("send 1 to {MAX_IDENTIFIERS} identifiers"),
+        ));
+    }
+    state
+        .store
+        .lookup_route(req.org_id.as_deref(), &ids)
+        .await?
+        .map(Json)
+        .ok_or_else(|| Error::not_found("a route for these identifiers"))
+}

@@ -1,0 +1,557 @@
+//! The REST API end to end (in-process, real router, fresh database per test), on PostgreSQL and
+//! SQLite.
+
+mod common;
+
+use axum::http::{Method, StatusCode};
+use common::{ADMIN, TestApp};
+use serde_json::json;
+use switchyard_common::db::Backend;
+
+/// The README walkthrough: org, group, team, a layer on each level, the team's effective config
+/// with explain, a team token reading its own config, a route lookup.
+async fn walkthrough(b: Backend) {
+    let app = TestApp::new(b).await;
+    app.org("acme").await;
+    app.node("acme", "payments", None, "group").await;
+    app.node("acme", "checkout", Some("payments"), "team").await;
+    assert_eq!(app.layer("acme", "acme", json!({"agent": {"provider": "offline", "model": "default"}, "routing": {"slack_team": "T0001"}})).await.status, StatusCode::OK);
+    assert_eq!(app.layer("acme", "payments", json!({"agent": {"prompts": {"system": "You help the payments teams."}}, "quotas": {"concurrent_runs": 2}})).await.status, StatusCode::OK);
+    assert_eq!(app.layer("acme", "checkout", json!({"agent": {"model": "large"}, "routing": {"slack_channel": "C0CHECKOUT", "github_repo": "acme/checkout"}, "integrations": {"slack": {"bot_token": "xoxb-secret"}}})).await.status, StatusCode::OK);
+
+    let eff = app
+        .get(
+            "/api/v1/orgs/acme/nodes/checkout/config?explain=true",
+            Some(ADMIN),
+        )
+        .await;
+    assert_eq!(eff.status, StatusCode::OK);
+    assert_eq!(
+        eff.body["config"]["agent"],
+        json!({"provider": "offline", "model": "large", "prompts": {"system": "You help the payments teams."}})
+    );
+    assert_eq!(eff.body["explain"]["/agent/model"], "checkout");
+    assert_eq!(eff.body["explain"]["/agent/provider"], "acme");
+    assert_eq!(eff.body["explain"]["/quotas/concurrent_runs"], "payments");
+    let etag = eff.headers["etag"].to_str().unwrap().to_owned();
+    assert_eq!(etag, eff.body["etag"]);
+    // Conditional GET.
+    let again = app
+        .send(
+            Method::GET,
+            "/api/v1/orgs/acme/nodes/checkout/config",
+            Some(ADMIN),
+            None,
+            &[("if-none-match", &etag)],
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::NOT_MODIFIED);
+
+    // A team token reads its own config, with integration secrets redacted.
+    let (team, _) = app.token("acme", Some("checkout"), "agents").await;
+    let mine = app.get("/api/v1/config/me", Some(&team)).await;
+    assert_eq!(mine.status, StatusCode::OK);
+    assert_eq!(
+        mine.body["config"]["integrations"]["slack"]["bot_token"],
+        "<redacted>"
+    );
+    assert_eq!(mine.body["config"]["agent"]["model"], "large");
+    let me = app.get("/api/v1/me", Some(&team)).await;
+    assert_eq!(
+        (me.body["kind"].as_str(), me.body["node_id"].as_str()),
+        (Some("team"), Some("checkout"))
+    );
+
+    // Route lookup (service JWT): the channel, and the org from the workspace.
+    let jwt = app.service_jwt();
+    let m = app
+        .post(
+            "/api/v1/internal/routing/lookup",
+            Some(&jwt),
+            json!({"identifiers": {"slack_team": "T0001", "slack_channel": "C0CHECKOUT"}}),
+        )
+        .await;
+    assert_eq!(m.status, StatusCode::OK, "{}", m.body);
+    assert_eq!(
+        m.body,
+        json!({"org_id": "acme", "team_node_id": "checkout", "node_kind": "team", "matched_by": "slack_channel", "matched_value": "C0CHECKOUT"})
+    );
+    let m = app
+        .post(
+            "/api/v1/internal/routing/lookup",
+            Some(&jwt),
+            json!({"org_id": "acme", "identifiers": {"github_repo": "Acme/Checkout"}}),
+        )
+        .await;
+    assert_eq!(m.body["team_node_id"], "checkout");
+    let none = app
+        .post(
+            "/api/v1/internal/routing/lookup",
+            Some(&jwt),
+            json!({"identifiers": {"service": "unknown"}}),
+        )
+        .await;
+    assert_eq!(none.status, StatusCode::NOT_FOUND);
+    assert_eq!(none.headers["content-type"], "application/problem+json");
+
+    let routes = app
+        .get(
+            "/api/v1/orgs/acme/routing?kind=github_repo&value=ACME/checkout",
+            Some(ADMIN),
+        )
+        .await;
+    assert_eq!(routes.body[0]["node_id"], "checkout");
+    let tree = app.get("/api/v1/orgs/acme/nodes", Some(ADMIN)).await;
+    assert_eq!(tree.body["children"][0]["children"][0]["id"], "checkout");
+}
+
+async fn if_match_is_required_and_checked(b: Backend) {
+    let app = TestApp::new(b).await;
+    app.org("acme").await;
+    app.node("acme", "t", None, "team").await;
+    let path = "/api/v1/orgs/acme/nodes/t/config/layer";
+    let body = json!({"agent": {"model": "a"}});
+    let r = app
+        .send(Method::PUT, path, Some(ADMIN), Some(body.clone()), &[])
+        .await;
+    assert_eq!(r.status, StatusCode::PRECONDITION_REQUIRED);
+    let r = app
+        .send(
+            Method::PUT,
+            path,
+            Some(ADMIN),
+            Some(body.clone()),
+            &[("if-match", "\"v0\"")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers["etag"], "\"v1\"");
+    // Another writer still holding v0 loses.
+    let r = app
+        .send(
+            Method::PUT,
+            path,
+            Some(ADMIN),
+            Some(json!({})),
+            &[("if-match", "\"v0\"")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PRECONDITION_FAILED);
+    assert_eq!(r.body["type"], "urn:switchyard:problem:precondition-failed");
+    let r = app
+        .send(
+            Method::PUT,
+            path,
+            Some(ADMIN),
+            Some(json!({})),
+            &[("if-match", "garbage")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PRECONDITION_FAILED);
+
+    // History and rollback.
+    app.send(
+        Method::PUT,
+        path,
+        Some(ADMIN),
+        Some(json!({"agent": {"model": "b"}})),
+        &[("if-match", "\"v1\"")],
+    )
+    .await;
+    let h = app
+        .get("/api/v1/orgs/acme/nodes/t/config/history", Some(ADMIN))
+        .await;
+    assert_eq!(h.body[0]["version"], 2);
+    assert_eq!(
+        h.body[0]["diff"][0],
+        json!({"op": "replace", "path": "/agent/model", "from": "a", "value": "b"})
+    );
+    let r = app
+        .post(
+            "/api/v1/orgs/acme/nodes/t/config/rollback",
+            Some(ADMIN),
+            json!({"version": 1}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["version"].as_i64()),
+        (StatusCode::OK, Some(3))
+    );
+    assert_eq!(r.body["layer"], json!({"agent": {"model": "a"}}));
+}
+
+async fn bad_input_gets_clear_problems(b: Backend) {
+    let app = TestApp::new(b).await;
+    app.org("acme").await;
+    app.node("acme", "t", None, "team").await;
+    let r = app
+        .post(
+            "/api/v1/orgs",
+            Some(ADMIN),
+            json!({"id": "Bad Id", "name": "x"}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["pointer"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("/id"))
+    );
+    let r = app
+        .post("/api/v1/orgs", Some(ADMIN), json!({"name": "x"}))
+        .await;
+    assert_eq!(
+        (r.status, r.body["pointer"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("/id"))
+    );
+    let r = app
+        .post("/api/v1/orgs", Some(ADMIN), json!({"id": "ok", "name": 5}))
+        .await;
+    assert_eq!(r.body["pointer"], "/name");
+    let r = app
+        .post(
+            "/api/v1/orgs",
+            Some(ADMIN),
+            json!({"id": "acme", "name": "dup"}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["type"].as_str()),
+        (
+            StatusCode::CONFLICT,
+            Some("urn:switchyard:problem:org-exists")
+        )
+    );
+    let r = app
+        .post(
+            "/api/v1/orgs/acme/nodes",
+            Some(ADMIN),
+            json!({"id": "x", "kind": "squad", "name": "x"}),
+        )
+        .await;
+    assert_eq!(r.body["pointer"], "/kind");
+    let r = app.send(Method::PUT, "/api/v1/orgs/acme/nodes/t/config/layer", Some(ADMIN), Some(json!({"quotas": {"concurrent_runs": "many"}, "pipelines": {"ingest": {"schedule": "every day"}}})), &[("if-match", "\"v0\"")]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let pointers: Vec<&str> = r.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["pointer"].as_str().unwrap())
+        .collect();
+    assert!(
+        pointers.contains(&"/quotas/concurrent_runs")
+            && pointers.contains(&"/pipelines/ingest/schedule"),
+        "{pointers:?}"
+    );
+
+    // Not JSON, wrong content type, too large, unknown endpoint.
+    let req = axum::http::Request::post("/api/v1/orgs")
+        .header("authorization", format!("Bearer {ADMIN}"))
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from("{not json"))
+        .unwrap();
+    let resp = tower::ServiceExt::oneshot(app.router.clone(), req)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let req = axum::http::Request::post("/api/v1/orgs")
+        .header("authorization", format!("Bearer {ADMIN}"))
+        .body(axum::body::Body::from("id=x"))
+        .unwrap();
+    assert_eq!(
+        tower::ServiceExt::oneshot(app.router.clone(), req)
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::BAD_REQUEST
+    );
+    let huge = json!({"notifications": {"blob": "x".repeat(2 * 1024 * 1024)}});
+    let r = app
+        .send(
+            Method::PUT,
+            "/api/v1/orgs/acme/nodes/t/config/layer",
+            Some(ADMIN),
+            Some(huge),
+            &[("if-match", "\"v0\"")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let r = app.get("/api/v1/nope", Some(ADMIN)).await;
+    assert_eq!(
+        (r.status, r.headers["content-type"].to_str().unwrap()),
+        (StatusCode::NOT_FOUND, "application/problem+json")
+    );
+    let r = app
+        .get("/api/v1/orgs/acme/audit?since=yesterday", Some(ADMIN))
+        .await;
+    assert_eq!(r.body["pointer"], "/since");
+}
+
+async fn routing_conflict_names_the_owner(b: Backend) {
+    let app = TestApp::new(b).await;
+    app.org("acme").await;
+    app.node("acme", "checkout", None, "team").await;
+    app.node("acme", "search", None, "team").await;
+    assert_eq!(
+        app.layer(
+            "acme",
+            "checkout",
+            json!({"routing": {"pagerduty_service": "PSVC1"}})
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    let r = app
+        .layer(
+            "acme",
+            "search",
+            json!({"routing": {"pagerduty_service": ["PSVC2", "PSVC1"]}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert_eq!(r.body["type"], "urn:switchyard:problem:routing-conflict");
+    assert_eq!(r.body["owner"], "checkout");
+    assert!(r.body["detail"].as_str().unwrap().contains("checkout"));
+    // Nothing of the refused write stuck.
+    let routes = app
+        .get("/api/v1/orgs/acme/routing?value=PSVC2", Some(ADMIN))
+        .await;
+    assert_eq!(routes.body, json!([]));
+}
+
+async fn protected_changes_need_another_admin(b: Backend) {
+    let app = TestApp::new(b).await;
+    app.org("acme").await;
+    app.node("acme", "t", None, "team").await;
+    let (alice, _) = app.token("acme", None, "alice").await;
+    let (bob, _) = app.token("acme", None, "bob").await;
+    let r = app
+        .send(
+            Method::PUT,
+            "/api/v1/orgs/acme/policy",
+            Some(&alice),
+            Some(json!({"protected_paths": ["/agent/prompts", "/agent/tools"]})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = app
+        .send(
+            Method::PUT,
+            "/api/v1/orgs/acme/policy",
+            Some(&alice),
+            Some(json!({"protected_paths": ["nope"]})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.body["pointer"], "/protected_paths/0");
+
+    let path = "/api/v1/orgs/acme/nodes/t/config/layer";
+    let r = app
+        .send(
+            Method::PUT,
+            path,
+            Some(&alice),
+            Some(json!({"agent": {"tools": ["kubectl"]}})),
+            &[("if-match", "\"v0\"")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    assert_eq!(r.body["status"], "pending");
+    let change = r.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(app.get(path, Some(ADMIN)).await.body["version"], 0);
+    let pending = app
+        .get("/api/v1/orgs/acme/changes?status=pending", Some(&bob))
+        .await;
+    assert_eq!(pending.body.as_array().unwrap().len(), 1);
+
+    let own = app
+        .post(
+            &format!("/api/v1/orgs/acme/changes/{change}/approve"),
+            Some(&alice),
+            json!({}),
+        )
+        .await;
+    assert_eq!(own.status, StatusCode::FORBIDDEN);
+    assert_eq!(app.get(path, Some(ADMIN)).await.body["version"], 0);
+    let ok = app
+        .send(
+            Method::POST,
+            &format!("/api/v1/orgs/acme/changes/{change}/approve"),
+            Some(&bob),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    let layer = app.get(path, Some(ADMIN)).await;
+    assert_eq!(
+        layer.body["layer"],
+        json!({"agent": {"tools": ["kubectl"]}})
+    );
+    assert!(
+        layer.body["approved_by"]
+            .as_str()
+            .unwrap()
+            .starts_with("org-admin:")
+    );
+    // An unprotected change applies directly.
+    let r = app
+        .send(
+            Method::PUT,
+            path,
+            Some(&alice),
+            Some(json!({"agent": {"tools": ["kubectl"], "model": "m"}})),
+            &[("if-match", "\"v1\"")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let audit = app
+        .get(
+            "/api/v1/orgs/acme/audit?action=config.change_approved",
+            Some(ADMIN),
+        )
+        .await;
+    assert_eq!(audit.body["items"].as_array().unwrap().len(), 1);
+    let v = app.get("/api/v1/orgs/acme/audit/verify", Some(ADMIN)).await;
+    assert_eq!(v.body["ok"], true);
+}
+
+async fn internal_endpoints_need_a_service_jwt(b: Backend) {
+    let app = TestApp::new(b).await;
+    app.org("acme").await;
+    app.node("acme", "t", None, "team").await;
+    let (org_admin, _) = app.token("acme", None, "a").await;
+    let body = json!({"org_id": "acme", "team_id": "t", "trigger": {"source": "github"}, "idempotency_key": "evt-1"});
+    for token in [
+        None,
+        Some(ADMIN),
+        Some(org_admin.as_str()),
+        Some("not-a-jwt"),
+    ] {
+        let r = app
+            .post("/api/v1/internal/agent-runs", token, body.clone())
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "token {token:?}");
+    }
+    let wrong_aud = app.service_key.mint("orchestrator", "agent-runner", 60);
+    assert_eq!(
+        app.post(
+            "/api/v1/internal/agent-runs",
+            Some(&wrong_aud),
+            body.clone()
+        )
+        .await
+        .status,
+        StatusCode::UNAUTHORIZED
+    );
+    let other_key =
+        switchyard_common::auth::ServiceKey::generate().mint("orchestrator", "config-service", 60);
+    assert_eq!(
+        app.post(
+            "/api/v1/internal/agent-runs",
+            Some(&other_key),
+            body.clone()
+        )
+        .await
+        .status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let jwt = app.service_jwt();
+    let r = app
+        .post("/api/v1/internal/agent-runs", Some(&jwt), body.clone())
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    let r2 = app
+        .post("/api/v1/internal/agent-runs", Some(&jwt), body.clone())
+        .await;
+    assert_eq!(
+        (r2.status, r2.body["id"].as_str()),
+        (StatusCode::OK, Some(id.as_str()))
+    );
+    let patch = |status: &str| json!({"status": status});
+    let r = app
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/internal/agent-runs/{id}"),
+            Some(&jwt),
+            Some(patch("succeeded")),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    let r = app
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/internal/agent-runs/{id}"),
+            Some(&jwt),
+            Some(patch("running")),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = app
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/internal/agent-runs/{id}"),
+            Some(&jwt),
+            Some(json!({"status": "succeeded", "summary": "done"})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.body["status"], "succeeded");
+    let r = app
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/internal/agent-runs/{id}"),
+            Some(&jwt),
+            Some(patch("exploded")),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let list = app
+        .get("/api/v1/orgs/acme/agent-runs?status=succeeded", Some(ADMIN))
+        .await;
+    assert_eq!(list.body["items"][0]["summary"], "done");
+}
+
+async fn health_and_readiness(b: Backend) {
+    let app = TestApp::new(b).await;
+    assert_eq!(app.get("/healthz", None).await.status, StatusCode::OK);
+    let r = app.get("/readyz", None).await;
+    assert_eq!(
+        (r.status, r.body["database"].as_str()),
+        (StatusCode::OK, Some(b.name()))
+    );
+    assert!(
+        app.get("/metrics", None)
+            .await
+            .body
+            .as_str()
+            .unwrap()
+            .contains("http_requests_total")
+    );
+    let r = app.get("/healthz", None).await;
+    assert!(r.headers.contains_key("x-request-id"));
+    // The database goes away: readiness fails, and API calls answer 503 with Retry-After.
+    app.state.store.db().pool.close().await;
+    assert_eq!(
+        app.get("/readyz", None).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let r = app.get("/api/v1/orgs", Some(ADMIN)).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.headers["retry-after"], "5");
+}
+
+on_both_backends!(
+    walkthrough,
+    if_match_is_required_and_checked,
+    bad_input_gets_clear_problems,
+    routing_conflict_names_the_owner,
+    protected_changes_need_another_admin,
+    internal_endpoints_need_a_service_jwt,
+    health_and_readiness,
+);

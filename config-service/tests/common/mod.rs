@@ -1,0 +1,179 @@
+//! Helpers for API tests: the real router on a fresh database, called in-process.
+#![allow(dead_code)]
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use switchyard_common::auth::ServiceKey;
+use switchyard_common::db::Backend;
+use switchyard_common::db::testing::TestDb;
+use switchyard_config_service::store::Store;
+use switchyard_config_service::{AppState, app};
+use tower::ServiceExt;
+
+pub const ADMIN: &str = "test-platform-admin-token-0123456789";
+
+pub struct TestApp {
+    pub router: axum::Router,
+    pub state: AppState,
+    pub service_key: ServiceKey,
+    _db: TestDb,
+}
+
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl TestApp {
+    pub async fn new(backend: Backend) -> Self {
+        let db = TestDb::new(backend).await.expect("test database");
+        let conn = db.connect().await.expect("connect");
+        let service_key = ServiceKey::generate();
+        let state = AppState::new(Store::new(conn), Some(ADMIN.into()), service_key.clone());
+        Self {
+            router: app(state.clone()),
+            state,
+            service_key,
+            _db: db,
+        }
+    }
+
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = match body {
+            Some(b) => req
+                .header("content-type", "application/json")
+                .body(Body::from(b.to_string())),
+            None => req.body(Body::empty()),
+        }
+        .unwrap();
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Resp {
+        self.send(Method::GET, path, token, None, &[]).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Resp {
+        self.send(Method::POST, path, token, Some(body), &[]).await
+    }
+
+    /// A request from a service with a valid JWT.
+    pub fn service_jwt(&self) -> String {
+        self.service_key.mint("orchestrator", "config-service", 60)
+    }
+
+    /// Org, nodes and a layer, asserting each step succeeds.
+    pub async fn must(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Value {
+        let r = self
+            .send(method.clone(), path, Some(ADMIN), body, headers)
+            .await;
+        assert!(
+            r.status.is_success(),
+            "{method} {path} answered {}: {}",
+            r.status,
+            r.body
+        );
+        r.body
+    }
+
+    pub async fn org(&self, id: &str) {
+        self.must(
+            Method::POST,
+            "/api/v1/orgs",
+            Some(json!({"id": id, "name": id})),
+            &[],
+        )
+        .await;
+    }
+
+    pub async fn node(&self, org: &str, id: &str, parent: Option<&str>, kind: &str) {
+        self.must(
+            Method::POST,
+            &format!("/api/v1/orgs/{org}/nodes"),
+            Some(json!({"id": id, "parent_id": parent, "kind": kind, "name": id})),
+            &[],
+        )
+        .await;
+    }
+
+    /// Writes a layer over whatever version is current.
+    pub async fn layer(&self, org: &str, node: &str, layer: Value) -> Resp {
+        let path = format!("/api/v1/orgs/{org}/nodes/{node}/config/layer");
+        let current = self.get(&path, Some(ADMIN)).await;
+        let etag = current.headers["etag"].to_str().unwrap().to_owned();
+        self.send(
+            Method::PUT,
+            &path,
+            Some(ADMIN),
+            Some(layer),
+            &[("if-match", &etag)],
+        )
+        .await
+    }
+
+    pub async fn token(&self, org: &str, node: Option<&str>, label: &str) -> (String, String) {
+        let path = match node {
+            Some(n) => format!("/api/v1/orgs/{org}/nodes/{n}/tokens"),
+            None => format!("/api/v1/orgs/{org}/admin-tokens"),
+        };
+        let b = self
+            .must(Method::POST, &path, Some(json!({"label": label})), &[])
+            .await;
+        (
+            b["secret"].as_str().unwrap().to_owned(),
+            b["id"].as_str().unwrap().to_owned(),
+        )
+    }
+}
+
+/// Declares one test per backend for each listed async fn taking a `Backend`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(switchyard_common::db::Backend::Postgres).await })*
+        }
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(switchyard_common::db::Backend::Sqlite).await })*
+        }
+    };
+}
