@@ -4,6 +4,7 @@
 //! - `switchyard config-service`: the config-service alone, for production.
 //! - `switchyard migrate`: apply database migrations.
 //! - `switchyard audit verify`: check an org's audit hash chain.
+//! - `switchyard service-token`: mint a service JWT for calling internal endpoints by hand.
 //! - `switchyard gen-openapi`: write (or check) the committed OpenAPI documents.
 
 mod dev;
@@ -45,6 +46,23 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Print a short-lived service JWT (for calling internal endpoints by hand).
+    ServiceToken {
+        /// The service to call.
+        #[arg(long, default_value = "config-service")]
+        audience: String,
+        /// The caller it claims to be.
+        #[arg(long, default_value = "cli")]
+        subject: String,
+        /// The shared service key; default: the key `switchyard dev` keeps in --data-dir.
+        #[arg(long, env = "SWITCHYARD_SERVICE_KEY", hide_env_values = true)]
+        service_key: Option<String>,
+        #[arg(long, env = "SWITCHYARD_DATA_DIR", default_value = "./.switchyard")]
+        data_dir: PathBuf,
+        /// Lifetime in seconds (at most 300).
+        #[arg(long, default_value_t = 300)]
+        ttl: u64,
     },
     /// Write the OpenAPI documents under openapi/ (or, with --check, fail if they are stale).
     GenOpenapi {
@@ -103,6 +121,28 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::GenOpenapi { out, check } => gen_openapi(&out, check),
+        Command::ServiceToken {
+            audience,
+            subject,
+            service_key,
+            data_dir,
+            ttl,
+        } => {
+            let key = match service_key {
+                Some(k) => k,
+                None => {
+                    let path = dev::service_key_path(&data_dir);
+                    std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {} (is `switchyard dev` using this data dir?); or set SWITCHYARD_SERVICE_KEY", path.display()))?
+                        .trim()
+                        .to_owned()
+                }
+            };
+            let key = switchyard_common::auth::ServiceKey::new(key.into_bytes())
+                .map_err(anyhow::Error::msg)?;
+            println!("{}", key.mint(&subject, &audience, ttl));
+            Ok(())
+        }
     }
 }
 

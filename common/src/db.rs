@@ -170,9 +170,14 @@ pub mod testing {
             }
         }
 
-        /// Connects and migrates.
+        /// Connects (a pool of 8) and migrates.
         pub async fn connect(&self) -> anyhow::Result<Db> {
-            let db = Db::connect(&self.url, 8).await?;
+            self.connect_with(8).await
+        }
+
+        /// Connects with a pool of `max_connections` and migrates.
+        pub async fn connect_with(&self, max_connections: u32) -> anyhow::Result<Db> {
+            let db = Db::connect(&self.url, max_connections).await?;
             db.migrate().await?;
             Ok(db)
         }

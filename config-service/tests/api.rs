@@ -283,6 +283,21 @@ async fn bad_input_gets_clear_problems(b: Backend) {
         .get("/api/v1/orgs/acme/audit?since=yesterday", Some(ADMIN))
         .await;
     assert_eq!(r.body["pointer"], "/since");
+    let r = app
+        .get(
+            "/api/v1/orgs/acme/nodes/t/config?explain=maybe",
+            Some(ADMIN),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.headers["content-type"].to_str().unwrap()),
+        (StatusCode::BAD_REQUEST, "application/problem+json")
+    );
+    assert!(r.body["detail"].as_str().unwrap().contains("query"));
+    let r = app
+        .get("/api/v1/orgs/acme/audit?limit=-1", Some(ADMIN))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
 
 async fn routing_conflict_names_the_owner(b: Backend) {
@@ -379,7 +394,7 @@ async fn protected_changes_need_another_admin(b: Backend) {
             &format!("/api/v1/orgs/acme/changes/{change}/approve"),
             Some(&bob),
             None,
-            &[],
+            &[("content-type", "application/json")],
         )
         .await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);

@@ -1,6 +1,6 @@
 //! Agent runs: recorded by the agent-runner (internal), read by admins and the team itself.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{ApiJson, Caller, Service};
+use super::extract::{ApiJson, ApiQuery, Caller, Service};
 use crate::domain::runs::STATUSES;
 use crate::error::{Error, Result};
 use crate::state::AppState;
@@ -116,7 +116,7 @@ pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     Path(org): Path<String>,
-    Query(p): Query<RunsParams>,
+    ApiQuery(p): ApiQuery<RunsParams>,
 ) -> Result<Json<Page<AgentRun>>> {
     let team = match &caller {
         Caller::Team {

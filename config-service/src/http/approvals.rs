@@ -1,12 +1,12 @@
 //! The approval policy and pending changes to protected paths.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{ApiJson, OrgAdmin};
+use super::extract::{ApiJson, ApiQuery, OrgAdmin};
 use crate::domain::config::SECTIONS;
 use crate::error::{Error, Result};
 use crate::state::AppState;
@@ -67,7 +67,7 @@ pub struct ChangesQuery {
 pub async fn list_changes(
     State(state): State<AppState>,
     admin: OrgAdmin,
-    Query(q): Query<ChangesQuery>,
+    ApiQuery(q): ApiQuery<ChangesQuery>,
 ) -> Result<Json<Vec<ChangeRequest>>> {
     if let Some(s) = &q.status
         && !matches!(s.as_str(), "pending" | "approved" | "rejected")

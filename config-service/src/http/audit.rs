@@ -1,13 +1,13 @@
 //! The audit log.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use switchyard_common::time::parse_rfc3339;
 use utoipa::IntoParams;
 
-use super::extract::OrgAdmin;
+use super::extract::{ApiQuery, OrgAdmin};
 use crate::error::{Error, Result};
 use crate::state::AppState;
 use crate::store::{AuditEntry, AuditQuery, AuditVerification, Page};
@@ -42,7 +42,7 @@ pub struct AuditParams {
 pub async fn list(
     State(state): State<AppState>,
     admin: OrgAdmin,
-    Query(p): Query<AuditParams>,
+    ApiQuery(p): ApiQuery<AuditParams>,
 ) -> Result<Json<Page<AuditEntry>>> {
     let time = |v: &Option<String>, at: &str| {
         v.as_deref()

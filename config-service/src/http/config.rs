@@ -1,6 +1,6 @@
 //! Layered configuration: effective config, a node's own layer, history and rollback.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::header::{ETAG, IF_MATCH, IF_NONE_MATCH};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{ApiJson, Caller, NodeReader, OrgAdmin};
+use super::extract::{ApiJson, ApiQuery, Caller, NodeReader, OrgAdmin};
 use crate::domain::config::{redact_secrets, validate_layer};
 use crate::error::{Error, Result};
 use crate::state::AppState;
@@ -59,7 +59,7 @@ fn with_etag<T: serde::Serialize>(status: StatusCode, etag: &str, body: T) -> Re
 pub async fn effective(
     State(state): State<AppState>,
     reader: NodeReader,
-    Query(q): Query<ExplainQuery>,
+    ApiQuery(q): ApiQuery<ExplainQuery>,
     headers: HeaderMap,
 ) -> Result<Response> {
     let mut eff = state
@@ -166,7 +166,7 @@ pub async fn put_layer(
     State(state): State<AppState>,
     admin: OrgAdmin,
     Path((_, node)): Path<(String, String)>,
-    Query(q): Query<WriteQuery>,
+    ApiQuery(q): ApiQuery<WriteQuery>,
     headers: HeaderMap,
     ApiJson(layer): ApiJson<Value>,
 ) -> Result<Response> {

@@ -2,13 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{ApiJson, OrgAdmin, Service};
+use super::extract::{ApiJson, ApiQuery, OrgAdmin, Service};
 use crate::domain::routing::{RouteKind, normalise_route_value};
 use crate::error::{Error, Result};
 use crate::state::AppState;
@@ -32,7 +32,7 @@ pub struct RoutesQuery {
 pub async fn list_routes(
     State(state): State<AppState>,
     admin: OrgAdmin,
-    Query(q): Query<RoutesQuery>,
+    ApiQuery(q): ApiQuery<RoutesQuery>,
 ) -> Result<Json<Vec<Route>>> {
     let value = match (&q.kind, &q.value) {
         (Some(k), Some(v)) => {
