@@ -1,0 +1,3 @@
+//! Switchyard's orchestrator: the front door for every incident signal, and the control plane.
+
+pub mod sources;

@@ -1,0 +1,392 @@
+//! Signature verification, exactly as each sender signs (see WEBHOOK-SOURCES.md in the design
+//! folder). Always on the raw bytes, before any parsing; every comparison in constant time (through
+//! `Mac::verify_slice`, which also rejects a wrong length without panicking); every active secret
+//! tried, so rotation never drops an event.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use hmac::{Hmac, Mac};
+use http::HeaderMap;
+use sha2::Sha256;
+use switchyard_common::auth::secrets_equal;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Why a delivery was refused. The detail never contains a secret or an expected signature.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("missing header {0}")]
+    MissingHeader(&'static str),
+    #[error("malformed header {0}")]
+    Malformed(&'static str),
+    #[error("the signature does not match any active secret")]
+    BadSignature,
+    #[error("the timestamp is outside the {0} s tolerance (replayed or clock skew)")]
+    StaleTimestamp(i64),
+    #[error("the integration has no active secret")]
+    NoSecret,
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &'static str) -> Result<&'a str, VerifyError> {
+    h.get(name)
+        .ok_or(VerifyError::MissingHeader(name))?
+        .to_str()
+        .map_err(|_| VerifyError::Malformed(name))
+}
+
+fn optional_header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// True when HMAC-SHA256(secret, parts...) equals `expected` (constant time).
+fn hmac_matches(secret: &[u8], parts: &[&[u8]], expected: &[u8]) -> bool {
+    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC accepts any key length");
+    for p in parts {
+        mac.update(p);
+    }
+    mac.verify_slice(expected).is_ok()
+}
+
+fn any_secret(
+    secrets: &[Vec<u8>],
+    candidates: &[Vec<u8>],
+    parts: &[&[u8]],
+) -> Result<(), VerifyError> {
+    if secrets.is_empty() {
+        return Err(VerifyError::NoSecret);
+    }
+    let ok = secrets
+        .iter()
+        .any(|s| candidates.iter().any(|c| hmac_matches(s, parts, c)));
+    if ok { Ok(()) } else { Err(VerifyError::BadSignature) }
+}
+
+fn check_age(ts: i64, now: i64, tolerance: i64) -> Result<(), VerifyError> {
+    if (now - ts).abs() > tolerance {
+        Err(VerifyError::StaleTimestamp(tolerance))
+    } else {
+        Ok(())
+    }
+}
+
+fn hex_sig(s: &str, what: &'static str) -> Result<Vec<u8>, VerifyError> {
+    hex::decode(s.trim()).map_err(|_| VerifyError::Malformed(what))
+}
+
+/// Slack: `X-Slack-Signature: v0=<hex>` over `v0:{timestamp}:{body}`, 5 minutes tolerance.
+pub fn slack(h: &HeaderMap, body: &[u8], secrets: &[Vec<u8>], now: i64) -> Result<(), VerifyError> {
+    let ts = header(h, "x-slack-request-timestamp")?;
+    let ts_n: i64 = ts
+        .trim()
+        .parse()
+        .map_err(|_| VerifyError::Malformed("x-slack-request-timestamp"))?;
+    let sig = header(h, "x-slack-signature")?;
+    let sig = sig
+        .strip_prefix("v0=")
+        .ok_or(VerifyError::Malformed("x-slack-signature"))?;
+    let sig = hex_sig(sig, "x-slack-signature")?;
+    check_age(ts_n, now, 300)?;
+    any_secret(secrets, &[sig], &[b"v0:", ts.trim().as_bytes(), b":", body])
+}
+
+/// GitHub: `X-Hub-Signature-256: sha256=<hex>` over the body; no timestamp.
+pub fn github(h: &HeaderMap, body: &[u8], secrets: &[Vec<u8>]) -> Result<(), VerifyError> {
+    prefixed_hex(h, "x-hub-signature-256", "sha256=", body, secrets)
+}
+
+/// Jira Cloud: `X-Hub-Signature: sha256=<hex>` over the body.
+pub fn jira(h: &HeaderMap, body: &[u8], secrets: &[Vec<u8>]) -> Result<(), VerifyError> {
+    prefixed_hex(h, "x-hub-signature", "sha256=", body, secrets)
+}
+
+/// CircleCI: `circleci-signature: v1=<hex>[,...]` over the body.
+pub fn circleci(h: &HeaderMap, body: &[u8], secrets: &[Vec<u8>]) -> Result<(), VerifyError> {
+    let v = header(h, "circleci-signature")?;
+    let sigs: Vec<Vec<u8>> = v
+        .split(',')
+        .filter_map(|p| p.trim().strip_prefix("v1="))
+        .filter_map(|s| hex::decode(s).ok())
+        .collect();
+    if sigs.is_empty() {
+        return Err(VerifyError::Malformed("circleci-signature"));
+    }
+    any_secret(secrets, &sigs, &[body])
+}
+
+fn prefixed_hex(
+    h: &HeaderMap,
+    name: &'static str,
+    prefix: &str,
+    body: &[u8],
+    secrets: &[Vec<u8>],
+) -> Result<(), VerifyError> {
+    let v = header(h, name)?;
+    let sig = v.trim().strip_prefix(prefix).ok_or(VerifyError::Malformed(name))?;
+    any_secret(secrets, &[hex_sig(sig, name)?], &[body])
+}
+
+/// PagerDuty v3: `X-PagerDuty-Signature: v1=<hex>,v1=<hex>` (one per active secret on their side).
+pub fn pagerduty(h: &HeaderMap, body: &[u8], secrets: &[Vec<u8>]) -> Result<(), VerifyError> {
+    let v = header(h, "x-pagerduty-signature")?;
+    let sigs: Vec<Vec<u8>> = v
+        .split(',')
+        .filter_map(|p| p.trim().strip_prefix("v1="))
+        .filter_map(|s| hex::decode(s).ok())
+        .collect();
+    if sigs.is_empty() {
+        return Err(VerifyError::Malformed("x-pagerduty-signature"));
+    }
+    any_secret(secrets, &sigs, &[body])
+}
+
+/// The HMAC key of a Standard Webhooks secret: base64 after the `whsec_` prefix.
+pub fn standard_key(secret: &str) -> Option<Vec<u8>> {
+    B64.decode(secret.trim().strip_prefix("whsec_").unwrap_or(secret.trim()))
+        .ok()
+}
+
+/// Standard Webhooks (incident.io and others): `webhook-signature: v1,<base64> ...` over
+/// `{id}.{timestamp}.{body}`, keyed by the base64-decoded secret; 5 minutes tolerance.
+/// `secrets` are the decoded keys.
+pub fn standard(h: &HeaderMap, body: &[u8], keys: &[Vec<u8>], now: i64) -> Result<(), VerifyError> {
+    let id = header(h, "webhook-id")?;
+    let ts = header(h, "webhook-timestamp")?;
+    let ts_n: i64 = ts
+        .trim()
+        .parse()
+        .map_err(|_| VerifyError::Malformed("webhook-timestamp"))?;
+    let sigs: Vec<Vec<u8>> = header(h, "webhook-signature")?
+        .split(' ')
+        .filter_map(|p| p.strip_prefix("v1,"))
+        .filter_map(|s| B64.decode(s).ok())
+        .collect();
+    if sigs.is_empty() {
+        return Err(VerifyError::Malformed("webhook-signature"));
+    }
+    check_age(ts_n, now, 300)?;
+    any_secret(keys, &sigs, &[id.as_bytes(), b".", ts.trim().as_bytes(), b".", body])
+}
+
+/// Sentry: `Sentry-Hook-Signature: <hex>` over the body as sent, keyed by the client secret.
+pub fn sentry(h: &HeaderMap, body: &[u8], secrets: &[Vec<u8>]) -> Result<(), VerifyError> {
+    let sig = hex_sig(header(h, "sentry-hook-signature")?, "sentry-hook-signature")?;
+    any_secret(secrets, &[sig], &[body])
+}
+
+/// Linear: `Linear-Signature: <hex>` over the body; the body's `webhookTimestamp` (ms) must be
+/// within `tolerance` seconds (checked by the caller after parsing, see [`linear_timestamp_ok`]).
+pub fn linear(h: &HeaderMap, body: &[u8], secrets: &[Vec<u8>]) -> Result<(), VerifyError> {
+    let sig = hex_sig(header(h, "linear-signature")?, "linear-signature")?;
+    any_secret(secrets, &[sig], &[body])
+}
+
+/// Linear's replay guard, on the verified body.
+pub fn linear_timestamp_ok(payload: &serde_json::Value, now: i64, tolerance: i64) -> Result<(), VerifyError> {
+    match payload.get("webhookTimestamp").and_then(serde_json::Value::as_i64) {
+        Some(ms) => check_age(ms / 1000, now, tolerance),
+        None => Err(VerifyError::Malformed("webhookTimestamp")),
+    }
+}
+
+/// Grafana alerting: optional HMAC in a configurable header (default
+/// `X-Grafana-Alerting-Signature`), over `{timestamp}:{body}` when a timestamp header is sent.
+pub fn grafana(
+    h: &HeaderMap,
+    body: &[u8],
+    secrets: &[Vec<u8>],
+    now: i64,
+    signature_header: &'static str,
+    timestamp_header: &'static str,
+) -> Result<(), VerifyError> {
+    let sig = hex_sig(header(h, signature_header)?, signature_header)?;
+    match optional_header(h, timestamp_header) {
+        Some(ts) => {
+            let ts_n: i64 = ts
+                .trim()
+                .parse()
+                .map_err(|_| VerifyError::Malformed(timestamp_header))?;
+            check_age(ts_n, now, 300)?;
+            any_secret(secrets, &[sig], &[ts.trim().as_bytes(), b":", body])
+        }
+        None => any_secret(secrets, &[sig], &[body]),
+    }
+}
+
+/// A shared secret sent as is: GitLab's `X-Gitlab-Token`, or `Authorization: Bearer <secret>`
+/// (Alertmanager, Datadog, Opsgenie), or HTTP basic auth whose password is the secret.
+pub fn shared_secret(h: &HeaderMap, header_name: Option<&'static str>, secrets: &[Vec<u8>]) -> Result<(), VerifyError> {
+    if secrets.is_empty() {
+        return Err(VerifyError::NoSecret);
+    }
+    let presented: String = match header_name {
+        Some(name) => header(h, name)?.trim().to_owned(),
+        None => {
+            let auth = header(h, "authorization")?;
+            if let Some(b) = auth.strip_prefix("Bearer ").or_else(|| auth.strip_prefix("bearer ")) {
+                b.trim().to_owned()
+            } else if let Some(basic) = auth.strip_prefix("Basic ").or_else(|| auth.strip_prefix("basic ")) {
+                let decoded = B64
+                    .decode(basic.trim())
+                    .map_err(|_| VerifyError::Malformed("authorization"))?;
+                let decoded = String::from_utf8(decoded).map_err(|_| VerifyError::Malformed("authorization"))?;
+                decoded.split_once(':').map(|(_, p)| p.to_owned()).unwrap_or(decoded)
+            } else {
+                return Err(VerifyError::Malformed("authorization"));
+            }
+        }
+    };
+    let ok = secrets
+        .iter()
+        .any(|s| secrets_equal(&String::from_utf8_lossy(s), &presented));
+    if ok { Ok(()) } else { Err(VerifyError::BadSignature) }
+}
+
+/// Test helpers that sign like the senders do.
+pub mod sign {
+    use super::*;
+
+    pub fn hmac_hex(secret: &[u8], parts: &[&[u8]]) -> String {
+        let mut mac = HmacSha256::new_from_slice(secret).expect("any key length");
+        for p in parts {
+            mac.update(p);
+        }
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    pub fn hmac_b64(key: &[u8], parts: &[&[u8]]) -> String {
+        let mut mac = HmacSha256::new_from_slice(key).expect("any key length");
+        for p in parts {
+            mac.update(p);
+        }
+        B64.encode(mac.finalize().into_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sign::*;
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn github_published_test_vector() {
+        // From GitHub's documentation (WEBHOOK-SOURCES.md).
+        let secret = b"It's a Secret to Everybody".to_vec();
+        let h = headers(&[(
+            "x-hub-signature-256",
+            "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+        )]);
+        assert_eq!(github(&h, b"Hello, World!", &[secret.clone()]), Ok(()));
+        assert_eq!(github(&h, b"Hello, World?", &[secret]), Err(VerifyError::BadSignature));
+    }
+
+    #[test]
+    fn slack_signs_version_timestamp_and_body() {
+        // Slack's documented example.
+        let secret = b"8f742231b10e8888abcd99yyyzzz85a5".to_vec();
+        let body = b"token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c";
+        let h = headers(&[
+            ("x-slack-request-timestamp", "1531420618"),
+            ("x-slack-signature", "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503"),
+        ]);
+        assert_eq!(slack(&h, body, &[secret.clone()], 1531420618 + 10), Ok(()));
+        assert_eq!(
+            slack(&h, body, &[secret.clone()], 1531420618 + 301),
+            Err(VerifyError::StaleTimestamp(300))
+        );
+        assert_eq!(slack(&h, b"tampered", &[secret], 1531420618), Err(VerifyError::BadSignature));
+    }
+
+    #[test]
+    fn standard_webhooks_published_example() {
+        // From the Standard Webhooks specification's reference tests.
+        let key = standard_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let body = br#"{"test": 2432232314}"#;
+        let h = headers(&[
+            ("webhook-id", "msg_p5jXN8AQM9LWM0D4loKWxJek"),
+            ("webhook-timestamp", "1614265330"),
+            ("webhook-signature", "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="),
+        ]);
+        assert_eq!(standard(&h, body, &[key.clone()], 1614265330), Ok(()));
+        assert_eq!(standard(&h, body, &[key], 1614265330 + 600), Err(VerifyError::StaleTimestamp(300)));
+    }
+
+    #[test]
+    fn standard_webhooks_tries_every_signature_and_key() {
+        let old = b"old-key-0123456789".to_vec();
+        let new = b"new-key-0123456789".to_vec();
+        let body = b"{}";
+        let sig_new = hmac_b64(&new, &[b"id1", b".", b"100", b".", body]);
+        let h = headers(&[
+            ("webhook-id", "id1"),
+            ("webhook-timestamp", "100"),
+            ("webhook-signature", &format!("v1,bm90LWl0 v1,{sig_new}")),
+        ]);
+        assert_eq!(standard(&h, body, &[old.clone(), new], 100), Ok(()));
+        assert_eq!(standard(&h, body, &[old], 100), Err(VerifyError::BadSignature));
+    }
+
+    #[test]
+    fn pagerduty_accepts_any_of_several_signatures() {
+        let s1 = b"secret-one".to_vec();
+        let s2 = b"secret-two".to_vec();
+        let body = br#"{"event":{"event_type":"incident.triggered"}}"#;
+        let header = format!("v1={},v1={}", hmac_hex(&s1, &[body]), hmac_hex(&s2, &[body]));
+        let h = headers(&[("x-pagerduty-signature", &header)]);
+        assert_eq!(pagerduty(&h, body, &[s2.clone()]), Ok(()));
+        assert_eq!(pagerduty(&h, body, &[s1]), Ok(()));
+        assert_eq!(pagerduty(&h, body, &[b"other".to_vec()]), Err(VerifyError::BadSignature));
+    }
+
+    #[test]
+    fn wrong_lengths_and_garbage_do_not_panic() {
+        let s = vec![b"k".to_vec()];
+        let h = headers(&[("x-hub-signature-256", "sha256=abcd")]);
+        assert_eq!(github(&h, b"x", &s), Err(VerifyError::BadSignature));
+        let h = headers(&[("x-hub-signature-256", "sha256=zz")]);
+        assert_eq!(github(&h, b"x", &s), Err(VerifyError::Malformed("x-hub-signature-256")));
+        assert_eq!(github(&HeaderMap::new(), b"x", &s), Err(VerifyError::MissingHeader("x-hub-signature-256")));
+        let h = headers(&[("x-pagerduty-signature", "v2=00")]);
+        assert_eq!(pagerduty(&h, b"x", &s), Err(VerifyError::Malformed("x-pagerduty-signature")));
+        let h = headers(&[("x-hub-signature-256", "sha256=00")]);
+        assert_eq!(github(&h, b"x", &[]), Err(VerifyError::NoSecret));
+    }
+
+    #[test]
+    fn shared_secrets_by_header_bearer_or_basic() {
+        let s = vec![b"tok-123".to_vec()];
+        assert_eq!(shared_secret(&headers(&[("x-gitlab-token", "tok-123")]), Some("x-gitlab-token"), &s), Ok(()));
+        assert_eq!(shared_secret(&headers(&[("x-gitlab-token", "tok-124")]), Some("x-gitlab-token"), &s), Err(VerifyError::BadSignature));
+        assert_eq!(shared_secret(&headers(&[("authorization", "Bearer tok-123")]), None, &s), Ok(()));
+        let basic = format!("Basic {}", B64.encode("alertmanager:tok-123"));
+        assert_eq!(shared_secret(&headers(&[("authorization", &basic)]), None, &s), Ok(()));
+        assert_eq!(shared_secret(&headers(&[("authorization", "Token x")]), None, &s), Err(VerifyError::Malformed("authorization")));
+    }
+
+    #[test]
+    fn sentry_linear_jira_circleci_grafana() {
+        let s = b"sek".to_vec();
+        let body = br#"{"webhookTimestamp": 1700000000000}"#;
+        let sig = hmac_hex(&s, &[body]);
+        assert_eq!(sentry(&headers(&[("sentry-hook-signature", &sig)]), body, &[s.clone()]), Ok(()));
+        assert_eq!(linear(&headers(&[("linear-signature", &sig)]), body, &[s.clone()]), Ok(()));
+        let payload: serde_json::Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(linear_timestamp_ok(&payload, 1_700_000_030, 60), Ok(()));
+        assert!(linear_timestamp_ok(&payload, 1_700_000_300, 60).is_err());
+        assert_eq!(jira(&headers(&[("x-hub-signature", &format!("sha256={sig}"))]), body, &[s.clone()]), Ok(()));
+        assert_eq!(circleci(&headers(&[("circleci-signature", &format!("v1={sig}"))]), body, &[s.clone()]), Ok(()));
+        let gts = hmac_hex(&s, &[b"1700000000", b":", body]);
+        let h = headers(&[("x-grafana-alerting-signature", &gts), ("x-grafana-alerting-signature-timestamp", "1700000000")]);
+        assert_eq!(grafana(&h, body, &[s.clone()], 1_700_000_010, "x-grafana-alerting-signature", "x-grafana-alerting-signature-timestamp"), Ok(()));
+        let h = headers(&[("x-grafana-alerting-signature", &sig)]);
+        assert_eq!(grafana(&h, body, &[s], 0, "x-grafana-alerting-signature", "x-grafana-alerting-signature-timestamp"), Ok(()));
+    }
+}
