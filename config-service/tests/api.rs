@@ -561,7 +561,87 @@ async fn health_and_readiness(b: Backend) {
     assert_eq!(r.headers["retry-after"], "5");
 }
 
+async fn internal_views_for_other_services(b: Backend) {
+    let app = TestApp::new(b).await;
+    app.org("acme").await;
+    app.node("acme", "t", None, "team").await;
+    let jwt = app.service_jwt();
+    let v0 = app
+        .get("/api/v1/internal/routing/version", Some(&jwt))
+        .await
+        .body["version"]
+        .as_i64()
+        .unwrap();
+    app.layer(
+        "acme",
+        "t",
+        json!({"routing": {"service": "api"}, "integrations": {"slack": {"bot_token": "xoxb-1"}}}),
+    )
+    .await;
+    let v1 = app
+        .get("/api/v1/internal/routing/version", Some(&jwt))
+        .await
+        .body["version"]
+        .as_i64()
+        .unwrap();
+    assert!(v1 > v0, "routing changes move the version");
+    // The agent-runner gets the unredacted config; a team token does not.
+    let cfg = app
+        .get("/api/v1/internal/orgs/acme/nodes/t/config", Some(&jwt))
+        .await;
+    assert_eq!(
+        cfg.body["config"]["integrations"]["slack"]["bot_token"],
+        "xoxb-1"
+    );
+    let (team, token_id) = app.token("acme", Some("t"), "agents").await;
+    let i = app
+        .post(
+            "/api/v1/internal/auth/introspect",
+            Some(&jwt),
+            json!({"token": team}),
+        )
+        .await;
+    assert_eq!(
+        i.body,
+        json!({"kind": "team", "org_id": "acme", "node_id": "t", "token_id": token_id})
+    );
+    let bad = app
+        .post(
+            "/api/v1/internal/auth/introspect",
+            Some(&jwt),
+            json!({"token": "syt_nope"}),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
+    let d = app
+        .send(
+            Method::DELETE,
+            "/api/v1/orgs/acme/nodes/t",
+            Some(ADMIN),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(d.status, StatusCode::NO_CONTENT, "{}", d.body);
+    let v2 = app
+        .get("/api/v1/internal/routing/version", Some(&jwt))
+        .await
+        .body["version"]
+        .as_i64()
+        .unwrap();
+    assert!(v2 > v1, "deleting a node with routes moves the version");
+    let gone = app
+        .post(
+            "/api/v1/internal/auth/introspect",
+            Some(&jwt),
+            json!({"token": team}),
+        )
+        .await;
+    assert_eq!(gone.status, StatusCode::UNAUTHORIZED);
+}
+
 on_both_backends!(
+    internal_views_for_other_services,
     walkthrough,
     if_match_is_required_and_checked,
     bad_input_gets_clear_problems,

@@ -191,6 +191,20 @@ fn cases() -> Vec<Case> {
             INTERNAL,
         ),
         case(
+            M::POST,
+            "/api/v1/internal/auth/introspect",
+            Some(json!({"token": "x"})),
+            INTERNAL,
+        ),
+        case(
+            M::GET,
+            "/api/v1/internal/orgs/acme/nodes/checkout/config",
+            None,
+            INTERNAL,
+        ),
+        case(M::GET, "/api/v1/internal/agent-runs/{run}", None, INTERNAL),
+        case(M::GET, "/api/v1/internal/routing/version", None, INTERNAL),
+        case(
             M::PATCH,
             "/api/v1/internal/agent-runs/{run}",
             Some(json!({"status": "running"})),

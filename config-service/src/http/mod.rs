@@ -6,6 +6,7 @@ pub mod audit;
 pub mod config;
 pub mod extract;
 pub mod health;
+pub mod internal;
 pub mod me;
 pub mod nodes;
 pub mod orgs;
@@ -45,6 +46,7 @@ pub fn app(state: AppState) -> Router {
         .merge(routing::router())
         .merge(audit::router())
         .merge(agent_runs::router())
+        .merge(internal::router())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             state.metrics.clone(),

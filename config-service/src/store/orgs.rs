@@ -346,6 +346,7 @@ impl Store {
             .bind(now)
             .execute(&mut *otx.tx)
             .await?;
+        super::routing::bump_routing_version(&mut otx).await?;
         for table in [
             "cs_changes",
             "cs_routes",

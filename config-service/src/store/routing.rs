@@ -15,6 +15,7 @@ pub(crate) async fn replace_node_routes(
     routes: &[(RouteKind, String)],
     now: i64,
 ) -> Result<()> {
+    bump_routing_version(otx).await?;
     sqlx::query("DELETE FROM cs_routes WHERE org_id = $1 AND node_id = $2")
         .bind(&otx.org)
         .bind(node)
@@ -60,7 +61,24 @@ pub(crate) async fn replace_node_routes(
     Ok(())
 }
 
+/// Moves the routing version on, inside the change's transaction.
+pub(crate) async fn bump_routing_version(otx: &mut OrgTx) -> Result<()> {
+    sqlx::query("UPDATE cs_routing_version SET version = version + 1 WHERE id = 1")
+        .execute(&mut *otx.tx)
+        .await?;
+    Ok(())
+}
+
 impl Store {
+    /// The current routing version: changes whenever any identifier is added or removed.
+    pub async fn routing_version(&self) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT version FROM cs_routing_version WHERE id = 1")
+                .fetch_one(&self.db.pool)
+                .await?,
+        )
+    }
+
     /// The org's routing table, optionally filtered by kind and/or value.
     pub async fn list_routes(
         &self,

@@ -29,6 +29,7 @@ pub struct Resp {
 
 impl TestApp {
     pub async fn new(backend: Backend) -> Self {
+        switchyard_common::telemetry::init_tracing(false);
         let db = TestDb::new(backend).await.expect("test database");
         let conn = db.connect().await.expect("connect");
         let service_key = ServiceKey::generate();

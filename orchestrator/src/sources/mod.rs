@@ -73,7 +73,12 @@ impl Source {
     pub fn drops_on_4xx(self) -> bool {
         matches!(
             self,
-            Source::Alertmanager | Source::Pagerduty | Source::Sentry | Source::Datadog | Source::Opsgenie | Source::Grafana
+            Source::Alertmanager
+                | Source::Pagerduty
+                | Source::Sentry
+                | Source::Datadog
+                | Source::Opsgenie
+                | Source::Grafana
         )
     }
 

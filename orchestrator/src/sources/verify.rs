@@ -58,7 +58,11 @@ fn any_secret(
     let ok = secrets
         .iter()
         .any(|s| candidates.iter().any(|c| hmac_matches(s, parts, c)));
-    if ok { Ok(()) } else { Err(VerifyError::BadSignature) }
+    if ok {
+        Ok(())
+    } else {
+        Err(VerifyError::BadSignature)
+    }
 }
 
 fn check_age(ts: i64, now: i64, tolerance: i64) -> Result<(), VerifyError> {
@@ -121,7 +125,10 @@ fn prefixed_hex(
     secrets: &[Vec<u8>],
 ) -> Result<(), VerifyError> {
     let v = header(h, name)?;
-    let sig = v.trim().strip_prefix(prefix).ok_or(VerifyError::Malformed(name))?;
+    let sig = v
+        .trim()
+        .strip_prefix(prefix)
+        .ok_or(VerifyError::Malformed(name))?;
     any_secret(secrets, &[hex_sig(sig, name)?], &[body])
 }
 
@@ -141,8 +148,13 @@ pub fn pagerduty(h: &HeaderMap, body: &[u8], secrets: &[Vec<u8>]) -> Result<(), 
 
 /// The HMAC key of a Standard Webhooks secret: base64 after the `whsec_` prefix.
 pub fn standard_key(secret: &str) -> Option<Vec<u8>> {
-    B64.decode(secret.trim().strip_prefix("whsec_").unwrap_or(secret.trim()))
-        .ok()
+    B64.decode(
+        secret
+            .trim()
+            .strip_prefix("whsec_")
+            .unwrap_or(secret.trim()),
+    )
+    .ok()
 }
 
 /// Standard Webhooks (incident.io and others): `webhook-signature: v1,<base64> ...` over
@@ -164,7 +176,11 @@ pub fn standard(h: &HeaderMap, body: &[u8], keys: &[Vec<u8>], now: i64) -> Resul
         return Err(VerifyError::Malformed("webhook-signature"));
     }
     check_age(ts_n, now, 300)?;
-    any_secret(keys, &sigs, &[id.as_bytes(), b".", ts.trim().as_bytes(), b".", body])
+    any_secret(
+        keys,
+        &sigs,
+        &[id.as_bytes(), b".", ts.trim().as_bytes(), b".", body],
+    )
 }
 
 /// Sentry: `Sentry-Hook-Signature: <hex>` over the body as sent, keyed by the client secret.
@@ -181,8 +197,15 @@ pub fn linear(h: &HeaderMap, body: &[u8], secrets: &[Vec<u8>]) -> Result<(), Ver
 }
 
 /// Linear's replay guard, on the verified body.
-pub fn linear_timestamp_ok(payload: &serde_json::Value, now: i64, tolerance: i64) -> Result<(), VerifyError> {
-    match payload.get("webhookTimestamp").and_then(serde_json::Value::as_i64) {
+pub fn linear_timestamp_ok(
+    payload: &serde_json::Value,
+    now: i64,
+    tolerance: i64,
+) -> Result<(), VerifyError> {
+    match payload
+        .get("webhookTimestamp")
+        .and_then(serde_json::Value::as_i64)
+    {
         Some(ms) => check_age(ms / 1000, now, tolerance),
         None => Err(VerifyError::Malformed("webhookTimestamp")),
     }
@@ -214,7 +237,11 @@ pub fn grafana(
 
 /// A shared secret sent as is: GitLab's `X-Gitlab-Token`, or `Authorization: Bearer <secret>`
 /// (Alertmanager, Datadog, Opsgenie), or HTTP basic auth whose password is the secret.
-pub fn shared_secret(h: &HeaderMap, header_name: Option<&'static str>, secrets: &[Vec<u8>]) -> Result<(), VerifyError> {
+pub fn shared_secret(
+    h: &HeaderMap,
+    header_name: Option<&'static str>,
+    secrets: &[Vec<u8>],
+) -> Result<(), VerifyError> {
     if secrets.is_empty() {
         return Err(VerifyError::NoSecret);
     }
@@ -222,14 +249,24 @@ pub fn shared_secret(h: &HeaderMap, header_name: Option<&'static str>, secrets: 
         Some(name) => header(h, name)?.trim().to_owned(),
         None => {
             let auth = header(h, "authorization")?;
-            if let Some(b) = auth.strip_prefix("Bearer ").or_else(|| auth.strip_prefix("bearer ")) {
+            if let Some(b) = auth
+                .strip_prefix("Bearer ")
+                .or_else(|| auth.strip_prefix("bearer "))
+            {
                 b.trim().to_owned()
-            } else if let Some(basic) = auth.strip_prefix("Basic ").or_else(|| auth.strip_prefix("basic ")) {
+            } else if let Some(basic) = auth
+                .strip_prefix("Basic ")
+                .or_else(|| auth.strip_prefix("basic "))
+            {
                 let decoded = B64
                     .decode(basic.trim())
                     .map_err(|_| VerifyError::Malformed("authorization"))?;
-                let decoded = String::from_utf8(decoded).map_err(|_| VerifyError::Malformed("authorization"))?;
-                decoded.split_once(':').map(|(_, p)| p.to_owned()).unwrap_or(decoded)
+                let decoded = String::from_utf8(decoded)
+                    .map_err(|_| VerifyError::Malformed("authorization"))?;
+                decoded
+                    .split_once(':')
+                    .map(|(_, p)| p.to_owned())
+                    .unwrap_or(decoded)
             } else {
                 return Err(VerifyError::Malformed("authorization"));
             }
@@ -238,7 +275,11 @@ pub fn shared_secret(h: &HeaderMap, header_name: Option<&'static str>, secrets: 
     let ok = secrets
         .iter()
         .any(|s| secrets_equal(&String::from_utf8_lossy(s), &presented));
-    if ok { Ok(()) } else { Err(VerifyError::BadSignature) }
+    if ok {
+        Ok(())
+    } else {
+        Err(VerifyError::BadSignature)
+    }
 }
 
 /// Test helpers that sign like the senders do.
@@ -285,7 +326,10 @@ mod tests {
             "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
         )]);
         assert_eq!(github(&h, b"Hello, World!", &[secret.clone()]), Ok(()));
-        assert_eq!(github(&h, b"Hello, World?", &[secret]), Err(VerifyError::BadSignature));
+        assert_eq!(
+            github(&h, b"Hello, World?", &[secret]),
+            Err(VerifyError::BadSignature)
+        );
     }
 
     #[test]
@@ -295,14 +339,20 @@ mod tests {
         let body = b"token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c";
         let h = headers(&[
             ("x-slack-request-timestamp", "1531420618"),
-            ("x-slack-signature", "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503"),
+            (
+                "x-slack-signature",
+                "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503",
+            ),
         ]);
         assert_eq!(slack(&h, body, &[secret.clone()], 1531420618 + 10), Ok(()));
         assert_eq!(
             slack(&h, body, &[secret.clone()], 1531420618 + 301),
             Err(VerifyError::StaleTimestamp(300))
         );
-        assert_eq!(slack(&h, b"tampered", &[secret], 1531420618), Err(VerifyError::BadSignature));
+        assert_eq!(
+            slack(&h, b"tampered", &[secret], 1531420618),
+            Err(VerifyError::BadSignature)
+        );
     }
 
     #[test]
@@ -313,10 +363,16 @@ mod tests {
         let h = headers(&[
             ("webhook-id", "msg_p5jXN8AQM9LWM0D4loKWxJek"),
             ("webhook-timestamp", "1614265330"),
-            ("webhook-signature", "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="),
+            (
+                "webhook-signature",
+                "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+            ),
         ]);
         assert_eq!(standard(&h, body, &[key.clone()], 1614265330), Ok(()));
-        assert_eq!(standard(&h, body, &[key], 1614265330 + 600), Err(VerifyError::StaleTimestamp(300)));
+        assert_eq!(
+            standard(&h, body, &[key], 1614265330 + 600),
+            Err(VerifyError::StaleTimestamp(300))
+        );
     }
 
     #[test]
@@ -331,7 +387,10 @@ mod tests {
             ("webhook-signature", &format!("v1,bm90LWl0 v1,{sig_new}")),
         ]);
         assert_eq!(standard(&h, body, &[old.clone(), new], 100), Ok(()));
-        assert_eq!(standard(&h, body, &[old], 100), Err(VerifyError::BadSignature));
+        assert_eq!(
+            standard(&h, body, &[old], 100),
+            Err(VerifyError::BadSignature)
+        );
     }
 
     #[test]
@@ -339,11 +398,18 @@ mod tests {
         let s1 = b"secret-one".to_vec();
         let s2 = b"secret-two".to_vec();
         let body = br#"{"event":{"event_type":"incident.triggered"}}"#;
-        let header = format!("v1={},v1={}", hmac_hex(&s1, &[body]), hmac_hex(&s2, &[body]));
+        let header = format!(
+            "v1={},v1={}",
+            hmac_hex(&s1, &[body]),
+            hmac_hex(&s2, &[body])
+        );
         let h = headers(&[("x-pagerduty-signature", &header)]);
         assert_eq!(pagerduty(&h, body, &[s2.clone()]), Ok(()));
         assert_eq!(pagerduty(&h, body, &[s1]), Ok(()));
-        assert_eq!(pagerduty(&h, body, &[b"other".to_vec()]), Err(VerifyError::BadSignature));
+        assert_eq!(
+            pagerduty(&h, body, &[b"other".to_vec()]),
+            Err(VerifyError::BadSignature)
+        );
     }
 
     #[test]
@@ -352,10 +418,19 @@ mod tests {
         let h = headers(&[("x-hub-signature-256", "sha256=abcd")]);
         assert_eq!(github(&h, b"x", &s), Err(VerifyError::BadSignature));
         let h = headers(&[("x-hub-signature-256", "sha256=zz")]);
-        assert_eq!(github(&h, b"x", &s), Err(VerifyError::Malformed("x-hub-signature-256")));
-        assert_eq!(github(&HeaderMap::new(), b"x", &s), Err(VerifyError::MissingHeader("x-hub-signature-256")));
+        assert_eq!(
+            github(&h, b"x", &s),
+            Err(VerifyError::Malformed("x-hub-signature-256"))
+        );
+        assert_eq!(
+            github(&HeaderMap::new(), b"x", &s),
+            Err(VerifyError::MissingHeader("x-hub-signature-256"))
+        );
         let h = headers(&[("x-pagerduty-signature", "v2=00")]);
-        assert_eq!(pagerduty(&h, b"x", &s), Err(VerifyError::Malformed("x-pagerduty-signature")));
+        assert_eq!(
+            pagerduty(&h, b"x", &s),
+            Err(VerifyError::Malformed("x-pagerduty-signature"))
+        );
         let h = headers(&[("x-hub-signature-256", "sha256=00")]);
         assert_eq!(github(&h, b"x", &[]), Err(VerifyError::NoSecret));
     }
@@ -363,12 +438,35 @@ mod tests {
     #[test]
     fn shared_secrets_by_header_bearer_or_basic() {
         let s = vec![b"tok-123".to_vec()];
-        assert_eq!(shared_secret(&headers(&[("x-gitlab-token", "tok-123")]), Some("x-gitlab-token"), &s), Ok(()));
-        assert_eq!(shared_secret(&headers(&[("x-gitlab-token", "tok-124")]), Some("x-gitlab-token"), &s), Err(VerifyError::BadSignature));
-        assert_eq!(shared_secret(&headers(&[("authorization", "Bearer tok-123")]), None, &s), Ok(()));
+        assert_eq!(
+            shared_secret(
+                &headers(&[("x-gitlab-token", "tok-123")]),
+                Some("x-gitlab-token"),
+                &s
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            shared_secret(
+                &headers(&[("x-gitlab-token", "tok-124")]),
+                Some("x-gitlab-token"),
+                &s
+            ),
+            Err(VerifyError::BadSignature)
+        );
+        assert_eq!(
+            shared_secret(&headers(&[("authorization", "Bearer tok-123")]), None, &s),
+            Ok(())
+        );
         let basic = format!("Basic {}", B64.encode("alertmanager:tok-123"));
-        assert_eq!(shared_secret(&headers(&[("authorization", &basic)]), None, &s), Ok(()));
-        assert_eq!(shared_secret(&headers(&[("authorization", "Token x")]), None, &s), Err(VerifyError::Malformed("authorization")));
+        assert_eq!(
+            shared_secret(&headers(&[("authorization", &basic)]), None, &s),
+            Ok(())
+        );
+        assert_eq!(
+            shared_secret(&headers(&[("authorization", "Token x")]), None, &s),
+            Err(VerifyError::Malformed("authorization"))
+        );
     }
 
     #[test]
@@ -376,17 +474,64 @@ mod tests {
         let s = b"sek".to_vec();
         let body = br#"{"webhookTimestamp": 1700000000000}"#;
         let sig = hmac_hex(&s, &[body]);
-        assert_eq!(sentry(&headers(&[("sentry-hook-signature", &sig)]), body, &[s.clone()]), Ok(()));
-        assert_eq!(linear(&headers(&[("linear-signature", &sig)]), body, &[s.clone()]), Ok(()));
+        assert_eq!(
+            sentry(
+                &headers(&[("sentry-hook-signature", &sig)]),
+                body,
+                &[s.clone()]
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            linear(&headers(&[("linear-signature", &sig)]), body, &[s.clone()]),
+            Ok(())
+        );
         let payload: serde_json::Value = serde_json::from_slice(body).unwrap();
         assert_eq!(linear_timestamp_ok(&payload, 1_700_000_030, 60), Ok(()));
         assert!(linear_timestamp_ok(&payload, 1_700_000_300, 60).is_err());
-        assert_eq!(jira(&headers(&[("x-hub-signature", &format!("sha256={sig}"))]), body, &[s.clone()]), Ok(()));
-        assert_eq!(circleci(&headers(&[("circleci-signature", &format!("v1={sig}"))]), body, &[s.clone()]), Ok(()));
+        assert_eq!(
+            jira(
+                &headers(&[("x-hub-signature", &format!("sha256={sig}"))]),
+                body,
+                &[s.clone()]
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            circleci(
+                &headers(&[("circleci-signature", &format!("v1={sig}"))]),
+                body,
+                &[s.clone()]
+            ),
+            Ok(())
+        );
         let gts = hmac_hex(&s, &[b"1700000000", b":", body]);
-        let h = headers(&[("x-grafana-alerting-signature", &gts), ("x-grafana-alerting-signature-timestamp", "1700000000")]);
-        assert_eq!(grafana(&h, body, &[s.clone()], 1_700_000_010, "x-grafana-alerting-signature", "x-grafana-alerting-signature-timestamp"), Ok(()));
+        let h = headers(&[
+            ("x-grafana-alerting-signature", &gts),
+            ("x-grafana-alerting-signature-timestamp", "1700000000"),
+        ]);
+        assert_eq!(
+            grafana(
+                &h,
+                body,
+                &[s.clone()],
+                1_700_000_010,
+                "x-grafana-alerting-signature",
+                "x-grafana-alerting-signature-timestamp"
+            ),
+            Ok(())
+        );
         let h = headers(&[("x-grafana-alerting-signature", &sig)]);
-        assert_eq!(grafana(&h, body, &[s], 0, "x-grafana-alerting-signature", "x-grafana-alerting-signature-timestamp"), Ok(()));
+        assert_eq!(
+            grafana(
+                &h,
+                body,
+                &[s],
+                0,
+                "x-grafana-alerting-signature",
+                "x-grafana-alerting-signature-timestamp"
+            ),
+            Ok(())
+        );
     }
 }

@@ -1,0 +1,103 @@
+//! Internal endpoints other services use (service JWT only): token introspection, a node's
+//! effective config, one agent run, the routing version.
+
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use switchyard_common::auth::hash_token;
+use utoipa::ToSchema;
+
+use super::extract::{ApiJson, Service};
+use crate::error::Result;
+use crate::state::AppState;
+use crate::store::{AgentRun, EffectiveConfig};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/internal/auth/introspect", post(introspect))
+        .route(
+            "/api/v1/internal/orgs/{org}/nodes/{node}/config",
+            get(node_config),
+        )
+        .route("/api/v1/internal/agent-runs/{id}", get(get_run))
+        .route("/api/v1/internal/routing/version", get(routing_version))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IntrospectRequest {
+    /// An org admin or team token presented to another service.
+    pub token: String,
+}
+
+/// What a token is. Platform admin tokens are not introspected: each service holds that secret.
+#[derive(Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct Introspection {
+    /// `org_admin` or `team`.
+    pub kind: String,
+    pub org_id: String,
+    pub node_id: Option<String>,
+    pub token_id: String,
+}
+
+/// Resolve an org admin or team token (service JWT). Unknown, revoked and expired tokens answer
+/// 401.
+#[utoipa::path(post, path = "/api/v1/internal/auth/introspect", tag = "internal", request_body = IntrospectRequest,
+    responses((status = 200, body = Introspection), (status = 401, body = switchyard_common::problem::Problem)), security(("service_jwt" = [])))]
+pub async fn introspect(
+    State(state): State<AppState>,
+    _s: Service,
+    ApiJson(req): ApiJson<IntrospectRequest>,
+) -> Result<Json<Introspection>> {
+    let auth = state.store.authenticate(&hash_token(&req.token)).await?;
+    Ok(Json(Introspection {
+        kind: auth.kind,
+        org_id: auth.org_id,
+        node_id: auth.node_id,
+        token_id: auth.id,
+    }))
+}
+
+/// A node's effective config, unredacted (service JWT): what the agent-runner runs with.
+#[utoipa::path(get, path = "/api/v1/internal/orgs/{org}/nodes/{node}/config", tag = "internal",
+    params(("org" = String, Path), ("node" = String, Path)),
+    responses((status = 200, body = EffectiveConfig), (status = 404, body = switchyard_common::problem::Problem)), security(("service_jwt" = [])))]
+pub async fn node_config(
+    State(state): State<AppState>,
+    _s: Service,
+    Path((org, node)): Path<(String, String)>,
+) -> Result<Json<EffectiveConfig>> {
+    Ok(Json(
+        state.store.effective_config(&org, &node, false).await?,
+    ))
+}
+
+/// One agent run by id (service JWT).
+#[utoipa::path(get, path = "/api/v1/internal/agent-runs/{id}", tag = "internal", params(("id" = String, Path)),
+    responses((status = 200, body = AgentRun), (status = 404, body = switchyard_common::problem::Problem)), security(("service_jwt" = [])))]
+pub async fn get_run(
+    State(state): State<AppState>,
+    _s: Service,
+    Path(id): Path<String>,
+) -> Result<Json<AgentRun>> {
+    Ok(Json(state.store.get_run(None, &id).await?))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RoutingVersion {
+    /// Changes whenever any routing identifier is added or removed.
+    pub version: i64,
+}
+
+/// The routing version, for invalidating cached lookups (service JWT).
+#[utoipa::path(get, path = "/api/v1/internal/routing/version", tag = "internal",
+    responses((status = 200, body = RoutingVersion)), security(("service_jwt" = [])))]
+pub async fn routing_version(
+    State(state): State<AppState>,
+    _s: Service,
+) -> Result<Json<RoutingVersion>> {
+    Ok(Json(RoutingVersion {
+        version: state.store.routing_version().await?,
+    }))
+}
