@@ -325,7 +325,7 @@ mod tests {
             "x-hub-signature-256",
             "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
         )]);
-        assert_eq!(github(&h, b"Hello, World!", &[secret.clone()]), Ok(()));
+        assert_eq!(github(&h, b"Hello, World!", std::slice::from_ref(&secret)), Ok(()));
         assert_eq!(
             github(&h, b"Hello, World?", &[secret]),
             Err(VerifyError::BadSignature)
@@ -344,9 +344,9 @@ mod tests {
                 "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503",
             ),
         ]);
-        assert_eq!(slack(&h, body, &[secret.clone()], 1531420618 + 10), Ok(()));
+        assert_eq!(slack(&h, body, std::slice::from_ref(&secret), 1531420618 + 10), Ok(()));
         assert_eq!(
-            slack(&h, body, &[secret.clone()], 1531420618 + 301),
+            slack(&h, body, std::slice::from_ref(&secret), 1531420618 + 301),
             Err(VerifyError::StaleTimestamp(300))
         );
         assert_eq!(
@@ -368,7 +368,7 @@ mod tests {
                 "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
             ),
         ]);
-        assert_eq!(standard(&h, body, &[key.clone()], 1614265330), Ok(()));
+        assert_eq!(standard(&h, body, std::slice::from_ref(&key), 1614265330), Ok(()));
         assert_eq!(
             standard(&h, body, &[key], 1614265330 + 600),
             Err(VerifyError::StaleTimestamp(300))
@@ -404,7 +404,7 @@ mod tests {
             hmac_hex(&s2, &[body])
         );
         let h = headers(&[("x-pagerduty-signature", &header)]);
-        assert_eq!(pagerduty(&h, body, &[s2.clone()]), Ok(()));
+        assert_eq!(pagerduty(&h, body, std::slice::from_ref(&s2)), Ok(()));
         assert_eq!(pagerduty(&h, body, &[s1]), Ok(()));
         assert_eq!(
             pagerduty(&h, body, &[b"other".to_vec()]),
@@ -478,12 +478,12 @@ mod tests {
             sentry(
                 &headers(&[("sentry-hook-signature", &sig)]),
                 body,
-                &[s.clone()]
+                std::slice::from_ref(&s)
             ),
             Ok(())
         );
         assert_eq!(
-            linear(&headers(&[("linear-signature", &sig)]), body, &[s.clone()]),
+            linear(&headers(&[("linear-signature", &sig)]), body, std::slice::from_ref(&s)),
             Ok(())
         );
         let payload: serde_json::Value = serde_json::from_slice(body).unwrap();
@@ -493,7 +493,7 @@ mod tests {
             jira(
                 &headers(&[("x-hub-signature", &format!("sha256={sig}"))]),
                 body,
-                &[s.clone()]
+                std::slice::from_ref(&s)
             ),
             Ok(())
         );
@@ -501,7 +501,7 @@ mod tests {
             circleci(
                 &headers(&[("circleci-signature", &format!("v1={sig}"))]),
                 body,
-                &[s.clone()]
+                std::slice::from_ref(&s)
             ),
             Ok(())
         );
@@ -514,7 +514,7 @@ mod tests {
             grafana(
                 &h,
                 body,
-                &[s.clone()],
+                std::slice::from_ref(&s),
                 1_700_000_010,
                 "x-grafana-alerting-signature",
                 "x-grafana-alerting-signature-timestamp"
