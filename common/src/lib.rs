@@ -4,6 +4,7 @@
 //! - [`ids`]: validated identifiers (slugs) used for organisations and nodes.
 //! - [`auth`]: opaque API tokens (generation, hashing, constant-time comparison) and the short-lived
 //!   service JWT that services present to each other.
+//! - [`error`]: the services' error type; [`http`]: auth and body extractors shared by services.
 //! - [`problem`]: RFC 9457 `application/problem+json` bodies with stable `type` URIs.
 //! - [`db`]: connecting to PostgreSQL or SQLite by URL scheme, and running the migrations.
 //! - [`telemetry`]: `tracing` set-up and Prometheus HTTP metrics.
@@ -11,6 +12,8 @@
 
 pub mod auth;
 pub mod db;
+pub mod error;
+pub mod http;
 pub mod ids;
 pub mod problem;
 pub mod telemetry;

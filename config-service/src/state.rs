@@ -5,6 +5,9 @@ use std::sync::Arc;
 use switchyard_common::auth::ServiceKey;
 use switchyard_common::telemetry::Metrics;
 
+use switchyard_common::error::Error;
+use switchyard_common::http::Caller;
+
 use crate::store::Store;
 
 #[derive(Clone, Debug)]
@@ -26,5 +29,35 @@ impl AppState {
             service_key,
             metrics: Metrics::new("switchyard_config_service"),
         }
+    }
+}
+
+impl switchyard_common::http::AuthState for AppState {
+    const AUDIENCE: &'static str = "config-service";
+
+    fn admin_token(&self) -> Option<&str> {
+        self.admin_token.as_deref()
+    }
+
+    fn service_key(&self) -> &ServiceKey {
+        &self.service_key
+    }
+
+    async fn resolve_token(&self, token: &str) -> Result<Caller, Error> {
+        let auth = self
+            .store
+            .authenticate(&switchyard_common::auth::hash_token(token))
+            .await?;
+        Ok(match (auth.kind.as_str(), auth.node_id) {
+            ("team", Some(node_id)) => Caller::Team {
+                org_id: auth.org_id,
+                node_id,
+                token_id: auth.id,
+            },
+            _ => Caller::OrgAdmin {
+                org_id: auth.org_id,
+                token_id: auth.id,
+            },
+        })
     }
 }

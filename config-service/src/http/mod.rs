@@ -4,7 +4,8 @@ pub mod agent_runs;
 pub mod approvals;
 pub mod audit;
 pub mod config;
-pub mod extract;
+/// The shared extractors, under the name the handlers use.
+pub use switchyard_common::http as extract;
 pub mod health;
 pub mod internal;
 pub mod me;

@@ -8,22 +8,7 @@ use utoipa::ToSchema;
 
 use crate::domain::config::Change;
 
-/// Who performs a change, for the audit log and for approvals.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Actor {
-    /// `platform-admin`, `org-admin:<token id>`, `team:<token id>` or `service:<name>`.
-    pub id: String,
-    pub request_id: Option<String>,
-}
-
-impl Actor {
-    pub fn system(name: &str) -> Self {
-        Self {
-            id: name.to_owned(),
-            request_id: None,
-        }
-    }
-}
+pub use switchyard_common::http::Actor;
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
 pub struct Org {

@@ -325,7 +325,10 @@ mod tests {
             "x-hub-signature-256",
             "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
         )]);
-        assert_eq!(github(&h, b"Hello, World!", std::slice::from_ref(&secret)), Ok(()));
+        assert_eq!(
+            github(&h, b"Hello, World!", std::slice::from_ref(&secret)),
+            Ok(())
+        );
         assert_eq!(
             github(&h, b"Hello, World?", &[secret]),
             Err(VerifyError::BadSignature)
@@ -344,7 +347,10 @@ mod tests {
                 "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503",
             ),
         ]);
-        assert_eq!(slack(&h, body, std::slice::from_ref(&secret), 1531420618 + 10), Ok(()));
+        assert_eq!(
+            slack(&h, body, std::slice::from_ref(&secret), 1531420618 + 10),
+            Ok(())
+        );
         assert_eq!(
             slack(&h, body, std::slice::from_ref(&secret), 1531420618 + 301),
             Err(VerifyError::StaleTimestamp(300))
@@ -368,7 +374,10 @@ mod tests {
                 "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
             ),
         ]);
-        assert_eq!(standard(&h, body, std::slice::from_ref(&key), 1614265330), Ok(()));
+        assert_eq!(
+            standard(&h, body, std::slice::from_ref(&key), 1614265330),
+            Ok(())
+        );
         assert_eq!(
             standard(&h, body, &[key], 1614265330 + 600),
             Err(VerifyError::StaleTimestamp(300))
@@ -483,7 +492,11 @@ mod tests {
             Ok(())
         );
         assert_eq!(
-            linear(&headers(&[("linear-signature", &sig)]), body, std::slice::from_ref(&s)),
+            linear(
+                &headers(&[("linear-signature", &sig)]),
+                body,
+                std::slice::from_ref(&s)
+            ),
             Ok(())
         );
         let payload: serde_json::Value = serde_json::from_slice(body).unwrap();

@@ -1,18 +1,55 @@
-//! Extractors: who is calling (tenancy and auth as arguments, so no handler can forget them), and
-//! a JSON body whose errors name the offending field.
+//! Extractors every service uses: who is calling (tenancy and auth as handler arguments, so no
+//! handler can forget them), and JSON bodies and query strings whose errors are problem+json naming
+//! the offending field.
+//!
+//! A service's state implements [`AuthState`]: where the platform admin token and the service key
+//! come from, and how an org admin or team token is resolved (the config-service from its store,
+//! other services by asking the config-service).
 
 use std::collections::HashMap;
+use std::future::Future;
 
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
-use switchyard_common::auth::{hash_token, secrets_equal};
-use switchyard_common::problem::{FieldError, escape_pointer_token};
 
+use crate::auth::{ServiceKey, secrets_equal};
 use crate::error::Error;
-use crate::state::AppState;
-use crate::store::Actor;
+use crate::problem::{FieldError, escape_pointer_token};
+
+/// Who performs a change, for audit logs and approvals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// `platform-admin`, `org-admin:<token id>`, `team:<token id>` or `service:<name>`.
+    pub id: String,
+    pub request_id: Option<String>,
+}
+
+impl Actor {
+    pub fn system(name: &str) -> Self {
+        Self {
+            id: name.to_owned(),
+            request_id: None,
+        }
+    }
+}
+
+/// What a service's state must provide for the auth extractors.
+pub trait AuthState: Clone + Send + Sync + 'static {
+    /// The audience service JWTs for this service carry (`config-service`, `orchestrator`, ...).
+    const AUDIENCE: &'static str;
+
+    /// The platform admin token, if configured.
+    fn admin_token(&self) -> Option<&str>;
+
+    /// The key service JWTs are signed with.
+    fn service_key(&self) -> &ServiceKey;
+
+    /// Resolves an org admin or team token. Unknown, revoked and expired tokens are
+    /// `Error::Unauthorized`.
+    fn resolve_token(&self, token: &str) -> impl Future<Output = Result<Caller, Error>> + Send;
+}
 
 /// An authenticated caller of the public API.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,33 +136,21 @@ fn request_id(parts: &Parts) -> Option<String> {
         .map(str::to_owned)
 }
 
-impl FromRequestParts<AppState> for Caller {
+impl<S: AuthState> FromRequestParts<S> for Caller {
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
         if let Some(c) = parts.extensions.get::<Caller>() {
             return Ok(c.clone());
         }
         let token = bearer(parts)?;
         let caller = if state
-            .admin_token
-            .as_deref()
+            .admin_token()
             .is_some_and(|admin| secrets_equal(admin, token))
         {
             Caller::PlatformAdmin
         } else {
-            let auth = state.store.authenticate(&hash_token(token)).await?;
-            match (auth.kind.as_str(), auth.node_id) {
-                ("team", Some(node_id)) => Caller::Team {
-                    org_id: auth.org_id,
-                    node_id,
-                    token_id: auth.id,
-                },
-                _ => Caller::OrgAdmin {
-                    org_id: auth.org_id,
-                    token_id: auth.id,
-                },
-            }
+            state.resolve_token(token).await?
         };
         let span = tracing::Span::current();
         match &caller {
@@ -145,7 +170,7 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-async fn path_params(parts: &mut Parts, state: &AppState) -> HashMap<String, String> {
+async fn path_params<S: Send + Sync>(parts: &mut Parts, state: &S) -> HashMap<String, String> {
     Path::<HashMap<String, String>>::from_request_parts(parts, state)
         .await
         .map(|Path(p)| p)
@@ -158,10 +183,10 @@ pub struct PlatformAdmin {
     pub actor: Actor,
 }
 
-impl FromRequestParts<AppState> for PlatformAdmin {
+impl<S: AuthState> FromRequestParts<S> for PlatformAdmin {
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
         match Caller::from_request_parts(parts, state).await? {
             Caller::PlatformAdmin => Ok(PlatformAdmin {
                 actor: Actor {
@@ -184,10 +209,10 @@ pub struct OrgAdmin {
     pub caller: Caller,
 }
 
-impl FromRequestParts<AppState> for OrgAdmin {
+impl<S: AuthState> FromRequestParts<S> for OrgAdmin {
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
         let caller = Caller::from_request_parts(parts, state).await?;
         let params = path_params(parts, state).await;
         let org = params.get("org").cloned().ok_or_else(|| {
@@ -215,10 +240,10 @@ pub struct NodeReader {
     pub caller: Caller,
 }
 
-impl FromRequestParts<AppState> for NodeReader {
+impl<S: AuthState> FromRequestParts<S> for NodeReader {
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
         let caller = Caller::from_request_parts(parts, state).await?;
         let params = path_params(parts, state).await;
         let (Some(org), Some(node)) = (params.get("org").cloned(), params.get("node").cloned())
@@ -246,17 +271,17 @@ pub struct Service {
     pub name: String,
 }
 
-/// The audience service JWTs for this service must carry.
-pub const AUDIENCE: &str = "config-service";
-
-impl FromRequestParts<AppState> for Service {
+impl<S: AuthState> FromRequestParts<S> for Service {
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
         let token = bearer(parts)?;
-        let claims = state.service_key.verify(token, AUDIENCE).map_err(|e| {
-            Error::Unauthorized(format!("internal endpoints need a service JWT: {e}"))
-        })?;
+        let claims = state
+            .service_key()
+            .verify(token, S::AUDIENCE)
+            .map_err(|e| {
+                Error::Unauthorized(format!("internal endpoints need a service JWT: {e}"))
+            })?;
         Ok(Service { name: claims.sub })
     }
 }
@@ -287,10 +312,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             .await
             .map_err(|e| {
                 if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    Error::TooLarge(format!(
-                        "the body is larger than {} bytes",
-                        super::BODY_LIMIT
-                    ))
+                    Error::TooLarge("the body is larger than this endpoint accepts".into())
                 } else {
                     Error::BadRequest(format!("could not read the body: {e}"))
                 }
