@@ -16,9 +16,33 @@ pub struct DevArgs {
     #[arg(long, env = "SWITCHYARD_DATA_DIR", default_value = "./.switchyard")]
     pub data_dir: PathBuf,
 
+    /// Address of the orchestrator (webhooks, integrations, events).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub orchestrator_addr: SocketAddr,
+
     /// Address of the config-service.
     #[arg(long, default_value = "127.0.0.1:8081")]
     pub config_service_addr: SocketAddr,
+
+    /// Address of the agent-runner.
+    #[arg(long, default_value = "127.0.0.1:8082")]
+    pub agent_runner_addr: SocketAddr,
+
+    /// Slack Web API base the agent-runner replies through.
+    #[arg(
+        long,
+        env = "SWITCHYARD_SLACK_API_BASE",
+        default_value = "https://slack.com/api"
+    )]
+    pub slack_api_base: String,
+
+    /// GitHub API base the agent-runner replies through.
+    #[arg(
+        long,
+        env = "SWITCHYARD_GITHUB_API_BASE",
+        default_value = "https://api.github.com"
+    )]
+    pub github_api_base: String,
 
     /// The platform admin token; generated and printed when unset.
     #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN", hide_env_values = true)]
@@ -32,7 +56,7 @@ pub struct DevArgs {
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
-    let db_path = args.data_dir.join("switchyard.db");
+    let db_path = args.data_dir.join("config-service.db");
     let url = format!("sqlite://{}", db_path.display());
     let db = Db::connect(&url, 8)
         .await
@@ -53,12 +77,39 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     };
     let service_key = ServiceKey::new(service_key.into_bytes()).map_err(anyhow::Error::msg)?;
 
-    let listener = tokio::net::TcpListener::bind(args.config_service_addr)
+    let master = persisted_secret(&args.data_dir.join("master-keys"), || {
+        switchyard_orchestrator::crypto::Keyring::generate_spec("dev")
+    })?;
+    let keyring =
+        switchyard_orchestrator::crypto::Keyring::parse(&master).map_err(anyhow::Error::msg)?;
+    let orch_url = format!(
+        "sqlite://{}",
+        args.data_dir.join("orchestrator.db").display()
+    );
+    let orch_db = Db::connect(&orch_url, 8)
+        .await
+        .with_context(|| format!("opening {orch_url}"))?;
+    orch_db.migrate().await.context("applying migrations")?;
+
+    let cs_listener = tokio::net::TcpListener::bind(args.config_service_addr)
         .await
         .with_context(|| format!("binding {}", args.config_service_addr))?;
-    let addr = listener.local_addr()?;
-    println!("Switchyard dev is running (data in {})", db_path.display());
-    println!("  config-service  http://{addr}");
+    let runner_listener = tokio::net::TcpListener::bind(args.agent_runner_addr)
+        .await
+        .with_context(|| format!("binding {}", args.agent_runner_addr))?;
+    let orch_listener = tokio::net::TcpListener::bind(args.orchestrator_addr)
+        .await
+        .with_context(|| format!("binding {}", args.orchestrator_addr))?;
+    let cs_addr = cs_listener.local_addr()?;
+    let runner_addr = runner_listener.local_addr()?;
+    let orch_addr = orch_listener.local_addr()?;
+    println!(
+        "Switchyard dev is running (data in {})",
+        args.data_dir.display()
+    );
+    println!("  orchestrator    http://{orch_addr}   (webhooks: /webhooks/...)");
+    println!("  config-service  http://{cs_addr}");
+    println!("  agent-runner    http://{runner_addr}");
     if from_env {
         println!("  admin token     from SWITCHYARD_ADMIN_TOKEN");
     } else {
@@ -68,8 +119,59 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             admin_token_file.display()
         );
     }
-    let state = AppState::new(Store::new(db), Some(admin_token), service_key);
-    switchyard_config_service::serve(listener, state, shutdown_signal()).await?;
+    let cs_state = AppState::new(
+        Store::new(db),
+        Some(admin_token.clone()),
+        service_key.clone(),
+    );
+    let runner_state = switchyard_agent_runner::AppState::new(
+        &format!("http://{cs_addr}"),
+        switchyard_agent_runner::ReplySettings {
+            slack_api_base: args.slack_api_base,
+            github_api_base: args.github_api_base,
+            run_deadline_seconds: 120,
+        },
+        Some(admin_token.clone()),
+        service_key.clone(),
+    );
+    let orch_state = switchyard_orchestrator::AppState::new(
+        switchyard_orchestrator::store::Store::new(orch_db),
+        keyring,
+        Some(admin_token),
+        service_key,
+        &format!("http://{cs_addr}"),
+        &format!("http://{runner_addr}"),
+        switchyard_orchestrator::settings::Limits::default(),
+    );
+    let (stop, _) = tokio::sync::broadcast::channel::<()>(1);
+    let signal = |stop: &tokio::sync::broadcast::Sender<()>| {
+        let mut rx = stop.subscribe();
+        async move {
+            let _ = rx.recv().await;
+        }
+    };
+    let cs = tokio::spawn(switchyard_config_service::serve(
+        cs_listener,
+        cs_state,
+        signal(&stop),
+    ));
+    let runner = tokio::spawn(switchyard_agent_runner::serve(
+        runner_listener,
+        runner_state,
+        signal(&stop),
+    ));
+    let orch = tokio::spawn(switchyard_orchestrator::serve(
+        orch_listener,
+        orch_state,
+        orch_url,
+        signal(&stop),
+    ));
+    shutdown_signal().await;
+    let _ = stop.send(());
+    // The orchestrator first (it releases claimed events), then what it calls.
+    orch.await??;
+    runner.await??;
+    cs.await??;
     Ok(())
 }
 

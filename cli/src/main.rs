@@ -1,7 +1,7 @@
 //! `switchyard`: one binary for every way of running Switchyard.
 //!
 //! - `switchyard dev`: everything in one process on SQLite, no setup.
-//! - `switchyard config-service`: the config-service alone, for production.
+//! - `switchyard config-service`, `orchestrator`, `agent-runner`: one service each, for production.
 //! - `switchyard migrate`: apply database migrations.
 //! - `switchyard audit verify`: check an org's audit hash chain.
 //! - `switchyard service-token`: mint a service JWT for calling internal endpoints by hand.
@@ -36,6 +36,10 @@ enum Command {
     Dev(dev::DevArgs),
     /// Run the config-service.
     ConfigService(Settings),
+    /// Run the orchestrator (webhooks, dispatch).
+    Orchestrator(switchyard_orchestrator::settings::Settings),
+    /// Run the agent-runner.
+    AgentRunner(switchyard_agent_runner::Settings),
     /// Apply database migrations and exit.
     Migrate {
         /// `postgres://...` or `sqlite://path.db`.
@@ -97,6 +101,31 @@ async fn main() -> anyhow::Result<()> {
         Command::ConfigService(settings) => {
             init_tracing(settings.log_json);
             run_config_service(settings).await
+        }
+        Command::Orchestrator(settings) => {
+            init_tracing(settings.log_json);
+            run_orchestrator(settings).await
+        }
+        Command::AgentRunner(settings) => {
+            init_tracing(settings.log_json);
+            let key = settings
+                .service_key
+                .clone()
+                .context("set SWITCHYARD_SERVICE_KEY")?;
+            let key = switchyard_common::auth::ServiceKey::new(key.into_bytes())
+                .map_err(anyhow::Error::msg)?;
+            let listener = tokio::net::TcpListener::bind(settings.listen)
+                .await
+                .with_context(|| format!("binding {}", settings.listen))?;
+            tracing::info!(addr = %listener.local_addr()?, "agent-runner listening");
+            let state = switchyard_agent_runner::AppState::new(
+                &settings.config_service_url,
+                settings.replies,
+                settings.admin_token,
+                key,
+            );
+            switchyard_agent_runner::serve(listener, state, shutdown_signal()).await?;
+            Ok(())
         }
         Command::Migrate { database_url } => {
             init_tracing(false);
@@ -167,8 +196,64 @@ async fn run_config_service(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Reads a secret from its value or its file.
+fn secret(
+    value: Option<String>,
+    file: Option<PathBuf>,
+    what: &str,
+) -> anyhow::Result<Option<String>> {
+    match (value, file) {
+        (Some(v), _) => Ok(Some(v.trim().to_owned())),
+        (None, Some(f)) => Ok(Some(
+            std::fs::read_to_string(&f)
+                .with_context(|| format!("reading the {what} file {}", f.display()))?
+                .trim()
+                .to_owned(),
+        )),
+        (None, None) => Ok(None),
+    }
+}
+
+async fn run_orchestrator(s: switchyard_orchestrator::settings::Settings) -> anyhow::Result<()> {
+    let key = secret(s.service_key, s.service_key_file, "service key")?
+        .context("set SWITCHYARD_SERVICE_KEY (or _FILE)")?;
+    let key =
+        switchyard_common::auth::ServiceKey::new(key.into_bytes()).map_err(anyhow::Error::msg)?;
+    let master = secret(s.master_keys, s.master_keys_file, "master keys")?
+        .context("set SWITCHYARD_MASTER_KEYS (or _FILE): webhook secrets are encrypted at rest")?;
+    let keyring =
+        switchyard_orchestrator::crypto::Keyring::parse(&master).map_err(anyhow::Error::msg)?;
+    let admin = secret(s.admin_token, s.admin_token_file, "admin token")?;
+    let db = Db::connect(&s.database_url, s.db_max_connections)
+        .await
+        .with_context(|| format!("connecting to {}", redact_url(&s.database_url)))?;
+    db.migrate().await.context("applying migrations")?;
+    let listener = tokio::net::TcpListener::bind(s.listen)
+        .await
+        .with_context(|| format!("binding {}", s.listen))?;
+    tracing::info!(addr = %listener.local_addr()?, database = db.backend.name(), "orchestrator listening");
+    let state = switchyard_orchestrator::AppState::new(
+        switchyard_orchestrator::store::Store::new(db),
+        keyring,
+        admin,
+        key,
+        &s.config_service_url,
+        &s.agent_runner_url,
+        s.limits,
+    );
+    switchyard_orchestrator::serve(listener, state, s.database_url, shutdown_signal()).await?;
+    Ok(())
+}
+
 fn gen_openapi(out: &std::path::Path, check: bool) -> anyhow::Result<()> {
-    let docs = [("config-service.json", openapi::json())];
+    let docs = [
+        ("config-service.json", openapi::json()),
+        (
+            "orchestrator.json",
+            switchyard_orchestrator::openapi::json(),
+        ),
+        ("agent-runner.json", switchyard_agent_runner::openapi_json()),
+    ];
     let mut stale = Vec::new();
     for (name, content) in docs {
         let path = out.join(name);

@@ -35,6 +35,12 @@ pub enum Error {
     BadRequest(String),
     #[error("{0}")]
     TooLarge(String),
+    /// A dependency (database, another service) is down: retry later.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Slow down: retry after this many seconds.
+    #[error("{detail}")]
+    TooManyRequests { detail: String, retry_after: u64 },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error(transparent)]
@@ -72,6 +78,8 @@ impl Error {
             Error::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Database(e) if is_unavailable(e) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Database(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -105,6 +113,20 @@ impl Error {
             }
             Error::BadRequest(d) => Problem::new(status, "bad-request", "Bad request").detail(d),
             Error::TooLarge(d) => Problem::new(status, "too-large", "Body too large").detail(d),
+            Error::Unavailable(d) => {
+                let mut p = Problem::new(status, "unavailable", "Service unavailable").detail(d);
+                p.retry_after = Some(5);
+                p
+            }
+            Error::TooManyRequests {
+                detail,
+                retry_after,
+            } => {
+                let mut p =
+                    Problem::new(status, "too-many-requests", "Too many requests").detail(detail);
+                p.retry_after = Some(*retry_after);
+                p
+            }
             Error::Database(_) if status == StatusCode::SERVICE_UNAVAILABLE => {
                 let mut p = Problem::new(status, "unavailable", "Service unavailable")
                     .detail("the database is unavailable; retry later");

@@ -6,11 +6,13 @@
 //!   service JWT that services present to each other.
 //! - [`error`]: the services' error type; [`http`]: auth and body extractors shared by services.
 //! - [`problem`]: RFC 9457 `application/problem+json` bodies with stable `type` URIs.
+//! - [`clients`]: calls between services (config-service, agent-runner) with service JWTs.
 //! - [`db`]: connecting to PostgreSQL or SQLite by URL scheme, and running the migrations.
 //! - [`telemetry`]: `tracing` set-up and Prometheus HTTP metrics.
 //! - [`time`]: millisecond timestamps as stored, RFC 3339 as shown.
 
 pub mod auth;
+pub mod clients;
 pub mod db;
 pub mod error;
 pub mod http;

@@ -45,7 +45,10 @@ impl Keyring {
                 .decode(key.trim())
                 .map_err(|_| format!("master key {id} is not base64"))?;
             if bytes.len() != 32 {
-                return Err(format!("master key {id} must be 32 bytes, not {}", bytes.len()));
+                return Err(format!(
+                    "master key {id} must be 32 bytes, not {}",
+                    bytes.len()
+                ));
             }
             let cipher = XChaCha20Poly1305::new_from_slice(&bytes).map_err(|e| e.to_string())?;
             keys.push((id.trim().to_owned(), cipher));
@@ -72,9 +75,19 @@ impl Keyring {
         let mut nonce = [0u8; 24];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         let ct = cipher
-            .encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext, aad: aad.as_bytes() })
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: aad.as_bytes(),
+                },
+            )
             .expect("encryption with a valid key cannot fail");
-        Sealed { key_id: id.clone(), nonce: hex::encode(nonce), ciphertext: hex::encode(ct) }
+        Sealed {
+            key_id: id.clone(),
+            nonce: hex::encode(nonce),
+            ciphertext: hex::encode(ct),
+        }
     }
 
     pub fn open(&self, sealed: &Sealed, aad: &str) -> Result<Vec<u8>, String> {
@@ -89,7 +102,13 @@ impl Keyring {
         }
         let ct = hex::decode(&sealed.ciphertext).map_err(|_| "corrupt ciphertext".to_owned())?;
         cipher
-            .decrypt(XNonce::from_slice(&nonce), Payload { msg: &ct, aad: aad.as_bytes() })
+            .decrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: &ct,
+                    aad: aad.as_bytes(),
+                },
+            )
             .map_err(|_| "the secret does not decrypt (wrong key or tampered)".to_owned())
     }
 }
@@ -106,7 +125,14 @@ mod tests {
         assert_eq!(k.open(&s, "int-1/sec-1").unwrap(), b"whsec_abc");
         assert!(k.open(&s, "int-2/sec-1").is_err(), "moved to another row");
         let mut tampered = s.clone();
-        tampered.ciphertext.replace_range(0..2, if &s.ciphertext[0..2] == "00" { "01" } else { "00" });
+        tampered.ciphertext.replace_range(
+            0..2,
+            if &s.ciphertext[0..2] == "00" {
+                "01"
+            } else {
+                "00"
+            },
+        );
         assert!(k.open(&tampered, "int-1/sec-1").is_err());
     }
 
@@ -128,6 +154,12 @@ mod tests {
         assert!(Keyring::parse("").is_err());
         assert!(Keyring::parse("k1").is_err());
         assert!(Keyring::parse("k1=bm90MzJieXRlcw==").is_err());
-        assert!(!format!("{:?}", Keyring::parse(&Keyring::generate_spec("k")).unwrap()).contains('='));
+        assert!(
+            !format!(
+                "{:?}",
+                Keyring::parse(&Keyring::generate_spec("k")).unwrap()
+            )
+            .contains('=')
+        );
     }
 }

@@ -68,23 +68,19 @@ impl Source {
         Self::ALL.into_iter().find(|x| x.as_str() == s)
     }
 
-    /// Senders that drop an event on any 4xx (429 included): never throttle them at ingress;
-    /// accept and throttle at dispatch instead.
-    pub fn drops_on_4xx(self) -> bool {
+    /// Senders that retry a 429 (so an ingress ceiling may answer one). The others drop the event
+    /// on any 4xx (Alertmanager, Sentry), do not retry at all (GitHub) or disable the hook
+    /// (GitLab): they are always accepted and throttled at dispatch instead.
+    pub fn retries_429(self) -> bool {
         matches!(
             self,
-            Source::Alertmanager
+            Source::Slack
                 | Source::Pagerduty
-                | Source::Sentry
-                | Source::Datadog
-                | Source::Opsgenie
-                | Source::Grafana
+                | Source::Incidentio
+                | Source::Standard
+                | Source::Linear
+                | Source::Jira
         )
-    }
-
-    /// Whether a secret is optional (Grafana signs only when configured to).
-    pub fn signature_optional(self) -> bool {
-        matches!(self, Source::Grafana)
     }
 }
 

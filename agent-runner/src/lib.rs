@@ -1,0 +1,424 @@
+//! Switchyard's agent-runner: the shared runtime every team's agent runs on.
+//!
+//! `POST /api/v1/run` (service JWT, from the orchestrator) answers 202 with a run id at once; the
+//! same idempotency key always answers the same run and never starts a second one. Per run it
+//! loads the team's effective config from the config-service (so a config change applies to the
+//! next run, no restart), runs the agent through its provider (this version ships the built-in
+//! offline provider: a deterministic summary of the trigger, so everything works without an LLM
+//! key), posts the result to the reply target (a Slack thread or a GitHub issue or pull request)
+//! and records every state in the config-service's agent runs. A team over its
+//! `quotas.concurrent_runs` gets 429 with `Retry-After`.
+//!
+//! Runs are recorded in the config-service, so this service keeps no database of its own.
+
+pub mod provider;
+pub mod reply;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use switchyard_common::auth::ServiceKey;
+use switchyard_common::clients::{CallError, ConfigClient};
+use switchyard_common::error::{Error, Result};
+use switchyard_common::http::{ApiJson, AuthState, Caller, Service};
+use switchyard_common::problem::Problem;
+use switchyard_common::telemetry::{Metrics, metrics_response, track_http};
+use tokio::net::TcpListener;
+use utoipa::{OpenApi, ToSchema};
+
+/// Concurrent runs per team when its config sets no `quotas.concurrent_runs`.
+pub const DEFAULT_CONCURRENT_RUNS: u64 = 4;
+
+/// `switchyard agent-runner` options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Settings {
+    #[arg(
+        long,
+        env = "SWITCHYARD_AGENT_RUNNER_ADDR",
+        default_value = "127.0.0.1:8082"
+    )]
+    pub listen: SocketAddr,
+    #[arg(
+        long,
+        env = "SWITCHYARD_CONFIG_SERVICE_URL",
+        default_value = "http://127.0.0.1:8081"
+    )]
+    pub config_service_url: String,
+    #[command(flatten)]
+    pub replies: ReplySettings,
+    /// The platform admin token (reads any run).
+    #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Shared HS256 key for service JWTs.
+    #[arg(long, env = "SWITCHYARD_SERVICE_KEY", hide_env_values = true)]
+    pub service_key: Option<String>,
+    #[arg(long, env = "SWITCHYARD_LOG_JSON")]
+    pub log_json: bool,
+}
+
+/// Where replies go; configurable so tests and air-gapped installs can point elsewhere.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReplySettings {
+    #[arg(
+        long,
+        env = "SWITCHYARD_SLACK_API_BASE",
+        default_value = "https://slack.com/api"
+    )]
+    pub slack_api_base: String,
+    #[arg(
+        long,
+        env = "SWITCHYARD_GITHUB_API_BASE",
+        default_value = "https://api.github.com"
+    )]
+    pub github_api_base: String,
+    /// Longest a run may take before it is failed.
+    #[arg(long, env = "SWITCHYARD_RUN_DEADLINE_SECONDS", default_value_t = 120)]
+    pub run_deadline_seconds: u64,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: ConfigClient,
+    pub replies: ReplySettings,
+    pub http: reqwest::Client,
+    pub admin_token: Option<Arc<str>>,
+    pub service_key: ServiceKey,
+    pub metrics: Metrics,
+    /// Runs in flight per (org, team).
+    inflight: Arc<Mutex<HashMap<(String, String), u64>>>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("replies", &self.replies)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    pub fn new(
+        config_service_url: &str,
+        replies: ReplySettings,
+        admin_token: Option<String>,
+        service_key: ServiceKey,
+    ) -> Self {
+        Self {
+            config: ConfigClient::new(config_service_url, service_key.clone(), "agent-runner"),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(15))
+                .build()
+                .expect("an HTTP client builds"),
+            replies,
+            admin_token: admin_token.map(Arc::from),
+            service_key,
+            metrics: Metrics::new("switchyard_agent_runner"),
+            inflight: Arc::default(),
+        }
+    }
+}
+
+impl AuthState for AppState {
+    const AUDIENCE: &'static str = "agent-runner";
+
+    fn admin_token(&self) -> Option<&str> {
+        self.admin_token.as_deref()
+    }
+
+    fn service_key(&self) -> &ServiceKey {
+        &self.service_key
+    }
+
+    async fn resolve_token(&self, token: &str) -> Result<Caller, Error> {
+        match self.config.introspect(token).await {
+            Ok(Some(c)) => Ok(c),
+            Ok(None) => Err(Error::Unauthorized("the token is not valid".into())),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+}
+
+fn unavailable(e: CallError) -> Error {
+    match e {
+        CallError::Rejected(m) => Error::BadRequest(m),
+        other => Error::Unavailable(format!("the config-service is unavailable: {other}")),
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunRequest {
+    pub org_id: String,
+    pub team_id: String,
+    /// The event envelope that triggered the run.
+    #[schema(value_type = Object)]
+    pub trigger: Value,
+    /// Where to post the result: `{"kind": "slack", "channel", "thread_ts"}` or
+    /// `{"kind": "github", "repo", "issue_number"}`.
+    #[schema(value_type = Option<Object>)]
+    pub reply_to: Option<Value>,
+    /// The same key always answers the same run.
+    pub idempotency_key: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Accepted {
+    pub run_id: String,
+    /// False when the idempotency key had been seen: nothing new was started.
+    pub started: bool,
+}
+
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/api/v1/run", post(run))
+        .route("/api/v1/runs/{id}", get(get_run))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(|| async {
+            Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found").detail("no such endpoint")
+        })
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            track_http,
+        ))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Reserves a concurrency slot for the team, or says how long to wait.
+fn reserve(state: &AppState, org: &str, team: &str, limit: u64) -> bool {
+    let mut m = state.inflight.lock().expect("poisoned");
+    let n = m.entry((org.to_owned(), team.to_owned())).or_insert(0);
+    if *n >= limit {
+        return false;
+    }
+    *n += 1;
+    true
+}
+
+fn release(state: &AppState, org: &str, team: &str) {
+    let mut m = state.inflight.lock().expect("poisoned");
+    if let Some(n) = m.get_mut(&(org.to_owned(), team.to_owned())) {
+        *n = n.saturating_sub(1);
+    }
+}
+
+/// Start a run (service JWT). 202 with the run id; the same idempotency key answers the same run.
+#[utoipa::path(post, path = "/api/v1/run", tag = "runs", request_body = RunRequest,
+    responses((status = 202, body = Accepted), (status = 429, description = "The team is at its concurrent-run quota", body = Problem)),
+    security(("service_jwt" = [])))]
+pub async fn run(
+    State(state): State<AppState>,
+    _s: Service,
+    ApiJson(req): ApiJson<RunRequest>,
+) -> Result<Response> {
+    // The config is read per run: a change applies to the next run without a restart.
+    let config = state
+        .config
+        .node_config(&req.org_id, &req.team_id)
+        .await
+        .map_err(unavailable)?;
+    let limit = config
+        .pointer("/quotas/concurrent_runs")
+        .and_then(Value::as_u64)
+        .unwrap_or(DEFAULT_CONCURRENT_RUNS);
+    if !reserve(&state, &req.org_id, &req.team_id, limit) {
+        return Err(Error::TooManyRequests {
+            detail: format!("team {} is at its {limit} concurrent runs", req.team_id),
+            retry_after: 5,
+        });
+    }
+    let recorded = state
+        .config
+        .create_run(
+            &req.org_id,
+            &req.team_id,
+            &req.trigger,
+            &req.idempotency_key,
+        )
+        .await;
+    let (record, created) = match recorded {
+        Ok(r) => r,
+        Err(e) => {
+            release(&state, &req.org_id, &req.team_id);
+            return Err(unavailable(e));
+        }
+    };
+    let run_id = record["id"].as_str().unwrap_or_default().to_owned();
+    if !created {
+        release(&state, &req.org_id, &req.team_id);
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(Accepted {
+                run_id,
+                started: false,
+            }),
+        )
+            .into_response());
+    }
+    let task_state = state.clone();
+    let id = run_id.clone();
+    tokio::spawn(async move {
+        let deadline = Duration::from_secs(task_state.replies.run_deadline_seconds.max(1));
+        let outcome =
+            tokio::time::timeout(deadline, execute(&task_state, &id, &req, &config)).await;
+        let (status, summary, error) = match outcome {
+            Ok(Ok(summary)) => ("succeeded", Some(summary), None),
+            Ok(Err(e)) => ("failed", None, Some(e)),
+            Err(_) => (
+                "failed",
+                None,
+                Some(format!(
+                    "the run exceeded its {}s deadline",
+                    deadline.as_secs()
+                )),
+            ),
+        };
+        if let Err(e) = task_state
+            .config
+            .update_run(&id, status, summary.as_deref(), error.as_deref())
+            .await
+        {
+            tracing::error!(run = %id, error = %e, "could not record the run's outcome");
+        }
+        tracing::info!(run = %id, org = %req.org_id, team = %req.team_id, status, "run finished");
+        release(&task_state, &req.org_id, &req.team_id);
+    });
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            run_id,
+            started: true,
+        }),
+    )
+        .into_response())
+}
+
+async fn execute(
+    state: &AppState,
+    id: &str,
+    req: &RunRequest,
+    config: &Value,
+) -> std::result::Result<String, String> {
+    state
+        .config
+        .update_run(id, "running", None, None)
+        .await
+        .map_err(|e| format!("recording the start: {e}"))?;
+    let agent = config.get("agent").cloned().unwrap_or(json!({}));
+    let provider = agent
+        .get("provider")
+        .and_then(Value::as_str)
+        .unwrap_or("offline");
+    let summary = match provider {
+        "offline" => provider::offline(&agent, &req.team_id, &req.trigger),
+        other => {
+            return Err(format!(
+                "provider {other:?} is not available in this version; use \"offline\""
+            ));
+        }
+    };
+    if let Some(target) = &req.reply_to {
+        reply::post(state, config, target, &summary).await?;
+    }
+    Ok(summary)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunView {
+    #[schema(value_type = Object)]
+    #[serde(flatten)]
+    pub run: Value,
+}
+
+/// One run: a service, the platform admin, the run's org admins, or its team.
+#[utoipa::path(get, path = "/api/v1/runs/{id}", tag = "runs", params(("id" = String, Path)),
+    responses((status = 200, body = RunView), (status = 404, body = Problem)))]
+pub async fn get_run(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>> {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            Error::Unauthorized("send a token as `Authorization: Bearer <token>`".into())
+        })?;
+    let service = state
+        .service_key
+        .verify(token, <AppState as AuthState>::AUDIENCE)
+        .is_ok();
+    let caller = if service {
+        None
+    } else if state
+        .admin_token
+        .as_deref()
+        .is_some_and(|a| switchyard_common::auth::secrets_equal(a, token))
+    {
+        Some(Caller::PlatformAdmin)
+    } else {
+        Some(state.resolve_token(token).await?)
+    };
+    let run = state
+        .config
+        .get_run(&id)
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(|| Error::not_found(format!("run {id}")))?;
+    let org = run["org_id"].as_str().unwrap_or_default();
+    let team = run["team_id"].as_str().unwrap_or_default();
+    if let Some(c) = caller {
+        c.authorize_node_read(org, team)
+            .map_err(|_| Error::not_found(format!("run {id}")))?;
+    }
+    Ok(Json(run))
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    metrics_response(&state.metrics)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Switchyard agent-runner",
+        description = "Runs a team's agent for an event and replies where the event came from."
+    ),
+    paths(run, get_run)
+)]
+pub struct ApiDoc;
+
+pub fn openapi_json() -> String {
+    let mut s = ApiDoc::openapi()
+        .to_pretty_json()
+        .expect("the OpenAPI document serialises");
+    s.push('\n');
+    s
+}
+
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

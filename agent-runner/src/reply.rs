@@ -1,0 +1,83 @@
+//! Posting results back where the event came from.
+
+use serde_json::{Value, json};
+
+use crate::AppState;
+
+fn secret<'a>(config: &'a Value, pointer: &str, what: &str) -> Result<&'a str, String> {
+    config
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            format!(
+                "no {what} configured at integrations{}",
+                pointer.trim_start_matches("/integrations")
+            )
+        })
+}
+
+/// Posts `text` to `target`: Slack `chat.postMessage` in the thread, or a GitHub issue comment.
+pub async fn post(
+    state: &AppState,
+    config: &Value,
+    target: &Value,
+    text: &str,
+) -> Result<(), String> {
+    match target.get("kind").and_then(Value::as_str) {
+        Some("slack") => {
+            let token = secret(config, "/integrations/slack/bot_token", "Slack bot token")?;
+            let mut body = json!({"channel": target["channel"], "text": text});
+            if let Some(ts) = target.get("thread_ts").filter(|v| !v.is_null()) {
+                body["thread_ts"] = ts.clone();
+            }
+            let resp = state
+                .http
+                .post(format!(
+                    "{}/chat.postMessage",
+                    state.replies.slack_api_base.trim_end_matches('/')
+                ))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .map_err(|e| format!("Slack: {e}"))?;
+            let status = resp.status();
+            let v: Value = resp.json().await.unwrap_or(Value::Null);
+            if !status.is_success() || v["ok"] != json!(true) {
+                return Err(format!(
+                    "Slack chat.postMessage failed: {status} {}",
+                    v["error"].as_str().unwrap_or("")
+                ));
+            }
+            Ok(())
+        }
+        Some("github") => {
+            let token = secret(config, "/integrations/github/token", "GitHub token")?;
+            let repo = target["repo"]
+                .as_str()
+                .ok_or("the GitHub reply target has no repo")?;
+            let number = target["issue_number"]
+                .as_i64()
+                .ok_or("the GitHub reply target has no issue_number")?;
+            let resp = state
+                .http
+                .post(format!(
+                    "{}/repos/{repo}/issues/{number}/comments",
+                    state.replies.github_api_base.trim_end_matches('/')
+                ))
+                .bearer_auth(token)
+                .header("accept", "application/vnd.github+json")
+                .header("user-agent", "switchyard")
+                .json(&json!({"body": text}))
+                .send()
+                .await
+                .map_err(|e| format!("GitHub: {e}"))?;
+            if !resp.status().is_success() {
+                return Err(format!("GitHub comment failed: {}", resp.status()));
+            }
+            Ok(())
+        }
+        other => Err(format!("unknown reply target kind {other:?}")),
+    }
+}

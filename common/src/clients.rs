@@ -1,0 +1,293 @@
+//! Clients for calls between services, each with a fresh short-lived service JWT (audience = the
+//! callee, subject = the caller).
+
+use std::time::Duration;
+
+use crate::auth::ServiceKey;
+use crate::http::Caller;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// Why an outbound call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The callee was unreachable or answered 5xx: retry later.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// The callee asks us to slow down (429), optionally saying for how long.
+    #[error("throttled")]
+    Throttled(Option<u64>),
+    /// The callee refused the request (4xx other than 429): retrying will not help.
+    #[error("rejected: {0}")]
+    Rejected(String),
+}
+
+fn retry_after(resp: &reqwest::Response) -> Option<u64> {
+    resp.headers()
+        .get("retry-after")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+async fn classify(resp: reqwest::Response) -> Result<reqwest::Response, CallError> {
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    if status.as_u16() == 429 {
+        return Err(CallError::Throttled(retry_after(&resp)));
+    }
+    let ra = retry_after(&resp);
+    let body = resp.text().await.unwrap_or_default();
+    let body: String = body.chars().take(300).collect();
+    if status.is_server_error() {
+        Err(CallError::Unavailable(format!(
+            "{status}: {body}{}",
+            ra.map(|s| format!(" (retry after {s}s)"))
+                .unwrap_or_default()
+        )))
+    } else {
+        Err(CallError::Rejected(format!("{status}: {body}")))
+    }
+}
+
+fn transport(e: reqwest::Error) -> CallError {
+    CallError::Unavailable(e.to_string())
+}
+
+/// A routing match from the config-service.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct RouteMatch {
+    pub org_id: String,
+    pub team_node_id: String,
+    pub matched_by: String,
+    pub matched_value: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct ConfigClient {
+    base: String,
+    http: reqwest::Client,
+    key: ServiceKey,
+    /// The calling service, as the JWT's subject.
+    caller: &'static str,
+}
+
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .connect_timeout(Duration::from_secs(3))
+        .build()
+        .expect("an HTTP client with default TLS roots builds")
+}
+
+impl ConfigClient {
+    pub fn new(base: &str, key: ServiceKey, caller: &'static str) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            http: http_client(),
+            key,
+            caller,
+        }
+    }
+
+    fn jwt(&self) -> String {
+        self.key.mint(self.caller, "config-service", 60)
+    }
+
+    /// The owning team of these identifiers, `None` when nobody owns them (404) or the match is
+    /// ambiguous across orgs (409: never guess across tenants).
+    pub async fn lookup(
+        &self,
+        org: Option<&str>,
+        identifiers: &[(String, String)],
+    ) -> Result<Option<RouteMatch>, CallError> {
+        let mut ids = serde_json::Map::new();
+        for (k, v) in identifiers {
+            match ids.get_mut(k) {
+                Some(Value::Array(a)) => a.push(json!(v)),
+                Some(existing) => {
+                    let first = existing.take();
+                    *existing = json!([first, v]);
+                }
+                None => {
+                    ids.insert(k.clone(), json!(v));
+                }
+            }
+        }
+        let resp = self
+            .http
+            .post(format!("{}/api/v1/internal/routing/lookup", self.base))
+            .bearer_auth(self.jwt())
+            .json(&json!({"org_id": org, "identifiers": ids}))
+            .send()
+            .await
+            .map_err(transport)?;
+        if matches!(resp.status().as_u16(), 404 | 409) {
+            return Ok(None);
+        }
+        let resp = classify(resp).await?;
+        resp.json().await.map(Some).map_err(transport)
+    }
+
+    pub async fn routing_version(&self) -> Result<i64, CallError> {
+        let resp = self
+            .http
+            .get(format!("{}/api/v1/internal/routing/version", self.base))
+            .bearer_auth(self.jwt())
+            .send()
+            .await
+            .map_err(transport)?;
+        let v: Value = classify(resp).await?.json().await.map_err(transport)?;
+        Ok(v["version"].as_i64().unwrap_or(0))
+    }
+
+    /// A node's effective config (for its quotas).
+    pub async fn node_config(&self, org: &str, node: &str) -> Result<Value, CallError> {
+        let resp = self
+            .http
+            .get(format!(
+                "{}/api/v1/internal/orgs/{org}/nodes/{node}/config",
+                self.base
+            ))
+            .bearer_auth(self.jwt())
+            .send()
+            .await
+            .map_err(transport)?;
+        let v: Value = classify(resp).await?.json().await.map_err(transport)?;
+        Ok(v["config"].clone())
+    }
+
+    /// Resolves an org admin or team token. `Ok(None)`: not a valid token.
+    pub async fn introspect(&self, token: &str) -> Result<Option<Caller>, CallError> {
+        let resp = self
+            .http
+            .post(format!("{}/api/v1/internal/auth/introspect", self.base))
+            .bearer_auth(self.jwt())
+            .json(&json!({"token": token}))
+            .send()
+            .await
+            .map_err(transport)?;
+        if resp.status().as_u16() == 401 {
+            return Ok(None);
+        }
+        let v: Value = classify(resp).await?.json().await.map_err(transport)?;
+        let org_id = v["org_id"].as_str().unwrap_or_default().to_owned();
+        let token_id = v["token_id"].as_str().unwrap_or_default().to_owned();
+        Ok(Some(match (v["kind"].as_str(), v["node_id"].as_str()) {
+            (Some("team"), Some(node)) => Caller::Team {
+                org_id,
+                node_id: node.to_owned(),
+                token_id,
+            },
+            _ => Caller::OrgAdmin { org_id, token_id },
+        }))
+    }
+}
+
+impl ConfigClient {
+    /// Records a queued run; with a repeated idempotency key, answers the existing run.
+    pub async fn create_run(
+        &self,
+        org: &str,
+        team: &str,
+        trigger: &Value,
+        idempotency_key: &str,
+    ) -> Result<(Value, bool), CallError> {
+        let resp = self
+            .http
+            .post(format!("{}/api/v1/internal/agent-runs", self.base))
+            .bearer_auth(self.jwt())
+            .json(&json!({"org_id": org, "team_id": team, "trigger": trigger, "idempotency_key": idempotency_key}))
+            .send()
+            .await
+            .map_err(transport)?;
+        let created = resp.status().as_u16() == 201;
+        let v: Value = classify(resp).await?.json().await.map_err(transport)?;
+        Ok((v, created))
+    }
+
+    pub async fn update_run(
+        &self,
+        id: &str,
+        status: &str,
+        summary: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<Value, CallError> {
+        let resp = self
+            .http
+            .patch(format!("{}/api/v1/internal/agent-runs/{id}", self.base))
+            .bearer_auth(self.jwt())
+            .json(&json!({"status": status, "summary": summary, "error": error}))
+            .send()
+            .await
+            .map_err(transport)?;
+        classify(resp).await?.json().await.map_err(transport)
+    }
+
+    /// `Ok(None)` when there is no such run.
+    pub async fn get_run(&self, id: &str) -> Result<Option<Value>, CallError> {
+        let resp = self
+            .http
+            .get(format!("{}/api/v1/internal/agent-runs/{id}", self.base))
+            .bearer_auth(self.jwt())
+            .send()
+            .await
+            .map_err(transport)?;
+        if resp.status().as_u16() == 404 {
+            return Ok(None);
+        }
+        classify(resp)
+            .await?
+            .json()
+            .await
+            .map(Some)
+            .map_err(transport)
+    }
+}
+
+/// What the agent-runner is asked to run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRequest {
+    pub org_id: String,
+    pub team_id: String,
+    pub trigger: Value,
+    pub reply_to: Option<Value>,
+    pub idempotency_key: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct RunnerClient {
+    base: String,
+    http: reqwest::Client,
+    key: ServiceKey,
+}
+
+impl RunnerClient {
+    pub fn new(base: &str, key: ServiceKey) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            http: http_client(),
+            key,
+        }
+    }
+
+    /// Asks for a run; answers the run id.
+    pub async fn run(&self, req: &RunRequest) -> Result<String, CallError> {
+        let resp = self
+            .http
+            .post(format!("{}/api/v1/run", self.base))
+            .bearer_auth(self.key.mint("orchestrator", "agent-runner", 60))
+            .json(req)
+            .send()
+            .await
+            .map_err(transport)?;
+        let v: Value = classify(resp).await?.json().await.map_err(transport)?;
+        v["run_id"].as_str().map(str::to_owned).ok_or_else(|| {
+            CallError::Unavailable("the agent-runner answered without a run_id".into())
+        })
+    }
+}

@@ -1,0 +1,624 @@
+//! The dispatcher: claims due events and hands them to the agent-runner.
+//!
+//! Per event: resolve the owning team (routing lookup, cached and invalidated when the routing
+//! version moves; the integration's default team when nothing matches), apply the team's
+//! `quotas.events_per_minute` (over budget: `throttled`, retried when the budget allows), call
+//! `POST /api/v1/run` with the event id as idempotency key. The agent-runner's 429 throttles
+//! without using up an attempt; unreachable or 5xx retries with exponential backoff and jitter,
+//! honouring `Retry-After`; after the last attempt the event is `dead_lettered`; a 4xx
+//! dead-letters at once (retrying cannot help); no route: `unrouted`, kept for replay.
+//!
+//! Wake-ups: PostgreSQL `LISTEN or_events` (every replica hears every insert) or the in-process
+//! notifier on SQLite, plus a timer for the next due retry. No busy polling.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use rand::Rng;
+use serde_json::{Value, json};
+use switchyard_common::db::Backend;
+use switchyard_common::time::now_ms;
+use tokio::sync::watch;
+
+use crate::state::{AppState, DispatchLabels};
+use crate::store::{Claimed, status};
+use switchyard_common::clients::{CallError, RouteMatch, RunRequest};
+
+/// How long a claim is leased; a replica that dies releases its events after this.
+const LEASE_MS: i64 = 60_000;
+/// Longest wait between retries.
+const MAX_BACKOFF_MS: i64 = 300_000;
+/// How long a team's quotas are reused before being read again.
+const QUOTA_TTL: Duration = Duration::from_secs(30);
+
+pub struct Dispatcher {
+    state: AppState,
+    /// Identifies this replica's claims.
+    pub worker: String,
+    routes: Mutex<RouteCache>,
+    quotas: Mutex<HashMap<(String, String), TeamQuota>>,
+}
+
+#[derive(Default)]
+struct RouteCache {
+    version: i64,
+    checked: Option<Instant>,
+    entries: HashMap<String, Option<RouteMatch>>,
+}
+
+struct TeamQuota {
+    fetched: Instant,
+    per_minute: u32,
+    limiter: Option<Arc<DefaultDirectRateLimiter>>,
+}
+
+enum Settle {
+    Dispatched {
+        org: String,
+        team: String,
+        run_id: String,
+        matched: String,
+    },
+    Unrouted,
+    Throttled {
+        org: String,
+        team: String,
+        wait_ms: i64,
+        why: String,
+    },
+    Retry {
+        org: Option<String>,
+        team: Option<String>,
+        error: String,
+        retry_after_ms: Option<i64>,
+    },
+    Dead {
+        org: Option<String>,
+        team: Option<String>,
+        error: String,
+    },
+}
+
+impl Dispatcher {
+    pub fn new(state: AppState) -> Arc<Self> {
+        Arc::new(Self {
+            worker: format!("orchestrator-{}", uuid::Uuid::new_v4().simple()),
+            state,
+            routes: Mutex::default(),
+            quotas: Mutex::default(),
+        })
+    }
+
+    /// Runs until `shutdown` turns true, then releases what it claimed but did not start.
+    pub async fn run(self: Arc<Self>, database_url: String, mut shutdown: watch::Receiver<bool>) {
+        if self.state.store.db().backend == Backend::Postgres {
+            let wake = self.state.store.wake.clone();
+            let mut stop = shutdown.clone();
+            tokio::spawn(async move {
+                let mut listener = loop {
+                    match sqlx::postgres::PgListener::connect(&database_url).await {
+                        Ok(mut l) => match l.listen("or_events").await {
+                            Ok(()) => break l,
+                            Err(e) => tracing::warn!(error = %e, "LISTEN failed; retrying"),
+                        },
+                        Err(e) => tracing::warn!(error = %e, "cannot connect for LISTEN; retrying"),
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                        _ = stop.changed() => return,
+                    }
+                };
+                loop {
+                    tokio::select! {
+                        n = listener.recv() => match n {
+                            Ok(_) => wake.notify_one(),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "LISTEN connection lost; reconnecting");
+                                wake.notify_one();
+                                tokio::time::sleep(Duration::from_millis(500)).await;
+                            }
+                        },
+                        _ = stop.changed() => return,
+                    }
+                }
+            });
+        }
+        let concurrency = self.state.limits.dispatch_concurrency.max(1) as i64;
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let batch = match self
+                .state
+                .store
+                .claim(&self.worker, concurrency, LEASE_MS)
+                .await
+            {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %e, "claiming events failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    continue;
+                }
+            };
+            if batch.is_empty() {
+                let wait = match self.state.store.next_due().await {
+                    Ok(Some(due)) => {
+                        Duration::from_millis((due - now_ms()).clamp(10, 5_000) as u64)
+                    }
+                    _ => Duration::from_secs(5),
+                };
+                tokio::select! {
+                    _ = self.state.store.wake.notified() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            self.refresh_route_version().await;
+            let tasks: Vec<_> = batch
+                .into_iter()
+                .map(|e| {
+                    let me = self.clone();
+                    tokio::spawn(async move { me.dispatch_one(e).await })
+                })
+                .collect();
+            for t in tasks {
+                let _ = t.await;
+            }
+        }
+        match self.state.store.release(&self.worker).await {
+            Ok(n) if n > 0 => tracing::info!(released = n, "released claimed events on shutdown"),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "could not release claimed events; their lease will expire")
+            }
+        }
+    }
+
+    async fn refresh_route_version(&self) {
+        let due = self
+            .routes
+            .lock()
+            .expect("poisoned")
+            .checked
+            .is_none_or(|t| t.elapsed() > Duration::from_secs(1));
+        if !due {
+            return;
+        }
+        if let Ok(v) = self.state.config.routing_version().await {
+            let mut c = self.routes.lock().expect("poisoned");
+            if c.version != v {
+                c.entries.clear();
+                c.version = v;
+            }
+            c.checked = Some(Instant::now());
+        }
+    }
+
+    async fn route(
+        &self,
+        org: Option<&str>,
+        ids: &[(String, String)],
+    ) -> Result<Option<RouteMatch>, CallError> {
+        let key = format!(
+            "{}|{}",
+            org.unwrap_or(""),
+            serde_json::to_string(ids).unwrap_or_default()
+        );
+        if let Some(hit) = self.routes.lock().expect("poisoned").entries.get(&key) {
+            return Ok(hit.clone());
+        }
+        let found = self.state.config.lookup(org, ids).await?;
+        let mut c = self.routes.lock().expect("poisoned");
+        if c.entries.len() > 50_000 {
+            c.entries.clear();
+        }
+        c.entries.insert(key, found.clone());
+        Ok(found)
+    }
+
+    /// `Ok(None)`: within budget; `Ok(Some(ms))`: wait this long.
+    async fn over_quota(&self, org: &str, team: &str) -> Result<Option<i64>, CallError> {
+        let key = (org.to_owned(), team.to_owned());
+        let cached = {
+            let q = self.quotas.lock().expect("poisoned");
+            q.get(&key)
+                .filter(|q| q.fetched.elapsed() < QUOTA_TTL)
+                .map(|q| q.limiter.clone())
+        };
+        let limiter = match cached {
+            Some(l) => l,
+            None => {
+                let config = self.state.config.node_config(org, team).await?;
+                let per_minute = config
+                    .pointer("/quotas/events_per_minute")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0) as u32;
+                let mut q = self.quotas.lock().expect("poisoned");
+                let entry = q.entry(key).or_insert_with(|| TeamQuota {
+                    fetched: Instant::now(),
+                    per_minute: 0,
+                    limiter: None,
+                });
+                if entry.per_minute != per_minute || entry.limiter.is_none() && per_minute > 0 {
+                    entry.per_minute = per_minute;
+                    entry.limiter = NonZeroU32::new(per_minute)
+                        .map(|n| Arc::new(RateLimiter::direct(Quota::per_minute(n))));
+                }
+                entry.fetched = Instant::now();
+                entry.limiter.clone()
+            }
+        };
+        Ok(match limiter {
+            None => None,
+            Some(l) => match l.check() {
+                Ok(()) => None,
+                Err(not_until) => {
+                    let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                        &governor::clock::DefaultClock::default(),
+                    ));
+                    Some(wait.as_millis().max(10) as i64)
+                }
+            },
+        })
+    }
+
+    async fn dispatch_one(&self, e: Claimed) {
+        let outcome = self.decide(&e).await;
+        let s = &self.state;
+        let now = now_ms();
+        let attempt = format!("attempt {}", e.attempts);
+        let result = match outcome {
+            Settle::Dispatched {
+                org,
+                team,
+                run_id,
+                matched,
+            } => {
+                s.dispatches
+                    .get_or_create(&DispatchLabels {
+                        outcome: "dispatched".into(),
+                    })
+                    .inc();
+                s.store
+                    .settle(
+                        &e.id,
+                        status::DISPATCHED,
+                        Some(&org),
+                        Some(&team),
+                        None,
+                        Some(&run_id),
+                        None,
+                        false,
+                        &[
+                            ("routed", Some(format!("team {team} ({matched})"))),
+                            ("dispatch_attempt", Some(attempt)),
+                            ("dispatched", Some(format!("run {run_id}"))),
+                        ],
+                    )
+                    .await
+            }
+            Settle::Unrouted => {
+                s.dispatches
+                    .get_or_create(&DispatchLabels {
+                        outcome: "unrouted".into(),
+                    })
+                    .inc();
+                s.store
+                    .settle(&e.id, status::UNROUTED, None, None, None, None, Some("no team owns this event's identifiers"), false,
+                        &[("unrouted", Some("no routing identifier matched and the integration has no default team".into()))])
+                    .await
+            }
+            Settle::Throttled {
+                org,
+                team,
+                wait_ms,
+                why,
+            } => {
+                s.dispatches
+                    .get_or_create(&DispatchLabels {
+                        outcome: "throttled".into(),
+                    })
+                    .inc();
+                s.store
+                    .settle(
+                        &e.id,
+                        status::THROTTLED,
+                        Some(&org),
+                        Some(&team),
+                        Some(now + wait_ms),
+                        None,
+                        None,
+                        true,
+                        &[(
+                            "throttled",
+                            Some(format!("{why}; next try in {wait_ms} ms")),
+                        )],
+                    )
+                    .await
+            }
+            Settle::Retry {
+                org,
+                team,
+                error,
+                retry_after_ms,
+            } => {
+                if e.attempts >= s.limits.max_attempts {
+                    s.dispatches
+                        .get_or_create(&DispatchLabels {
+                            outcome: "dead_lettered".into(),
+                        })
+                        .inc();
+                    s.store
+                        .settle(
+                            &e.id,
+                            status::DEAD_LETTERED,
+                            org.as_deref(),
+                            team.as_deref(),
+                            None,
+                            None,
+                            Some(&error),
+                            false,
+                            &[
+                                ("dispatch_failed", Some(format!("{attempt}: {error}"))),
+                                (
+                                    "dead_lettered",
+                                    Some(format!("gave up after {} attempts", e.attempts)),
+                                ),
+                            ],
+                        )
+                        .await
+                } else {
+                    s.dispatches
+                        .get_or_create(&DispatchLabels {
+                            outcome: "retrying".into(),
+                        })
+                        .inc();
+                    let wait = retry_after_ms
+                        .unwrap_or_else(|| backoff(s.limits.retry_base_ms, e.attempts));
+                    s.store
+                        .settle(
+                            &e.id,
+                            status::RETRYING,
+                            org.as_deref(),
+                            team.as_deref(),
+                            Some(now + wait),
+                            None,
+                            Some(&error),
+                            false,
+                            &[(
+                                "dispatch_failed",
+                                Some(format!("{attempt}: {error}; retry in {wait} ms")),
+                            )],
+                        )
+                        .await
+                }
+            }
+            Settle::Dead { org, team, error } => {
+                s.dispatches
+                    .get_or_create(&DispatchLabels {
+                        outcome: "dead_lettered".into(),
+                    })
+                    .inc();
+                s.store
+                    .settle(
+                        &e.id,
+                        status::DEAD_LETTERED,
+                        org.as_deref(),
+                        team.as_deref(),
+                        None,
+                        None,
+                        Some(&error),
+                        false,
+                        &[
+                            ("dispatch_failed", Some(format!("{attempt}: {error}"))),
+                            (
+                                "dead_lettered",
+                                Some("refused by the agent-runner; retrying cannot help".into()),
+                            ),
+                        ],
+                    )
+                    .await
+            }
+        };
+        if let Err(err) = result {
+            tracing::error!(event = %e.id, error = %err, "could not record the dispatch outcome; the lease will expire and it is retried");
+        }
+    }
+
+    async fn decide(&self, e: &Claimed) -> Settle {
+        // 1. The team.
+        let integration = match self.state.store.get_integration(&e.integration_id).await {
+            Ok(i) => i,
+            Err(err) => {
+                return Settle::Retry {
+                    org: None,
+                    team: None,
+                    error: format!("store: {err}"),
+                    retry_after_ms: None,
+                };
+            }
+        };
+        let (org, team, matched) = match (&e.org_id, &e.team_id) {
+            (Some(o), Some(t)) => (o.clone(), t.clone(), "earlier attempt".to_owned()),
+            _ => match self.route(e.org_id.as_deref(), &e.identifiers).await {
+                Ok(Some(m)) => (
+                    m.org_id,
+                    m.team_node_id,
+                    format!("{}={}", m.matched_by, m.matched_value),
+                ),
+                Ok(None) => match (
+                    e.org_id
+                        .clone()
+                        .or_else(|| integration.as_ref().and_then(|i| i.org_id.clone())),
+                    integration.as_ref().and_then(|i| i.default_team.clone()),
+                ) {
+                    (Some(o), Some(t)) => (o, t, "default team".to_owned()),
+                    _ => return Settle::Unrouted,
+                },
+                Err(CallError::Rejected(err)) => {
+                    return Settle::Dead {
+                        org: e.org_id.clone(),
+                        team: None,
+                        error: format!("routing lookup refused: {err}"),
+                    };
+                }
+                Err(err) => {
+                    return Settle::Retry {
+                        org: e.org_id.clone(),
+                        team: None,
+                        error: format!("routing lookup: {err}"),
+                        retry_after_ms: None,
+                    };
+                }
+            },
+        };
+        // 2. The team's event budget.
+        match self.over_quota(&org, &team).await {
+            Ok(None) => {}
+            Ok(Some(wait_ms)) => {
+                return Settle::Throttled {
+                    org,
+                    team,
+                    wait_ms,
+                    why: "over the team's events_per_minute".into(),
+                };
+            }
+            Err(err) => {
+                return Settle::Retry {
+                    org: Some(org),
+                    team: Some(team),
+                    error: format!("reading the team's quotas: {err}"),
+                    retry_after_ms: None,
+                };
+            }
+        }
+        // 3. The run.
+        let req = RunRequest {
+            org_id: org.clone(),
+            team_id: team.clone(),
+            trigger: json!({
+                "event_id": e.id,
+                "source": e.source,
+                "event_type": e.event_type,
+                "correlation_key": e.correlation_key,
+                "identifiers": e.identifiers,
+                "payload": e.payload,
+            }),
+            reply_to: reply_target(&e.source, &e.payload),
+            idempotency_key: e.id.clone(),
+        };
+        match self.state.runner.run(&req).await {
+            Ok(run_id) => Settle::Dispatched {
+                org,
+                team,
+                run_id,
+                matched,
+            },
+            Err(CallError::Throttled(ra)) => Settle::Throttled {
+                org,
+                team,
+                wait_ms: ra.map(|s| s as i64 * 1000).unwrap_or(5_000),
+                why: "the agent-runner is at the team's concurrent-run quota".into(),
+            },
+            Err(CallError::Unavailable(err)) => Settle::Retry {
+                org: Some(org),
+                team: Some(team),
+                error: format!("agent-runner: {err}"),
+                retry_after_ms: None,
+            },
+            Err(CallError::Rejected(err)) => Settle::Dead {
+                org: Some(org),
+                team: Some(team),
+                error: format!("agent-runner: {err}"),
+            },
+        }
+    }
+}
+
+/// Exponential backoff with ±20% jitter, capped.
+pub fn backoff(base_ms: i64, attempt: i64) -> i64 {
+    let exp = base_ms
+        .saturating_mul(1i64 << attempt.clamp(1, 20).saturating_sub(1))
+        .min(MAX_BACKOFF_MS);
+    let jitter = rand::thread_rng().gen_range(0.8..1.2);
+    ((exp as f64) * jitter) as i64
+}
+
+/// Where the agent's answer goes: the Slack thread, or the GitHub issue or pull request.
+pub fn reply_target(source: &str, p: &Value) -> Option<Value> {
+    let s = |ptr: &str| {
+        p.pointer(ptr).and_then(|v| {
+            v.as_str()
+                .map(str::to_owned)
+                .or_else(|| v.as_i64().map(|n| n.to_string()))
+        })
+    };
+    match source {
+        "slack" => {
+            let channel = s("/event/channel")
+                .or_else(|| s("/channel_id"))
+                .or_else(|| s("/channel/id"))?;
+            let thread = s("/event/thread_ts")
+                .or_else(|| s("/event/ts"))
+                .or_else(|| s("/message/ts"));
+            Some(
+                json!({"kind": "slack", "team": s("/team_id").or_else(|| s("/team/id")), "channel": channel, "thread_ts": thread}),
+            )
+        }
+        "github" => {
+            let repo = s("/repository/full_name")?;
+            let number = p
+                .pointer("/issue/number")
+                .or_else(|| p.pointer("/pull_request/number"))
+                .and_then(Value::as_i64)?;
+            Some(json!({"kind": "github", "repo": repo, "issue_number": number}))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_and_a_cap() {
+        for attempt in 1..6 {
+            let expected = 1000 * (1 << (attempt - 1));
+            let b = backoff(1000, attempt);
+            assert!(
+                b >= expected * 8 / 10 && b <= expected * 12 / 10,
+                "attempt {attempt}: {b}"
+            );
+        }
+        assert!(backoff(1000, 40) <= MAX_BACKOFF_MS * 12 / 10);
+    }
+
+    #[test]
+    fn reply_targets() {
+        let slack =
+            json!({"team_id": "T1", "event": {"channel": "C1", "ts": "1.5", "thread_ts": "1.0"}});
+        assert_eq!(
+            reply_target("slack", &slack),
+            Some(json!({"kind": "slack", "team": "T1", "channel": "C1", "thread_ts": "1.0"}))
+        );
+        let gh = json!({"repository": {"full_name": "acme/api"}, "issue": {"number": 7}});
+        assert_eq!(
+            reply_target("github", &gh),
+            Some(json!({"kind": "github", "repo": "acme/api", "issue_number": 7}))
+        );
+        assert_eq!(
+            reply_target("github", &json!({"repository": {"full_name": "a/b"}})),
+            None
+        );
+        assert_eq!(reply_target("pagerduty", &json!({})), None);
+    }
+}

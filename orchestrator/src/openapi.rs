@@ -1,0 +1,45 @@
+//! The orchestrator's OpenAPI document.
+
+use utoipa::OpenApi;
+
+use crate::http::*;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Switchyard orchestrator",
+        description = "Webhook front door, integrations and the events API. Webhook endpoints: POST /webhooks/slack/{events,commands,interactions}, /webhooks/github, /webhooks/{source}/{integration_id}; each verifies its sender's signature."
+    ),
+    paths(
+        healthz,
+        readyz,
+        metrics,
+        integrations::create,
+        integrations::list,
+        integrations::get_one,
+        integrations::update,
+        integrations::remove,
+        integrations::add_secret,
+        integrations::retire_secret,
+        integrations::create_platform,
+        integrations::list_platform,
+        integrations::add_platform_secret,
+        integrations::retire_platform_secret,
+        events::list,
+        events::list_all,
+        events::get_one,
+        events::replay_one,
+        events::bulk_replay,
+        events::bulk_replay_all,
+        events::purge,
+    )
+)]
+pub struct ApiDoc;
+
+pub fn json() -> String {
+    let mut s = ApiDoc::openapi()
+        .to_pretty_json()
+        .expect("the OpenAPI document serialises");
+    s.push('\n');
+    s
+}

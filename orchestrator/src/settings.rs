@@ -1,0 +1,116 @@
+//! Settings of the orchestrator, from flags or the environment.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// `switchyard orchestrator` options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Settings {
+    /// Database URL: `postgres://...` or `sqlite://path.db`.
+    #[arg(long, env = "SWITCHYARD_DATABASE_URL")]
+    pub database_url: String,
+
+    /// Address to listen on.
+    #[arg(
+        long,
+        env = "SWITCHYARD_ORCHESTRATOR_ADDR",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub listen: SocketAddr,
+
+    /// Base URL of the config-service.
+    #[arg(
+        long,
+        env = "SWITCHYARD_CONFIG_SERVICE_URL",
+        default_value = "http://127.0.0.1:8081"
+    )]
+    pub config_service_url: String,
+
+    /// Base URL of the agent-runner.
+    #[arg(
+        long,
+        env = "SWITCHYARD_AGENT_RUNNER_URL",
+        default_value = "http://127.0.0.1:8082"
+    )]
+    pub agent_runner_url: String,
+
+    /// Largest database pool.
+    #[arg(long, env = "SWITCHYARD_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+
+    #[command(flatten)]
+    pub limits: Limits,
+
+    /// The platform admin token (or `SWITCHYARD_ADMIN_TOKEN_FILE`).
+    #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+
+    /// Shared HS256 key for service JWTs (or `SWITCHYARD_SERVICE_KEY_FILE`).
+    #[arg(long, env = "SWITCHYARD_SERVICE_KEY", hide_env_values = true)]
+    pub service_key: Option<String>,
+
+    #[arg(long, env = "SWITCHYARD_SERVICE_KEY_FILE")]
+    pub service_key_file: Option<PathBuf>,
+
+    /// Master keys for webhook secrets at rest: `id=base64(32 bytes)[,id=...]`, the first encrypts
+    /// (or `SWITCHYARD_MASTER_KEYS_FILE`).
+    #[arg(long, env = "SWITCHYARD_MASTER_KEYS", hide_env_values = true)]
+    pub master_keys: Option<String>,
+
+    #[arg(long, env = "SWITCHYARD_MASTER_KEYS_FILE")]
+    pub master_keys_file: Option<PathBuf>,
+
+    /// Log as JSON lines.
+    #[arg(long, env = "SWITCHYARD_LOG_JSON")]
+    pub log_json: bool,
+}
+
+/// Tunables of the hot path and the dispatcher; defaults suit the senders in WEBHOOK-SOURCES.md.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Limits {
+    /// Largest webhook body accepted (413 beyond).
+    #[arg(long, env = "SWITCHYARD_WEBHOOK_BODY_LIMIT", default_value_t = 1024 * 1024)]
+    pub body_limit: usize,
+
+    /// Deliveries per second one integration may send before throttling (senders that drop
+    /// 4xx are never refused: they are throttled at dispatch instead).
+    #[arg(long, env = "SWITCHYARD_INGRESS_PER_SECOND", default_value_t = 500)]
+    pub ingress_per_second: u32,
+
+    /// Failed verifications per minute one client address may cause before it gets 429s.
+    #[arg(long, env = "SWITCHYARD_UNVERIFIED_PER_MINUTE", default_value_t = 60)]
+    pub unverified_per_minute: u32,
+
+    /// Days events (and so their delivery ids) are kept: longer than any sender's retry window.
+    #[arg(long, env = "SWITCHYARD_RETENTION_DAYS", default_value_t = 7)]
+    pub retention_days: u32,
+
+    /// Dispatch attempts before an event is dead-lettered.
+    #[arg(long, env = "SWITCHYARD_MAX_ATTEMPTS", default_value_t = 8)]
+    pub max_attempts: i64,
+
+    /// First retry delay in milliseconds; doubles per attempt, with jitter, up to 5 minutes.
+    #[arg(long, env = "SWITCHYARD_RETRY_BASE_MS", default_value_t = 1000)]
+    pub retry_base_ms: i64,
+
+    /// Events dispatched at once by one replica.
+    #[arg(long, env = "SWITCHYARD_DISPATCH_CONCURRENCY", default_value_t = 32)]
+    pub dispatch_concurrency: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            body_limit: 1024 * 1024,
+            ingress_per_second: 500,
+            unverified_per_minute: 60,
+            retention_days: 7,
+            max_attempts: 8,
+            retry_base_ms: 1000,
+            dispatch_concurrency: 32,
+        }
+    }
+}
