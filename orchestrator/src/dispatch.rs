@@ -27,8 +27,6 @@ use crate::state::{AppState, DispatchLabels};
 use crate::store::{Claimed, status};
 use switchyard_common::clients::{CallError, RouteMatch, RunRequest};
 
-/// How long a claim is leased; a replica that dies releases its events after this.
-const LEASE_MS: i64 = 60_000;
 /// Longest wait between retries.
 const MAX_BACKOFF_MS: i64 = 300_000;
 /// How long a team's quotas are reused before being read again.
@@ -45,7 +43,6 @@ pub struct Dispatcher {
 #[derive(Default)]
 struct RouteCache {
     version: i64,
-    checked: Option<Instant>,
     entries: HashMap<String, Option<RouteMatch>>,
 }
 
@@ -134,7 +131,7 @@ impl Dispatcher {
             let batch = match self
                 .state
                 .store
-                .claim(&self.worker, concurrency, LEASE_MS)
+                .claim(&self.worker, concurrency, self.state.limits.lease_ms)
                 .await
             {
                 Ok(b) => b,
@@ -182,23 +179,14 @@ impl Dispatcher {
         }
     }
 
+    /// One cheap read per claimed batch: a route fixed a moment ago applies to the next batch.
     async fn refresh_route_version(&self) {
-        let due = self
-            .routes
-            .lock()
-            .expect("poisoned")
-            .checked
-            .is_none_or(|t| t.elapsed() > Duration::from_secs(1));
-        if !due {
-            return;
-        }
         if let Ok(v) = self.state.config.routing_version().await {
             let mut c = self.routes.lock().expect("poisoned");
             if c.version != v {
                 c.entries.clear();
                 c.version = v;
             }
-            c.checked = Some(Instant::now());
         }
     }
 

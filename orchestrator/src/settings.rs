@@ -99,6 +99,12 @@ pub struct Limits {
     /// Events dispatched at once by one replica.
     #[arg(long, env = "SWITCHYARD_DISPATCH_CONCURRENCY", default_value_t = 32)]
     pub dispatch_concurrency: usize,
+
+    /// How long a replica's claim on an event lasts (milliseconds). If the replica dies, another
+    /// claims the event after this. A dispatch outliving its lease can be sent twice, which the
+    /// agent-runner's idempotency key turns into one run.
+    #[arg(long, env = "SWITCHYARD_CLAIM_LEASE_MS", default_value_t = 30_000)]
+    pub lease_ms: i64,
 }
 
 impl Default for Limits {
@@ -111,6 +117,7 @@ impl Default for Limits {
             max_attempts: 8,
             retry_base_ms: 1000,
             dispatch_concurrency: 32,
+            lease_ms: 30_000,
         }
     }
 }

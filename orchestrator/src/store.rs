@@ -568,10 +568,12 @@ impl Store {
         Ok(out)
     }
 
-    /// The earliest time any waiting event becomes due (to sleep until then).
+    /// The earliest time any waiting event becomes due, or a claim's lease runs out (to sleep
+    /// until then).
     pub async fn next_due(&self) -> Result<Option<i64>> {
         Ok(sqlx::query_scalar(
-            "SELECT MIN(next_attempt_at) FROM or_events WHERE status IN ('received', 'retrying', 'throttled')",
+            "SELECT MIN(CASE WHEN status = 'dispatching' THEN claimed_until ELSE next_attempt_at END) FROM or_events \
+             WHERE status IN ('received', 'retrying', 'throttled', 'dispatching')",
         )
         .fetch_one(&self.db.pool)
         .await?)

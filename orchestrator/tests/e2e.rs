@@ -1,0 +1,709 @@
+//! End to end, on PostgreSQL and SQLite, with real HTTP between the three services and fake Slack
+//! and GitHub APIs: signed events from every kind of sender each lead to exactly one agent run for
+//! the right team and one reply in the right place; retries and duplicates add nothing; bad
+//! signatures, stale timestamps and another tenant's integration are refused.
+
+mod stack;
+
+use base64::Engine;
+use reqwest::Method;
+use serde_json::{Value, json};
+use stack::{Options, Stack, eventually};
+use switchyard_common::db::Backend;
+use switchyard_common::time::now_ms;
+use switchyard_orchestrator::sources::verify::sign::{hmac_b64, hmac_hex};
+
+const SLACK_SECRET: &str = "slack-signing-secret-0001";
+const GITHUB_SECRET: &str = "github-webhook-secret-0001";
+const PD_OLD: &str = "pagerduty-old-secret";
+const PD_NEW: &str = "pagerduty-new-secret";
+const AM_TOKEN: &str = "alertmanager-bearer-token";
+const WHSEC_KEY: &[u8] = b"incident-io-signing-key-0123456789";
+
+fn whsec() -> String {
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(WHSEC_KEY)
+    )
+}
+
+fn now_s() -> i64 {
+    now_ms() / 1000
+}
+
+fn slack_headers(body: &[u8], ts: i64, secret: &str) -> Vec<(&'static str, String)> {
+    let sig = hmac_hex(
+        secret.as_bytes(),
+        &[b"v0:", ts.to_string().as_bytes(), b":", body],
+    );
+    vec![
+        ("x-slack-request-timestamp", ts.to_string()),
+        ("x-slack-signature", format!("v0={sig}")),
+        ("content-type", "application/json".into()),
+    ]
+}
+
+/// acme (team checkout owning identifiers of every kind) and beta (team ops), and integrations.
+/// Answers (pagerduty integration id, incident.io id, alertmanager id, beta's pagerduty id).
+async fn onboard(s: &Stack) -> (String, String, String, String) {
+    let cs = &s.cs;
+    for (org, team) in [("acme", "checkout"), ("beta", "ops")] {
+        s.must(
+            Method::POST,
+            format!("{cs}/api/v1/orgs"),
+            Some(json!({"id": org, "name": org})),
+        )
+        .await;
+        s.must(
+            Method::POST,
+            format!("{cs}/api/v1/orgs/{org}/nodes"),
+            Some(json!({"id": team, "kind": "team", "name": team})),
+        )
+        .await;
+    }
+    s.layer("acme", "acme", json!({"routing": {"slack_team": "T0001", "github_owner": "acme"}, "agent": {"provider": "offline", "model": "triage-1"}})).await;
+    s.layer("acme", "checkout", json!({
+        "routing": {"slack_channel": "C0CHECKOUT", "github_repo": "acme/checkout", "pagerduty_service": "PSVC1", "incidentio_alert_source": "01SRC", "alert_label": "team=checkout"},
+        "integrations": {"slack": {"bot_token": "xoxb-checkout"}, "github": {"token": "ghp-checkout"}}
+    })).await;
+    s.layer(
+        "beta",
+        "ops",
+        json!({"routing": {"pagerduty_service": "PBETA"}}),
+    )
+    .await;
+    let o = &s.orch;
+    s.must(
+        Method::POST,
+        format!("{o}/api/v1/platform/integrations"),
+        Some(json!({"source": "slack", "name": "Slack app", "secrets": [SLACK_SECRET]})),
+    )
+    .await;
+    s.must(
+        Method::POST,
+        format!("{o}/api/v1/platform/integrations"),
+        Some(json!({"source": "github", "name": "GitHub App", "secrets": [GITHUB_SECRET]})),
+    )
+    .await;
+    let id = |v: Value| v["id"].as_str().unwrap().to_owned();
+    let pd = id(s
+        .must(
+            Method::POST,
+            format!("{o}/api/v1/orgs/acme/integrations"),
+            Some(json!({"source": "pagerduty", "name": "PD", "secrets": [PD_OLD, PD_NEW]})),
+        )
+        .await);
+    let inc = id(s
+        .must(
+            Method::POST,
+            format!("{o}/api/v1/orgs/acme/integrations"),
+            Some(json!({"source": "incidentio", "name": "incident.io", "secrets": [whsec()]})),
+        )
+        .await);
+    let am = id(s
+        .must(
+            Method::POST,
+            format!("{o}/api/v1/orgs/acme/integrations"),
+            Some(json!({"source": "alertmanager", "name": "AM", "secrets": [AM_TOKEN]})),
+        )
+        .await);
+    let beta_pd = id(s
+        .must(
+            Method::POST,
+            format!("{o}/api/v1/orgs/beta/integrations"),
+            Some(
+                json!({"source": "pagerduty", "name": "PD", "secrets": ["beta-pagerduty-secret"]}),
+            ),
+        )
+        .await);
+    (pd, inc, am, beta_pd)
+}
+
+fn pagerduty_body(incident: &str, service: &str) -> Vec<u8> {
+    json!({"event": {"id": format!("ev-{incident}"), "event_type": "incident.triggered", "occurred_at": "2026-11-22T08:00:00Z",
+        "data": {"id": incident, "type": "incident", "service": {"id": service, "type": "service_reference"}}}}).to_string().into_bytes()
+}
+
+fn pagerduty_headers(body: &[u8], delivery: &str, secrets: &[&str]) -> Vec<(&'static str, String)> {
+    let sigs: Vec<String> = secrets
+        .iter()
+        .map(|s| format!("v1={}", hmac_hex(s.as_bytes(), &[body])))
+        .collect();
+    vec![
+        ("x-pagerduty-signature", sigs.join(",")),
+        ("x-webhook-id", delivery.into()),
+        ("content-type", "application/json".into()),
+    ]
+}
+
+async fn every_source_to_one_run_and_one_reply(b: Backend) {
+    let s = Stack::start(b, Options::default()).await;
+    let (pd, inc, am, beta_pd) = onboard(&s).await;
+
+    // Slack: an app mention in the checkout channel, then Slack's retry of it.
+    let slack = json!({"type": "event_callback", "team_id": "T0001", "event_id": "Ev0001", "event": {"type": "app_mention", "channel": "C0CHECKOUT", "ts": "1700000000.000100", "text": "<@U1> is checkout down?"}}).to_string();
+    let (st, first, _) = s
+        .webhook(
+            "/webhooks/slack/events",
+            &slack_headers(slack.as_bytes(), now_s(), SLACK_SECRET),
+            slack.as_bytes(),
+        )
+        .await;
+    assert_eq!(
+        (st, first["duplicate"].as_bool()),
+        (200, Some(false)),
+        "{first}"
+    );
+    let mut retry = slack_headers(slack.as_bytes(), now_s(), SLACK_SECRET);
+    retry.push(("x-slack-retry-num", "1".into()));
+    retry.push(("x-slack-retry-reason", "http_timeout".into()));
+    let (st, again, _) = s
+        .webhook("/webhooks/slack/events", &retry, slack.as_bytes())
+        .await;
+    assert_eq!(
+        (st, again["duplicate"].as_bool(), &again["event_id"]),
+        (200, Some(true), &first["event_id"])
+    );
+
+    // Slack's url_verification handshake is answered, and stores nothing.
+    let challenge =
+        json!({"type": "url_verification", "challenge": "chal-123", "token": "x"}).to_string();
+    let (st, ans, _) = s
+        .webhook(
+            "/webhooks/slack/events",
+            &slack_headers(challenge.as_bytes(), now_s(), SLACK_SECRET),
+            challenge.as_bytes(),
+        )
+        .await;
+    assert_eq!((st, ans), (200, json!({"challenge": "chal-123"})));
+
+    // GitHub: an issue comment through the GitHub App, and a redelivery of it.
+    let gh = json!({"action": "created", "issue": {"number": 7, "title": "checkout 500s"}, "comment": {"body": "@switchyard look"}, "repository": {"full_name": "acme/checkout", "owner": {"login": "acme"}}}).to_string();
+    let gh_headers = vec![
+        ("x-github-event", "issue_comment".to_owned()),
+        (
+            "x-github-delivery",
+            "11111111-2222-3333-4444-555555555555".to_owned(),
+        ),
+        (
+            "x-hub-signature-256",
+            format!(
+                "sha256={}",
+                hmac_hex(GITHUB_SECRET.as_bytes(), &[gh.as_bytes()])
+            ),
+        ),
+        ("content-type", "application/json".to_owned()),
+    ];
+    assert_eq!(
+        s.webhook("/webhooks/github", &gh_headers, gh.as_bytes())
+            .await
+            .0,
+        200
+    );
+    let (st, dup, _) = s
+        .webhook("/webhooks/github", &gh_headers, gh.as_bytes())
+        .await;
+    assert_eq!((st, dup["duplicate"].as_bool()), (200, Some(true)));
+    let ping = json!({"zen": "Design for failure.", "hook_id": 1}).to_string();
+    let ping_headers = vec![
+        ("x-github-event", "ping".to_owned()),
+        ("x-github-delivery", "p-1".to_owned()),
+        (
+            "x-hub-signature-256",
+            format!(
+                "sha256={}",
+                hmac_hex(GITHUB_SECRET.as_bytes(), &[ping.as_bytes()])
+            ),
+        ),
+    ];
+    assert_eq!(
+        s.webhook("/webhooks/github", &ping_headers, ping.as_bytes())
+            .await
+            .0,
+        200
+    );
+
+    // PagerDuty, signed with both secrets during a rotation.
+    let body = pagerduty_body("PINC1", "PSVC1");
+    let (st, v, _) = s
+        .webhook(
+            &format!("/webhooks/pagerduty/{pd}"),
+            &pagerduty_headers(&body, "pd-delivery-1", &[PD_OLD, PD_NEW]),
+            &body,
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+
+    // incident.io (Standard Webhooks).
+    let inc_body = json!({"event_type": "public_alert.alert_created_v1", "public_alert.alert_created_v1": {"id": "01ALERT", "alert_source_id": "01SRC", "title": "Checkout latency"}}).to_string();
+    let ts = now_s().to_string();
+    let sig = hmac_b64(
+        WHSEC_KEY,
+        &[b"msg_0001", b".", ts.as_bytes(), b".", inc_body.as_bytes()],
+    );
+    let inc_headers = vec![
+        ("webhook-id", "msg_0001".to_owned()),
+        ("webhook-timestamp", ts),
+        ("webhook-signature", format!("v1,{sig}")),
+        ("content-type", "application/json".to_owned()),
+    ];
+    assert_eq!(
+        s.webhook(
+            &format!("/webhooks/incidentio/{inc}"),
+            &inc_headers,
+            inc_body.as_bytes()
+        )
+        .await
+        .0,
+        200
+    );
+
+    // Alertmanager (bearer token), and the same group from the HA peer.
+    let am_body = json!({"version": "4", "groupKey": "{}:{alertname=\"CheckoutErrors\"}", "receiver": "switchyard", "status": "firing",
+        "commonLabels": {"alertname": "CheckoutErrors", "team": "checkout"},
+        "alerts": [{"status": "firing", "fingerprint": "f1", "labels": {"alertname": "CheckoutErrors", "team": "checkout"}}]}).to_string();
+    let am_headers = vec![
+        ("authorization", format!("Bearer {AM_TOKEN}")),
+        ("content-type", "application/json".to_owned()),
+    ];
+    assert_eq!(
+        s.webhook(
+            &format!("/webhooks/alertmanager/{am}"),
+            &am_headers,
+            am_body.as_bytes()
+        )
+        .await
+        .1["duplicate"],
+        false
+    );
+    assert_eq!(
+        s.webhook(
+            &format!("/webhooks/alertmanager/{am}"),
+            &am_headers,
+            am_body.as_bytes()
+        )
+        .await
+        .1["duplicate"],
+        true
+    );
+
+    // Refused: a bad signature, a stale (replayed) timestamp, another tenant's integration, an
+    // unknown integration, an oversized body.
+    let (st, p, _) = s
+        .webhook(
+            "/webhooks/slack/events",
+            &slack_headers(slack.as_bytes(), now_s(), "wrong-secret"),
+            slack.as_bytes(),
+        )
+        .await;
+    assert_eq!(
+        (st, p["type"].as_str()),
+        (401, Some("urn:switchyard:problem:unauthorized"))
+    );
+    assert_eq!(
+        s.webhook(
+            "/webhooks/slack/events",
+            &slack_headers(slack.as_bytes(), now_s() - 600, SLACK_SECRET),
+            slack.as_bytes()
+        )
+        .await
+        .0,
+        401
+    );
+    let foreign = pagerduty_body("PINC9", "PSVC1");
+    assert_eq!(
+        s.webhook(
+            &format!("/webhooks/pagerduty/{beta_pd}"),
+            &pagerduty_headers(&foreign, "x-1", &[PD_NEW]),
+            &foreign
+        )
+        .await
+        .0,
+        401
+    );
+    assert_eq!(
+        s.webhook(
+            &format!("/webhooks/incidentio/{pd}"),
+            &pagerduty_headers(&foreign, "x-2", &[PD_NEW]),
+            &foreign
+        )
+        .await
+        .0,
+        404,
+        "an integration under another source's path"
+    );
+    assert_eq!(
+        s.webhook(
+            "/webhooks/pagerduty/no-such-integration",
+            &pagerduty_headers(&foreign, "x-3", &[PD_NEW]),
+            &foreign
+        )
+        .await
+        .0,
+        404
+    );
+    // Over TCP the server may answer 413 and close before the client has sent everything (it must
+    // not read an unbounded body), so the client can see a reset instead; in-process it is exact.
+    let huge = vec![b'x'; 2 * 1024 * 1024];
+    let mut req = axum::http::Request::post(format!("/webhooks/pagerduty/{pd}"));
+    for (k, v) in pagerduty_headers(&huge, "x-4", &[PD_NEW]) {
+        req = req.header(k, v);
+    }
+    let resp = tower::ServiceExt::oneshot(
+        switchyard_orchestrator::app(s.orch_state.clone()),
+        req.body(axum::body::Body::from(huge)).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status().as_u16(), 413);
+
+    // Exactly five runs for checkout, all succeeded; nothing else anywhere.
+    eventually("five runs succeeded", 20, || async {
+        s.runs("acme", "succeeded").await.len() == 5
+    })
+    .await;
+    eventually("five events dispatched", 10, || async {
+        s.events("acme", "dispatched").await.len() == 5
+    })
+    .await;
+    let runs = s.runs("acme", "succeeded").await;
+    assert!(runs.iter().all(|r| r["team_id"] == "checkout"));
+    let mut sources: Vec<String> = runs
+        .iter()
+        .map(|r| r["trigger"]["source"].as_str().unwrap().to_owned())
+        .collect();
+    sources.sort();
+    assert_eq!(
+        sources,
+        ["alertmanager", "github", "incidentio", "pagerduty", "slack"]
+    );
+    assert!(s.runs("beta", "succeeded").await.is_empty());
+    let all = s
+        .must(
+            Method::GET,
+            format!("{}/api/v1/orgs/acme/events?limit=500", s.orch),
+            None,
+        )
+        .await;
+    assert_eq!(
+        all["items"].as_array().unwrap().len(),
+        5,
+        "no other events were stored"
+    );
+
+    // One reply in the Slack thread, one comment on the GitHub issue.
+    let slack_calls = s.slack.lock().unwrap().clone();
+    assert_eq!(slack_calls.len(), 1, "{slack_calls:?}");
+    assert_eq!(slack_calls[0].1, "Bearer xoxb-checkout");
+    assert_eq!(
+        (&slack_calls[0].2["channel"], &slack_calls[0].2["thread_ts"]),
+        (&json!("C0CHECKOUT"), &json!("1700000000.000100"))
+    );
+    assert!(
+        slack_calls[0].2["text"]
+            .as_str()
+            .unwrap()
+            .contains("triage-1")
+    );
+    let gh_calls = s.github.lock().unwrap().clone();
+    assert_eq!(gh_calls.len(), 1, "{gh_calls:?}");
+    assert_eq!(
+        (gh_calls[0].0.as_str(), gh_calls[0].1.as_str()),
+        (
+            "/repos/acme/checkout/issues/7/comments",
+            "Bearer ghp-checkout"
+        )
+    );
+
+    // The timeline tells the whole story.
+    let id = first["event_id"].as_str().unwrap();
+    let ev = s
+        .must(
+            Method::GET,
+            format!("{}/api/v1/orgs/acme/events/{id}", s.orch),
+            None,
+        )
+        .await;
+    let kinds: Vec<&str> = ev["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "received",
+            "verified",
+            "routed",
+            "dispatch_attempt",
+            "dispatched"
+        ]
+    );
+    assert!(
+        ev["timeline"][2]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("slack_channel=C0CHECKOUT")
+    );
+    // Another tenant cannot see it.
+    let (beta_admin, _) = {
+        let v = s
+            .must(
+                Method::POST,
+                format!("{}/api/v1/orgs/beta/admin-tokens", s.cs),
+                Some(json!({"label": "beta"})),
+            )
+            .await;
+        (v["secret"].as_str().unwrap().to_owned(), ())
+    };
+    let resp = s
+        .http
+        .get(format!("{}/api/v1/orgs/acme/events/{id}", s.orch))
+        .bearer_auth(&beta_admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
+    let resp = s
+        .http
+        .get(format!("{}/api/v1/orgs/beta/events", s.orch))
+        .bearer_auth(&beta_admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+}
+
+async fn runner_down_events_wait_and_retry(b: Backend) {
+    let s = Stack::start(
+        b,
+        Options {
+            start_runner: false,
+            ..Options::default()
+        },
+    )
+    .await;
+    let (pd, ..) = onboard(&s).await;
+    for i in 0..3 {
+        let body = pagerduty_body(&format!("PDOWN{i}"), "PSVC1");
+        assert_eq!(
+            s.webhook(
+                &format!("/webhooks/pagerduty/{pd}"),
+                &pagerduty_headers(&body, &format!("down-{i}"), &[PD_NEW]),
+                &body
+            )
+            .await
+            .0,
+            200
+        );
+    }
+    eventually("events retrying while the runner is down", 15, || async {
+        let r = s.events("acme", "retrying").await;
+        r.len() == 3 && r.iter().all(|e| e["attempts"].as_i64().unwrap() >= 2)
+    })
+    .await;
+    s.start_runner().await;
+    eventually("all dispatched once the runner is back", 30, || async {
+        s.events("acme", "dispatched").await.len() == 3
+    })
+    .await;
+    eventually("three runs succeeded", 15, || async {
+        s.runs("acme", "succeeded").await.len() == 3
+    })
+    .await;
+    let ev = s.events("acme", "dispatched").await;
+    let detail = s
+        .must(
+            Method::GET,
+            format!(
+                "{}/api/v1/orgs/acme/events/{}",
+                s.orch,
+                ev[0]["id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    let failed = detail["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["kind"] == "dispatch_failed")
+        .count();
+    assert!(failed >= 2, "{detail}");
+}
+
+async fn unrouted_events_are_kept_and_replayed_after_the_route_is_fixed(b: Backend) {
+    let s = Stack::start(b, Options::default()).await;
+    let (pd, ..) = onboard(&s).await;
+    let body = pagerduty_body("PNEW1", "PSVC-NEW");
+    assert_eq!(
+        s.webhook(
+            &format!("/webhooks/pagerduty/{pd}"),
+            &pagerduty_headers(&body, "new-1", &[PD_OLD]),
+            &body
+        )
+        .await
+        .0,
+        200
+    );
+    eventually("the event is unrouted", 10, || async {
+        s.events("acme", "unrouted").await.len() == 1
+    })
+    .await;
+    // Fix the routing, replay every unrouted event.
+    s.layer("acme", "checkout", json!({"routing": {"pagerduty_service": ["PSVC1", "PSVC-NEW"]}, "integrations": {"slack": {"bot_token": "x"}}})).await;
+    let r = s
+        .must(
+            Method::POST,
+            format!("{}/api/v1/orgs/acme/events/replay", s.orch),
+            Some(json!({"status": "unrouted"})),
+        )
+        .await;
+    assert_eq!(r["replayed"], 1);
+    eventually("dispatched after replay", 15, || async {
+        s.events("acme", "dispatched").await.len() == 1
+    })
+    .await;
+    let ev = s.events("acme", "dispatched").await;
+    let detail = s
+        .must(
+            Method::GET,
+            format!(
+                "{}/api/v1/orgs/acme/events/{}",
+                s.orch,
+                ev[0]["id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    let kinds: Vec<&str> = detail["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "received",
+            "verified",
+            "unrouted",
+            "replayed",
+            "routed",
+            "dispatch_attempt",
+            "dispatched"
+        ]
+    );
+}
+
+async fn store_down_answers_503_and_loses_nothing_acknowledged(b: Backend) {
+    // A short claim lease: events the lost replica had claimed come back quickly.
+    let limits = switchyard_orchestrator::settings::Limits {
+        retry_base_ms: 50,
+        lease_ms: 500,
+        ..Default::default()
+    };
+    let s = Stack::start(
+        b,
+        Options {
+            start_runner: true,
+            limits,
+        },
+    )
+    .await;
+    let (pd, ..) = onboard(&s).await;
+    let mut acknowledged = Vec::new();
+    for i in 0..10 {
+        let body = pagerduty_body(&format!("POUT{i}"), "PSVC1");
+        let (st, v, _) = s
+            .webhook(
+                &format!("/webhooks/pagerduty/{pd}"),
+                &pagerduty_headers(&body, &format!("out-{i}"), &[PD_NEW]),
+                &body,
+            )
+            .await;
+        assert_eq!(st, 200);
+        acknowledged.push(v["event_id"].as_str().unwrap().to_owned());
+    }
+    // The orchestrator loses its database: webhooks answer 503 with Retry-After, never 2xx or 4xx.
+    s.orch_state.store.db().pool.close().await;
+    let body = pagerduty_body("POUT-X", "PSVC1");
+    let (st, p, h) = s
+        .webhook(
+            &format!("/webhooks/pagerduty/{pd}"),
+            &pagerduty_headers(&body, "out-x", &[PD_NEW]),
+            &body,
+        )
+        .await;
+    assert_eq!(
+        (st, p["type"].as_str()),
+        (503, Some("urn:switchyard:problem:unavailable"))
+    );
+    assert!(h.contains_key("retry-after"));
+    let ready = s
+        .http
+        .get(format!("{}/readyz", s.orch))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status().as_u16(), 503);
+    s.stop_orchestrator();
+    // A new orchestrator on the same database: every acknowledged event is there and dispatched.
+    let conn = switchyard_common::db::Db::connect(&s.orch_db_url, 8)
+        .await
+        .unwrap();
+    let store = switchyard_orchestrator::store::Store::new(conn);
+    let state = switchyard_orchestrator::AppState::new(
+        store.clone(),
+        s.keyring.clone(),
+        Some(stack::ADMIN.into()),
+        s.key.clone(),
+        &s.cs,
+        &s.runner,
+        s.limits.clone(),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (_tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(switchyard_orchestrator::serve(
+        l,
+        state,
+        s.orch_db_url.clone(),
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    for id in &acknowledged {
+        let e = store
+            .get_event(Some("acme"), id)
+            .await
+            .expect("an acknowledged event survived");
+        assert_eq!(e.event.org_id.as_deref(), Some("acme"));
+    }
+    eventually("every acknowledged event dispatched", 20, || async {
+        let (items, _) = store
+            .list_events(&switchyard_orchestrator::store::EventQuery {
+                org: Some("acme".into()),
+                status: Some("dispatched".into()),
+                limit: Some(500),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        acknowledged
+            .iter()
+            .all(|id| items.iter().any(|e| &e.id == id))
+    })
+    .await;
+    eventually("ten runs", 15, || async {
+        s.runs("acme", "succeeded").await.len() == 10
+    })
+    .await;
+}
+
+on_both_backends!(
+    every_source_to_one_run_and_one_reply,
+    runner_down_events_wait_and_retry,
+    unrouted_events_are_kept_and_replayed_after_the_route_is_fixed,
+    store_down_answers_503_and_loses_nothing_acknowledged,
+);

@@ -1,0 +1,371 @@
+//! A whole Switchyard on loopback for end-to-end tests: config-service, agent-runner and
+//! orchestrator over real HTTP, plus fake Slack and GitHub APIs that record what they receive.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::routing::post;
+use serde_json::{Value, json};
+use switchyard_common::auth::ServiceKey;
+use switchyard_common::db::testing::TestDb;
+use switchyard_common::db::{Backend, Db};
+use switchyard_orchestrator::crypto::Keyring;
+use switchyard_orchestrator::settings::Limits;
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+
+pub const ADMIN: &str = "e2e-platform-admin-token-0123456789";
+
+/// Requests a fake API received: (path, authorization header, JSON body).
+pub type Recorded = Arc<Mutex<Vec<(String, String, Value)>>>;
+
+pub struct Stack {
+    pub cs: String,
+    pub orch: String,
+    pub runner: String,
+    pub runner_addr: SocketAddr,
+    pub key: ServiceKey,
+    pub keyring: Keyring,
+    pub slack: Recorded,
+    pub github: Recorded,
+    pub slack_url: String,
+    pub github_url: String,
+    pub orch_state: switchyard_orchestrator::AppState,
+    pub orch_db_url: String,
+    pub http: reqwest::Client,
+    pub limits: Limits,
+    stop: broadcast::Sender<()>,
+    orch_stop: broadcast::Sender<()>,
+    _dbs: Vec<TestDb>,
+}
+
+async fn record(
+    State(log): State<(Recorded, Value)>,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+    body: Json<Value>,
+) -> Json<Value> {
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    log.0
+        .lock()
+        .unwrap()
+        .push((uri.path().to_owned(), auth, body.0));
+    Json(log.1.clone())
+}
+
+async fn fake(route: &str, answer: Value) -> (Recorded, String) {
+    let log: Recorded = Arc::default();
+    let app = axum::Router::new()
+        .route(route, post(record))
+        .with_state((log.clone(), answer));
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    (log, url)
+}
+
+fn stopper(tx: &broadcast::Sender<()>) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let mut rx = tx.subscribe();
+    async move {
+        let _ = rx.recv().await;
+    }
+}
+
+pub struct Options {
+    pub start_runner: bool,
+    pub limits: Limits,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            start_runner: true,
+            limits: Limits {
+                retry_base_ms: 50,
+                ..Limits::default()
+            },
+        }
+    }
+}
+
+impl Stack {
+    pub async fn start(backend: Backend, opts: Options) -> Stack {
+        switchyard_common::telemetry::init_tracing(false);
+        let key = ServiceKey::generate();
+        let keyring = Keyring::parse(&Keyring::generate_spec("e2e")).unwrap();
+        // PostgreSQL: one shared database for both services, as in production. SQLite: a file each.
+        let cs_db = TestDb::new(backend).await.unwrap();
+        let cs_conn = cs_db.connect().await.unwrap();
+        let mut dbs = vec![cs_db];
+        let orch_db_url = match backend {
+            Backend::Postgres => dbs[0].url.clone(),
+            Backend::Sqlite => {
+                let d = TestDb::new(backend).await.unwrap();
+                let url = d.url.clone();
+                dbs.push(d);
+                url
+            }
+        };
+        let orch_conn = Db::connect(&orch_db_url, 16).await.unwrap();
+        orch_conn.migrate().await.unwrap();
+
+        let (slack, slack_url) = fake("/chat.postMessage", json!({"ok": true, "ts": "1.1"})).await;
+        let (github, github_url) = fake(
+            "/repos/{owner}/{repo}/issues/{n}/comments",
+            json!({"id": 1}),
+        )
+        .await;
+        let (stop, _) = broadcast::channel(1);
+        let (orch_stop, _) = broadcast::channel(1);
+
+        let cs_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let cs = format!("http://{}", cs_l.local_addr().unwrap());
+        let cs_state = switchyard_config_service::AppState::new(
+            switchyard_config_service::store::Store::new(cs_conn),
+            Some(ADMIN.into()),
+            key.clone(),
+        );
+        tokio::spawn(switchyard_config_service::serve(
+            cs_l,
+            cs_state,
+            stopper(&stop),
+        ));
+
+        let runner_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let runner_addr = runner_l.local_addr().unwrap();
+        let runner = format!("http://{runner_addr}");
+        let mut stack_runner_started = false;
+        if opts.start_runner {
+            stack_runner_started = true;
+        }
+        let runner_state = runner_state(&cs, &slack_url, &github_url, &key);
+        if stack_runner_started {
+            tokio::spawn(switchyard_agent_runner::serve(
+                runner_l,
+                runner_state,
+                stopper(&stop),
+            ));
+        } else {
+            drop(runner_l);
+        }
+
+        let orch_state = switchyard_orchestrator::AppState::new(
+            switchyard_orchestrator::store::Store::new(orch_conn),
+            keyring.clone(),
+            Some(ADMIN.into()),
+            key.clone(),
+            &cs,
+            &runner,
+            opts.limits.clone(),
+        );
+        let orch_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let orch = format!("http://{}", orch_l.local_addr().unwrap());
+        tokio::spawn(switchyard_orchestrator::serve(
+            orch_l,
+            orch_state.clone(),
+            orch_db_url.clone(),
+            stopper(&orch_stop),
+        ));
+
+        Stack {
+            cs,
+            orch,
+            runner,
+            runner_addr,
+            key,
+            keyring,
+            slack,
+            github,
+            slack_url,
+            github_url,
+            orch_state,
+            orch_db_url,
+            http: reqwest::Client::new(),
+            limits: opts.limits,
+            stop,
+            orch_stop,
+            _dbs: dbs,
+        }
+    }
+
+    /// Starts the agent-runner on its reserved address (for tests that start without it).
+    pub async fn start_runner(&self) {
+        let l = TcpListener::bind(self.runner_addr)
+            .await
+            .expect("the runner's port is free again");
+        let state = runner_state(&self.cs, &self.slack_url, &self.github_url, &self.key);
+        tokio::spawn(switchyard_agent_runner::serve(
+            l,
+            state,
+            stopper(&self.stop),
+        ));
+    }
+
+    /// Stops the orchestrator (graceful: it releases claimed events).
+    pub fn stop_orchestrator(&self) {
+        let _ = self.orch_stop.send(());
+    }
+
+    /// A JSON call with the platform admin token to a service's base URL.
+    pub async fn admin(
+        &self,
+        method: reqwest::Method,
+        url: String,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self.http.request(method, &url).bearer_auth(ADMIN);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let v = resp.json().await.unwrap_or(Value::Null);
+        (status, v)
+    }
+
+    pub async fn must(&self, method: reqwest::Method, url: String, body: Option<Value>) -> Value {
+        let (status, v) = self.admin(method.clone(), url.clone(), body).await;
+        assert!(
+            (200..300).contains(&status),
+            "{method} {url} answered {status}: {v}"
+        );
+        v
+    }
+
+    /// Writes a node's layer over its current version.
+    pub async fn layer(&self, org: &str, node: &str, layer: Value) {
+        let url = format!("{}/api/v1/orgs/{org}/nodes/{node}/config/layer", self.cs);
+        let resp = self.http.get(&url).bearer_auth(ADMIN).send().await.unwrap();
+        let etag = resp.headers()["etag"].to_str().unwrap().to_owned();
+        let resp = self
+            .http
+            .put(&url)
+            .bearer_auth(ADMIN)
+            .header("if-match", etag)
+            .json(&layer)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            resp.status().is_success(),
+            "layer for {node}: {}",
+            resp.text().await.unwrap()
+        );
+    }
+
+    /// Sends a webhook; answers (status, body, headers).
+    pub async fn webhook(
+        &self,
+        path: &str,
+        headers: &[(&str, String)],
+        body: &[u8],
+    ) -> (u16, Value, reqwest::header::HeaderMap) {
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.orch))
+            .body(body.to_vec());
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let h = resp.headers().clone();
+        (status, resp.json().await.unwrap_or(Value::Null), h)
+    }
+
+    /// The org's events with the given status.
+    pub async fn events(&self, org: &str, status: &str) -> Vec<Value> {
+        let v = self
+            .must(
+                reqwest::Method::GET,
+                format!(
+                    "{}/api/v1/orgs/{org}/events?status={status}&limit=500",
+                    self.orch
+                ),
+                None,
+            )
+            .await;
+        v["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    pub async fn runs(&self, org: &str, status: &str) -> Vec<Value> {
+        let v = self
+            .must(
+                reqwest::Method::GET,
+                format!(
+                    "{}/api/v1/orgs/{org}/agent-runs?status={status}&limit=500",
+                    self.cs
+                ),
+                None,
+            )
+            .await;
+        v["items"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = self.orch_stop.send(());
+        let _ = self.stop.send(());
+    }
+}
+
+fn runner_state(
+    cs: &str,
+    slack: &str,
+    github: &str,
+    key: &ServiceKey,
+) -> switchyard_agent_runner::AppState {
+    switchyard_agent_runner::AppState::new(
+        cs,
+        switchyard_agent_runner::ReplySettings {
+            slack_api_base: slack.to_owned(),
+            github_api_base: github.to_owned(),
+            run_deadline_seconds: 30,
+        },
+        Some(ADMIN.into()),
+        key.clone(),
+    )
+}
+
+/// Polls `check` until it holds, failing after `secs` seconds. Waits on state, never on time.
+pub async fn eventually<F, Fut>(what: &str, secs: u64, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Declares one test per backend.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() { super::$name(switchyard_common::db::Backend::Postgres).await })*
+        }
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() { super::$name(switchyard_common::db::Backend::Sqlite).await })*
+        }
+    };
+}
