@@ -5,9 +5,11 @@
 //! - `switchyard migrate`: apply database migrations.
 //! - `switchyard audit verify`: check an org's audit hash chain.
 //! - `switchyard service-token`: mint a service JWT for calling internal endpoints by hand.
+//! - `switchyard loadgen`: signed-webhook load with latency figures and a stored-exactly-once check.
 //! - `switchyard gen-openapi`: write (or check) the committed OpenAPI documents.
 
 mod dev;
+mod loadgen;
 
 use std::path::PathBuf;
 
@@ -51,6 +53,9 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Send signed webhooks at a given concurrency and rate; report latency; check every
+    /// acknowledged delivery was stored exactly once.
+    Loadgen(loadgen::LoadgenArgs),
     /// Print a short-lived service JWT (for calling internal endpoints by hand).
     ServiceToken {
         /// The service to call.
@@ -150,6 +155,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::GenOpenapi { out, check } => gen_openapi(&out, check),
+        Command::Loadgen(args) => loadgen::run(args).await,
         Command::ServiceToken {
             audience,
             subject,

@@ -1,0 +1,175 @@
+//! `switchyard loadgen`: uniquely signed PagerDuty deliveries at a given concurrency and rate.
+//!
+//! Reports throughput and p50/p99/p99.9 latency of the acknowledgements; then, with
+//! `--database-url`, checks that every acknowledged delivery is stored exactly once under the event
+//! id it was acknowledged with, and reports the latency from acknowledgement to dispatch (the
+//! agent-runner accepting the run).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde_json::{Value, json};
+use sqlx::Row;
+use switchyard_common::db::Db;
+use switchyard_orchestrator::sources::verify::sign::hmac_hex;
+use tokio::sync::Semaphore;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoadgenArgs {
+    /// The orchestrator's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// A PagerDuty integration id.
+    #[arg(long)]
+    pub integration: String,
+    /// One of its secrets.
+    #[arg(long, env = "LOADGEN_SECRET", hide_env_values = true)]
+    pub secret: String,
+    /// The PagerDuty service id the team routes.
+    #[arg(long, default_value = "PSVC1")]
+    pub service: String,
+    /// Deliveries to send.
+    #[arg(long, default_value_t = 10_000)]
+    pub requests: usize,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Requests per second at most (0: as fast as the concurrency allows).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u32,
+    /// The orchestrator's database, to check what was stored (and dispatch latency).
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// How long to wait for dispatch before measuring it.
+    #[arg(long, default_value_t = 120)]
+    pub dispatch_wait_seconds: u64,
+}
+
+fn pct(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1e3
+}
+
+pub async fn run(a: LoadgenArgs) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder().pool_max_idle_per_host(a.concurrency).build()?;
+    let url = format!("{}/webhooks/pagerduty/{}", a.url.trim_end_matches('/'), a.integration);
+    let run_tag = uuid_like();
+    let sem = Arc::new(Semaphore::new(a.concurrency.max(1)));
+    let mut ticker = (a.rate > 0).then(|| tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(a.rate))));
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(a.requests);
+    for i in 0..a.requests {
+        if let Some(t) = ticker.as_mut() {
+            t.tick().await;
+        }
+        let permit = sem.clone().acquire_owned().await?;
+        let (http, url, secret, service, tag) = (http.clone(), url.clone(), a.secret.clone(), a.service.clone(), run_tag.clone());
+        tasks.push(tokio::spawn(async move {
+            let delivery = format!("lg-{tag}-{i}");
+            let body = json!({"event": {"id": delivery, "event_type": "incident.triggered",
+                "data": {"id": format!("INC-{tag}-{i}"), "type": "incident", "service": {"id": service}}}})
+            .to_string();
+            let sig = hmac_hex(secret.as_bytes(), &[body.as_bytes()]);
+            let t = Instant::now();
+            let resp = http
+                .post(&url)
+                .header("content-type", "application/json")
+                .header("x-pagerduty-signature", format!("v1={sig}"))
+                .header("x-webhook-id", &delivery)
+                .body(body)
+                .send()
+                .await;
+            let elapsed = t.elapsed();
+            drop(permit);
+            match resp {
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    let v: Value = r.json().await.unwrap_or(Value::Null);
+                    (delivery, status, v["event_id"].as_str().map(str::to_owned), elapsed)
+                }
+                Err(_) => (delivery, 0, None, elapsed),
+            }
+        }));
+    }
+    let mut results = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        results.push(t.await?);
+    }
+    let wall = start.elapsed();
+    let mut lat: Vec<Duration> = results.iter().filter(|r| r.1 == 200).map(|r| r.3).collect();
+    lat.sort();
+    let acked = lat.len();
+    let mut by_status = std::collections::BTreeMap::new();
+    for r in &results {
+        *by_status.entry(r.1).or_insert(0usize) += 1;
+    }
+    println!("sent {} deliveries in {:.2} s: {:.0} acknowledged/s; statuses {:?} (0 = transport error)", results.len(), wall.as_secs_f64(), acked as f64 / wall.as_secs_f64(), by_status);
+    println!("acknowledgement latency: p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms", pct(&lat, 0.5), pct(&lat, 0.99), pct(&lat, 0.999), lat.last().map(|d| d.as_secs_f64() * 1e3).unwrap_or(0.0));
+
+    let Some(db_url) = a.database_url else { return Ok(()) };
+    let db = Db::connect(&db_url, 4).await.context("connecting to the orchestrator's database")?;
+    let mut missing = 0;
+    let mut mismatched = 0;
+    for (delivery, status, event_id, _) in results.iter().filter(|r| r.1 == 200) {
+        let _ = status;
+        let rows = sqlx::query("SELECT id FROM or_events WHERE integration_id = $1 AND delivery_id = $2")
+            .bind(&a.integration)
+            .bind(delivery)
+            .fetch_all(&db.pool)
+            .await?;
+        match rows.as_slice() {
+            [] => missing += 1,
+            [one] => {
+                let id: String = one.try_get("id")?;
+                if Some(&id) != event_id.as_ref() {
+                    mismatched += 1;
+                }
+            }
+            _ => mismatched += 1,
+        }
+    }
+    println!("stored exactly once: {} of {acked} acknowledged ({missing} missing, {mismatched} duplicated or under another id)", acked - missing - mismatched);
+    // Acknowledgement to dispatch: from the event's receipt to the runner accepting the run.
+    let deadline = Instant::now() + Duration::from_secs(a.dispatch_wait_seconds);
+    let prefix = format!("lg-{run_tag}-%");
+    loop {
+        let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM or_events WHERE integration_id = $1 AND delivery_id LIKE $2 AND status <> 'dispatched'")
+            .bind(&a.integration)
+            .bind(&prefix)
+            .fetch_one(&db.pool)
+            .await?;
+        if pending == 0 || Instant::now() > deadline {
+            if pending > 0 {
+                println!("{pending} events not dispatched within {} s", a.dispatch_wait_seconds);
+            }
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let rows = sqlx::query(
+        "SELECT e.received_at, t.at FROM or_events e JOIN or_event_timeline t ON t.event_id = e.id AND t.kind = 'dispatched' \
+         WHERE e.integration_id = $1 AND e.delivery_id LIKE $2",
+    )
+    .bind(&a.integration)
+    .bind(&prefix)
+    .fetch_all(&db.pool)
+    .await?;
+    let mut d: Vec<Duration> = rows
+        .iter()
+        .filter_map(|r| Some(Duration::from_millis((r.try_get::<i64, _>("at").ok()? - r.try_get::<i64, _>("received_at").ok()?).max(0) as u64)))
+        .collect();
+    d.sort();
+    println!("acknowledgement to dispatch ({} events): p50 {:.0} ms  p99 {:.0} ms  p99.9 {:.0} ms  max {:.0} ms", d.len(), pct(&d, 0.5), pct(&d, 0.99), pct(&d, 0.999), d.last().map(|x| x.as_secs_f64() * 1e3).unwrap_or(0.0));
+    if missing > 0 || mismatched > 0 {
+        anyhow::bail!("{missing} acknowledged deliveries missing, {mismatched} stored wrongly");
+    }
+    Ok(())
+}
+
+fn uuid_like() -> String {
+    switchyard_common::auth::random_hex(4)
+}

@@ -1,0 +1,113 @@
+//! Two orchestrator replicas on one PostgreSQL database dispatch a burst of 10,000 events, and no
+//! event reaches the agent-runner twice (claims use FOR UPDATE SKIP LOCKED).
+
+mod stack;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Json;
+use axum::extract::State;
+use axum::routing::post;
+use reqwest::Method;
+use serde_json::{Value, json};
+use stack::{Options, Stack, eventually};
+use switchyard_common::db::{Backend, Db};
+use switchyard_orchestrator::dispatch::Dispatcher;
+use switchyard_orchestrator::settings::Limits;
+use switchyard_orchestrator::sources::Source;
+use switchyard_orchestrator::sources::normalise::Envelope;
+use switchyard_orchestrator::store::Store;
+
+const EVENTS: usize = 10_000;
+
+type Seen = Arc<Mutex<HashMap<String, u32>>>;
+
+async fn fake_runner(State(seen): State<Seen>, Json(req): Json<Value>) -> (axum::http::StatusCode, Json<Value>) {
+    let key = req["idempotency_key"].as_str().unwrap_or_default().to_owned();
+    *seen.lock().unwrap().entry(key.clone()).or_insert(0) += 1;
+    (axum::http::StatusCode::ACCEPTED, Json(json!({"run_id": key, "started": true})))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_dispatch_a_burst_exactly_once() {
+    // The config-service (routing and quotas) from the stack; the agent-runner is a counting fake.
+    let s = Stack::start(Backend::Postgres, Options { start_runner: false, ..Options::default() }).await;
+    s.must(Method::POST, format!("{}/api/v1/orgs", s.cs), Some(json!({"id": "acme", "name": "Acme"}))).await;
+    s.must(Method::POST, format!("{}/api/v1/orgs/acme/nodes", s.cs), Some(json!({"id": "checkout", "kind": "team", "name": "Checkout"}))).await;
+    s.layer("acme", "checkout", json!({"routing": {"pagerduty_service": "PSVC1"}})).await;
+    s.stop_orchestrator();
+
+    let seen: Seen = Arc::default();
+    let app = axum::Router::new().route("/api/v1/run", post(fake_runner)).with_state(seen.clone());
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let runner = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+
+    // The burst: 10,000 stored events, each its own incident.
+    let store = Store::new(Db::connect(&s.orch_db_url, 16).await.unwrap());
+    let integration = store
+        .create_integration(&s.keyring, Some("acme"), Source::Pagerduty, "PD", None, &json!({}), &["burst-secret-0001".to_owned()])
+        .await
+        .unwrap();
+    let integration = Arc::new(integration);
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let (store, integration) = (store.clone(), integration.clone());
+        writers.push(tokio::spawn(async move {
+            let mut i = w;
+            while i < EVENTS {
+                let env = Envelope {
+                    source: Source::Pagerduty,
+                    event_type: "incident.triggered".into(),
+                    delivery_id: format!("burst-{i}"),
+                    identifiers: vec![("pagerduty_service".into(), "PSVC1".into())],
+                    correlation_key: format!("pagerduty:INC{i}"),
+                    payload: json!({"n": i}),
+                };
+                store.store_event(&integration, &env, Some("acme")).await.unwrap();
+                i += 8;
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+
+    // Two replicas, each with its own pool, dispatcher and LISTEN connection.
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let state = switchyard_orchestrator::AppState::new(
+            Store::new(Db::connect(&s.orch_db_url, 16).await.unwrap()),
+            s.keyring.clone(),
+            None,
+            s.key.clone(),
+            &s.cs,
+            &runner,
+            Limits { dispatch_concurrency: 32, ..Limits::default() },
+        );
+        let d = Dispatcher::new(state.clone());
+        replicas.push((state, tokio::spawn(d.run(s.orch_db_url.clone(), rx.clone()))));
+    }
+    eventually("all 10,000 events dispatched", 240, || async {
+        store.count_by_status().await.unwrap().iter().any(|(st, n)| st == "dispatched" && *n as usize == EVENTS)
+    })
+    .await;
+    let _ = stop.send(true);
+    for (_, h) in replicas.iter_mut() {
+        h.await.unwrap();
+    }
+
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), EVENTS, "every event reached the runner");
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "{} events were dispatched more than once, e.g. {:?}", twice.len(), twice.first());
+    // Both replicas did part of the work.
+    for (state, _) in &replicas {
+        let text = state.metrics.render();
+        let line = text.lines().find(|l| l.starts_with("switchyard_orchestrator_dispatches_total{outcome=\"dispatched\"}")).unwrap_or("");
+        let n: f64 = line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        assert!(n > 0.0, "a replica dispatched nothing:\n{text}");
+    }
+}
