@@ -55,11 +55,18 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
 }
 
 pub async fn run(a: LoadgenArgs) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder().pool_max_idle_per_host(a.concurrency).build()?;
-    let url = format!("{}/webhooks/pagerduty/{}", a.url.trim_end_matches('/'), a.integration);
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(a.concurrency)
+        .build()?;
+    let url = format!(
+        "{}/webhooks/pagerduty/{}",
+        a.url.trim_end_matches('/'),
+        a.integration
+    );
     let run_tag = uuid_like();
     let sem = Arc::new(Semaphore::new(a.concurrency.max(1)));
-    let mut ticker = (a.rate > 0).then(|| tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(a.rate))));
+    let mut ticker = (a.rate > 0)
+        .then(|| tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(a.rate))));
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(a.requests);
     for i in 0..a.requests {
@@ -67,7 +74,13 @@ pub async fn run(a: LoadgenArgs) -> anyhow::Result<()> {
             t.tick().await;
         }
         let permit = sem.clone().acquire_owned().await?;
-        let (http, url, secret, service, tag) = (http.clone(), url.clone(), a.secret.clone(), a.service.clone(), run_tag.clone());
+        let (http, url, secret, service, tag) = (
+            http.clone(),
+            url.clone(),
+            a.secret.clone(),
+            a.service.clone(),
+            run_tag.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let delivery = format!("lg-{tag}-{i}");
             let body = json!({"event": {"id": delivery, "event_type": "incident.triggered",
@@ -107,20 +120,37 @@ pub async fn run(a: LoadgenArgs) -> anyhow::Result<()> {
     for r in &results {
         *by_status.entry(r.1).or_insert(0usize) += 1;
     }
-    println!("sent {} deliveries in {:.2} s: {:.0} acknowledged/s; statuses {:?} (0 = transport error)", results.len(), wall.as_secs_f64(), acked as f64 / wall.as_secs_f64(), by_status);
-    println!("acknowledgement latency: p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms", pct(&lat, 0.5), pct(&lat, 0.99), pct(&lat, 0.999), lat.last().map(|d| d.as_secs_f64() * 1e3).unwrap_or(0.0));
+    println!(
+        "sent {} deliveries in {:.2} s: {:.0} acknowledged/s; statuses {:?} (0 = transport error)",
+        results.len(),
+        wall.as_secs_f64(),
+        acked as f64 / wall.as_secs_f64(),
+        by_status
+    );
+    println!(
+        "acknowledgement latency: p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms",
+        pct(&lat, 0.5),
+        pct(&lat, 0.99),
+        pct(&lat, 0.999),
+        lat.last().map(|d| d.as_secs_f64() * 1e3).unwrap_or(0.0)
+    );
 
-    let Some(db_url) = a.database_url else { return Ok(()) };
-    let db = Db::connect(&db_url, 4).await.context("connecting to the orchestrator's database")?;
+    let Some(db_url) = a.database_url else {
+        return Ok(());
+    };
+    let db = Db::connect(&db_url, 4)
+        .await
+        .context("connecting to the orchestrator's database")?;
     let mut missing = 0;
     let mut mismatched = 0;
     for (delivery, status, event_id, _) in results.iter().filter(|r| r.1 == 200) {
         let _ = status;
-        let rows = sqlx::query("SELECT id FROM or_events WHERE integration_id = $1 AND delivery_id = $2")
-            .bind(&a.integration)
-            .bind(delivery)
-            .fetch_all(&db.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT id FROM or_events WHERE integration_id = $1 AND delivery_id = $2")
+                .bind(&a.integration)
+                .bind(delivery)
+                .fetch_all(&db.pool)
+                .await?;
         match rows.as_slice() {
             [] => missing += 1,
             [one] => {
@@ -132,7 +162,10 @@ pub async fn run(a: LoadgenArgs) -> anyhow::Result<()> {
             _ => mismatched += 1,
         }
     }
-    println!("stored exactly once: {} of {acked} acknowledged ({missing} missing, {mismatched} duplicated or under another id)", acked - missing - mismatched);
+    println!(
+        "stored exactly once: {} of {acked} acknowledged ({missing} missing, {mismatched} duplicated or under another id)",
+        acked - missing - mismatched
+    );
     // Acknowledgement to dispatch: from the event's receipt to the runner accepting the run.
     let deadline = Instant::now() + Duration::from_secs(a.dispatch_wait_seconds);
     let prefix = format!("lg-{run_tag}-%");
@@ -144,7 +177,10 @@ pub async fn run(a: LoadgenArgs) -> anyhow::Result<()> {
             .await?;
         if pending == 0 || Instant::now() > deadline {
             if pending > 0 {
-                println!("{pending} events not dispatched within {} s", a.dispatch_wait_seconds);
+                println!(
+                    "{pending} events not dispatched within {} s",
+                    a.dispatch_wait_seconds
+                );
             }
             break;
         }
@@ -160,10 +196,22 @@ pub async fn run(a: LoadgenArgs) -> anyhow::Result<()> {
     .await?;
     let mut d: Vec<Duration> = rows
         .iter()
-        .filter_map(|r| Some(Duration::from_millis((r.try_get::<i64, _>("at").ok()? - r.try_get::<i64, _>("received_at").ok()?).max(0) as u64)))
+        .filter_map(|r| {
+            Some(Duration::from_millis(
+                (r.try_get::<i64, _>("at").ok()? - r.try_get::<i64, _>("received_at").ok()?).max(0)
+                    as u64,
+            ))
+        })
         .collect();
     d.sort();
-    println!("acknowledgement to dispatch ({} events): p50 {:.0} ms  p99 {:.0} ms  p99.9 {:.0} ms  max {:.0} ms", d.len(), pct(&d, 0.5), pct(&d, 0.99), pct(&d, 0.999), d.last().map(|x| x.as_secs_f64() * 1e3).unwrap_or(0.0));
+    println!(
+        "acknowledgement to dispatch ({} events): p50 {:.0} ms  p99 {:.0} ms  p99.9 {:.0} ms  max {:.0} ms",
+        d.len(),
+        pct(&d, 0.5),
+        pct(&d, 0.99),
+        pct(&d, 0.999),
+        d.last().map(|x| x.as_secs_f64() * 1e3).unwrap_or(0.0)
+    );
     if missing > 0 || mismatched > 0 {
         anyhow::bail!("{missing} acknowledged deliveries missing, {mismatched} stored wrongly");
     }

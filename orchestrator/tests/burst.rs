@@ -23,23 +23,56 @@ const EVENTS: usize = 10_000;
 
 type Seen = Arc<Mutex<HashMap<String, u32>>>;
 
-async fn fake_runner(State(seen): State<Seen>, Json(req): Json<Value>) -> (axum::http::StatusCode, Json<Value>) {
-    let key = req["idempotency_key"].as_str().unwrap_or_default().to_owned();
+async fn fake_runner(
+    State(seen): State<Seen>,
+    Json(req): Json<Value>,
+) -> (axum::http::StatusCode, Json<Value>) {
+    let key = req["idempotency_key"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     *seen.lock().unwrap().entry(key.clone()).or_insert(0) += 1;
-    (axum::http::StatusCode::ACCEPTED, Json(json!({"run_id": key, "started": true})))
+    (
+        axum::http::StatusCode::ACCEPTED,
+        Json(json!({"run_id": key, "started": true})),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_dispatch_a_burst_exactly_once() {
     // The config-service (routing and quotas) from the stack; the agent-runner is a counting fake.
-    let s = Stack::start(Backend::Postgres, Options { start_runner: false, ..Options::default() }).await;
-    s.must(Method::POST, format!("{}/api/v1/orgs", s.cs), Some(json!({"id": "acme", "name": "Acme"}))).await;
-    s.must(Method::POST, format!("{}/api/v1/orgs/acme/nodes", s.cs), Some(json!({"id": "checkout", "kind": "team", "name": "Checkout"}))).await;
-    s.layer("acme", "checkout", json!({"routing": {"pagerduty_service": "PSVC1"}})).await;
+    let s = Stack::start(
+        Backend::Postgres,
+        Options {
+            start_runner: false,
+            ..Options::default()
+        },
+    )
+    .await;
+    s.must(
+        Method::POST,
+        format!("{}/api/v1/orgs", s.cs),
+        Some(json!({"id": "acme", "name": "Acme"})),
+    )
+    .await;
+    s.must(
+        Method::POST,
+        format!("{}/api/v1/orgs/acme/nodes", s.cs),
+        Some(json!({"id": "checkout", "kind": "team", "name": "Checkout"})),
+    )
+    .await;
+    s.layer(
+        "acme",
+        "checkout",
+        json!({"routing": {"pagerduty_service": "PSVC1"}}),
+    )
+    .await;
     s.stop_orchestrator();
 
     let seen: Seen = Arc::default();
-    let app = axum::Router::new().route("/api/v1/run", post(fake_runner)).with_state(seen.clone());
+    let app = axum::Router::new()
+        .route("/api/v1/run", post(fake_runner))
+        .with_state(seen.clone());
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let runner = format!("http://{}", l.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
@@ -47,7 +80,15 @@ async fn two_replicas_dispatch_a_burst_exactly_once() {
     // The burst: 10,000 stored events, each its own incident.
     let store = Store::new(Db::connect(&s.orch_db_url, 16).await.unwrap());
     let integration = store
-        .create_integration(&s.keyring, Some("acme"), Source::Pagerduty, "PD", None, &json!({}), &["burst-secret-0001".to_owned()])
+        .create_integration(
+            &s.keyring,
+            Some("acme"),
+            Source::Pagerduty,
+            "PD",
+            None,
+            &json!({}),
+            &["burst-secret-0001".to_owned()],
+        )
         .await
         .unwrap();
     let integration = Arc::new(integration);
@@ -65,7 +106,10 @@ async fn two_replicas_dispatch_a_burst_exactly_once() {
                     correlation_key: format!("pagerduty:INC{i}"),
                     payload: json!({"n": i}),
                 };
-                store.store_event(&integration, &env, Some("acme")).await.unwrap();
+                store
+                    .store_event(&integration, &env, Some("acme"))
+                    .await
+                    .unwrap();
                 i += 8;
             }
         }));
@@ -85,13 +129,24 @@ async fn two_replicas_dispatch_a_burst_exactly_once() {
             s.key.clone(),
             &s.cs,
             &runner,
-            Limits { dispatch_concurrency: 32, ..Limits::default() },
+            Limits {
+                dispatch_concurrency: 32,
+                ..Limits::default()
+            },
         );
         let d = Dispatcher::new(state.clone());
-        replicas.push((state, tokio::spawn(d.run(s.orch_db_url.clone(), rx.clone()))));
+        replicas.push((
+            state,
+            tokio::spawn(d.run(s.orch_db_url.clone(), rx.clone())),
+        ));
     }
     eventually("all 10,000 events dispatched", 240, || async {
-        store.count_by_status().await.unwrap().iter().any(|(st, n)| st == "dispatched" && *n as usize == EVENTS)
+        store
+            .count_by_status()
+            .await
+            .unwrap()
+            .iter()
+            .any(|(st, n)| st == "dispatched" && *n as usize == EVENTS)
     })
     .await;
     let _ = stop.send(true);
@@ -102,12 +157,26 @@ async fn two_replicas_dispatch_a_burst_exactly_once() {
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), EVENTS, "every event reached the runner");
     let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(twice.is_empty(), "{} events were dispatched more than once, e.g. {:?}", twice.len(), twice.first());
+    assert!(
+        twice.is_empty(),
+        "{} events were dispatched more than once, e.g. {:?}",
+        twice.len(),
+        twice.first()
+    );
     // Both replicas did part of the work.
     for (state, _) in &replicas {
         let text = state.metrics.render();
-        let line = text.lines().find(|l| l.starts_with("switchyard_orchestrator_dispatches_total{outcome=\"dispatched\"}")).unwrap_or("");
-        let n: f64 = line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        let line = text
+            .lines()
+            .find(|l| {
+                l.starts_with("switchyard_orchestrator_dispatches_total{outcome=\"dispatched\"}")
+            })
+            .unwrap_or("");
+        let n: f64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
         assert!(n > 0.0, "a replica dispatched nothing:\n{text}");
     }
 }
