@@ -14,6 +14,9 @@ pub enum CallError {
     /// The callee was unreachable or answered 5xx: retry later.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// The callee answered 5xx and said when to come back (`Retry-After`).
+    #[error("overloaded: {message} (retry after {retry_after}s)")]
+    Overloaded { message: String, retry_after: u64 },
     /// The callee asks us to slow down (429), optionally saying for how long.
     #[error("throttled")]
     Throttled(Option<u64>),
@@ -44,11 +47,13 @@ async fn classify(resp: reqwest::Response) -> Result<reqwest::Response, CallErro
     let body = resp.text().await.unwrap_or_default();
     let body: String = body.chars().take(300).collect();
     if status.is_server_error() {
-        Err(CallError::Unavailable(format!(
-            "{status}: {body}{}",
-            ra.map(|s| format!(" (retry after {s}s)"))
-                .unwrap_or_default()
-        )))
+        Err(match ra {
+            Some(retry_after) => CallError::Overloaded {
+                message: format!("{status}: {body}"),
+                retry_after,
+            },
+            None => CallError::Unavailable(format!("{status}: {body}")),
+        })
     } else {
         Err(CallError::Rejected(format!("{status}: {body}")))
     }

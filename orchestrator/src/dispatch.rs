@@ -522,6 +522,15 @@ impl Dispatcher {
                 error: format!("agent-runner: {err}"),
                 retry_after_ms: None,
             },
+            Err(CallError::Overloaded {
+                message,
+                retry_after,
+            }) => Settle::Retry {
+                org: Some(org),
+                team: Some(team),
+                error: format!("agent-runner: {message}"),
+                retry_after_ms: Some(retry_after as i64 * 1000),
+            },
             Err(CallError::Rejected(err)) => Settle::Dead {
                 org: Some(org),
                 team: Some(team),

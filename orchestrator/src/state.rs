@@ -186,7 +186,7 @@ impl AuthState for AppState {
                 Ok(c)
             }
             Ok(None) => Err(Error::Unauthorized("the token is not valid".into())),
-            Err(CallError::Unavailable(e)) => {
+            Err(e @ (CallError::Unavailable(_) | CallError::Overloaded { .. })) => {
                 tracing::warn!(error = %e, "config-service unreachable for token introspection");
                 Err(Error::Unavailable(
                     "the config-service is unreachable; retry later".into(),

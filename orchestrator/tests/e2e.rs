@@ -701,7 +701,301 @@ async fn store_down_answers_503_and_loses_nothing_acknowledged(b: Backend) {
     .await;
 }
 
+async fn team_quotas_throttle_without_dropping(b: Backend) {
+    let s = Stack::start(b, Options::default()).await;
+    let (pd, ..) = onboard(&s).await;
+    // checkout may start one event a minute; search none at a time (the runner answers 429).
+    s.layer(
+        "acme",
+        "checkout",
+        json!({"routing": {"pagerduty_service": "PSVC1"}, "quotas": {"events_per_minute": 1}}),
+    )
+    .await;
+    s.must(
+        Method::POST,
+        format!("{}/api/v1/orgs/acme/nodes", s.cs),
+        Some(json!({"id": "search", "kind": "team", "name": "Search"})),
+    )
+    .await;
+    s.layer(
+        "acme",
+        "search",
+        json!({"routing": {"pagerduty_service": "PSEARCH"}, "quotas": {"concurrent_runs": 0}}),
+    )
+    .await;
+    for (i, service) in ["PSVC1", "PSVC1", "PSVC1", "PSEARCH"].iter().enumerate() {
+        let body = pagerduty_body(&format!("PQ{i}"), service);
+        assert_eq!(
+            s.webhook(
+                &format!("/webhooks/pagerduty/{pd}"),
+                &pagerduty_headers(&body, &format!("q-{i}"), &[PD_NEW]),
+                &body
+            )
+            .await
+            .0,
+            200
+        );
+    }
+    eventually(
+        "one checkout event dispatched, the rest throttled",
+        15,
+        || async {
+            let throttled = s.events("acme", "throttled").await;
+            s.events("acme", "dispatched").await.len() == 1
+                && throttled
+                    .iter()
+                    .filter(|e| e["team_id"] == "checkout")
+                    .count()
+                    == 2
+                && throttled.iter().any(|e| e["team_id"] == "search")
+        },
+    )
+    .await;
+    let throttled = s.events("acme", "throttled").await;
+    let search = throttled.iter().find(|e| e["team_id"] == "search").unwrap();
+    let detail = s
+        .must(
+            Method::GET,
+            format!(
+                "{}/api/v1/orgs/acme/events/{}",
+                s.orch,
+                search["id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    let why = detail["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["kind"] == "throttled")
+        .map(|t| t["detail"].as_str().unwrap())
+        .collect::<Vec<_>>();
+    assert!(
+        why.iter().any(|d| d.contains("concurrent-run quota")),
+        "{why:?}"
+    );
+    // Throttling never uses up attempts: nothing is dead-lettered, however long it waits.
+    assert!(s.events("acme", "dead_lettered").await.is_empty());
+    assert!(
+        throttled
+            .iter()
+            .all(|e| e["attempts"].as_i64().unwrap() <= 1),
+        "{throttled:?}"
+    );
+}
+
+async fn integration_admin_api(b: Backend) {
+    let s = Stack::start(b, Options::default()).await;
+    let (pd, ..) = onboard(&s).await;
+    let token = |org: &'static str, node: Option<&'static str>| {
+        let s = &s;
+        async move {
+            let path = match node {
+                Some(n) => format!("{}/api/v1/orgs/{org}/nodes/{n}/tokens", s.cs),
+                None => format!("{}/api/v1/orgs/{org}/admin-tokens", s.cs),
+            };
+            s.must(Method::POST, path, Some(json!({"label": "t"})))
+                .await["secret"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let acme = token("acme", None).await;
+    let beta = token("beta", None).await;
+    let team = token("acme", Some("checkout")).await;
+    let call = |tok: String, m: Method, path: String, body: Option<Value>| {
+        let s = &s;
+        async move {
+            let mut r = s
+                .http
+                .request(m, format!("{}{path}", s.orch))
+                .bearer_auth(tok);
+            if let Some(b) = body {
+                r = r.json(&b);
+            }
+            let resp = r.send().await.unwrap();
+            let st = resp.status().as_u16();
+            (st, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    // An org admin token works on the orchestrator too (resolved through the config-service).
+    let (st, created) = call(acme.clone(), Method::POST, "/api/v1/orgs/acme/integrations".into(), Some(json!({"source": "sentry", "name": "Sentry", "secrets": ["sentry-client-secret"], "default_team": "checkout"}))).await;
+    assert_eq!(st, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(created["webhook_path"], format!("/webhooks/sentry/{id}"));
+    let (_, list) = call(
+        acme.clone(),
+        Method::GET,
+        "/api/v1/orgs/acme/integrations".into(),
+        None,
+    )
+    .await;
+    assert_eq!(list.as_array().unwrap().len(), 4);
+    assert!(
+        !list.to_string().contains("sentry-client-secret") && !list.to_string().contains(PD_OLD),
+        "secrets never come back"
+    );
+    // Another tenant sees nothing; a team token may not administer; no token is 401.
+    assert_eq!(
+        call(
+            beta.clone(),
+            Method::GET,
+            format!("/api/v1/orgs/acme/integrations/{id}"),
+            None
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(
+        call(
+            beta.clone(),
+            Method::GET,
+            format!("/api/v1/orgs/beta/integrations/{id}"),
+            None
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(
+        call(
+            beta.clone(),
+            Method::DELETE,
+            format!("/api/v1/orgs/beta/integrations/{pd}"),
+            None
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(
+        call(
+            team.clone(),
+            Method::GET,
+            "/api/v1/orgs/acme/integrations".into(),
+            None
+        )
+        .await
+        .0,
+        403
+    );
+    assert_eq!(
+        call(
+            "nope".into(),
+            Method::GET,
+            "/api/v1/orgs/acme/integrations".into(),
+            None
+        )
+        .await
+        .0,
+        401
+    );
+    assert_eq!(
+        call(
+            acme.clone(),
+            Method::GET,
+            "/api/v1/platform/integrations".into(),
+            None
+        )
+        .await
+        .0,
+        403
+    );
+    // Bad input names the field.
+    let (st, p) = call(
+        acme.clone(),
+        Method::POST,
+        "/api/v1/orgs/acme/integrations".into(),
+        Some(json!({"source": "fax", "name": "x", "secrets": ["0123456789"]})),
+    )
+    .await;
+    assert_eq!((st, p["pointer"].as_str()), (422, Some("/source")));
+    let (st, p) = call(
+        acme.clone(),
+        Method::POST,
+        "/api/v1/orgs/acme/integrations".into(),
+        Some(json!({"source": "standard", "name": "x", "secrets": ["not base64!!"]})),
+    )
+    .await;
+    assert_eq!((st, p["pointer"].as_str()), (422, Some("/secrets/0")));
+    // Update, rotate, refuse retiring the last secret, delete.
+    let (st, u) = call(
+        acme.clone(),
+        Method::PATCH,
+        format!("/api/v1/orgs/acme/integrations/{id}"),
+        Some(json!({"name": "Sentry prod", "default_team": null})),
+    )
+    .await;
+    assert_eq!(
+        (st, u["name"].as_str(), &u["default_team"]),
+        (200, Some("Sentry prod"), &Value::Null)
+    );
+    let (st, added) = call(
+        acme.clone(),
+        Method::POST,
+        format!("/api/v1/orgs/acme/integrations/{id}/secrets"),
+        Some(json!({"secret": "sentry-client-secret-2"})),
+    )
+    .await;
+    assert_eq!(st, 201);
+    let old = created["secrets"][0]["id"].as_str().unwrap();
+    assert_eq!(
+        call(
+            acme.clone(),
+            Method::DELETE,
+            format!("/api/v1/orgs/acme/integrations/{id}/secrets/{old}"),
+            None
+        )
+        .await
+        .0,
+        204
+    );
+    let new = added["id"].as_str().unwrap();
+    let (st, p) = call(
+        acme.clone(),
+        Method::DELETE,
+        format!("/api/v1/orgs/acme/integrations/{id}/secrets/{new}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (st, p["type"].as_str()),
+        (409, Some("urn:switchyard:problem:last-secret"))
+    );
+    assert_eq!(
+        call(
+            acme.clone(),
+            Method::DELETE,
+            format!("/api/v1/orgs/acme/integrations/{id}"),
+            None
+        )
+        .await
+        .0,
+        204
+    );
+    let body = br#"{"action":"created","data":{}}"#;
+    let h = vec![
+        (
+            "sentry-hook-signature",
+            hmac_hex(b"sentry-client-secret-2", &[body]),
+        ),
+        ("request-id", "r".to_owned()),
+    ];
+    assert_eq!(
+        s.webhook(&format!("/webhooks/sentry/{id}"), &h, body)
+            .await
+            .0,
+        404,
+        "a deleted integration's URL is gone"
+    );
+}
+
 on_both_backends!(
+    integration_admin_api,
+    team_quotas_throttle_without_dropping,
     every_source_to_one_run_and_one_reply,
     runner_down_events_wait_and_retry,
     unrouted_events_are_kept_and_replayed_after_the_route_is_fixed,

@@ -1,0 +1,246 @@
+//! The inbox's rules at the store level, on PostgreSQL and SQLite: one correlation key in arrival
+//! order, leases, release on shutdown, replay and retention purge.
+
+use serde_json::json;
+use switchyard_common::db::Backend;
+use switchyard_common::db::testing::TestDb;
+use switchyard_common::time::now_ms;
+use switchyard_orchestrator::crypto::Keyring;
+use switchyard_orchestrator::sources::Source;
+use switchyard_orchestrator::sources::normalise::Envelope;
+use switchyard_orchestrator::store::{EventQuery, Integration, Store, Stored, status};
+
+async fn setup(b: Backend) -> (TestDb, Store, Integration) {
+    let db = TestDb::new(b).await.unwrap();
+    let store = Store::new(db.connect().await.unwrap());
+    let keyring = Keyring::parse(&Keyring::generate_spec("t")).unwrap();
+    let i = store
+        .create_integration(
+            &keyring,
+            Some("acme"),
+            Source::Pagerduty,
+            "pd",
+            None,
+            &json!({}),
+            &["secret-0123456789".into()],
+        )
+        .await
+        .unwrap();
+    (db, store, i)
+}
+
+fn env(delivery: &str, correlation: &str) -> Envelope {
+    Envelope {
+        source: Source::Pagerduty,
+        event_type: "incident.triggered".into(),
+        delivery_id: delivery.into(),
+        identifiers: vec![("pagerduty_service".into(), "S".into())],
+        correlation_key: correlation.into(),
+        payload: json!({"d": delivery}),
+    }
+}
+
+async fn new_id(store: &Store, i: &Integration, e: &Envelope) -> String {
+    match store.store_event(i, e, Some("acme")).await.unwrap() {
+        Stored::New(id) => id,
+        Stored::Duplicate(id) => panic!("unexpected duplicate {id}"),
+    }
+}
+
+async fn one_incident_in_arrival_order(b: Backend) {
+    let (_db, store, i) = setup(b).await;
+    let first = new_id(&store, &i, &env("d1", "pagerduty:INC1")).await;
+    let second = new_id(&store, &i, &env("d2", "pagerduty:INC1")).await;
+    let other = new_id(&store, &i, &env("d3", "pagerduty:INC2")).await;
+    let claimed: Vec<String> = store
+        .claim("w1", 10, 30_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(
+        claimed,
+        vec![first.clone(), other.clone()],
+        "the second event of INC1 waits for the first"
+    );
+    assert!(
+        store.claim("w2", 10, 30_000).await.unwrap().is_empty(),
+        "claimed events are not claimed again"
+    );
+    // While the first is retrying, the second still waits.
+    store
+        .settle(
+            &first,
+            status::RETRYING,
+            None,
+            None,
+            Some(now_ms() + 60_000),
+            None,
+            Some("down"),
+            false,
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(store.claim("w1", 10, 30_000).await.unwrap().is_empty());
+    store
+        .settle(
+            &first,
+            status::DISPATCHED,
+            None,
+            Some("t"),
+            None,
+            Some("run-1"),
+            None,
+            false,
+            &[],
+        )
+        .await
+        .unwrap();
+    let claimed: Vec<String> = store
+        .claim("w1", 10, 30_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(claimed, vec![second]);
+}
+
+async fn leases_expire_and_shutdown_releases(b: Backend) {
+    let (_db, store, i) = setup(b).await;
+    let a = new_id(&store, &i, &env("a", "k:a")).await;
+    let bb = new_id(&store, &i, &env("b", "k:b")).await;
+    // A lease that has already run out: another worker may take the event (a replica died).
+    let claimed = store.claim("dead", 1, -1).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let taken = store.claim("alive", 10, 30_000).await.unwrap();
+    assert_eq!(taken.len(), 2, "the expired claim and the other event");
+    assert_eq!(taken.iter().find(|c| c.id == a).unwrap().attempts, 2);
+    // Graceful shutdown gives back what was claimed, without counting the attempt.
+    assert_eq!(store.release("alive").await.unwrap(), 2);
+    let again = store.claim("next", 10, 30_000).await.unwrap();
+    assert_eq!(again.iter().find(|c| c.id == bb).unwrap().attempts, 1);
+}
+
+async fn replay_and_purge(b: Backend) {
+    let (_db, store, i) = setup(b).await;
+    let x = new_id(&store, &i, &env("x", "k:x")).await;
+    let y = new_id(&store, &i, &env("y", "k:y")).await;
+    store.claim("w", 10, 30_000).await.unwrap();
+    store
+        .settle(
+            &x,
+            status::UNROUTED,
+            None,
+            None,
+            None,
+            None,
+            Some("no route"),
+            false,
+            &[("unrouted", None)],
+        )
+        .await
+        .unwrap();
+    store
+        .settle(
+            &y,
+            status::DISPATCHED,
+            None,
+            Some("t"),
+            None,
+            Some("r"),
+            None,
+            false,
+            &[],
+        )
+        .await
+        .unwrap();
+    // Bulk replay by status touches only the unrouted one; a pending event cannot be replayed.
+    let q = EventQuery {
+        org: Some("acme".into()),
+        status: Some("unrouted".into()),
+        ..Default::default()
+    };
+    assert_eq!(store.replay(&q, None).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .get_event(Some("acme"), &x)
+            .await
+            .unwrap()
+            .event
+            .status,
+        "received"
+    );
+    assert_eq!(
+        store
+            .replay(
+                &EventQuery {
+                    org: Some("acme".into()),
+                    ..Default::default()
+                },
+                Some(&x)
+            )
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(
+        store.get_event(Some("other"), &x).await.is_err(),
+        "another org does not see it"
+    );
+    // Filters and cursors.
+    let (page, next) = store
+        .list_events(&EventQuery {
+            org: Some("acme".into()),
+            limit: Some(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((page.len(), page[0].id.clone()), (1, y.clone()));
+    let (rest, _) = store
+        .list_events(&EventQuery {
+            org: Some("acme".into()),
+            cursor: next,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rest[0].id, x);
+    // Purge removes finished events before the cut-off only; the delivery id is free afterwards.
+    assert_eq!(
+        store.purge(now_ms() + 1_000).await.unwrap(),
+        1,
+        "only the dispatched one is finished"
+    );
+    assert!(store.get_event(None, &y).await.is_err());
+    assert!(matches!(
+        store
+            .store_event(&i, &env("y", "k:y"), Some("acme"))
+            .await
+            .unwrap(),
+        Stored::New(_)
+    ));
+    assert_eq!(store.purge(0).await.unwrap(), 0);
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(switchyard_common::db::Backend::Postgres).await })*
+        }
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(switchyard_common::db::Backend::Sqlite).await })*
+        }
+    };
+}
+
+on_both_backends!(
+    one_incident_in_arrival_order,
+    leases_expire_and_shutdown_releases,
+    replay_and_purge
+);
