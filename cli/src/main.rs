@@ -238,7 +238,7 @@ async fn run_orchestrator(s: switchyard_orchestrator::settings::Settings) -> any
         .await
         .with_context(|| format!("binding {}", s.listen))?;
     tracing::info!(addr = %listener.local_addr()?, database = db.backend.name(), "orchestrator listening");
-    let state = switchyard_orchestrator::AppState::new(
+    let mut state = switchyard_orchestrator::AppState::new(
         switchyard_orchestrator::store::Store::new(db),
         keyring,
         admin,
@@ -247,6 +247,24 @@ async fn run_orchestrator(s: switchyard_orchestrator::settings::Settings) -> any
         &s.agent_runner_url,
         s.limits,
     );
+    if let Some(url) = &s.pod_config_service_url {
+        state.pod_config_service_url = url.clone();
+    }
+    if s.kubernetes != "none" {
+        match kube::Client::try_default().await {
+            Ok(client) => {
+                tracing::info!(namespace = %s.tenant_namespace, "provisioning into Kubernetes");
+                state = state.with_cluster(switchyard_orchestrator::k8s::Cluster::new(
+                    client,
+                    &s.tenant_namespace,
+                ));
+            }
+            Err(e) if s.kubernetes == "auto" => {
+                tracing::warn!(error = %e, "no Kubernetes configuration found: Kubernetes steps will be skipped");
+            }
+            Err(e) => return Err(anyhow::anyhow!("--kubernetes kubeconfig: {e}")),
+        }
+    }
     switchyard_orchestrator::serve(listener, state, s.database_url, shutdown_signal()).await?;
     Ok(())
 }

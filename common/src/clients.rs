@@ -254,6 +254,142 @@ impl ConfigClient {
     }
 }
 
+/// Calls made on behalf of a user: the caller's own token is forwarded, so the config-service
+/// applies its permissions and its audit log names the user.
+impl ConfigClient {
+    async fn as_user(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        if_match: Option<&str>,
+    ) -> Result<(u16, Value), CallError> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        if let Some(m) = if_match {
+            req = req.header("if-match", m);
+        }
+        let resp = req.send().await.map_err(transport)?;
+        let status = resp.status().as_u16();
+        if status == 404 || status == 409 || status == 202 {
+            return Ok((status, resp.json().await.unwrap_or(Value::Null)));
+        }
+        let resp = classify(resp).await?;
+        Ok((status, resp.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// Creates a node; `Ok(false)` if it already exists (409).
+    pub async fn create_node(
+        &self,
+        token: &str,
+        org: &str,
+        body: &Value,
+    ) -> Result<(u16, Value), CallError> {
+        self.as_user(
+            token,
+            reqwest::Method::POST,
+            &format!("/api/v1/orgs/{org}/nodes"),
+            Some(body.clone()),
+            None,
+        )
+        .await
+    }
+
+    /// Deletes a node (its layers, routing and tokens go with it); 404 counts as done.
+    pub async fn delete_node(&self, token: &str, org: &str, node: &str) -> Result<u16, CallError> {
+        Ok(self
+            .as_user(
+                token,
+                reqwest::Method::DELETE,
+                &format!("/api/v1/orgs/{org}/nodes/{node}"),
+                None,
+                None,
+            )
+            .await?
+            .0)
+    }
+
+    /// Writes a node's layer over version `if_match`; 202 means it awaits approval.
+    pub async fn put_layer(
+        &self,
+        token: &str,
+        org: &str,
+        node: &str,
+        layer: &Value,
+        if_match: &str,
+    ) -> Result<(u16, Value), CallError> {
+        self.as_user(
+            token,
+            reqwest::Method::PUT,
+            &format!("/api/v1/orgs/{org}/nodes/{node}/config/layer"),
+            Some(layer.clone()),
+            Some(if_match),
+        )
+        .await
+    }
+
+    /// Issues a team token; answers (token id, secret).
+    pub async fn issue_team_token(
+        &self,
+        token: &str,
+        org: &str,
+        node: &str,
+        label: &str,
+    ) -> Result<(String, String), CallError> {
+        let (_, v) = self
+            .as_user(
+                token,
+                reqwest::Method::POST,
+                &format!("/api/v1/orgs/{org}/nodes/{node}/tokens"),
+                Some(json!({"label": label})),
+                None,
+            )
+            .await?;
+        match (v["id"].as_str(), v["secret"].as_str()) {
+            (Some(id), Some(secret)) => Ok((id.to_owned(), secret.to_owned())),
+            _ => Err(CallError::Rejected(format!("no token in the answer: {v}"))),
+        }
+    }
+
+    pub async fn revoke_team_token(
+        &self,
+        token: &str,
+        org: &str,
+        node: &str,
+        id: &str,
+    ) -> Result<u16, CallError> {
+        Ok(self
+            .as_user(
+                token,
+                reqwest::Method::DELETE,
+                &format!("/api/v1/orgs/{org}/nodes/{node}/tokens/{id}"),
+                None,
+                None,
+            )
+            .await?
+            .0)
+    }
+
+    /// Every team of every org with its effective config's `pipelines` (service JWT), for the
+    /// reconciler.
+    pub async fn team_pipelines(&self) -> Result<Value, CallError> {
+        let resp = self
+            .http
+            .get(format!("{}/api/v1/internal/pipelines", self.base))
+            .bearer_auth(self.jwt())
+            .send()
+            .await
+            .map_err(transport)?;
+        classify(resp).await?.json().await.map_err(transport)
+    }
+}
+
 /// What the agent-runner is asked to run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunRequest {

@@ -13,6 +13,7 @@
 
 pub mod auth;
 pub mod clients;
+pub mod cron;
 pub mod db;
 pub mod error;
 pub mod http;

@@ -20,7 +20,7 @@ use crate::http::*;
         routing::list_routes, routing::lookup,
         audit::list, audit::verify,
         agent_runs::create, agent_runs::update, agent_runs::list, agent_runs::get_one,
-        internal::introspect, internal::node_config, internal::get_run, internal::routing_version,
+        internal::introspect, internal::node_config, internal::get_run, internal::routing_version, internal::pipelines,
     ),
     modifiers(&Security),
     security(("bearer" = [])),

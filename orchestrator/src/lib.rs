@@ -9,7 +9,9 @@
 pub mod crypto;
 pub mod dispatch;
 pub mod http;
+pub mod k8s;
 pub mod openapi;
+pub mod provision;
 pub mod settings;
 pub mod sources;
 pub mod state;

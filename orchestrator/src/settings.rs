@@ -66,6 +66,24 @@ pub struct Settings {
     /// Log as JSON lines.
     #[arg(long, env = "SWITCHYARD_LOG_JSON")]
     pub log_json: bool,
+
+    /// Where team CronJobs go: `auto` (in-cluster service account or kubeconfig, none if neither
+    /// is found), `kubeconfig` (must be found), or `none` (Kubernetes steps are skipped).
+    #[arg(long, env = "SWITCHYARD_KUBERNETES", default_value = "auto", value_parser = ["auto", "kubeconfig", "none"])]
+    pub kubernetes: String,
+
+    /// The namespace team Secrets and CronJobs are created in.
+    #[arg(
+        long,
+        env = "SWITCHYARD_TENANT_NAMESPACE",
+        default_value = "switchyard-tenants"
+    )]
+    pub tenant_namespace: String,
+
+    /// The config-service URL as pipeline pods reach it (written into team Secrets); defaults to
+    /// `--config-service-url`.
+    #[arg(long, env = "SWITCHYARD_POD_CONFIG_SERVICE_URL")]
+    pub pod_config_service_url: Option<String>,
 }
 
 /// Tunables of the hot path and the dispatcher; defaults suit the senders in WEBHOOK-SOURCES.md.

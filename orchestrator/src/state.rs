@@ -57,6 +57,13 @@ pub struct AppState {
     pub ingress: Arc<DefaultKeyedRateLimiter<String>>,
     /// Failed verifications per client address.
     pub unverified: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    /// The tenant namespace's client; `None` without a cluster (dev mode).
+    pub cluster: Option<crate::k8s::Cluster>,
+    /// The config-service URL written into team Secrets (as pods reach it).
+    pub pod_config_service_url: String,
+    pub failpoints: crate::provision::FailPoints,
+    pub team_locks: crate::provision::TeamLocks,
+    pub provisioning_tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
     tokens: Arc<Mutex<HashMap<String, (Instant, Caller)>>>,
     secrets: Arc<Mutex<HashMap<String, (Instant, Secrets)>>>,
 }
@@ -110,9 +117,20 @@ impl AppState {
             )),
             unverified: Arc::new(RateLimiter::keyed(Quota::per_minute(per_min))),
             limits,
+            cluster: None,
+            pod_config_service_url: config_service_url.to_owned(),
+            failpoints: Default::default(),
+            team_locks: Default::default(),
+            provisioning_tasks: Arc::default(),
             tokens: Arc::default(),
             secrets: Arc::default(),
         }
+    }
+
+    /// Provision into this cluster namespace.
+    pub fn with_cluster(mut self, cluster: crate::k8s::Cluster) -> Self {
+        self.cluster = Some(cluster);
+        self
     }
 
     /// Active secrets of an integration, decrypted, cached briefly (the hot path must not decrypt

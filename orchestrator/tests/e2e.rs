@@ -609,6 +609,7 @@ async fn store_down_answers_503_and_loses_nothing_acknowledged(b: Backend) {
         Options {
             start_runner: true,
             limits,
+            cluster: false,
         },
     )
     .await;

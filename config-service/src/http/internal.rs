@@ -22,6 +22,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/api/v1/internal/agent-runs/{id}", get(get_run))
         .route("/api/v1/internal/routing/version", get(routing_version))
+        .route("/api/v1/internal/pipelines", get(pipelines))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -100,4 +101,35 @@ pub async fn routing_version(
     Ok(Json(RoutingVersion {
         version: state.store.routing_version().await?,
     }))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TeamPipelines {
+    pub org_id: String,
+    pub team_id: String,
+    /// The `pipelines` section of the team's effective config.
+    #[schema(value_type = Object)]
+    pub pipelines: serde_json::Value,
+}
+
+/// Every team with its effective pipelines (service JWT): the reconciler's desired state.
+#[utoipa::path(get, path = "/api/v1/internal/pipelines", tag = "internal",
+    responses((status = 200, body = Vec<TeamPipelines>)), security(("service_jwt" = [])))]
+pub async fn pipelines(
+    State(state): State<AppState>,
+    _s: Service,
+) -> Result<Json<Vec<TeamPipelines>>> {
+    Ok(Json(
+        state
+            .store
+            .team_pipelines()
+            .await?
+            .into_iter()
+            .map(|(org_id, team_id, pipelines)| TeamPipelines {
+                org_id,
+                team_id,
+                pipelines,
+            })
+            .collect(),
+    ))
 }

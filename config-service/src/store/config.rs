@@ -153,6 +153,74 @@ impl Store {
         })
     }
 
+    /// Every team of every org with the `pipelines` section of its effective config, computed in
+    /// memory from two queries (nodes, current layers), for the orchestrator's reconciler.
+    pub async fn team_pipelines(&self) -> Result<Vec<(String, String, Value)>> {
+        let nodes: Vec<(String, String, Option<String>, String)> =
+            sqlx::query_as("SELECT org_id, id, parent_id, kind FROM cs_nodes")
+                .fetch_all(&self.db.pool)
+                .await?;
+        let heads: Vec<(String, String, String)> =
+            sqlx::query_as("SELECT org_id, node_id, layer FROM cs_config_heads")
+                .fetch_all(&self.db.pool)
+                .await?;
+        let parents: std::collections::HashMap<(&str, &str), Option<&str>> = nodes
+            .iter()
+            .map(|(o, id, p, _)| ((o.as_str(), id.as_str()), p.as_deref()))
+            .collect();
+        let layers: std::collections::HashMap<(&str, &str), Value> = heads
+            .iter()
+            .filter_map(|(o, n, l)| {
+                let v: Value = serde_json::from_str(l).ok()?;
+                Some((
+                    (o.as_str(), n.as_str()),
+                    v.get("pipelines").cloned().unwrap_or(Value::Null),
+                ))
+            })
+            .collect();
+        let mut out = Vec::new();
+        for (org, id, _, kind) in &nodes {
+            if kind != "team" {
+                continue;
+            }
+            // The chain root first, as merge_chain wants it.
+            let mut chain = vec![id.as_str()];
+            let mut cur = id.as_str();
+            while let Some(Some(p)) = parents.get(&(org.as_str(), cur)) {
+                chain.push(p);
+                cur = p;
+                if chain.len() > 64 {
+                    break;
+                }
+            }
+            chain.reverse();
+            let wrapped: Vec<(&str, Value)> = chain
+                .iter()
+                .map(|n| {
+                    let pl = layers
+                        .get(&(org.as_str(), *n))
+                        .cloned()
+                        .unwrap_or(Value::Null);
+                    (
+                        *n,
+                        if pl.is_null() {
+                            json!({})
+                        } else {
+                            json!({"pipelines": pl})
+                        },
+                    )
+                })
+                .collect();
+            let merged = merge_chain(wrapped.iter().map(|(n, l)| (*n, l)));
+            out.push((
+                org.clone(),
+                id.clone(),
+                merged.config.get("pipelines").cloned().unwrap_or(json!({})),
+            ));
+        }
+        Ok(out)
+    }
+
     /// Versions of a node's layer, newest first, each with its diff from the previous one.
     pub async fn config_history(&self, org: &str, node: &str) -> Result<Vec<HistoryEntry>> {
         if self.get_node(org, node).await?.is_none() {

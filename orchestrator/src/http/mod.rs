@@ -2,6 +2,7 @@
 
 pub mod events;
 pub mod integrations;
+pub mod provisioning;
 pub mod webhooks;
 
 use std::time::Duration;
@@ -40,6 +41,7 @@ pub fn app(state: AppState) -> Router {
         .merge(webhooks)
         .merge(integrations::router())
         .merge(events::router())
+        .merge(provisioning::router())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

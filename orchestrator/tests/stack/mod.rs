@@ -36,6 +36,8 @@ pub struct Stack {
     pub github_url: String,
     pub orch_state: switchyard_orchestrator::AppState,
     pub orch_db_url: String,
+    pub cs_db_url: String,
+    pub fake: Option<switchyard_orchestrator::k8s::fake::FakeApiServer>,
     pub http: reqwest::Client,
     pub limits: Limits,
     stop: broadcast::Sender<()>,
@@ -82,6 +84,8 @@ fn stopper(tx: &broadcast::Sender<()>) -> impl std::future::Future<Output = ()> 
 pub struct Options {
     pub start_runner: bool,
     pub limits: Limits,
+    /// Provision into a fake Kubernetes API server (namespace `tenants`).
+    pub cluster: bool,
 }
 
 impl Default for Options {
@@ -92,6 +96,7 @@ impl Default for Options {
                 retry_base_ms: 50,
                 ..Limits::default()
             },
+            cluster: false,
         }
     }
 }
@@ -157,7 +162,7 @@ impl Stack {
             drop(runner_l);
         }
 
-        let orch_state = switchyard_orchestrator::AppState::new(
+        let mut orch_state = switchyard_orchestrator::AppState::new(
             switchyard_orchestrator::store::Store::new(orch_conn),
             keyring.clone(),
             Some(ADMIN.into()),
@@ -166,6 +171,16 @@ impl Stack {
             &runner,
             opts.limits.clone(),
         );
+        let fake = opts
+            .cluster
+            .then(switchyard_orchestrator::k8s::fake::FakeApiServer::new);
+        if let Some(f) = &fake {
+            orch_state = orch_state.with_cluster(switchyard_orchestrator::k8s::Cluster::new(
+                f.client("tenants"),
+                "tenants",
+            ));
+        }
+        let cs_db_url = dbs[0].url.clone();
         let orch_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let orch = format!("http://{}", orch_l.local_addr().unwrap());
         tokio::spawn(switchyard_orchestrator::serve(
@@ -188,6 +203,8 @@ impl Stack {
             github_url,
             orch_state,
             orch_db_url,
+            cs_db_url,
+            fake,
             http: reqwest::Client::new(),
             limits: opts.limits,
             stop,
