@@ -12,6 +12,7 @@ pub mod http;
 pub mod k8s;
 pub mod openapi;
 pub mod provision;
+pub mod reconcile;
 pub mod settings;
 pub mod sources;
 pub mod state;
@@ -36,6 +37,11 @@ pub async fn serve(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let dispatcher = dispatch::Dispatcher::new(state.clone());
     let dispatching = tokio::spawn(dispatcher.run(database_url, stop_rx.clone()));
+    let reconciling = tokio::spawn(reconcile::run(
+        state.clone(),
+        Duration::from_secs(state.limits.reconcile_interval_seconds),
+        stop_rx.clone(),
+    ));
     let purge_state = state.clone();
     let mut purge_stop = stop_rx.clone();
     let purging = tokio::spawn(async move {
@@ -61,6 +67,7 @@ pub async fn serve(
     .await;
     let _ = stop_tx.send(true);
     let _ = dispatching.await;
+    let _ = reconciling.await;
     let _ = purging.await;
     result
 }

@@ -123,6 +123,15 @@ pub struct Limits {
     /// agent-runner's idempotency key turns into one run.
     #[arg(long, env = "SWITCHYARD_CLAIM_LEASE_MS", default_value_t = 30_000)]
     pub lease_ms: i64,
+
+    /// Seconds between reconcile sweeps (watch events trigger sweeps in between); 0 turns the
+    /// reconciler off.
+    #[arg(
+        long,
+        env = "SWITCHYARD_RECONCILE_INTERVAL_SECONDS",
+        default_value_t = 60
+    )]
+    pub reconcile_interval_seconds: u64,
 }
 
 impl Default for Limits {
@@ -136,6 +145,7 @@ impl Default for Limits {
             retry_base_ms: 1000,
             dispatch_concurrency: 32,
             lease_ms: 30_000,
+            reconcile_interval_seconds: 60,
         }
     }
 }

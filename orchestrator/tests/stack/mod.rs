@@ -171,6 +171,8 @@ impl Stack {
             &runner,
             opts.limits.clone(),
         );
+        // Tests that need the reconciler run it themselves, where they can watch it.
+        orch_state.limits.reconcile_interval_seconds = 0;
         let fake = opts
             .cluster
             .then(switchyard_orchestrator::k8s::fake::FakeApiServer::new);
