@@ -15,6 +15,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use switchyard_common::auth::read_secret;
 use switchyard_common::db::{Db, redact_url};
 use switchyard_common::telemetry::{init_tracing, shutdown_signal};
 use switchyard_config_service::settings::Settings;
@@ -202,34 +203,28 @@ async fn run_config_service(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads a secret from its value or its file.
-fn secret(
-    value: Option<String>,
-    file: Option<PathBuf>,
-    what: &str,
-) -> anyhow::Result<Option<String>> {
-    match (value, file) {
-        (Some(v), _) => Ok(Some(v.trim().to_owned())),
-        (None, Some(f)) => Ok(Some(
-            std::fs::read_to_string(&f)
-                .with_context(|| format!("reading the {what} file {}", f.display()))?
-                .trim()
-                .to_owned(),
-        )),
-        (None, None) => Ok(None),
-    }
-}
-
 async fn run_orchestrator(s: switchyard_orchestrator::settings::Settings) -> anyhow::Result<()> {
-    let key = secret(s.service_key, s.service_key_file, "service key")?
-        .context("set SWITCHYARD_SERVICE_KEY (or _FILE)")?;
+    let key = read_secret(
+        s.service_key.as_deref(),
+        s.service_key_file.as_deref(),
+        "service key",
+    )?
+    .context("set SWITCHYARD_SERVICE_KEY (or _FILE)")?;
     let key =
         switchyard_common::auth::ServiceKey::new(key.into_bytes()).map_err(anyhow::Error::msg)?;
-    let master = secret(s.master_keys, s.master_keys_file, "master keys")?
-        .context("set SWITCHYARD_MASTER_KEYS (or _FILE): webhook secrets are encrypted at rest")?;
+    let master = read_secret(
+        s.master_keys.as_deref(),
+        s.master_keys_file.as_deref(),
+        "master keys",
+    )?
+    .context("set SWITCHYARD_MASTER_KEYS (or _FILE): webhook secrets are encrypted at rest")?;
     let keyring =
         switchyard_orchestrator::crypto::Keyring::parse(&master).map_err(anyhow::Error::msg)?;
-    let admin = secret(s.admin_token, s.admin_token_file, "admin token")?;
+    let admin = read_secret(
+        s.admin_token.as_deref(),
+        s.admin_token_file.as_deref(),
+        "admin token",
+    )?;
     let db = Db::connect(&s.database_url, s.db_max_connections)
         .await
         .with_context(|| format!("connecting to {}", redact_url(&s.database_url)))?;

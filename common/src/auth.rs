@@ -61,6 +61,24 @@ impl std::fmt::Debug for NewToken {
     }
 }
 
+/// A secret from its value or, when unset, the file it is mounted at (trimmed). `what` names it in
+/// errors; the secret itself never appears in one.
+pub fn read_secret(
+    value: Option<&str>,
+    file: Option<&std::path::Path>,
+    what: &str,
+) -> anyhow::Result<Option<String>> {
+    if let Some(v) = value {
+        return Ok(Some(v.trim().to_owned()));
+    }
+    match file {
+        Some(path) => std::fs::read_to_string(path)
+            .map(|v| Some(v.trim().to_owned()))
+            .map_err(|e| anyhow::anyhow!("cannot read the {what} file {}: {e}", path.display())),
+        None => Ok(None),
+    }
+}
+
 /// Random hex of `bytes` bytes from the operating system's generator.
 pub fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];

@@ -125,6 +125,22 @@ impl Db {
     }
 }
 
+/// Declares one `#[tokio::test]` per backend (modules `postgres` and `sqlite`) for each listed
+/// `async fn(Backend)`, so every suite runs on both and the runner's output names the backend.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::db::Backend::Postgres).await })*
+        }
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::db::Backend::Sqlite).await })*
+        }
+    };
+}
+
 /// Fresh databases for tests: each test gets its own, so tests run in parallel and leave nothing
 /// behind. PostgreSQL comes from `SWITCHYARD_TEST_PG_URL` (default: the local server).
 pub mod testing {

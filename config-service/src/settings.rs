@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use switchyard_common::auth::ServiceKey;
+use switchyard_common::auth::{ServiceKey, read_secret};
 
 /// `switchyard config-service` options.
 #[derive(Debug, Clone, clap::Args)]
@@ -70,29 +70,14 @@ impl std::fmt::Debug for SecretSettings {
     }
 }
 
-fn read_secret(
-    value: &Option<String>,
-    file: &Option<PathBuf>,
-    what: &str,
-) -> anyhow::Result<Option<String>> {
-    if let Some(v) = value {
-        return Ok(Some(v.trim().to_owned()));
-    }
-    match file {
-        Some(path) => {
-            let v = std::fs::read_to_string(path).map_err(|e| {
-                anyhow::anyhow!("cannot read the {what} file {}: {e}", path.display())
-            })?;
-            Ok(Some(v.trim().to_owned()))
-        }
-        None => Ok(None),
-    }
-}
-
 impl SecretSettings {
     /// The platform admin token, if configured. Refuses tokens too short to be safe.
     pub fn admin_token(&self) -> anyhow::Result<Option<String>> {
-        let token = read_secret(&self.admin_token, &self.admin_token_file, "admin token")?;
+        let token = read_secret(
+            self.admin_token.as_deref(),
+            self.admin_token_file.as_deref(),
+            "admin token",
+        )?;
         if let Some(t) = &token
             && t.len() < 16
         {
@@ -103,8 +88,12 @@ impl SecretSettings {
 
     /// The service key; `None` when not configured.
     pub fn service_key(&self) -> anyhow::Result<Option<ServiceKey>> {
-        read_secret(&self.service_key, &self.service_key_file, "service key")?
-            .map(|k| ServiceKey::new(k.into_bytes()).map_err(anyhow::Error::msg))
-            .transpose()
+        read_secret(
+            self.service_key.as_deref(),
+            self.service_key_file.as_deref(),
+            "service key",
+        )?
+        .map(|k| ServiceKey::new(k.into_bytes()).map_err(anyhow::Error::msg))
+        .transpose()
     }
 }

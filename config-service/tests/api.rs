@@ -640,7 +640,7 @@ async fn internal_views_for_other_services(b: Backend) {
     assert_eq!(gone.status, StatusCode::UNAUTHORIZED);
 }
 
-on_both_backends!(
+switchyard_common::on_both_backends!(
     internal_views_for_other_services,
     walkthrough,
     if_match_is_required_and_checked,

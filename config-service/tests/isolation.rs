@@ -398,4 +398,4 @@ async fn every_endpoint_against_every_caller(b: Backend) {
     );
 }
 
-on_both_backends!(every_endpoint_against_every_caller);
+switchyard_common::on_both_backends!(every_endpoint_against_every_caller);

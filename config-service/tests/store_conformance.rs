@@ -882,20 +882,7 @@ async fn concurrent_writes_keep_one_chain(b: Backend) {
     assert_eq!(v.entries, 4 + 16);
 }
 
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(switchyard_common::db::Backend::Postgres).await })*
-        }
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(switchyard_common::db::Backend::Sqlite).await })*
-        }
-    };
-}
-
-conformance!(
+switchyard_common::on_both_backends!(
     orgs_are_unique_and_listed,
     node_tree_moves_and_deletes,
     layers_merge_version_and_guard,

@@ -994,7 +994,7 @@ async fn integration_admin_api(b: Backend) {
     );
 }
 
-on_both_backends!(
+switchyard_common::on_both_backends!(
     integration_admin_api,
     team_quotas_throttle_without_dropping,
     every_source_to_one_run_and_one_reply,

@@ -226,20 +226,7 @@ async fn replay_and_purge(b: Backend) {
     assert_eq!(store.purge(0).await.unwrap(), 0);
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(switchyard_common::db::Backend::Postgres).await })*
-        }
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(switchyard_common::db::Backend::Sqlite).await })*
-        }
-    };
-}
-
-on_both_backends!(
+switchyard_common::on_both_backends!(
     one_incident_in_arrival_order,
     leases_expire_and_shutdown_releases,
     replay_and_purge

@@ -452,7 +452,7 @@ async fn requests_use_server_side_apply_with_a_field_manager(b: Backend) {
     );
 }
 
-on_both_backends!(
+switchyard_common::on_both_backends!(
     onboarding_creates_node_config_token_secret_and_cronjobs,
     a_failure_at_every_step_leaves_nothing_behind,
     deprovisioning_leaves_nothing_and_can_run_twice,

@@ -251,7 +251,7 @@ async fn only_one_replica_reconciles(b: Backend) {
     task.await.unwrap();
 }
 
-on_both_backends!(
+switchyard_common::on_both_backends!(
     one_sweep_repairs_drift_and_removes_orphans,
     pipeline_config_changes_apply_without_reprovisioning,
     watch_events_trigger_repair

@@ -437,20 +437,7 @@ fn hex_of(s: &str) -> String {
     s.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(switchyard_common::db::Backend::Postgres).await })*
-        }
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(switchyard_common::db::Backend::Sqlite).await })*
-        }
-    };
-}
-
-on_both_backends!(
+switchyard_common::on_both_backends!(
     every_source_verifies_over_http,
     ingress_ceiling_spares_senders_that_drop_4xx,
     failed_verification_floods_are_limited_per_address,

@@ -163,18 +163,3 @@ impl TestApp {
         )
     }
 }
-
-/// Declares one test per backend for each listed async fn taking a `Backend`.
-#[macro_export]
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(switchyard_common::db::Backend::Postgres).await })*
-        }
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(switchyard_common::db::Backend::Sqlite).await })*
-        }
-    };
-}

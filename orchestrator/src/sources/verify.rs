@@ -105,16 +105,20 @@ pub fn jira(h: &HeaderMap, body: &[u8], secrets: &[Vec<u8>]) -> Result<(), Verif
 
 /// CircleCI: `circleci-signature: v1=<hex>[,...]` over the body.
 pub fn circleci(h: &HeaderMap, body: &[u8], secrets: &[Vec<u8>]) -> Result<(), VerifyError> {
-    let v = header(h, "circleci-signature")?;
-    let sigs: Vec<Vec<u8>> = v
+    any_secret(secrets, &v1_hex_list(h, "circleci-signature")?, &[body])
+}
+
+/// The signatures of a `v1=<hex>[,v1=<hex>...]` header (one per secret the sender holds).
+fn v1_hex_list(h: &HeaderMap, name: &'static str) -> Result<Vec<Vec<u8>>, VerifyError> {
+    let sigs: Vec<Vec<u8>> = header(h, name)?
         .split(',')
         .filter_map(|p| p.trim().strip_prefix("v1="))
         .filter_map(|s| hex::decode(s).ok())
         .collect();
     if sigs.is_empty() {
-        return Err(VerifyError::Malformed("circleci-signature"));
+        return Err(VerifyError::Malformed(name));
     }
-    any_secret(secrets, &sigs, &[body])
+    Ok(sigs)
 }
 
 fn prefixed_hex(
@@ -134,16 +138,7 @@ fn prefixed_hex(
 
 /// PagerDuty v3: `X-PagerDuty-Signature: v1=<hex>,v1=<hex>` (one per active secret on their side).
 pub fn pagerduty(h: &HeaderMap, body: &[u8], secrets: &[Vec<u8>]) -> Result<(), VerifyError> {
-    let v = header(h, "x-pagerduty-signature")?;
-    let sigs: Vec<Vec<u8>> = v
-        .split(',')
-        .filter_map(|p| p.trim().strip_prefix("v1="))
-        .filter_map(|s| hex::decode(s).ok())
-        .collect();
-    if sigs.is_empty() {
-        return Err(VerifyError::Malformed("x-pagerduty-signature"));
-    }
-    any_secret(secrets, &sigs, &[body])
+    any_secret(secrets, &v1_hex_list(h, "x-pagerduty-signature")?, &[body])
 }
 
 /// The HMAC key of a Standard Webhooks secret: base64 after the `whsec_` prefix.

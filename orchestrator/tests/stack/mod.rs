@@ -373,18 +373,3 @@ where
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
-
-/// Declares one test per backend.
-#[macro_export]
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() { super::$name(switchyard_common::db::Backend::Postgres).await })*
-        }
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() { super::$name(switchyard_common::db::Backend::Sqlite).await })*
-        }
-    };
-}
