@@ -26,8 +26,9 @@ pub use http::app;
 pub use state::AppState;
 use tokio::net::TcpListener;
 
-/// Serves the HTTP API and runs the dispatcher and the retention purge until `shutdown`; then
-/// stops accepting, finishes in-flight requests and releases claimed events.
+/// Serves the HTTP API and runs the dispatcher, the reconciler and the retention purge until
+/// `shutdown`; then stops accepting, finishes in-flight requests and provisioning runs (up to a
+/// minute), and releases claimed events.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -59,12 +60,22 @@ pub async fn serve(
             }
         }
     });
+    let runs = state.clone();
     let result = axum::serve(
         listener,
         app(state).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await;
+    // Provisioning runs in flight hold compensation state in memory: give them time to finish.
+    if tokio::time::timeout(Duration::from_secs(60), runs.wait_for_runs())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "provisioning runs still in flight at shutdown; their steps show where they stopped"
+        );
+    }
     let _ = stop_tx.send(true);
     let _ = dispatching.await;
     let _ = reconciling.await;
