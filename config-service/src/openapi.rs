@@ -12,7 +12,7 @@ use crate::http::*;
         health::healthz, health::readyz, health::metrics,
         me::me,
         orgs::create_org, orgs::list_orgs, orgs::get_org,
-        nodes::create_node, nodes::tree, nodes::get_node, nodes::update_node, nodes::delete_node,
+        nodes::create_node, nodes::tree, nodes::get_node, nodes::update_node, nodes::delete_node, nodes::archived,
         config::effective, config::my_config, config::get_layer, config::put_layer, config::history, config::rollback,
         approvals::get_policy, approvals::put_policy, approvals::list_changes, approvals::get_change, approvals::approve, approvals::reject,
         tokens::create_admin_token, tokens::list_admin_tokens, tokens::revoke_admin_token,

@@ -81,6 +81,7 @@ fn cases() -> Vec<Case> {
             None,
             ORG_ADMIN,
         ),
+        case(M::GET, "/api/v1/orgs/acme/archived-nodes", None, ORG_ADMIN),
         case(
             M::GET,
             "/api/v1/orgs/acme/nodes/checkout/config",

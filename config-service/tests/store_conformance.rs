@@ -167,6 +167,50 @@ async fn node_tree_moves_and_deletes(b: Backend) {
             ..
         }
     ));
+    s.put_layer(
+        &admin(),
+        "acme",
+        "inner",
+        Some(0),
+        json!({"agent": {"model": "a"}}),
+        None,
+    )
+    .await
+    .unwrap();
+    s.put_layer(
+        &admin(),
+        "acme",
+        "inner",
+        Some(1),
+        json!({"agent": {"model": "b"}}),
+        None,
+    )
+    .await
+    .unwrap();
+    s.delete_node(&admin(), "acme", "inner").await.unwrap();
+    // Archived with its whole history, and the id is free again.
+    let archived = s.archived_nodes("acme").await.unwrap();
+    assert_eq!(archived.len(), 1);
+    assert_eq!(
+        (
+            archived[0].node_id.as_str(),
+            archived[0].node["kind"].as_str()
+        ),
+        ("inner", Some("group"))
+    );
+    let versions = archived[0].versions.as_array().unwrap();
+    assert_eq!(versions.len(), 2);
+    assert_eq!(versions[1]["layer"], json!({"agent": {"model": "b"}}));
+    s.create_node(
+        &admin(),
+        "acme",
+        "inner",
+        Some("payments"),
+        "group",
+        "Inner again",
+    )
+    .await
+    .unwrap();
     s.delete_node(&admin(), "acme", "inner").await.unwrap();
     s.delete_node(&admin(), "acme", "payments").await.unwrap();
     assert!(s.get_node("acme", "payments").await.unwrap().is_none());

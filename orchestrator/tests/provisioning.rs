@@ -350,6 +350,24 @@ async fn deprovisioning_leaves_nothing_and_can_run_twice(b: Backend) {
         )
         .await;
     assert_eq!(runs.as_array().unwrap().len(), 3);
+    // The node is archived with its config history, not lost.
+    let archived = s
+        .must(
+            Method::GET,
+            format!("{}/api/v1/orgs/acme/archived-nodes", s.cs),
+            None,
+        )
+        .await;
+    let entry = archived
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["node_id"] == "search")
+        .expect("search is archived");
+    assert_eq!(
+        entry["versions"][0]["layer"]["pipelines"]["ingestion"]["schedule"],
+        "*/15 * * * *"
+    );
 }
 
 async fn without_a_cluster_kubernetes_steps_are_skipped(b: Backend) {

@@ -11,7 +11,7 @@ use super::extract::{ApiJson, NodeReader, OrgAdmin};
 use super::orgs::{check_name, check_slug};
 use crate::error::{Error, Result};
 use crate::state::AppState;
-use crate::store::{Node, NodePatch, TreeNode};
+use crate::store::{ArchivedNode, Node, NodePatch, TreeNode};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -20,6 +20,7 @@ pub fn router() -> Router<AppState> {
             "/api/v1/orgs/{org}/nodes/{node}",
             get(get_node).patch(update_node).delete(delete_node),
         )
+        .route("/api/v1/orgs/{org}/archived-nodes", get(archived))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -118,7 +119,18 @@ pub async fn update_node(
     Ok(Json(node))
 }
 
-/// Delete a node without children; its config, routing and tokens go with it.
+/// Nodes that were deleted or deprovisioned, each with its whole layer history.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/archived-nodes", tag = "nodes", params(("org" = String, Path)),
+    responses((status = 200, body = Vec<ArchivedNode>)))]
+pub async fn archived(
+    State(state): State<AppState>,
+    admin: OrgAdmin,
+) -> Result<Json<Vec<ArchivedNode>>> {
+    Ok(Json(state.store.archived_nodes(&admin.org_id).await?))
+}
+
+/// Delete a node without children: it is archived with its layer history, then its config,
+/// routing and tokens go.
 #[utoipa::path(delete, path = "/api/v1/orgs/{org}/nodes/{node}", tag = "nodes",
     params(("org" = String, Path), ("node" = String, Path)),
     responses((status = 204), (status = 409, description = "The node has children", body = switchyard_common::problem::Problem)))]

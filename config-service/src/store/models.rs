@@ -31,6 +31,20 @@ pub struct Node {
     pub updated_at: String,
 }
 
+/// A node as it was when deleted or deprovisioned, with every version of its layer.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ArchivedNode {
+    pub id: String,
+    pub node_id: String,
+    pub archived_at: String,
+    pub archived_by: String,
+    #[schema(value_type = Object)]
+    pub node: Value,
+    /// Oldest first: version, layer, author, approved_by, message, created_at.
+    #[schema(value_type = Vec<Object>)]
+    pub versions: Value,
+}
+
 /// A node with its children, for the tree view.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct TreeNode {

@@ -5,7 +5,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use switchyard_common::time::now_ms;
 
-use super::{Actor, Node, Org, Store, TreeNode, ts};
+use super::{Actor, ArchivedNode, Node, Org, Store, TreeNode, ts};
 use crate::error::{Error, Result, on_unique};
 
 const NODE_COLS: &str = "org_id, id, parent_id, kind, name, created_at, updated_at";
@@ -300,8 +300,9 @@ impl Store {
         Ok(after)
     }
 
-    /// Deletes a node with no children: its layers, routes and pending changes go with it, and its
-    /// tokens are revoked. The audit entry keeps what it was.
+    /// Deletes a node with no children: it is archived first with its whole layer history (see
+    /// [`Store::archived_nodes`]), then its layers, routes and pending changes go, and its tokens are
+    /// revoked. The audit entry keeps what it was. The id can be used again.
     pub async fn delete_node(&self, actor: &Actor, org: &str, id: &str) -> Result<()> {
         let mut otx = self.org_tx(org, actor).await?;
         let row = sqlx::query(&format!(
@@ -340,6 +341,40 @@ impl Store {
         .fetch_optional(&mut *otx.tx)
         .await?;
         let now = now_ms();
+        // Archive first: the node and every version of its layer, so nothing is lost.
+        let versions: Vec<(i64, String, String, Option<String>, Option<String>, i64)> = sqlx::query_as(
+            "SELECT version, layer, author, approved_by, message, created_at FROM cs_config_versions \
+             WHERE org_id = $1 AND node_id = $2 ORDER BY version",
+        )
+        .bind(org)
+        .bind(id)
+        .fetch_all(&mut *otx.tx)
+        .await?;
+        let versions: Vec<serde_json::Value> = versions
+            .into_iter()
+            .map(|(version, layer, author, approved_by, message, at)| {
+                json!({
+                    "version": version,
+                    "layer": serde_json::from_str::<serde_json::Value>(&layer).unwrap_or(serde_json::Value::Null),
+                    "author": author,
+                    "approved_by": approved_by,
+                    "message": message,
+                    "created_at": switchyard_common::time::rfc3339(at),
+                })
+            })
+            .collect();
+        sqlx::query(
+            "INSERT INTO cs_node_archive (id, org_id, node_id, archived_at, archived_by, node, versions) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(switchyard_common::ids::new_id())
+        .bind(org)
+        .bind(id)
+        .bind(now)
+        .bind(&otx.actor.id)
+        .bind(json!(node).to_string())
+        .bind(serde_json::Value::Array(versions).to_string())
+        .execute(&mut *otx.tx)
+        .await?;
         sqlx::query("UPDATE cs_tokens SET revoked_at = $3 WHERE org_id = $1 AND node_id = $2 AND revoked_at IS NULL")
             .bind(org)
             .bind(id)
@@ -377,5 +412,27 @@ impl Store {
         .await?;
         otx.commit().await?;
         Ok(())
+    }
+
+    /// Archived (deleted or deprovisioned) nodes of an org, newest first.
+    pub async fn archived_nodes(&self, org: &str) -> Result<Vec<ArchivedNode>> {
+        let rows = sqlx::query(
+            "SELECT id, node_id, archived_at, archived_by, node, versions FROM cs_node_archive WHERE org_id = $1 ORDER BY id DESC LIMIT 500",
+        )
+        .bind(org)
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ArchivedNode {
+                    id: r.try_get("id")?,
+                    node_id: r.try_get("node_id")?,
+                    archived_at: ts(r, "archived_at")?,
+                    archived_by: r.try_get("archived_by")?,
+                    node: super::json_col(r, "node")?,
+                    versions: super::json_col(r, "versions")?,
+                })
+            })
+            .collect()
     }
 }
