@@ -30,6 +30,9 @@ pub(crate) fn node_row(r: &AnyRow) -> Result<Node> {
     })
 }
 
+/// (version, layer, author, approved_by, message, created_at) of one layer version.
+type VersionRow = (i64, String, String, Option<String>, Option<String>, i64);
+
 /// Fields of a node that can change.
 #[derive(Debug, Default, Clone)]
 pub struct NodePatch {
@@ -342,7 +345,7 @@ impl Store {
         .await?;
         let now = now_ms();
         // Archive first: the node and every version of its layer, so nothing is lost.
-        let versions: Vec<(i64, String, String, Option<String>, Option<String>, i64)> = sqlx::query_as(
+        let versions: Vec<VersionRow> = sqlx::query_as(
             "SELECT version, layer, author, approved_by, message, created_at FROM cs_config_versions \
              WHERE org_id = $1 AND node_id = $2 ORDER BY version",
         )
