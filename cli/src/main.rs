@@ -204,14 +204,10 @@ async fn run_config_service(settings: Settings) -> anyhow::Result<()> {
 }
 
 async fn run_orchestrator(s: switchyard_orchestrator::settings::Settings) -> anyhow::Result<()> {
-    let key = read_secret(
-        s.service_key.as_deref(),
-        s.service_key_file.as_deref(),
-        "service key",
-    )?
-    .context("set SWITCHYARD_SERVICE_KEY (or _FILE)")?;
-    let key =
-        switchyard_common::auth::ServiceKey::new(key.into_bytes()).map_err(anyhow::Error::msg)?;
+    let key = s
+        .secrets
+        .service_key()?
+        .context("set SWITCHYARD_SERVICE_KEY (or _FILE)")?;
     let master = read_secret(
         s.master_keys.as_deref(),
         s.master_keys_file.as_deref(),
@@ -220,11 +216,7 @@ async fn run_orchestrator(s: switchyard_orchestrator::settings::Settings) -> any
     .context("set SWITCHYARD_MASTER_KEYS (or _FILE): webhook secrets are encrypted at rest")?;
     let keyring =
         switchyard_orchestrator::crypto::Keyring::parse(&master).map_err(anyhow::Error::msg)?;
-    let admin = read_secret(
-        s.admin_token.as_deref(),
-        s.admin_token_file.as_deref(),
-        "admin token",
-    )?;
+    let admin = s.secrets.admin_token()?;
     let db = Db::connect(&s.database_url, s.db_max_connections)
         .await
         .with_context(|| format!("connecting to {}", redact_url(&s.database_url)))?;

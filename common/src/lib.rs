@@ -19,5 +19,6 @@ pub mod error;
 pub mod http;
 pub mod ids;
 pub mod problem;
+pub mod settings;
 pub mod telemetry;
 pub mod time;

@@ -339,30 +339,16 @@ impl Dispatcher {
                 retry_after_ms,
             } => {
                 if e.attempts >= s.limits.max_attempts {
-                    s.dispatches
-                        .get_or_create(&DispatchLabels {
-                            outcome: "dead_lettered".into(),
-                        })
-                        .inc();
-                    s.store
-                        .settle(
-                            &e.id,
-                            status::DEAD_LETTERED,
-                            org.as_deref(),
-                            team.as_deref(),
-                            None,
-                            None,
-                            Some(&error),
-                            false,
-                            &[
-                                ("dispatch_failed", Some(format!("{attempt}: {error}"))),
-                                (
-                                    "dead_lettered",
-                                    Some(format!("gave up after {} attempts", e.attempts)),
-                                ),
-                            ],
-                        )
-                        .await
+                    let why = format!("gave up after {} attempts", e.attempts);
+                    self.dead_letter(
+                        &e.id,
+                        org.as_deref(),
+                        team.as_deref(),
+                        &error,
+                        &attempt,
+                        why,
+                    )
+                    .await
                 } else {
                     s.dispatches
                         .get_or_create(&DispatchLabels {
@@ -390,35 +376,56 @@ impl Dispatcher {
                 }
             }
             Settle::Dead { org, team, error } => {
-                s.dispatches
-                    .get_or_create(&DispatchLabels {
-                        outcome: "dead_lettered".into(),
-                    })
-                    .inc();
-                s.store
-                    .settle(
-                        &e.id,
-                        status::DEAD_LETTERED,
-                        org.as_deref(),
-                        team.as_deref(),
-                        None,
-                        None,
-                        Some(&error),
-                        false,
-                        &[
-                            ("dispatch_failed", Some(format!("{attempt}: {error}"))),
-                            (
-                                "dead_lettered",
-                                Some("refused by the agent-runner; retrying cannot help".into()),
-                            ),
-                        ],
-                    )
-                    .await
+                let why = "refused; retrying cannot help".to_owned();
+                self.dead_letter(
+                    &e.id,
+                    org.as_deref(),
+                    team.as_deref(),
+                    &error,
+                    &attempt,
+                    why,
+                )
+                .await
             }
         };
         if let Err(err) = result {
             tracing::error!(event = %e.id, error = %err, "could not record the dispatch outcome; the lease will expire and it is retried");
         }
+    }
+
+    /// Gives up on an event: `dead_lettered`, with the last error and why on its timeline.
+    async fn dead_letter(
+        &self,
+        id: &str,
+        org: Option<&str>,
+        team: Option<&str>,
+        error: &str,
+        attempt: &str,
+        why: String,
+    ) -> switchyard_common::error::Result<()> {
+        self.state
+            .dispatches
+            .get_or_create(&DispatchLabels {
+                outcome: "dead_lettered".into(),
+            })
+            .inc();
+        self.state
+            .store
+            .settle(
+                id,
+                status::DEAD_LETTERED,
+                org,
+                team,
+                None,
+                None,
+                Some(error),
+                false,
+                &[
+                    ("dispatch_failed", Some(format!("{attempt}: {error}"))),
+                    ("dead_lettered", Some(why)),
+                ],
+            )
+            .await
     }
 
     async fn decide(&self, e: &Claimed) -> Settle {

@@ -41,19 +41,8 @@ pub struct Settings {
     #[command(flatten)]
     pub limits: Limits,
 
-    /// The platform admin token (or `SWITCHYARD_ADMIN_TOKEN_FILE`).
-    #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
-
-    #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN_FILE")]
-    pub admin_token_file: Option<PathBuf>,
-
-    /// Shared HS256 key for service JWTs (or `SWITCHYARD_SERVICE_KEY_FILE`).
-    #[arg(long, env = "SWITCHYARD_SERVICE_KEY", hide_env_values = true)]
-    pub service_key: Option<String>,
-
-    #[arg(long, env = "SWITCHYARD_SERVICE_KEY_FILE")]
-    pub service_key_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub secrets: switchyard_common::settings::SecretSettings,
 
     /// Master keys for webhook secrets at rest: `id=base64(32 bytes)[,id=...]`, the first encrypts
     /// (or `SWITCHYARD_MASTER_KEYS_FILE`).
