@@ -113,6 +113,13 @@ pub struct Limits {
     #[arg(long, env = "SWITCHYARD_CLAIM_LEASE_MS", default_value_t = 30_000)]
     pub lease_ms: i64,
 
+    /// Proxies in front of the orchestrator that append to `X-Forwarded-For` (an ingress: 1). The
+    /// client address for per-address limits is the entry that many places from the right; 0
+    /// trusts no header and uses the TCP peer (a header anyone can forge is never believed
+    /// unless configured).
+    #[arg(long, env = "SWITCHYARD_TRUSTED_PROXY_HOPS", default_value_t = 0)]
+    pub trusted_proxy_hops: usize,
+
     /// Seconds between reconcile sweeps (watch events trigger sweeps in between); 0 turns the
     /// reconciler off.
     #[arg(
@@ -134,6 +141,7 @@ impl Default for Limits {
             retry_base_ms: 1000,
             dispatch_concurrency: 32,
             lease_ms: 30_000,
+            trusted_proxy_hops: 0,
             reconcile_interval_seconds: 60,
         }
     }

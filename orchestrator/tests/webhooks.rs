@@ -372,6 +372,33 @@ async fn failed_verification_floods_are_limited_per_address(b: Backend) {
     );
 }
 
+async fn behind_a_trusted_proxy_the_forwarded_address_counts(b: Backend) {
+    let c = ctx(
+        b,
+        Limits {
+            unverified_per_minute: 2,
+            trusted_proxy_hops: 1,
+            ..Limits::default()
+        },
+    )
+    .await;
+    let pd = integration(&c, Source::Pagerduty, "pd-secret-0123456789", json!({})).await;
+    let path = format!("/webhooks/pagerduty/{}", pd.id);
+    let (body, mut h) = signed(Source::Pagerduty, "wrong-secret-000000", 1);
+    // Everything arrives from the ingress (one peer address); the client is what it appended.
+    let ingress = "10.0.0.1:443";
+    h.push(("x-forwarded-for", "203.0.113.9, 198.51.100.20".to_owned()));
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(send(&c, &path, &h, &body, ingress).await.0);
+    }
+    assert_eq!(statuses, [401, 401, 429], "198.51.100.20 is limited");
+    // A different client behind the same ingress is not: only the appended entry is believed.
+    h.pop();
+    h.push(("x-forwarded-for", "198.51.100.20, 198.51.100.21".to_owned()));
+    assert_eq!(send(&c, &path, &h, &body, ingress).await.0, 401);
+}
+
 async fn secrets_rotate_without_dropping_deliveries(b: Backend) {
     let c = ctx(b, Limits::default()).await;
     let i = integration(&c, Source::Github, "old-github-secret-01", json!({})).await;
@@ -442,4 +469,5 @@ switchyard_common::on_both_backends!(
     ingress_ceiling_spares_senders_that_drop_4xx,
     failed_verification_floods_are_limited_per_address,
     secrets_rotate_without_dropping_deliveries,
+    behind_a_trusted_proxy_the_forwarded_address_counts,
 );

@@ -88,10 +88,29 @@ fn unavailable(state: &AppState, source: Source, e: Error) -> Response {
     Error::Unavailable("the event store is unavailable; retry later".into()).into_response()
 }
 
-fn client_ip(req: &Request) -> Option<IpAddr> {
-    req.extensions()
+/// The client's address: the TCP peer, or with `hops` trusted proxies in front, the
+/// `X-Forwarded-For` entry the outermost of them appended.
+fn client_ip(req: &Request, hops: usize) -> Option<IpAddr> {
+    let peer = req
+        .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
+        .map(|c| c.0.ip());
+    if hops == 0 {
+        return peer;
+    }
+    let forwarded: Vec<IpAddr> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse().ok())
+        .collect();
+    forwarded
+        .len()
+        .checked_sub(hops)
+        .and_then(|i| forwarded.get(i).copied())
+        .or(peer)
 }
 
 async fn receive(
@@ -101,7 +120,7 @@ async fn receive(
     req: Request,
 ) -> Result<Response, Error> {
     let source = integration.source;
-    let ip = client_ip(&req);
+    let ip = client_ip(&req, state.limits.trusted_proxy_hops);
     let (parts, body) = req.into_parts();
     let headers = parts.headers;
     let body: Bytes = match axum::body::to_bytes(body, state.limits.body_limit).await {
