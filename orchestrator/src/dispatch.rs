@@ -38,6 +38,9 @@ pub struct Dispatcher {
     pub worker: String,
     routes: Mutex<RouteCache>,
     quotas: Mutex<HashMap<(String, String), TeamQuota>>,
+    /// Integrations by id, reused for `QUOTA_TTL` (they change rarely; two queries per event
+    /// otherwise).
+    integrations: Mutex<HashMap<String, (Instant, Option<crate::store::Integration>)>>,
 }
 
 #[derive(Default)]
@@ -86,6 +89,7 @@ impl Dispatcher {
             state,
             routes: Mutex::default(),
             quotas: Mutex::default(),
+            integrations: Mutex::default(),
         })
     }
 
@@ -428,9 +432,26 @@ impl Dispatcher {
             .await
     }
 
+    async fn integration(
+        &self,
+        id: &str,
+    ) -> switchyard_common::error::Result<Option<crate::store::Integration>> {
+        if let Some((at, i)) = self.integrations.lock().expect("poisoned").get(id)
+            && at.elapsed() < QUOTA_TTL
+        {
+            return Ok(i.clone());
+        }
+        let i = self.state.store.get_integration(id).await?;
+        self.integrations
+            .lock()
+            .expect("poisoned")
+            .insert(id.to_owned(), (Instant::now(), i.clone()));
+        Ok(i)
+    }
+
     async fn decide(&self, e: &Claimed) -> Settle {
         // 1. The team.
-        let integration = match self.state.store.get_integration(&e.integration_id).await {
+        let integration = match self.integration(&e.integration_id).await {
             Ok(i) => i,
             Err(err) => {
                 return Settle::Retry {

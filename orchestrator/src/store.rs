@@ -521,38 +521,32 @@ impl Store {
             Backend::Postgres => "FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
-        let (_g, mut tx) = self.begin().await?;
-        // Pending: waiting or being worked on. An event waits while an earlier one of its
-        // correlation key is pending.
+        let _g = self.write_guard().await;
+        // One statement: pick due events (waiting, or claimed by a replica whose lease ran out)
+        // whose correlation key has no earlier pending event, lock them, lease them.
         let rows = sqlx::query(&format!(
-            "SELECT e.id FROM or_events e \
-             WHERE ((e.status IN ('received', 'retrying', 'throttled') AND e.next_attempt_at <= $1) \
-                    OR (e.status = 'dispatching' AND e.claimed_until < $1)) \
-               AND NOT EXISTS (SELECT 1 FROM or_events p WHERE p.correlation_key = e.correlation_key AND p.id < e.id \
-                               AND p.status IN ('received', 'retrying', 'throttled', 'dispatching')) \
-             ORDER BY e.id LIMIT $2 {lock}"
+            "UPDATE or_events SET status = 'dispatching', claimed_by = $3, claimed_until = $4, attempts = attempts + 1, updated_at = $1 \
+             WHERE id IN ( \
+               SELECT e.id FROM or_events e \
+               WHERE ((e.status IN ('received', 'retrying', 'throttled') AND e.next_attempt_at <= $1) \
+                      OR (e.status = 'dispatching' AND e.claimed_until < $1)) \
+                 AND NOT EXISTS (SELECT 1 FROM or_events p WHERE p.correlation_key = e.correlation_key AND p.id < e.id \
+                                 AND p.status IN ('received', 'retrying', 'throttled', 'dispatching')) \
+               ORDER BY e.id LIMIT $2 {lock}) \
+             RETURNING id, integration_id, org_id, source, event_type, correlation_key, identifiers, payload, team_id, attempts"
         ))
         .bind(now)
         .bind(limit)
-        .fetch_all(&mut *tx)
+        .bind(worker)
+        .bind(now + lease_ms)
+        .fetch_all(&self.db.pool)
         .await?;
         let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let id: String = r.try_get("id")?;
-            let row = sqlx::query(
-                "UPDATE or_events SET status = 'dispatching', claimed_by = $2, claimed_until = $3, attempts = attempts + 1, updated_at = $4 \
-                 WHERE id = $1 RETURNING id, integration_id, org_id, source, event_type, correlation_key, identifiers, payload, team_id, attempts",
-            )
-            .bind(&id)
-            .bind(worker)
-            .bind(now + lease_ms)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
+        for row in &rows {
             let ids: String = row.try_get("identifiers")?;
             let payload: String = row.try_get("payload")?;
             out.push(Claimed {
-                id,
+                id: row.try_get("id")?,
                 integration_id: row.try_get("integration_id")?,
                 org_id: row.try_get("org_id")?,
                 source: row.try_get("source")?,
@@ -564,7 +558,8 @@ impl Store {
                 attempts: row.try_get("attempts")?,
             });
         }
-        tx.commit().await?;
+        // RETURNING has no order; dispatch in arrival order.
+        out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
     }
 
