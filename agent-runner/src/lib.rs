@@ -192,7 +192,10 @@ pub fn app(state: AppState) -> Router {
             state.metrics.clone(),
             track_http,
         ))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(switchyard_common::trace::propagate))
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &axum::extract::Request| {
+            tracing::info_span!("request", method = %req.method(), uri = %req.uri().path(), trace_id = tracing::field::Empty)
+        }))
         .with_state(state)
 }
 
@@ -269,7 +272,10 @@ pub async fn run(
     }
     let task_state = state.clone();
     let id = run_id.clone();
-    tokio::spawn(async move {
+    // The run outlives the request: it keeps the request's trace for its config-service calls.
+    let trace = switchyard_common::trace::TraceContext::current()
+        .unwrap_or_else(switchyard_common::trace::TraceContext::new_root);
+    tokio::spawn(trace.scope(async move {
         let deadline = Duration::from_secs(task_state.replies.run_deadline_seconds.max(1));
         let outcome =
             tokio::time::timeout(deadline, execute(&task_state, &id, &req, &config)).await;
@@ -294,7 +300,7 @@ pub async fn run(
         }
         tracing::info!(run = %id, org = %req.org_id, team = %req.team_id, status, "run finished");
         release(&task_state, &req.org_id, &req.team_id);
-    });
+    }));
     Ok((
         StatusCode::ACCEPTED,
         Json(Accepted {

@@ -81,6 +81,12 @@ pub struct ConfigClient {
     caller: &'static str,
 }
 
+/// A request with a child `traceparent` of the work being done (W3C Trace Context).
+fn traced(http: &reqwest::Client, method: reqwest::Method, url: String) -> reqwest::RequestBuilder {
+    http.request(method, url)
+        .header("traceparent", crate::trace::TraceContext::outbound())
+}
+
 fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -97,6 +103,10 @@ impl ConfigClient {
             key,
             caller,
         }
+    }
+
+    fn call(&self, method: reqwest::Method, url: String) -> reqwest::RequestBuilder {
+        traced(&self.http, method, url)
     }
 
     fn jwt(&self) -> String {
@@ -124,8 +134,10 @@ impl ConfigClient {
             }
         }
         let resp = self
-            .http
-            .post(format!("{}/api/v1/internal/routing/lookup", self.base))
+            .call(
+                reqwest::Method::POST,
+                format!("{}/api/v1/internal/routing/lookup", self.base),
+            )
             .bearer_auth(self.jwt())
             .json(&json!({"org_id": org, "identifiers": ids}))
             .send()
@@ -140,8 +152,10 @@ impl ConfigClient {
 
     pub async fn routing_version(&self) -> Result<i64, CallError> {
         let resp = self
-            .http
-            .get(format!("{}/api/v1/internal/routing/version", self.base))
+            .call(
+                reqwest::Method::GET,
+                format!("{}/api/v1/internal/routing/version", self.base),
+            )
             .bearer_auth(self.jwt())
             .send()
             .await
@@ -153,11 +167,13 @@ impl ConfigClient {
     /// A node's effective config (for its quotas).
     pub async fn node_config(&self, org: &str, node: &str) -> Result<Value, CallError> {
         let resp = self
-            .http
-            .get(format!(
-                "{}/api/v1/internal/orgs/{org}/nodes/{node}/config",
-                self.base
-            ))
+            .call(
+                reqwest::Method::GET,
+                format!(
+                    "{}/api/v1/internal/orgs/{org}/nodes/{node}/config",
+                    self.base
+                ),
+            )
             .bearer_auth(self.jwt())
             .send()
             .await
@@ -169,8 +185,10 @@ impl ConfigClient {
     /// Resolves an org admin or team token. `Ok(None)`: not a valid token.
     pub async fn introspect(&self, token: &str) -> Result<Option<Caller>, CallError> {
         let resp = self
-            .http
-            .post(format!("{}/api/v1/internal/auth/introspect", self.base))
+            .call(
+                reqwest::Method::POST,
+                format!("{}/api/v1/internal/auth/introspect", self.base),
+            )
             .bearer_auth(self.jwt())
             .json(&json!({"token": token}))
             .send()
@@ -202,9 +220,7 @@ impl ConfigClient {
         trigger: &Value,
         idempotency_key: &str,
     ) -> Result<(Value, bool), CallError> {
-        let resp = self
-            .http
-            .post(format!("{}/api/v1/internal/agent-runs", self.base))
+        let resp = self.call(reqwest::Method::POST, format!("{}/api/v1/internal/agent-runs", self.base))
             .bearer_auth(self.jwt())
             .json(&json!({"org_id": org, "team_id": team, "trigger": trigger, "idempotency_key": idempotency_key}))
             .send()
@@ -223,8 +239,10 @@ impl ConfigClient {
         error: Option<&str>,
     ) -> Result<Value, CallError> {
         let resp = self
-            .http
-            .patch(format!("{}/api/v1/internal/agent-runs/{id}", self.base))
+            .call(
+                reqwest::Method::PATCH,
+                format!("{}/api/v1/internal/agent-runs/{id}", self.base),
+            )
             .bearer_auth(self.jwt())
             .json(&json!({"status": status, "summary": summary, "error": error}))
             .send()
@@ -236,8 +254,10 @@ impl ConfigClient {
     /// `Ok(None)` when there is no such run.
     pub async fn get_run(&self, id: &str) -> Result<Option<Value>, CallError> {
         let resp = self
-            .http
-            .get(format!("{}/api/v1/internal/agent-runs/{id}", self.base))
+            .call(
+                reqwest::Method::GET,
+                format!("{}/api/v1/internal/agent-runs/{id}", self.base),
+            )
             .bearer_auth(self.jwt())
             .send()
             .await
@@ -266,8 +286,7 @@ impl ConfigClient {
         if_match: Option<&str>,
     ) -> Result<(u16, Value), CallError> {
         let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
+            .call(method, format!("{}{path}", self.base))
             .bearer_auth(token);
         if let Some(b) = body {
             req = req.json(&b);
@@ -380,8 +399,10 @@ impl ConfigClient {
     /// reconciler.
     pub async fn team_pipelines(&self) -> Result<Value, CallError> {
         let resp = self
-            .http
-            .get(format!("{}/api/v1/internal/pipelines", self.base))
+            .call(
+                reqwest::Method::GET,
+                format!("{}/api/v1/internal/pipelines", self.base),
+            )
             .bearer_auth(self.jwt())
             .send()
             .await
@@ -408,6 +429,10 @@ pub struct RunnerClient {
 }
 
 impl RunnerClient {
+    fn call(&self, method: reqwest::Method, url: String) -> reqwest::RequestBuilder {
+        traced(&self.http, method, url)
+    }
+
     pub fn new(base: &str, key: ServiceKey) -> Self {
         Self {
             base: base.trim_end_matches('/').to_owned(),
@@ -419,8 +444,7 @@ impl RunnerClient {
     /// Asks for a run; answers the run id.
     pub async fn run(&self, req: &RunRequest) -> Result<String, CallError> {
         let resp = self
-            .http
-            .post(format!("{}/api/v1/run", self.base))
+            .call(reqwest::Method::POST, format!("{}/api/v1/run", self.base))
             .bearer_auth(self.key.mint("orchestrator", "agent-runner", 60))
             .json(req)
             .send()

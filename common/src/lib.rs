@@ -9,6 +9,7 @@
 //! - [`clients`]: calls between services (config-service, agent-runner) with service JWTs.
 //! - [`db`]: connecting to PostgreSQL or SQLite by URL scheme, and running the migrations.
 //! - [`telemetry`]: `tracing` set-up and Prometheus HTTP metrics.
+//! - [`trace`]: W3C `traceparent` propagation between the services.
 //! - [`time`]: millisecond timestamps as stored, RFC 3339 as shown.
 
 pub mod auth;
@@ -22,3 +23,4 @@ pub mod problem;
 pub mod settings;
 pub mod telemetry;
 pub mod time;
+pub mod trace;

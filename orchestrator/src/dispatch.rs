@@ -167,7 +167,16 @@ impl Dispatcher {
                 .into_iter()
                 .map(|e| {
                     let me = self.clone();
-                    tokio::spawn(async move { me.dispatch_one(e).await })
+                    {
+                        // Continue the webhook's trace (a new one for events stored without).
+                        let trace = e
+                            .traceparent
+                            .as_deref()
+                            .and_then(switchyard_common::trace::TraceContext::parse)
+                            .map(|t| t.child())
+                            .unwrap_or_else(switchyard_common::trace::TraceContext::new_root);
+                        tokio::spawn(trace.scope(async move { me.dispatch_one(e).await }))
+                    }
                 })
                 .collect();
             for t in tasks {

@@ -144,6 +144,8 @@ pub struct Claimed {
     pub payload: Value,
     pub team_id: Option<String>,
     pub attempts: i64,
+    /// The webhook request's trace, continued by dispatch.
+    pub traceparent: Option<String>,
 }
 
 /// Filters for listing events.
@@ -465,8 +467,8 @@ impl Store {
         let id = new_id();
         let now = now_ms();
         let inserted: Option<String> = sqlx::query_scalar(
-            "INSERT INTO or_events (id, integration_id, delivery_id, org_id, source, event_type, correlation_key, identifiers, payload, status, next_attempt_at, received_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'received', $10, $10, $10) \
+            "INSERT INTO or_events (id, integration_id, delivery_id, org_id, source, event_type, correlation_key, identifiers, payload, status, next_attempt_at, received_at, updated_at, traceparent) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'received', $10, $10, $10, $11) \
              ON CONFLICT (integration_id, delivery_id) DO NOTHING RETURNING id",
         )
         .bind(&id)
@@ -479,6 +481,7 @@ impl Store {
         .bind(serde_json::to_string(&env.identifiers).unwrap_or_default())
         .bind(env.payload.to_string())
         .bind(now)
+        .bind(switchyard_common::trace::TraceContext::current().map(|c| c.header()))
         .fetch_optional(&mut *tx)
         .await?;
         let Some(id) = inserted else {
@@ -533,7 +536,7 @@ impl Store {
                  AND NOT EXISTS (SELECT 1 FROM or_events p WHERE p.correlation_key = e.correlation_key AND p.id < e.id \
                                  AND p.status IN ('received', 'retrying', 'throttled', 'dispatching')) \
                ORDER BY e.id LIMIT $2 {lock}) \
-             RETURNING id, integration_id, org_id, source, event_type, correlation_key, identifiers, payload, team_id, attempts"
+             RETURNING id, integration_id, org_id, source, event_type, correlation_key, identifiers, payload, team_id, attempts, traceparent"
         ))
         .bind(now)
         .bind(limit)
@@ -556,6 +559,7 @@ impl Store {
                 payload: serde_json::from_str(&payload).unwrap_or(Value::Null),
                 team_id: row.try_get("team_id")?,
                 attempts: row.try_get("attempts")?,
+                traceparent: row.try_get("traceparent")?,
             });
         }
         // RETURNING has no order; dispatch in arrival order.

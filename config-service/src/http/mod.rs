@@ -53,6 +53,7 @@ pub fn app(state: AppState) -> Router {
             state.metrics.clone(),
             track_http,
         ))
+        .layer(middleware::from_fn(switchyard_common::trace::propagate))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
@@ -73,6 +74,7 @@ pub fn app(state: AppState) -> Router {
                 request_id,
                 org = tracing::field::Empty,
                 node = tracing::field::Empty,
+                trace_id = tracing::field::Empty,
             )
         }))
         .layer(TimeoutLayer::with_status_code(

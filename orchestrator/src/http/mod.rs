@@ -47,11 +47,12 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found").detail("no such endpoint") })
         .layer(middleware::from_fn_with_state(state.metrics.clone(), track_http))
+        .layer(middleware::from_fn(switchyard_common::trace::propagate))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let route = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or("unmatched");
             let request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
-            tracing::info_span!("request", method = %req.method(), route, request_id, org = tracing::field::Empty, node = tracing::field::Empty)
+            tracing::info_span!("request", method = %req.method(), route, request_id, org = tracing::field::Empty, node = tracing::field::Empty, trace_id = tracing::field::Empty,)
         }))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
