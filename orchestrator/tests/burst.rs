@@ -4,14 +4,10 @@
 mod stack;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 
-use axum::Json;
-use axum::extract::State;
-use axum::routing::post;
-use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 use stack::{Options, Stack, eventually};
+use std::sync::Arc;
 use switchyard_common::db::{Backend, Db};
 use switchyard_orchestrator::dispatch::Dispatcher;
 use switchyard_orchestrator::settings::Limits;
@@ -20,23 +16,6 @@ use switchyard_orchestrator::sources::normalise::Envelope;
 use switchyard_orchestrator::store::Store;
 
 const EVENTS: usize = 10_000;
-
-type Seen = Arc<Mutex<HashMap<String, u32>>>;
-
-async fn fake_runner(
-    State(seen): State<Seen>,
-    Json(req): Json<Value>,
-) -> (axum::http::StatusCode, Json<Value>) {
-    let key = req["idempotency_key"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    *seen.lock().unwrap().entry(key.clone()).or_insert(0) += 1;
-    (
-        axum::http::StatusCode::ACCEPTED,
-        Json(json!({"run_id": key, "started": true})),
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_dispatch_a_burst_exactly_once() {
@@ -49,33 +28,10 @@ async fn two_replicas_dispatch_a_burst_exactly_once() {
         },
     )
     .await;
-    s.must(
-        Method::POST,
-        format!("{}/api/v1/orgs", s.cs),
-        Some(json!({"id": "acme", "name": "Acme"})),
-    )
-    .await;
-    s.must(
-        Method::POST,
-        format!("{}/api/v1/orgs/acme/nodes", s.cs),
-        Some(json!({"id": "checkout", "kind": "team", "name": "Checkout"})),
-    )
-    .await;
-    s.layer(
-        "acme",
-        "checkout",
-        json!({"routing": {"pagerduty_service": "PSVC1"}}),
-    )
-    .await;
+    s.acme_checkout().await;
     s.stop_orchestrator();
 
-    let seen: Seen = Arc::default();
-    let app = axum::Router::new()
-        .route("/api/v1/run", post(fake_runner))
-        .with_state(seen.clone());
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let runner = format!("http://{}", l.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    let (calls, runner) = stack::fake_runner("127.0.0.1:0".parse().unwrap()).await;
 
     // The burst: 10,000 stored events, each its own incident.
     let store = Store::new(Db::connect(&s.orch_db_url, 16).await.unwrap());
@@ -154,7 +110,10 @@ async fn two_replicas_dispatch_a_burst_exactly_once() {
         h.await.unwrap();
     }
 
-    let seen = seen.lock().unwrap();
+    let mut seen: HashMap<String, u32> = HashMap::new();
+    for (key, _) in calls.lock().unwrap().iter() {
+        *seen.entry(key.clone()).or_insert(0) += 1;
+    }
     assert_eq!(seen.len(), EVENTS, "every event reached the runner");
     let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
     assert!(

@@ -3,37 +3,11 @@
 
 mod stack;
 
-use std::sync::{Arc, Mutex};
-
-use axum::Json;
-use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::routing::post;
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 use stack::{Options, Stack, eventually};
 use switchyard_common::trace::TraceContext;
 use switchyard_orchestrator::sources::verify::sign::hmac_hex;
-
-type Seen = Arc<Mutex<Vec<(String, String)>>>;
-
-async fn fake_runner(
-    State(seen): State<Seen>,
-    headers: HeaderMap,
-    Json(req): Json<Value>,
-) -> (axum::http::StatusCode, Json<Value>) {
-    let tp = headers
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    let key = req["idempotency_key"].as_str().unwrap_or("").to_owned();
-    seen.lock().unwrap().push((key.clone(), tp));
-    (
-        axum::http::StatusCode::ACCEPTED,
-        Json(json!({"run_id": key, "started": true})),
-    )
-}
 
 async fn webhook_trace_reaches_the_runner(b: switchyard_common::db::Backend) {
     let s = Stack::start(
@@ -44,30 +18,8 @@ async fn webhook_trace_reaches_the_runner(b: switchyard_common::db::Backend) {
         },
     )
     .await;
-    let seen: Seen = Arc::default();
-    let app = axum::Router::new()
-        .route("/api/v1/run", post(fake_runner))
-        .with_state(seen.clone());
-    let l = tokio::net::TcpListener::bind(s.runner_addr).await.unwrap();
-    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-    s.must(
-        Method::POST,
-        format!("{}/api/v1/orgs", s.cs),
-        Some(json!({"id": "acme", "name": "Acme"})),
-    )
-    .await;
-    s.must(
-        Method::POST,
-        format!("{}/api/v1/orgs/acme/nodes", s.cs),
-        Some(json!({"id": "checkout", "kind": "team", "name": "Checkout"})),
-    )
-    .await;
-    s.layer(
-        "acme",
-        "checkout",
-        json!({"routing": {"pagerduty_service": "PSVC1"}}),
-    )
-    .await;
+    let (seen, _) = stack::fake_runner(s.runner_addr).await;
+    s.acme_checkout().await;
     let pd = s
         .must(
             Method::POST,

@@ -355,6 +355,65 @@ fn runner_state(
     )
 }
 
+/// Calls a fake agent-runner received: (idempotency key, traceparent header).
+pub type RunnerCalls = Arc<Mutex<Vec<(String, String)>>>;
+
+async fn record_run(
+    State(calls): State<RunnerCalls>,
+    headers: axum::http::HeaderMap,
+    Json(req): Json<Value>,
+) -> (axum::http::StatusCode, Json<Value>) {
+    let tp = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let key = req["idempotency_key"].as_str().unwrap_or("").to_owned();
+    calls.lock().unwrap().push((key.clone(), tp));
+    (
+        axum::http::StatusCode::ACCEPTED,
+        Json(json!({"run_id": key, "started": true})),
+    )
+}
+
+/// A fake agent-runner on `addr` that accepts every run and records it; answers its base URL.
+pub async fn fake_runner(addr: SocketAddr) -> (RunnerCalls, String) {
+    let calls: RunnerCalls = Arc::default();
+    let app = axum::Router::new()
+        .route("/api/v1/run", post(record_run))
+        .with_state(calls.clone());
+    let l = TcpListener::bind(addr)
+        .await
+        .expect("the runner address is free");
+    let url = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    (calls, url)
+}
+
+impl Stack {
+    /// Org `acme` with team `checkout` routing PagerDuty service `PSVC1`.
+    pub async fn acme_checkout(&self) {
+        self.must(
+            reqwest::Method::POST,
+            format!("{}/api/v1/orgs", self.cs),
+            Some(json!({"id": "acme", "name": "Acme"})),
+        )
+        .await;
+        self.must(
+            reqwest::Method::POST,
+            format!("{}/api/v1/orgs/acme/nodes", self.cs),
+            Some(json!({"id": "checkout", "kind": "team", "name": "Checkout"})),
+        )
+        .await;
+        self.layer(
+            "acme",
+            "checkout",
+            json!({"routing": {"pagerduty_service": "PSVC1"}}),
+        )
+        .await;
+    }
+}
+
 /// Polls `check` until it holds, failing after `secs` seconds. Waits on state, never on time.
 pub async fn eventually<F, Fut>(what: &str, secs: u64, mut check: F)
 where
