@@ -72,6 +72,16 @@ pub struct RouteMatch {
     pub matched_value: String,
 }
 
+/// What a routing lookup found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lookup {
+    Matched(RouteMatch),
+    /// Nobody owns the identifiers (the reason says what was missing).
+    Unrouted(String),
+    /// The identifiers match in several organisations.
+    Ambiguous(String),
+}
+
 #[derive(Clone, Debug)]
 pub struct ConfigClient {
     base: String,
@@ -113,13 +123,14 @@ impl ConfigClient {
         self.key.mint(self.caller, "config-service", 60)
     }
 
-    /// The owning team of these identifiers, `None` when nobody owns them (404) or the match is
-    /// ambiguous across orgs (409: never guess across tenants).
+    /// The owning team of these identifiers; [`Lookup::Unrouted`] when nobody owns them (404),
+    /// [`Lookup::Ambiguous`] when they match in several orgs (409: never guess across tenants),
+    /// each with the config-service's reason.
     pub async fn lookup(
         &self,
         org: Option<&str>,
         identifiers: &[(String, String)],
-    ) -> Result<Option<RouteMatch>, CallError> {
+    ) -> Result<Lookup, CallError> {
         let mut ids = serde_json::Map::new();
         for (k, v) in identifiers {
             match ids.get_mut(k) {
@@ -143,11 +154,21 @@ impl ConfigClient {
             .send()
             .await
             .map_err(transport)?;
-        if matches!(resp.status().as_u16(), 404 | 409) {
-            return Ok(None);
+        let status = resp.status().as_u16();
+        if matches!(status, 404 | 409) {
+            let problem: Value = resp.json().await.unwrap_or(Value::Null);
+            let detail = problem["detail"]
+                .as_str()
+                .unwrap_or("no team owns these identifiers")
+                .to_owned();
+            return Ok(if status == 404 {
+                Lookup::Unrouted(detail)
+            } else {
+                Lookup::Ambiguous(detail)
+            });
         }
         let resp = classify(resp).await?;
-        resp.json().await.map(Some).map_err(transport)
+        resp.json().await.map(Lookup::Matched).map_err(transport)
     }
 
     pub async fn routing_version(&self) -> Result<i64, CallError> {
@@ -206,7 +227,12 @@ impl ConfigClient {
                 node_id: node.to_owned(),
                 token_id,
             },
-            _ => Caller::OrgAdmin { org_id, token_id },
+            (Some("org_admin"), None) => Caller::OrgAdmin { org_id, token_id },
+            // Fails closed: a kind this build does not know grants nothing.
+            (kind, _) => {
+                tracing::error!(kind = ?kind, "introspection answered an unknown token kind");
+                return Ok(None);
+            }
         }))
     }
 }

@@ -18,6 +18,9 @@ pub enum Error {
     /// Missing, or belonging to another tenant: the two are indistinguishable on purpose.
     #[error("{0} not found")]
     NotFound(String),
+    /// 404 with a whole sentence saying why (the routing lookup's reason an event is unrouted).
+    #[error("{0}")]
+    NotFoundBecause(String),
     #[error("the request is not valid")]
     Validation(Vec<FieldError>),
     /// A conflict with the current state; `code` becomes the problem type.
@@ -71,7 +74,7 @@ impl Error {
         match self {
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
-            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::NotFound(_) | Error::NotFoundBecause(_) => StatusCode::NOT_FOUND,
             Error::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Conflict { .. } => StatusCode::CONFLICT,
             Error::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
@@ -94,6 +97,9 @@ impl Error {
             Error::Forbidden(d) => Problem::new(status, "forbidden", "Not allowed").detail(d),
             Error::NotFound(what) => {
                 Problem::new(status, "not-found", "Not found").detail(format!("{what} not found"))
+            }
+            Error::NotFoundBecause(why) => {
+                Problem::new(status, "not-found", "Not found").detail(why)
             }
             Error::Validation(errors) => Problem::validation(errors.clone()),
             Error::Conflict {

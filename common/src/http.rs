@@ -27,6 +27,15 @@ pub struct Actor {
 }
 
 impl Actor {
+    /// The actor id of the platform admin.
+    pub const PLATFORM_ADMIN: &'static str = "platform-admin";
+
+    /// True for the platform admin, who alone may assign tenant-wide settings such as org-level
+    /// routing identifiers.
+    pub fn is_platform_admin(&self) -> bool {
+        self.id == Self::PLATFORM_ADMIN
+    }
+
     pub fn system(name: &str) -> Self {
         Self {
             id: name.to_owned(),
@@ -69,7 +78,7 @@ pub enum Caller {
 impl Caller {
     pub fn actor_id(&self) -> String {
         match self {
-            Caller::PlatformAdmin => "platform-admin".into(),
+            Caller::PlatformAdmin => Actor::PLATFORM_ADMIN.into(),
             Caller::OrgAdmin { token_id, .. } => format!("org-admin:{token_id}"),
             Caller::Team { token_id, .. } => format!("team:{token_id}"),
         }

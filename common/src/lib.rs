@@ -10,6 +10,7 @@
 //! - [`db`]: connecting to PostgreSQL or SQLite by URL scheme, and running the migrations.
 //! - [`telemetry`]: `tracing` set-up and Prometheus HTTP metrics.
 //! - [`trace`]: W3C `traceparent` propagation between the services.
+//! - [`routing`]: routing identifier kinds, their precedence and validation.
 //! - [`time`]: millisecond timestamps as stored, RFC 3339 as shown.
 
 pub mod auth;
@@ -20,6 +21,7 @@ pub mod error;
 pub mod http;
 pub mod ids;
 pub mod problem;
+pub mod routing;
 pub mod settings;
 pub mod telemetry;
 pub mod time;

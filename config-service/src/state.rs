@@ -2,6 +2,9 @@
 
 use std::sync::Arc;
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use switchyard_common::auth::ServiceKey;
 use switchyard_common::telemetry::Metrics;
 
@@ -19,15 +22,31 @@ pub struct AppState {
     /// Verifies service JWTs on `/api/v1/internal/*`.
     pub service_key: ServiceKey,
     pub metrics: Metrics,
+    /// Routing lookups by outcome (`matched`, `unrouted`, `ambiguous`): a rising `ambiguous`
+    /// means two organisations claim the same identifiers.
+    pub lookups: Family<LookupLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LookupLabels {
+    pub outcome: &'static str,
 }
 
 impl AppState {
     pub fn new(store: Store, admin_token: Option<String>, service_key: ServiceKey) -> Self {
+        let metrics = Metrics::new("switchyard_config_service");
+        let lookups = Family::<LookupLabels, Counter>::default();
+        metrics.register(
+            "routing_lookups",
+            "Routing lookups by outcome",
+            lookups.clone(),
+        );
         Self {
             store,
             admin_token: admin_token.map(Arc::from),
             service_key,
-            metrics: Metrics::new("switchyard_config_service"),
+            metrics,
+            lookups,
         }
     }
 }
@@ -48,16 +67,21 @@ impl switchyard_common::http::AuthState for AppState {
             .store
             .authenticate(&switchyard_common::auth::hash_token(token))
             .await?;
+        // Fails closed: a kind this build does not know grants nothing.
         Ok(match (auth.kind.as_str(), auth.node_id) {
             ("team", Some(node_id)) => Caller::Team {
                 org_id: auth.org_id,
                 node_id,
                 token_id: auth.id,
             },
-            _ => Caller::OrgAdmin {
+            ("org_admin", None) => Caller::OrgAdmin {
                 org_id: auth.org_id,
                 token_id: auth.id,
             },
+            (kind, _) => {
+                tracing::error!(token = %auth.id, kind, "token of an unknown kind refused");
+                return Err(Error::Unauthorized("the token is not valid".into()));
+            }
         })
     }
 }

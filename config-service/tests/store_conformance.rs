@@ -541,9 +541,13 @@ async fn routing_is_unique_per_org_and_looks_up_by_precedence(b: Backend) {
             .map(|(k, s)| (*k, s.to_string()))
             .collect::<Vec<_>>()
     };
+    let matched = |l: Lookup| match l {
+        Lookup::Matched(m) => m,
+        other => panic!("expected a match, got {other:?}"),
+    };
     // The repo beats the channel within the org.
-    let m = s
-        .lookup_route(
+    let m = matched(
+        s.lookup_route(
             Some("acme"),
             &ids(&[
                 (RouteKind::SlackChannel, "C2"),
@@ -551,14 +555,35 @@ async fn routing_is_unique_per_org_and_looks_up_by_precedence(b: Backend) {
             ]),
         )
         .await
-        .unwrap()
-        .unwrap();
+        .unwrap(),
+    );
     assert_eq!(
         (m.team_node_id.as_str(), m.matched_by.as_str()),
         ("checkout", "github_repo")
     );
-    // Without org_id, an org-level identifier picks the org for an id both orgs route.
-    let m = s
+    // Without org_id, the workspace's org routes by its more specific channel.
+    let m = matched(
+        s.lookup_route(
+            None,
+            &ids(&[
+                (RouteKind::SlackTeam, "T1"),
+                (RouteKind::SlackChannel, "C2"),
+            ]),
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(
+        (
+            m.org_id.as_str(),
+            m.team_node_id.as_str(),
+            m.matched_by.as_str()
+        ),
+        ("acme", "checkout", "slack_channel")
+    );
+    // C1 is claimed in both orgs: never resolved in favour of either, not even of the org that
+    // holds the workspace.
+    let e = s
         .lookup_route(
             None,
             &ids(&[
@@ -567,42 +592,44 @@ async fn routing_is_unique_per_org_and_looks_up_by_precedence(b: Backend) {
             ]),
         )
         .await
-        .unwrap()
         .unwrap();
-    assert_eq!(
-        (m.org_id.as_str(), m.team_node_id.as_str()),
-        ("acme", "checkout")
+    assert!(
+        matches!(&e, Lookup::Ambiguous(why) if why.contains("acme") && why.contains("beta")),
+        "{e:?}"
     );
-    // Without org_id and without an org-level identifier, the shared id is ambiguous.
     let e = s
         .lookup_route(None, &ids(&[(RouteKind::Service, "checkout-api")]))
         .await
-        .unwrap_err();
-    assert!(matches!(
-        e,
-        Error::Conflict {
-            code: "ambiguous-route",
-            ..
-        }
-    ));
-    let m = s
-        .lookup_route(Some("beta"), &ids(&[(RouteKind::Service, "checkout-api")]))
-        .await
-        .unwrap()
         .unwrap();
-    assert_eq!(m.team_node_id, "ops");
+    assert!(matches!(e, Lookup::Ambiguous(_)), "{e:?}");
+    // A channel claimed by an org without the workspace assigned to it routes nothing without
+    // org_id: only the platform admin's assignment says which tenant a shared-app event is for.
+    let e = s
+        .lookup_route(None, &ids(&[(RouteKind::SlackChannel, "C2")]))
+        .await
+        .unwrap();
     assert!(
+        matches!(&e, Lookup::Unrouted(why) if why.contains("slack_team")),
+        "{e:?}"
+    );
+    let m = matched(
+        s.lookup_route(Some("beta"), &ids(&[(RouteKind::Service, "checkout-api")]))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(m.team_node_id, "ops");
+    assert!(matches!(
         s.lookup_route(None, &ids(&[(RouteKind::Service, "nobody")]))
             .await
-            .unwrap()
-            .is_none()
-    );
+            .unwrap(),
+        Lookup::Unrouted(_)
+    ));
     // Only an org-level identifier: the org's root owns it.
-    let m = s
-        .lookup_route(None, &ids(&[(RouteKind::GithubOwner, "acme")]))
-        .await
-        .unwrap()
-        .unwrap();
+    let m = matched(
+        s.lookup_route(None, &ids(&[(RouteKind::GithubOwner, "acme")]))
+            .await
+            .unwrap(),
+    );
     assert_eq!(
         (m.team_node_id.as_str(), m.node_kind.as_str()),
         ("acme", "org")
@@ -610,14 +637,137 @@ async fn routing_is_unique_per_org_and_looks_up_by_precedence(b: Backend) {
 
     // Deleting a node frees its identifiers.
     s.delete_node(&admin(), "acme", "search").await.unwrap();
-    assert!(
+    assert!(matches!(
         s.lookup_route(
             Some("acme"),
             &ids(&[(RouteKind::AlertLabel, "team=search")])
         )
         .await
-        .unwrap()
-        .is_none()
+        .unwrap(),
+        Lookup::Unrouted(_)
+    ));
+}
+
+/// The shared-app attack: an org admin claiming another tenant's Slack workspace or GitHub
+/// account. Only the platform admin assigns them, each to one org at most.
+async fn org_level_identifiers_are_assigned_by_the_platform_admin(b: Backend) {
+    let (_db, s) = seeded(b).await;
+    s.create_org(&admin(), "evil", "Evil").await.unwrap();
+    s.create_node(&admin(), "evil", "ops", None, "team", "Ops")
+        .await
+        .unwrap();
+    applied(
+        s.put_layer(
+            &admin(),
+            "acme",
+            "acme",
+            Some(0),
+            json!({"routing": {"slack_team": "T1"}}),
+            None,
+        )
+        .await
+        .unwrap(),
+    );
+    // The victim's team routes by channel only (as most teams do).
+    applied(
+        s.put_layer(
+            &admin(),
+            "acme",
+            "checkout",
+            Some(0),
+            json!({"routing": {"slack_channel": "C9"}}),
+            None,
+        )
+        .await
+        .unwrap(),
+    );
+    let evil = Actor::system("org-admin:evil-token");
+    for layer in [
+        json!({"routing": {"slack_team": "T1"}}),
+        json!({"routing": {"slack_team": "T-unassigned"}}),
+        json!({"routing": {"github_owner": "acme"}}),
+    ] {
+        let e = s
+            .put_layer(&evil, "evil", "evil", Some(0), layer.clone(), None)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::Forbidden(_)), "{layer}: {e:?}");
+    }
+    // Even the platform admin cannot give one workspace to two orgs: 409, other org unnamed.
+    let e = s
+        .put_layer(
+            &admin(),
+            "evil",
+            "evil",
+            Some(0),
+            json!({"routing": {"slack_team": "T1"}}),
+            None,
+        )
+        .await
+        .unwrap_err();
+    match e {
+        Error::Conflict {
+            code,
+            detail,
+            extensions,
+        } => {
+            assert_eq!(code, "routing-conflict");
+            assert!(
+                detail.contains("another organisation") && !detail.contains("acme"),
+                "{detail}"
+            );
+            assert!(extensions.get("owner").is_none());
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    // Claiming the victim's channel gets the attacker nothing: the event is unrouted.
+    applied(
+        s.put_layer(
+            &evil,
+            "evil",
+            "ops",
+            Some(0),
+            json!({"routing": {"slack_channel": "C9"}}),
+            None,
+        )
+        .await
+        .unwrap(),
+    );
+    let found = s
+        .lookup_route(
+            None,
+            &[
+                (RouteKind::SlackTeam, "T1".to_owned()),
+                (RouteKind::SlackChannel, "C9".to_owned()),
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(matches!(found, Lookup::Ambiguous(_)), "{found:?}");
+    // An org admin may keep (and edit around) an assigned identifier, and release it.
+    let alice = alice();
+    applied(
+        s.put_layer(
+            &alice,
+            "acme",
+            "acme",
+            Some(1),
+            json!({"routing": {"slack_team": "T1"}, "quotas": {"concurrent_runs": 2}}),
+            None,
+        )
+        .await
+        .unwrap(),
+    );
+    applied(
+        s.put_layer(&alice, "acme", "acme", Some(2), json!({}), None)
+            .await
+            .unwrap(),
+    );
+    assert!(
+        s.list_routes("acme", Some("slack_team"), None)
+            .await
+            .unwrap()
+            .is_empty()
     );
 }
 
@@ -932,6 +1082,7 @@ switchyard_common::on_both_backends!(
     layers_merge_version_and_guard,
     approvals_need_a_second_admin,
     routing_is_unique_per_org_and_looks_up_by_precedence,
+    org_level_identifiers_are_assigned_by_the_platform_admin,
     tokens_hash_expire_and_revoke,
     audit_is_chained_filterable_and_tamper_evident,
     audit_detects_deleted_entries,

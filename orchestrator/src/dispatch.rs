@@ -24,8 +24,8 @@ use switchyard_common::time::now_ms;
 use tokio::sync::watch;
 
 use crate::state::{AppState, DispatchLabels};
-use crate::store::{Claimed, status};
-use switchyard_common::clients::{CallError, RouteMatch, RunRequest};
+use crate::store::{Claimed, Settlement, status};
+use switchyard_common::clients::{CallError, Lookup, RunRequest};
 
 /// Longest wait between retries.
 const MAX_BACKOFF_MS: i64 = 300_000;
@@ -46,7 +46,7 @@ pub struct Dispatcher {
 #[derive(Default)]
 struct RouteCache {
     version: i64,
-    entries: HashMap<String, Option<RouteMatch>>,
+    entries: HashMap<String, Lookup>,
 }
 
 struct TeamQuota {
@@ -62,7 +62,9 @@ enum Settle {
         run_id: String,
         matched: String,
     },
-    Unrouted,
+    /// Nobody owns the event (kept for replay), with the reason; `ambiguous` when the identifiers
+    /// matched in several orgs.
+    Unrouted { why: String, ambiguous: bool },
     Throttled {
         org: String,
         team: String,
@@ -79,6 +81,7 @@ enum Settle {
         org: Option<String>,
         team: Option<String>,
         error: String,
+        why: String,
     },
 }
 
@@ -207,7 +210,7 @@ impl Dispatcher {
         &self,
         org: Option<&str>,
         ids: &[(String, String)],
-    ) -> Result<Option<RouteMatch>, CallError> {
+    ) -> Result<Lookup, CallError> {
         let key = format!(
             "{}|{}",
             org.unwrap_or(""),
@@ -271,51 +274,84 @@ impl Dispatcher {
         })
     }
 
+    /// Decides and records one claimed event, renewing the claim while the decision takes (a slow
+    /// agent-runner must not let another replica claim the event meanwhile).
     async fn dispatch_one(&self, e: Claimed) {
-        let outcome = self.decide(&e).await;
+        let lease = self.state.limits.lease_ms;
+        let decide = self.decide(&e);
+        tokio::pin!(decide);
+        let mut renew = tokio::time::interval(Duration::from_millis((lease / 3).max(50) as u64));
+        renew.tick().await;
+        let outcome = loop {
+            tokio::select! {
+                o = &mut decide => break o,
+                _ = renew.tick() => {
+                    if let Err(err) = self.state.store.renew_claim(&e.id, &self.worker, lease).await {
+                        tracing::warn!(event = %e.id, error = %err, "could not renew the claim");
+                    }
+                }
+            }
+        };
+        let settlement = self.settlement(&e, outcome);
+        self.count(settlement.status);
+        match self
+            .state
+            .store
+            .settle(&e.id, &self.worker, &settlement)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(event = %e.id, worker = %self.worker, "the claim was lost before settling (lease expired and another replica took over); outcome not recorded")
+            }
+            Err(err) => {
+                tracing::error!(event = %e.id, error = %err, "could not record the dispatch outcome; the lease will expire and it is retried")
+            }
+        }
+    }
+
+    fn count(&self, status: &str) {
+        self.state
+            .dispatches
+            .get_or_create(&DispatchLabels {
+                outcome: status.into(),
+            })
+            .inc();
+    }
+
+    /// What to record for an outcome: the status, the event's routing, and its timeline entries.
+    fn settlement(&self, e: &Claimed, outcome: Settle) -> Settlement {
         let s = &self.state;
         let now = now_ms();
         let attempt = format!("attempt {}", e.attempts);
-        let result = match outcome {
+        match outcome {
             Settle::Dispatched {
                 org,
                 team,
                 run_id,
                 matched,
-            } => {
-                s.dispatches
-                    .get_or_create(&DispatchLabels {
-                        outcome: "dispatched".into(),
-                    })
-                    .inc();
-                s.store
-                    .settle(
-                        &e.id,
-                        status::DISPATCHED,
-                        Some(&org),
-                        Some(&team),
-                        None,
-                        Some(&run_id),
-                        None,
-                        false,
-                        &[
-                            ("routed", Some(format!("team {team} ({matched})"))),
-                            ("dispatch_attempt", Some(attempt)),
-                            ("dispatched", Some(format!("run {run_id}"))),
-                        ],
-                    )
-                    .await
-            }
-            Settle::Unrouted => {
-                s.dispatches
-                    .get_or_create(&DispatchLabels {
-                        outcome: "unrouted".into(),
-                    })
-                    .inc();
-                s.store
-                    .settle(&e.id, status::UNROUTED, None, None, None, None, Some("no team owns this event's identifiers"), false,
-                        &[("unrouted", Some("no routing identifier matched and the integration has no default team".into()))])
-                    .await
+            } => Settlement {
+                status: status::DISPATCHED,
+                timeline: vec![
+                    ("routed", Some(format!("team {team} ({matched})"))),
+                    ("dispatch_attempt", Some(attempt)),
+                    ("dispatched", Some(format!("run {run_id}"))),
+                ],
+                org: Some(org),
+                team: Some(team),
+                run_id: Some(run_id),
+                ..Settlement::default()
+            },
+            Settle::Unrouted { why, ambiguous } => {
+                if ambiguous {
+                    s.routing_ambiguous.inc();
+                }
+                Settlement {
+                    status: status::UNROUTED,
+                    timeline: vec![("unrouted", Some(why.clone()))],
+                    error: Some(why),
+                    ..Settlement::default()
+                }
             }
             Settle::Throttled {
                 org,
@@ -323,27 +359,34 @@ impl Dispatcher {
                 wait_ms,
                 why,
             } => {
-                s.dispatches
-                    .get_or_create(&DispatchLabels {
-                        outcome: "throttled".into(),
-                    })
-                    .inc();
-                s.store
-                    .settle(
-                        &e.id,
-                        status::THROTTLED,
-                        Some(&org),
-                        Some(&team),
-                        Some(now + wait_ms),
-                        None,
-                        None,
-                        true,
-                        &[(
-                            "throttled",
-                            Some(format!("{why}; next try in {wait_ms} ms")),
-                        )],
-                    )
-                    .await
+                let cap = s.limits.max_throttled_seconds.saturating_mul(1000);
+                if let Some(since) = e.throttled_since
+                    && now.saturating_sub(since) >= cap
+                {
+                    let error = format!(
+                        "throttled without a break for more than {} s ({why})",
+                        s.limits.max_throttled_seconds
+                    );
+                    return dead(
+                        Some(org),
+                        Some(team),
+                        error,
+                        &attempt,
+                        "the throttling cap ran out".into(),
+                    );
+                }
+                Settlement {
+                    status: status::THROTTLED,
+                    refund_attempt: true,
+                    timeline: vec![(
+                        "throttled",
+                        Some(format!("{why}; next try in {wait_ms} ms")),
+                    )],
+                    org: Some(org),
+                    team: Some(team),
+                    next_attempt_at: Some(now + wait_ms),
+                    ..Settlement::default()
+                }
             }
             Settle::Retry {
                 org,
@@ -353,92 +396,30 @@ impl Dispatcher {
             } => {
                 if e.attempts >= s.limits.max_attempts {
                     let why = format!("gave up after {} attempts", e.attempts);
-                    self.dead_letter(
-                        &e.id,
-                        org.as_deref(),
-                        team.as_deref(),
-                        &error,
-                        &attempt,
-                        why,
-                    )
-                    .await
-                } else {
-                    s.dispatches
-                        .get_or_create(&DispatchLabels {
-                            outcome: "retrying".into(),
-                        })
-                        .inc();
-                    let wait = retry_after_ms
-                        .unwrap_or_else(|| backoff(s.limits.retry_base_ms, e.attempts));
-                    s.store
-                        .settle(
-                            &e.id,
-                            status::RETRYING,
-                            org.as_deref(),
-                            team.as_deref(),
-                            Some(now + wait),
-                            None,
-                            Some(&error),
-                            false,
-                            &[(
-                                "dispatch_failed",
-                                Some(format!("{attempt}: {error}; retry in {wait} ms")),
-                            )],
-                        )
-                        .await
+                    return dead(org, team, error, &attempt, why);
+                }
+                let wait =
+                    retry_after_ms.unwrap_or_else(|| backoff(s.limits.retry_base_ms, e.attempts));
+                Settlement {
+                    status: status::RETRYING,
+                    timeline: vec![(
+                        "dispatch_failed",
+                        Some(format!("{attempt}: {error}; retry in {wait} ms")),
+                    )],
+                    org,
+                    team,
+                    next_attempt_at: Some(now + wait),
+                    error: Some(error),
+                    ..Settlement::default()
                 }
             }
-            Settle::Dead { org, team, error } => {
-                let why = "refused; retrying cannot help".to_owned();
-                self.dead_letter(
-                    &e.id,
-                    org.as_deref(),
-                    team.as_deref(),
-                    &error,
-                    &attempt,
-                    why,
-                )
-                .await
-            }
-        };
-        if let Err(err) = result {
-            tracing::error!(event = %e.id, error = %err, "could not record the dispatch outcome; the lease will expire and it is retried");
-        }
-    }
-
-    /// Gives up on an event: `dead_lettered`, with the last error and why on its timeline.
-    async fn dead_letter(
-        &self,
-        id: &str,
-        org: Option<&str>,
-        team: Option<&str>,
-        error: &str,
-        attempt: &str,
-        why: String,
-    ) -> switchyard_common::error::Result<()> {
-        self.state
-            .dispatches
-            .get_or_create(&DispatchLabels {
-                outcome: "dead_lettered".into(),
-            })
-            .inc();
-        self.state
-            .store
-            .settle(
-                id,
-                status::DEAD_LETTERED,
+            Settle::Dead {
                 org,
                 team,
-                None,
-                None,
-                Some(error),
-                false,
-                &[
-                    ("dispatch_failed", Some(format!("{attempt}: {error}"))),
-                    ("dead_lettered", Some(why)),
-                ],
-            )
-            .await
+                error,
+                why,
+            } => dead(org, team, error, &attempt, why),
+        }
     }
 
     async fn integration(
@@ -471,30 +452,62 @@ impl Dispatcher {
                 };
             }
         };
+        // The integration's default team takes what routing cannot place (never an ambiguous
+        // event: that one names several orgs and belongs to none of them).
+        let default_team = || match (
+            e.org_id
+                .clone()
+                .or_else(|| integration.as_ref().and_then(|i| i.org_id.clone())),
+            integration.as_ref().and_then(|i| i.default_team.clone()),
+        ) {
+            (Some(o), Some(t)) => Some((o, t, "default team".to_owned())),
+            _ => None,
+        };
         let (org, team, matched) = match (&e.org_id, &e.team_id) {
             (Some(o), Some(t)) => (o.clone(), t.clone(), "earlier attempt".to_owned()),
+            _ if e.identifiers.is_empty() => match default_team() {
+                Some(t) => t,
+                None => {
+                    return Settle::Unrouted {
+                        why: "the event carries no routing identifier, and the integration has no default team".into(),
+                        ambiguous: false,
+                    };
+                }
+            },
             _ => match self.route(e.org_id.as_deref(), &e.identifiers).await {
-                Ok(Some(m)) => (
+                Ok(Lookup::Matched(m)) => (
                     m.org_id,
                     m.team_node_id,
                     format!("{}={}", m.matched_by, m.matched_value),
                 ),
-                Ok(None) => match (
-                    e.org_id
-                        .clone()
-                        .or_else(|| integration.as_ref().and_then(|i| i.org_id.clone())),
-                    integration.as_ref().and_then(|i| i.default_team.clone()),
-                ) {
-                    (Some(o), Some(t)) => (o, t, "default team".to_owned()),
-                    _ => return Settle::Unrouted,
+                Ok(Lookup::Unrouted(why)) => match default_team() {
+                    Some(t) => t,
+                    None => {
+                        return Settle::Unrouted {
+                            why: format!("{why}, and the integration has no default team"),
+                            ambiguous: false,
+                        };
+                    }
                 },
-                Err(CallError::Rejected(err)) => {
-                    return Settle::Dead {
-                        org: e.org_id.clone(),
-                        team: None,
-                        error: format!("routing lookup refused: {err}"),
+                Ok(Lookup::Ambiguous(why)) => {
+                    return Settle::Unrouted {
+                        why,
+                        ambiguous: true,
                     };
                 }
+                // Our own service refusing the lookup is never a reason to drop an event: keep it
+                // unrouted (replayable) with the reason, or give it to the default team.
+                Err(CallError::Rejected(err)) => match default_team() {
+                    Some(t) => t,
+                    None => {
+                        return Settle::Unrouted {
+                            why: format!(
+                                "the routing lookup refused the event's identifiers: {err}"
+                            ),
+                            ambiguous: false,
+                        };
+                    }
+                },
                 Err(err) => {
                     return Settle::Retry {
                         org: e.org_id.clone(),
@@ -538,7 +551,7 @@ impl Dispatcher {
                 "payload": e.payload,
             }),
             reply_to: reply_target(&e.source, &e.payload),
-            idempotency_key: e.id.clone(),
+            idempotency_key: e.idempotency_key(),
         };
         match self.state.runner.run(&req).await {
             Ok(run_id) => Settle::Dispatched {
@@ -572,8 +585,30 @@ impl Dispatcher {
                 org: Some(org),
                 team: Some(team),
                 error: format!("agent-runner: {err}"),
+                why: "refused; retrying cannot help".into(),
             },
         }
+    }
+}
+
+/// Gives up on an event: `dead_lettered`, with the last error and why on its timeline.
+fn dead(
+    org: Option<String>,
+    team: Option<String>,
+    error: String,
+    attempt: &str,
+    why: String,
+) -> Settlement {
+    Settlement {
+        status: status::DEAD_LETTERED,
+        org,
+        team,
+        timeline: vec![
+            ("dispatch_failed", Some(format!("{attempt}: {error}"))),
+            ("dead_lettered", Some(why)),
+        ],
+        error: Some(error),
+        ..Settlement::default()
     }
 }
 

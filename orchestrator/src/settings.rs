@@ -99,6 +99,11 @@ pub struct Limits {
     #[arg(long, env = "SWITCHYARD_MAX_ATTEMPTS", default_value_t = 8)]
     pub max_attempts: i64,
 
+    /// Longest an event may stay throttled without a break (seconds) before it is dead-lettered
+    /// with the reason: a team over its quota for this long needs a person, not more waiting.
+    #[arg(long, env = "SWITCHYARD_MAX_THROTTLED_SECONDS", default_value_t = 6 * 3600)]
+    pub max_throttled_seconds: i64,
+
     /// First retry delay in milliseconds; doubles per attempt, with jitter, up to 5 minutes.
     #[arg(long, env = "SWITCHYARD_RETRY_BASE_MS", default_value_t = 1000)]
     pub retry_base_ms: i64,
@@ -138,6 +143,7 @@ impl Default for Limits {
             unverified_per_minute: 60,
             retention_days: 7,
             max_attempts: 8,
+            max_throttled_seconds: 6 * 3600,
             retry_base_ms: 1000,
             dispatch_concurrency: 32,
             lease_ms: 30_000,

@@ -53,6 +53,9 @@ pub struct AppState {
     pub metrics: Metrics,
     pub webhooks: Family<WebhookLabels, Counter>,
     pub dispatches: Family<DispatchLabels, Counter>,
+    /// Events left unrouted because their identifiers matched in several organisations: a rising
+    /// count means two tenants claim the same identifiers (see the events' `last_error`).
+    pub routing_ambiguous: Counter,
     /// Per-integration ingress ceiling.
     pub ingress: Arc<DefaultKeyedRateLimiter<String>>,
     /// Failed verifications per client address.
@@ -99,6 +102,12 @@ impl AppState {
             "Dispatch attempts by outcome",
             dispatches.clone(),
         );
+        let routing_ambiguous = Counter::default();
+        metrics.register(
+            "routing_ambiguous",
+            "Events unrouted because their identifiers matched in several organisations",
+            routing_ambiguous.clone(),
+        );
         let per_sec = NonZeroU32::new(limits.ingress_per_second.max(1)).expect("non-zero");
         let per_min = NonZeroU32::new(limits.unverified_per_minute.max(1)).expect("non-zero");
         Self {
@@ -111,6 +120,7 @@ impl AppState {
             metrics,
             webhooks,
             dispatches,
+            routing_ambiguous,
             ingress: Arc::new(RateLimiter::keyed(
                 Quota::per_second(per_sec)
                     .allow_burst(per_sec.saturating_mul(NonZeroU32::new(2).expect("2"))),

@@ -4,8 +4,9 @@
 //! delivery, so a duplicate can never slip in between a check and an insert. Dispatchers claim due
 //! events with `FOR UPDATE SKIP LOCKED` on PostgreSQL (replicas never claim the same event) and a
 //! lease (`claimed_until`): an event claimed by a replica that died is claimable again once the
-//! lease runs out. An event is not claimed while an earlier event with the same correlation key is
-//! still pending, which keeps one incident's events in arrival order.
+//! lease runs out; settling checks the claim is still this worker's. An event is not claimed while
+//! an earlier event of the same integration with the same correlation key is still pending, which
+//! keeps one incident's events in arrival order without one tenant waiting on another's.
 
 use std::sync::Arc;
 
@@ -146,6 +147,39 @@ pub struct Claimed {
     pub attempts: i64,
     /// The webhook request's trace, continued by dispatch.
     pub traceparent: Option<String>,
+    /// Since when the event has been throttled without a break (ms), if it is.
+    pub throttled_since: Option<i64>,
+    /// Replays so far (0: the original delivery).
+    pub generation: i64,
+}
+
+impl Claimed {
+    /// The run's idempotency key: the event id, plus the replay generation once replayed, so a
+    /// replay starts a new run and a repeated dispatch of one generation never does.
+    pub fn idempotency_key(&self) -> String {
+        match self.generation {
+            0 => self.id.clone(),
+            g => format!("{}:replay-{g}", self.id),
+        }
+    }
+}
+
+/// The outcome of one dispatch attempt, as [`Store::settle`] records it.
+#[derive(Debug, Clone, Default)]
+pub struct Settlement {
+    pub status: &'static str,
+    /// The org and team the event was routed to (kept when `None`).
+    pub org: Option<String>,
+    pub team: Option<String>,
+    /// When to try again (waiting statuses).
+    pub next_attempt_at: Option<i64>,
+    pub run_id: Option<String>,
+    /// The last error, or why the event is unrouted (cleared when `None`).
+    pub error: Option<String>,
+    /// Give back the attempt the claim counted (throttling is not a failed attempt).
+    pub refund_attempt: bool,
+    /// Timeline entries, in order.
+    pub timeline: Vec<(&'static str, Option<String>)>,
 }
 
 /// Filters for listing events.
@@ -533,10 +567,11 @@ impl Store {
                SELECT e.id FROM or_events e \
                WHERE ((e.status IN ('received', 'retrying', 'throttled') AND e.next_attempt_at <= $1) \
                       OR (e.status = 'dispatching' AND e.claimed_until < $1)) \
-                 AND NOT EXISTS (SELECT 1 FROM or_events p WHERE p.correlation_key = e.correlation_key AND p.id < e.id \
+                 AND NOT EXISTS (SELECT 1 FROM or_events p WHERE p.integration_id = e.integration_id \
+                                 AND p.correlation_key = e.correlation_key AND p.id < e.id \
                                  AND p.status IN ('received', 'retrying', 'throttled', 'dispatching')) \
                ORDER BY e.id LIMIT $2 {lock}) \
-             RETURNING id, integration_id, org_id, source, event_type, correlation_key, identifiers, payload, team_id, attempts, traceparent"
+             RETURNING id, integration_id, org_id, source, event_type, correlation_key, identifiers, payload, team_id, attempts, traceparent, throttled_since, generation"
         ))
         .bind(now)
         .bind(limit)
@@ -560,6 +595,8 @@ impl Store {
                 team_id: row.try_get("team_id")?,
                 attempts: row.try_get("attempts")?,
                 traceparent: row.try_get("traceparent")?,
+                throttled_since: row.try_get("throttled_since")?,
+                generation: row.try_get("generation")?,
             });
         }
         // RETURNING has no order; dispatch in arrival order.
@@ -578,44 +615,57 @@ impl Store {
         .await?)
     }
 
-    /// Records the outcome of a dispatch attempt: the new status and what the timeline says.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn settle(
-        &self,
-        id: &str,
-        new_status: &str,
-        org: Option<&str>,
-        team: Option<&str>,
-        next_attempt_at: Option<i64>,
-        run_id: Option<&str>,
-        error: Option<&str>,
-        refund_attempt: bool,
-        entries: &[(&str, Option<String>)],
-    ) -> Result<()> {
+    /// Records the outcome of a dispatch attempt by `worker`: the new status and what the
+    /// timeline says. Only while `worker` still holds the claim: a dispatcher whose lease ran out
+    /// (and whose event another replica claimed since) must not overwrite the newer outcome.
+    /// Returns false, recording nothing, when the claim was lost.
+    pub async fn settle(&self, id: &str, worker: &str, s: &Settlement) -> Result<bool> {
         let (_g, mut tx) = self.begin().await?;
         let now = now_ms();
-        sqlx::query(
+        let n = sqlx::query(
             "UPDATE or_events SET status = $2, org_id = COALESCE($3, org_id), team_id = COALESCE($4, team_id), \
              next_attempt_at = COALESCE($5, next_attempt_at), run_id = COALESCE($6, run_id), last_error = $7, \
              claimed_by = NULL, claimed_until = NULL, updated_at = $8, \
-             attempts = CASE WHEN $9 = 1 AND attempts > 0 THEN attempts - 1 ELSE attempts END WHERE id = $1",
+             attempts = CASE WHEN $9 = 1 AND attempts > 0 THEN attempts - 1 ELSE attempts END, \
+             throttled_since = CASE WHEN $2 = 'throttled' THEN COALESCE(throttled_since, $8) ELSE NULL END \
+             WHERE id = $1 AND claimed_by = $10 AND status = 'dispatching'",
         )
         .bind(id)
-        .bind(new_status)
-        .bind(org)
-        .bind(team)
-        .bind(next_attempt_at)
-        .bind(run_id)
-        .bind(error)
+        .bind(s.status)
+        .bind(s.org.as_deref())
+        .bind(s.team.as_deref())
+        .bind(s.next_attempt_at)
+        .bind(s.run_id.as_deref())
+        .bind(s.error.as_deref())
         .bind(now)
-        .bind(if refund_attempt { 1i64 } else { 0i64 })
+        .bind(if s.refund_attempt { 1i64 } else { 0i64 })
+        .bind(worker)
         .execute(&mut *tx)
-        .await?;
-        for (kind, detail) in entries {
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Ok(false);
+        }
+        for (kind, detail) in &s.timeline {
             timeline(&mut tx, id, now, kind, detail.as_deref()).await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(true)
+    }
+
+    /// Extends `worker`'s claim on an event it is still dispatching. False when the claim is gone.
+    pub async fn renew_claim(&self, id: &str, worker: &str, lease_ms: i64) -> Result<bool> {
+        let _g = self.write_guard().await;
+        Ok(sqlx::query(
+            "UPDATE or_events SET claimed_until = $3 WHERE id = $1 AND claimed_by = $2 AND status = 'dispatching'",
+        )
+        .bind(id)
+        .bind(worker)
+        .bind(now_ms() + lease_ms)
+        .execute(&self.db.pool)
+        .await?
+        .rows_affected()
+            == 1)
     }
 
     /// Puts claimed events back without counting the attempt (graceful shutdown).
@@ -707,7 +757,8 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         for id in &ids {
-            sqlx::query("UPDATE or_events SET status = 'received', attempts = 0, next_attempt_at = $2, last_error = NULL, updated_at = $2 WHERE id = $1")
+            sqlx::query("UPDATE or_events SET status = 'received', attempts = 0, next_attempt_at = $2, last_error = NULL, updated_at = $2, \
+                         throttled_since = NULL, generation = generation + 1 WHERE id = $1")
                 .bind(id)
                 .bind(now)
                 .execute(&mut *tx)

@@ -703,9 +703,18 @@ async fn store_down_answers_503_and_loses_nothing_acknowledged(b: Backend) {
 }
 
 async fn team_quotas_throttle_without_dropping(b: Backend) {
-    let s = Stack::start(b, Options::default()).await;
+    let s = Stack::start(
+        b,
+        Options {
+            start_runner: false,
+            ..Options::default()
+        },
+    )
+    .await;
+    // The runner is at search's concurrent-run quota for the whole test.
+    let _runner = stack::fake_runner_busy_for(s.runner_addr, &["search"]).await;
     let (pd, ..) = onboard(&s).await;
-    // checkout may start one event a minute; search none at a time (the runner answers 429).
+    // checkout may start one event a minute; search is at its concurrent runs (the runner: 429).
     s.layer(
         "acme",
         "checkout",
@@ -721,7 +730,7 @@ async fn team_quotas_throttle_without_dropping(b: Backend) {
     s.layer(
         "acme",
         "search",
-        json!({"routing": {"pagerduty_service": "PSEARCH"}, "quotas": {"concurrent_runs": 0}}),
+        json!({"routing": {"pagerduty_service": "PSEARCH"}, "quotas": {"concurrent_runs": 1}}),
     )
     .await;
     for (i, service) in ["PSVC1", "PSVC1", "PSVC1", "PSEARCH"].iter().enumerate() {
@@ -994,7 +1003,214 @@ async fn integration_admin_api(b: Backend) {
     );
 }
 
+fn github_headers(body: &[u8], event: &str, delivery: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("x-github-event", event.to_owned()),
+        ("x-github-delivery", delivery.to_owned()),
+        (
+            "x-hub-signature-256",
+            format!("sha256={}", hmac_hex(GITHUB_SECRET.as_bytes(), &[body])),
+        ),
+        ("content-type", "application/json".to_owned()),
+    ]
+}
+
+async fn orchestrator_metric(s: &Stack, name: &str) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", s.orch))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The shared-app attack over HTTP: beta claims acme's Slack channel. Neither org receives the
+/// event; it is unrouted with the reason, and the ambiguity counter rises. Beta's org admin cannot
+/// claim acme's workspace at all.
+async fn a_shared_app_event_matching_two_orgs_goes_to_neither(b: Backend) {
+    let s = Stack::start(b, Options::default()).await;
+    onboard(&s).await;
+    let beta_admin = s
+        .must(
+            Method::POST,
+            format!("{}/api/v1/orgs/beta/admin-tokens", s.cs),
+            Some(json!({"label": "mallory"})),
+        )
+        .await["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let put = |node: &str, version: u32, layer: Value| {
+        let (cs, token, node) = (s.cs.clone(), beta_admin.clone(), node.to_owned());
+        async move {
+            reqwest::Client::new()
+                .put(format!("{cs}/api/v1/orgs/beta/nodes/{node}/config/layer"))
+                .bearer_auth(token)
+                .header("if-match", format!("\"v{version}\""))
+                .json(&layer)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(
+        put("beta", 0, json!({"routing": {"slack_team": "T0001"}})).await,
+        403
+    );
+    assert_eq!(
+        put("beta", 0, json!({"routing": {"github_owner": "acme"}})).await,
+        403
+    );
+    let before = orchestrator_metric(&s, "switchyard_orchestrator_routing_ambiguous_total").await;
+    assert_eq!(
+        put(
+            "ops",
+            1,
+            json!({"routing": {"slack_channel": "C0CHECKOUT"}})
+        )
+        .await,
+        200
+    );
+    let slack = json!({"type": "event_callback", "team_id": "T0001", "event_id": "EvSteal", "event": {"type": "app_mention", "channel": "C0CHECKOUT", "ts": "1700000000.000200", "text": "secrets?"}}).to_string();
+    let (st, v, _) = s
+        .webhook(
+            "/webhooks/slack/events",
+            &slack_headers(slack.as_bytes(), now_s(), SLACK_SECRET),
+            slack.as_bytes(),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let id = v["event_id"].as_str().unwrap().to_owned();
+    let unrouted = || async {
+        s.must(
+            Method::GET,
+            format!("{}/api/v1/events?status=unrouted", s.orch),
+            None,
+        )
+        .await["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["id"] == id.as_str())
+            .cloned()
+    };
+    eventually("the event is unrouted", 15, || async {
+        unrouted().await.is_some()
+    })
+    .await;
+    let e = unrouted().await.unwrap();
+    let why = e["last_error"].as_str().unwrap();
+    assert!(why.contains("acme") && why.contains("beta"), "{why}");
+    assert!(e["team_id"].is_null() && e["org_id"].is_null(), "{e}");
+    assert!(s.runs("acme", "").await.is_empty() && s.runs("beta", "").await.is_empty());
+    let after = orchestrator_metric(&s, "switchyard_orchestrator_routing_ambiguous_total").await;
+    assert_eq!(after, before + 1.0);
+}
+
+/// Events with nothing to route by, or only invalid identifiers, reach the integration's default
+/// team instead of being dead-lettered by our own lookup's validation.
+async fn events_without_usable_identifiers_go_to_the_default_team(b: Backend) {
+    let s = Stack::start(b, Options::default()).await;
+    onboard(&s).await;
+    let gh = s
+        .must(
+            Method::POST,
+            format!("{}/api/v1/orgs/acme/integrations", s.orch),
+            Some(json!({"source": "github", "name": "GitHub hook", "default_team": "checkout", "secrets": [GITHUB_SECRET]})),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bodies = [
+        // A security advisory: no repository, no owner.
+        (
+            "security_advisory",
+            json!({"action": "published", "security_advisory": {"ghsa_id": "GHSA-1"}}),
+        ),
+        // A repository name the lookup would refuse.
+        (
+            "issues",
+            json!({"action": "opened", "issue": {"number": 1}, "repository": {"full_name": "no-slash-here", "owner": {"login": "x".repeat(300)}}}),
+        ),
+    ];
+    let mut ids = Vec::new();
+    for (i, (event, body)) in bodies.iter().enumerate() {
+        let body = body.to_string();
+        let (st, v, _) = s
+            .webhook(
+                &format!("/webhooks/github/{gh}"),
+                &github_headers(body.as_bytes(), event, &format!("d-{i}")),
+                body.as_bytes(),
+            )
+            .await;
+        assert_eq!(st, 200, "{v}");
+        ids.push(v["event_id"].as_str().unwrap().to_owned());
+    }
+    eventually("both dispatched to the default team", 15, || async {
+        let done = s.events("acme", "dispatched").await;
+        ids.iter().all(|id| {
+            done.iter()
+                .any(|e| e["id"] == id.as_str() && e["team_id"] == "checkout")
+        })
+    })
+    .await;
+    assert!(s.events("acme", "dead_lettered").await.is_empty());
+}
+
+/// A team throttled without a break for longer than the cap is dead-lettered with the reason.
+async fn throttling_is_capped(b: Backend) {
+    let s = Stack::start(
+        b,
+        Options {
+            start_runner: false,
+            limits: switchyard_orchestrator::settings::Limits {
+                max_throttled_seconds: 1,
+                retry_base_ms: 50,
+                ..Default::default()
+            },
+            ..Options::default()
+        },
+    )
+    .await;
+    let _runner = stack::fake_runner_busy_for(s.runner_addr, &["checkout"]).await;
+    let (pd, ..) = onboard(&s).await;
+    let body = pagerduty_body("PCAP", "PSVC1");
+    assert_eq!(
+        s.webhook(
+            &format!("/webhooks/pagerduty/{pd}"),
+            &pagerduty_headers(&body, "cap-1", &[PD_NEW]),
+            &body
+        )
+        .await
+        .0,
+        200
+    );
+    eventually("the throttled event is dead-lettered", 20, || async {
+        s.events("acme", "dead_lettered").await.len() == 1
+    })
+    .await;
+    let dead = &s.events("acme", "dead_lettered").await[0];
+    assert!(
+        dead["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("throttled without a break for more than 1 s"),
+        "{dead}"
+    );
+}
+
 switchyard_common::on_both_backends!(
+    a_shared_app_event_matching_two_orgs_goes_to_neither,
+    events_without_usable_identifiers_go_to_the_default_team,
+    throttling_is_capped,
     integration_admin_api,
     team_quotas_throttle_without_dropping,
     every_source_to_one_run_and_one_reply,

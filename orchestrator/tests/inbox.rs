@@ -8,7 +8,7 @@ use switchyard_common::time::now_ms;
 use switchyard_orchestrator::crypto::Keyring;
 use switchyard_orchestrator::sources::Source;
 use switchyard_orchestrator::sources::normalise::Envelope;
-use switchyard_orchestrator::store::{EventQuery, Integration, Store, Stored, status};
+use switchyard_orchestrator::store::{EventQuery, Integration, Settlement, Store, Stored, status};
 
 async fn setup(b: Backend) -> (TestDb, Store, Integration) {
     let db = TestDb::new(b).await.unwrap();
@@ -40,6 +40,24 @@ fn env(delivery: &str, correlation: &str) -> Envelope {
     }
 }
 
+fn retry_now(error: &str) -> Settlement {
+    Settlement {
+        status: status::RETRYING,
+        next_attempt_at: Some(now_ms() - 1),
+        error: Some(error.into()),
+        ..Default::default()
+    }
+}
+
+fn dispatched(run: &str) -> Settlement {
+    Settlement {
+        status: status::DISPATCHED,
+        team: Some("t".into()),
+        run_id: Some(run.into()),
+        ..Default::default()
+    }
+}
+
 async fn new_id(store: &Store, i: &Integration, e: &Envelope) -> String {
     match store.store_event(i, e, Some("acme")).await.unwrap() {
         Stored::New(id) => id,
@@ -68,36 +86,27 @@ async fn one_incident_in_arrival_order(b: Backend) {
         store.claim("w2", 10, 30_000).await.unwrap().is_empty(),
         "claimed events are not claimed again"
     );
-    // While the first is retrying, the second still waits.
-    store
-        .settle(
-            &first,
-            status::RETRYING,
-            None,
-            None,
-            Some(now_ms() + 60_000),
-            None,
-            Some("down"),
-            false,
-            &[],
-        )
+    // While the first is retrying, the second still waits: only the first is claimed again.
+    assert!(
+        store
+            .settle(&first, "w1", &retry_now("down"))
+            .await
+            .unwrap()
+    );
+    let claimed: Vec<String> = store
+        .claim("w1", 10, 30_000)
         .await
-        .unwrap();
-    assert!(store.claim("w1", 10, 30_000).await.unwrap().is_empty());
-    store
-        .settle(
-            &first,
-            status::DISPATCHED,
-            None,
-            Some("t"),
-            None,
-            Some("run-1"),
-            None,
-            false,
-            &[],
-        )
-        .await
-        .unwrap();
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(claimed, vec![first.clone()]);
+    assert!(
+        store
+            .settle(&first, "w1", &dispatched("run-1"))
+            .await
+            .unwrap()
+    );
     let claimed: Vec<String> = store
         .claim("w1", 10, 30_000)
         .await
@@ -129,34 +138,14 @@ async fn replay_and_purge(b: Backend) {
     let x = new_id(&store, &i, &env("x", "k:x")).await;
     let y = new_id(&store, &i, &env("y", "k:y")).await;
     store.claim("w", 10, 30_000).await.unwrap();
-    store
-        .settle(
-            &x,
-            status::UNROUTED,
-            None,
-            None,
-            None,
-            None,
-            Some("no route"),
-            false,
-            &[("unrouted", None)],
-        )
-        .await
-        .unwrap();
-    store
-        .settle(
-            &y,
-            status::DISPATCHED,
-            None,
-            Some("t"),
-            None,
-            Some("r"),
-            None,
-            false,
-            &[],
-        )
-        .await
-        .unwrap();
+    let unrouted = Settlement {
+        status: status::UNROUTED,
+        error: Some("no route".into()),
+        timeline: vec![("unrouted", None)],
+        ..Default::default()
+    };
+    assert!(store.settle(&x, "w", &unrouted).await.unwrap());
+    assert!(store.settle(&y, "w", &dispatched("r")).await.unwrap());
     // Bulk replay by status touches only the unrouted one; a pending event cannot be replayed.
     let q = EventQuery {
         org: Some("acme".into()),
@@ -223,10 +212,127 @@ async fn replay_and_purge(b: Backend) {
             .unwrap(),
         Stored::New(_)
     ));
+    // A replay is a new generation: its run gets a new idempotency key.
+    let again = store.claim("w", 10, 30_000).await.unwrap();
+    let x_again = again.iter().find(|c| c.id == x).unwrap();
+    assert_eq!(x_again.generation, 1);
+    assert_eq!(x_again.idempotency_key(), format!("{x}:replay-1"));
+    assert!(again.iter().all(|c| c.id == x || c.generation == 0));
     assert_eq!(store.purge(0).await.unwrap(), 0);
 }
 
+/// A dispatcher whose lease ran out cannot overwrite what the replica that took over records.
+async fn only_the_claim_holder_settles(b: Backend) {
+    let (_db, store, i) = setup(b).await;
+    let id = new_id(&store, &i, &env("a", "k:a")).await;
+    assert_eq!(store.claim("stale", 1, -1).await.unwrap().len(), 1);
+    assert_eq!(store.claim("fresh", 1, 30_000).await.unwrap().len(), 1);
+    assert!(!store.renew_claim(&id, "stale", 30_000).await.unwrap());
+    assert!(store.renew_claim(&id, "fresh", 30_000).await.unwrap());
+    assert!(
+        !store
+            .settle(&id, "stale", &retry_now("late"))
+            .await
+            .unwrap(),
+        "the stale worker's outcome is refused"
+    );
+    assert_eq!(
+        store.get_event(None, &id).await.unwrap().event.status,
+        "dispatching"
+    );
+    assert!(store.settle(&id, "fresh", &dispatched("r")).await.unwrap());
+    let e = store.get_event(None, &id).await.unwrap();
+    assert_eq!(
+        (e.event.status.as_str(), e.event.run_id.as_deref()),
+        ("dispatched", Some("r"))
+    );
+    assert!(
+        !store
+            .settle(&id, "fresh", &retry_now("twice"))
+            .await
+            .unwrap(),
+        "a settled event is not settled again"
+    );
+}
+
+/// Two tenants' events with the same correlation key do not wait on each other.
+async fn ordering_is_per_integration(b: Backend) {
+    let (_db, store, mine) = setup(b).await;
+    let keyring = Keyring::parse(&Keyring::generate_spec("t")).unwrap();
+    let theirs = store
+        .create_integration(
+            &keyring,
+            Some("other"),
+            Source::Jira,
+            "jira",
+            None,
+            &json!({}),
+            &["secret-0123456789".into()],
+        )
+        .await
+        .unwrap();
+    let blocked = new_id(&store, &mine, &env("m1", "jira:OPS-1")).await;
+    assert_eq!(store.claim("w", 1, 30_000).await.unwrap()[0].id, blocked);
+    // Mine is stuck retrying; theirs, with the same key, goes ahead.
+    let settle = Settlement {
+        next_attempt_at: Some(now_ms() + 3_600_000),
+        ..retry_now("down")
+    };
+    assert!(store.settle(&blocked, "w", &settle).await.unwrap());
+    let other = match store
+        .store_event(&theirs, &env("t1", "jira:OPS-1"), Some("other"))
+        .await
+        .unwrap()
+    {
+        Stored::New(id) => id,
+        Stored::Duplicate(id) => panic!("duplicate {id}"),
+    };
+    let mine_later = new_id(&store, &mine, &env("m2", "jira:OPS-1")).await;
+    let claimed: Vec<String> = store
+        .claim("w", 10, 30_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(
+        claimed,
+        vec![other],
+        "{mine_later} still waits for {blocked}"
+    );
+}
+
+/// The throttle clock starts at the first throttling and stops at any other outcome.
+async fn throttling_is_timed(b: Backend) {
+    let (_db, store, i) = setup(b).await;
+    let id = new_id(&store, &i, &env("a", "k:a")).await;
+    let throttled = Settlement {
+        status: status::THROTTLED,
+        next_attempt_at: Some(now_ms() - 1),
+        refund_attempt: true,
+        ..Default::default()
+    };
+    let c = store.claim("w", 1, 30_000).await.unwrap();
+    assert_eq!(c[0].throttled_since, None);
+    assert!(store.settle(&id, "w", &throttled).await.unwrap());
+    let since = store.claim("w", 1, 30_000).await.unwrap()[0]
+        .throttled_since
+        .expect("set by the first throttling");
+    assert!(store.settle(&id, "w", &throttled).await.unwrap());
+    let c = store.claim("w", 1, 30_000).await.unwrap();
+    assert_eq!(c[0].throttled_since, Some(since), "kept while throttled");
+    assert_eq!(c[0].attempts, 1, "throttling spends no attempt");
+    assert!(store.settle(&id, "w", &retry_now("x")).await.unwrap());
+    assert_eq!(
+        store.claim("w", 1, 30_000).await.unwrap()[0].throttled_since,
+        None
+    );
+}
+
 switchyard_common::on_both_backends!(
+    only_the_claim_holder_settles,
+    ordering_is_per_integration,
+    throttling_is_timed,
     one_incident_in_arrival_order,
     leases_expire_and_shutdown_releases,
     replay_and_purge

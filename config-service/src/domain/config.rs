@@ -430,8 +430,10 @@ fn validate_quotas(v: &Value, at: &str, errs: &mut Vec<FieldError>) {
         m,
         at,
         &[
+            // 0 events per minute means "no limit"; 0 concurrent runs would stall the team's
+            // events for ever, so at least one run must be allowed.
             ("events_per_minute", Ty::NonNegInt),
-            ("concurrent_runs", Ty::NonNegInt),
+            ("concurrent_runs", Ty::PosInt),
             ("runs_per_day", Ty::NonNegInt),
         ],
         errs,
@@ -533,6 +535,8 @@ mod tests {
 
     #[test]
     fn validation_points_at_offending_fields() {
+        let errs = validate_layer(&json!({"quotas": {"concurrent_runs": 0}})).unwrap_err();
+        assert_eq!(errs[0].pointer, "/quotas/concurrent_runs");
         assert!(validate_layer(&json!({"agent": {"model": "m", "tools": ["x"]}, "quotas": {"concurrent_runs": 3}, "routing": {"service": ["api"]}, "pipelines": {"ingest": {"schedule": "*/15 * * * *"}}})).is_ok());
         let errs = validate_layer(&json!({"bogus": 1, "agent": {"model": 5, "temperature": 9}, "quotas": {"concurrent_runs": -1}, "routing": {"nope": "x", "alert_label": "missing-equals"}, "pipelines": {"Bad Name": {"schedule": "61 * * * *"}}})).unwrap_err();
         let pointers: Vec<&str> = errs.iter().map(|e| e.pointer.as_str()).collect();

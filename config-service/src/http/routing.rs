@@ -9,10 +9,10 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{ApiJson, ApiQuery, OrgAdmin, Service};
-use crate::domain::routing::{RouteKind, normalise_route_value};
+use crate::domain::routing::{MAX_IDENTIFIERS, RouteKind, normalise_route_value};
 use crate::error::{Error, Result};
-use crate::state::AppState;
-use crate::store::{Route, RouteMatch};
+use crate::state::{AppState, LookupLabels};
+use crate::store::{Lookup, Route, RouteMatch};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -68,14 +68,14 @@ pub struct LookupRequest {
     pub identifiers: BTreeMap<String, OneOrMany>,
 }
 
-/// Largest number of identifiers one lookup may carry.
-const MAX_IDENTIFIERS: usize = 64;
-
 /// Map an event's identifiers to the owning team (service JWT only). Most specific identifier
-/// first; see the routing section of docs/architecture.md.
+/// first; without `org_id`, only an org the platform admin assigned the event's Slack workspace or
+/// GitHub account to, and never when the identifiers match in two orgs (409). See the routing
+/// section of docs/architecture.md.
 #[utoipa::path(post, path = "/api/v1/internal/routing/lookup", tag = "internal", request_body = LookupRequest,
-    responses((status = 200, body = RouteMatch), (status = 404, description = "No node owns any of the identifiers", body = switchyard_common::problem::Problem),
-        (status = 409, description = "Ambiguous across orgs", body = switchyard_common::problem::Problem)),
+    responses((status = 200, body = RouteMatch), (status = 404, description = "No team owns the identifiers; `detail` says why", body = switchyard_common::problem::Problem),
+        (status = 409, description = "The identifiers match in several orgs: routed to none", body = switchyard_common::problem::Problem),
+        (status = 422, description = "An unknown kind, an invalid value or more than 64 identifiers", body = switchyard_common::problem::Problem)),
     security(("service_jwt" = [])))]
 pub async fn lookup(
     State(state): State<AppState>,
@@ -98,16 +98,28 @@ pub async fn lookup(
             ));
         }
     }
-    if ids.is_empty() || ids.len() > MAX_IDENTIFIERS {
+    if ids.len() > MAX_IDENTIFIERS {
         return Err(Error::invalid(
             "/identifiers",
-            format!("send 1 to {MAX_IDENTIFIERS} identifiers"),
+            format!("send at most {MAX_IDENTIFIERS} identifiers"),
         ));
     }
-    state
+    let found = state
         .store
         .lookup_route(req.org_id.as_deref(), &ids)
-        .await?
-        .map(Json)
-        .ok_or_else(|| Error::not_found("a route for these identifiers"))
+        .await?;
+    let outcome = match &found {
+        Lookup::Matched(_) => "matched",
+        Lookup::Unrouted(_) => "unrouted",
+        Lookup::Ambiguous(_) => "ambiguous",
+    };
+    state.lookups.get_or_create(&LookupLabels { outcome }).inc();
+    match found {
+        Lookup::Matched(m) => Ok(Json(m)),
+        Lookup::Unrouted(why) => Err(Error::NotFoundBecause(why)),
+        Lookup::Ambiguous(why) => {
+            tracing::warn!(detail = %why, "ambiguous routing lookup refused");
+            Err(Error::conflict("ambiguous-route", why))
+        }
+    }
 }

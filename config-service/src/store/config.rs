@@ -568,7 +568,15 @@ async fn apply_layer(
     .bind(&text)
     .execute(&mut *otx.tx)
     .await?;
-    super::routing::replace_node_routes(otx, node, &routes_of_layer(&layer), now).await?;
+    let may_assign_org_level = otx.actor.is_platform_admin() || author == Actor::PLATFORM_ADMIN;
+    super::routing::replace_node_routes(
+        otx,
+        node,
+        &routes_of_layer(&layer),
+        may_assign_org_level,
+        now,
+    )
+    .await?;
     otx.audit(
         "config.layer_updated",
         &format!("node/{node}"),

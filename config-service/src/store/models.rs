@@ -189,6 +189,16 @@ pub struct RouteMatch {
     pub matched_value: String,
 }
 
+/// What a routing lookup found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lookup {
+    Matched(RouteMatch),
+    /// No team owns the identifiers; the reason says what was missing.
+    Unrouted(String),
+    /// The identifiers match in several organisations: never resolved in favour of either.
+    Ambiguous(String),
+}
+
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AuditEntry {
     pub org_id: String,

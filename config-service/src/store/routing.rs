@@ -3,18 +3,46 @@
 use serde_json::json;
 use sqlx::Row;
 
-use super::{OrgTx, Route, RouteMatch, Store};
+use super::{Lookup, OrgTx, Route, RouteMatch, Store};
 use crate::domain::routing::RouteKind;
 use crate::error::{Error, Result};
 
 /// Replaces the node's identifiers with `routes`. An identifier another node of the org owns
-/// answers 409 naming that node; the unique key (org, kind, value) makes this race-free.
+/// answers 409 naming that node; one another org owns (only org-level identifiers are unique
+/// across orgs) answers 409 without naming the other tenant. The unique keys make this race-free.
+///
+/// Adding an org-level identifier (`slack_team`, `github_owner`) needs `may_assign_org_level`
+/// (the platform admin wrote or approved the change): an org admin could otherwise claim another
+/// tenant's Slack workspace and receive its events through the shared app. Releasing one is
+/// anyone's right.
 pub(crate) async fn replace_node_routes(
     otx: &mut OrgTx,
     node: &str,
     routes: &[(RouteKind, String)],
+    may_assign_org_level: bool,
     now: i64,
 ) -> Result<()> {
+    if !may_assign_org_level {
+        let held: Vec<(String, String)> =
+            sqlx::query_as("SELECT kind, value FROM cs_routes WHERE org_id = $1 AND node_id = $2")
+                .bind(&otx.org)
+                .bind(node)
+                .fetch_all(&mut *otx.tx)
+                .await?;
+        if let Some((kind, value)) = routes.iter().find(|(k, v)| {
+            k.is_org_level() && !held.iter().any(|(hk, hv)| hk == k.as_str() && hv == v)
+        }) {
+            return Err(Error::Forbidden(format!(
+                "routing.{} names a whole {} and is assigned by the platform admin only; ask them to assign {value} to this organisation",
+                kind.as_str(),
+                if *kind == RouteKind::SlackTeam {
+                    "Slack workspace"
+                } else {
+                    "GitHub account"
+                },
+            )));
+        }
+    }
     bump_routing_version(otx).await?;
     sqlx::query("DELETE FROM cs_routes WHERE org_id = $1 AND node_id = $2")
         .bind(&otx.org)
@@ -22,9 +50,10 @@ pub(crate) async fn replace_node_routes(
         .execute(&mut *otx.tx)
         .await?;
     for (kind, value) in routes {
+        // No conflict target: both the per-org key and the cross-org index of org-level kinds.
         let inserted = sqlx::query(
             "INSERT INTO cs_routes (org_id, kind, value, node_id, created_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (org_id, kind, value) DO NOTHING",
+             ON CONFLICT DO NOTHING",
         )
         .bind(&otx.org)
         .bind(kind.as_str())
@@ -35,25 +64,34 @@ pub(crate) async fn replace_node_routes(
         .await?
         .rows_affected();
         if inserted == 0 {
-            let owner: Option<String> = sqlx::query_scalar(
-                "SELECT node_id FROM cs_routes WHERE org_id = $1 AND kind = $2 AND value = $3",
+            let owner: Option<(String, String)> = sqlx::query_as(
+                "SELECT org_id, node_id FROM cs_routes WHERE kind = $1 AND value = $2 \
+                 ORDER BY CASE WHEN org_id = $3 THEN 0 ELSE 1 END LIMIT 1",
             )
-            .bind(&otx.org)
             .bind(kind.as_str())
             .bind(value)
+            .bind(&otx.org)
             .fetch_optional(&mut *otx.tx)
             .await?;
-            let owner = owner.unwrap_or_else(|| "another node".into());
             let mut extensions = serde_json::Map::new();
-            extensions.insert("owner".into(), json!(owner));
             extensions.insert("kind".into(), json!(kind.as_str()));
             extensions.insert("value".into(), json!(value));
-            return Err(Error::Conflict {
-                code: "routing-conflict",
-                detail: format!(
-                    "routing identifier {}={value} is already owned by node {owner}",
+            let detail = match owner {
+                Some((org, owner)) if org == otx.org => {
+                    extensions.insert("owner".into(), json!(owner));
+                    format!(
+                        "routing identifier {}={value} is already owned by node {owner}",
+                        kind.as_str()
+                    )
+                }
+                _ => format!(
+                    "routing identifier {}={value} is assigned to another organisation",
                     kind.as_str()
                 ),
+            };
+            return Err(Error::Conflict {
+                code: "routing-conflict",
+                detail,
                 extensions,
             });
         }
@@ -110,16 +148,22 @@ impl Store {
 
     /// Finds the node owning an event's identifiers with one indexed query.
     ///
-    /// Precedence: within an org, the most specific identifier wins ([`RouteKind::ALL`] order).
-    /// Without `org`, org-level identifiers (`slack_team`, `github_owner`) choose the org; failing
-    /// that, the best match decides, and a best match present in several orgs answers 409.
+    /// Within an org the most specific identifier wins ([`RouteKind::ALL`] order). Without `org`
+    /// (events of the platform's shared apps), the identifiers are a claim made by whoever sent
+    /// the event, so two rules keep one tenant from receiving another's events:
+    /// - matches in more than one org are ambiguous and resolved in favour of none;
+    /// - the org must be the one the platform admin assigned the event's Slack workspace or
+    ///   GitHub account to (an org-level identifier); a channel or repository claimed by an org
+    ///   without that assignment routes nothing.
     pub async fn lookup_route(
         &self,
         org: Option<&str>,
         identifiers: &[(RouteKind, String)],
-    ) -> Result<Option<RouteMatch>> {
+    ) -> Result<Lookup> {
         if identifiers.is_empty() {
-            return Ok(None);
+            return Ok(Lookup::Unrouted(
+                "the event carries no routing identifier".into(),
+            ));
         }
         let mut sql = String::from(
             "SELECT r.org_id, r.kind, r.value, r.node_id, n.kind AS node_kind FROM cs_routes r \
@@ -164,39 +208,37 @@ impl Store {
                 },
             ));
         }
+        matches.sort_by(|(a, x), (b, y)| {
+            (a.precedence(), &x.org_id, &x.matched_value).cmp(&(
+                b.precedence(),
+                &y.org_id,
+                &y.matched_value,
+            ))
+        });
         if org.is_none() {
-            let mut org_level: Vec<&str> = matches
-                .iter()
-                .filter(|(k, _)| k.is_org_level())
-                .map(|(_, m)| m.org_id.as_str())
-                .collect();
-            org_level.sort_unstable();
-            org_level.dedup();
-            if let [only] = org_level[..] {
-                let only = only.to_owned();
-                matches.retain(|(_, m)| m.org_id == only);
+            let mut orgs: Vec<&str> = matches.iter().map(|(_, m)| m.org_id.as_str()).collect();
+            orgs.sort_unstable();
+            orgs.dedup();
+            if orgs.len() > 1 {
+                let which: Vec<String> = matches
+                    .iter()
+                    .map(|(_, m)| format!("{}={} in {}", m.matched_by, m.matched_value, m.org_id))
+                    .collect();
+                return Ok(Lookup::Ambiguous(format!(
+                    "the identifiers match in several organisations ({}); routed to none of them",
+                    which.join(", ")
+                )));
+            }
+            if !matches.is_empty() && !matches.iter().any(|(k, _)| k.is_org_level()) {
+                return Ok(Lookup::Unrouted(format!(
+                    "{} is routed in organisation {}, which has not been assigned this event's Slack workspace or GitHub account (slack_team / github_owner, assigned by the platform admin)",
+                    matches[0].1.matched_by, matches[0].1.org_id
+                )));
             }
         }
-        matches.sort_by_key(|(k, m)| (k.precedence(), m.org_id.clone()));
-        let Some((best_kind, best)) = matches.first() else {
-            return Ok(None);
-        };
-        let ambiguous: Vec<&str> = matches
-            .iter()
-            .filter(|(k, m)| k == best_kind && m.matched_value == best.matched_value)
-            .map(|(_, m)| m.org_id.as_str())
-            .collect();
-        if ambiguous.len() > 1 {
-            return Err(Error::conflict(
-                "ambiguous-route",
-                format!(
-                    "{}={} is routed in several organisations ({}); pass org_id or an org-level identifier",
-                    best.matched_by,
-                    best.matched_value,
-                    ambiguous.join(", ")
-                ),
-            ));
-        }
-        Ok(Some(best.clone()))
+        Ok(match matches.into_iter().next() {
+            Some((_, best)) => Lookup::Matched(best),
+            None => Lookup::Unrouted("no team owns any of the event's routing identifiers".into()),
+        })
     }
 }

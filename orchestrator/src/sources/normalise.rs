@@ -5,6 +5,7 @@
 use http::HeaderMap;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use switchyard_common::routing::clean_identifiers;
 
 use super::{SlackKind, Source};
 
@@ -68,8 +69,24 @@ fn push(ids: &mut Vec<(String, String)>, kind: &str, value: Option<String>) {
     }
 }
 
-/// Normalises a verified delivery.
+/// Normalises a verified delivery. The identifiers are those the routing lookup accepts
+/// ([`clean_identifiers`]): an invalid value in one field never costs the event its routing.
 pub fn normalise(
+    source: Source,
+    slack: Option<SlackKind>,
+    h: &HeaderMap,
+    body: &[u8],
+) -> Result<Outcome, NormaliseError> {
+    Ok(match by_source(source, slack, h, body)? {
+        Outcome::Event(mut env) => {
+            env.identifiers = clean_identifiers(std::mem::take(&mut env.identifiers));
+            Outcome::Event(env)
+        }
+        handshake => handshake,
+    })
+}
+
+fn by_source(
     source: Source,
     slack: Option<SlackKind>,
     h: &HeaderMap,
@@ -290,8 +307,9 @@ fn standard(source: Source, h: &HeaderMap, body: &[u8]) -> Result<Outcome, Norma
 }
 
 /// Alertmanager (payload version 4) and Grafana: no delivery id, so it is derived from the group
-/// key, receiver, status and the sorted `fingerprint:status` of every alert. HA pairs and Grafana's
-/// duplicates then collapse into one event; a change of any alert's state is a new event.
+/// key, receiver, status and the sorted `fingerprint:status:startsAt` of every alert. HA pairs and
+/// Grafana's duplicates then collapse into one event; a change of any alert's state is a new
+/// event, and so is an alert that resolved and fired again (a new `startsAt`), however soon.
 pub fn alert_group_delivery_id(v: &Value) -> String {
     let mut parts: Vec<String> = v["alerts"]
         .as_array()
@@ -299,9 +317,10 @@ pub fn alert_group_delivery_id(v: &Value) -> String {
             a.iter()
                 .map(|x| {
                     format!(
-                        "{}:{}",
+                        "{}:{}:{}",
                         s(x, "/fingerprint").unwrap_or_default(),
-                        s(x, "/status").unwrap_or_default()
+                        s(x, "/status").unwrap_or_default(),
+                        s(x, "/startsAt").unwrap_or_default()
                     )
                 })
                 .collect()
@@ -720,6 +739,65 @@ mod tests {
         let mut resolved = body.clone();
         resolved["alerts"][0]["status"] = json!("resolved");
         assert_ne!(alert_group_delivery_id(&resolved), e.delivery_id);
+    }
+
+    #[test]
+    fn an_alert_that_fires_again_is_a_new_delivery() {
+        let fired = |starts: &str| {
+            json!({"groupKey": "g", "receiver": "r", "status": "firing",
+                "alerts": [{"status": "firing", "fingerprint": "f1", "startsAt": starts}]})
+        };
+        let first = alert_group_delivery_id(&fired("2026-11-22T10:00:00Z"));
+        // Resolved, then firing again a few minutes later: same group, fingerprint and status.
+        let again = alert_group_delivery_id(&fired("2026-11-22T10:07:00Z"));
+        assert_ne!(first, again);
+        // The HA twin of the first notification is still the same delivery.
+        assert_eq!(
+            first,
+            alert_group_delivery_id(&fired("2026-11-22T10:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn identifiers_the_lookup_would_refuse_are_dropped() {
+        // A GitHub event whose repository name is not owner/name keeps its owner; a Jira project
+        // key of 300 characters is dropped; an alert with 200 labels is capped at the lookup's
+        // maximum.
+        let e = event(
+            normalise(
+                Source::Github,
+                None,
+                &h(&[("x-github-event", "issues"), ("x-github-delivery", "d")]),
+                br#"{"repository":{"full_name":"broken","owner":{"login":"Acme"}}}"#,
+            )
+            .unwrap(),
+        );
+        assert_eq!(e.identifiers, vec![("github_owner".into(), "acme".into())]);
+        let body = json!({"webhookEvent": "jira:issue_created", "issue": {"key": "K-1", "fields": {"project": {"key": "P".repeat(300)}}}});
+        let e = event(
+            normalise(
+                Source::Jira,
+                None,
+                &HeaderMap::new(),
+                body.to_string().as_bytes(),
+            )
+            .unwrap(),
+        );
+        assert!(e.identifiers.is_empty());
+        let labels: serde_json::Map<String, Value> =
+            (0..200).map(|i| (format!("l{i}"), json!("v"))).collect();
+        let body = json!({"groupKey": "g", "status": "firing", "alerts": [{"labels": labels}]});
+        let e = event(
+            normalise(
+                Source::Alertmanager,
+                None,
+                &HeaderMap::new(),
+                body.to_string().as_bytes(),
+            )
+            .unwrap(),
+        );
+        assert!(!e.identifiers.is_empty());
+        assert!(e.identifiers.len() <= switchyard_common::routing::MAX_IDENTIFIERS);
     }
 
     #[test]

@@ -358,11 +358,32 @@ fn runner_state(
 /// Calls a fake agent-runner received: (idempotency key, traceparent header).
 pub type RunnerCalls = Arc<Mutex<Vec<(String, String)>>>;
 
+#[derive(Clone)]
+struct FakeRunner {
+    calls: RunnerCalls,
+    /// Teams the fake answers 429 for, as a runner at their concurrent-run quota does.
+    busy: Arc<Vec<String>>,
+}
+
 async fn record_run(
-    State(calls): State<RunnerCalls>,
+    State(runner): State<FakeRunner>,
     headers: axum::http::HeaderMap,
     Json(req): Json<Value>,
-) -> (axum::http::StatusCode, Json<Value>) {
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if runner
+        .busy
+        .iter()
+        .any(|t| req["team_id"].as_str() == Some(t.as_str()))
+    {
+        return (
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", "1")],
+            Json(json!({"detail": "at the team's concurrent-run quota"})),
+        )
+            .into_response();
+    }
+    let calls = runner.calls;
     let tp = headers
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
@@ -374,14 +395,24 @@ async fn record_run(
         axum::http::StatusCode::ACCEPTED,
         Json(json!({"run_id": key, "started": true})),
     )
+        .into_response()
 }
 
 /// A fake agent-runner on `addr` that accepts every run and records it; answers its base URL.
 pub async fn fake_runner(addr: SocketAddr) -> (RunnerCalls, String) {
+    fake_runner_busy_for(addr, &[]).await
+}
+
+/// A fake agent-runner that answers 429 (`Retry-After: 1`) for the `busy` teams and accepts and
+/// records every other run.
+pub async fn fake_runner_busy_for(addr: SocketAddr, busy: &[&str]) -> (RunnerCalls, String) {
     let calls: RunnerCalls = Arc::default();
     let app = axum::Router::new()
         .route("/api/v1/run", post(record_run))
-        .with_state(calls.clone());
+        .with_state(FakeRunner {
+            calls: calls.clone(),
+            busy: Arc::new(busy.iter().map(|t| t.to_string()).collect()),
+        });
     let l = TcpListener::bind(addr)
         .await
         .expect("the runner address is free");
