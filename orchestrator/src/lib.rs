@@ -6,6 +6,7 @@
 //! - [`store`]: integrations and the durable event inbox; [`crypto`]: secrets at rest.
 //! - [`dispatch`]: claims events and triggers the agent-runner.
 
+pub mod abuse;
 pub mod crypto;
 pub mod dispatch;
 pub mod http;

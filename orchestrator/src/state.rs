@@ -1,7 +1,6 @@
 //! Shared state of the orchestrator.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -58,8 +57,8 @@ pub struct AppState {
     pub routing_ambiguous: Counter,
     /// Per-integration ingress ceiling.
     pub ingress: Arc<DefaultKeyedRateLimiter<String>>,
-    /// Failed verifications per client address.
-    pub unverified: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    /// Failed verifications and unknown-integration probes per client address.
+    pub unverified: Arc<crate::abuse::FailureLimiter>,
     /// The tenant namespace's client; `None` without a cluster (dev mode).
     pub cluster: Option<crate::k8s::Cluster>,
     /// The config-service URL written into team Secrets (as pods reach it).
@@ -109,7 +108,6 @@ impl AppState {
             routing_ambiguous.clone(),
         );
         let per_sec = NonZeroU32::new(limits.ingress_per_second.max(1)).expect("non-zero");
-        let per_min = NonZeroU32::new(limits.unverified_per_minute.max(1)).expect("non-zero");
         Self {
             config: ConfigClient::new(config_service_url, service_key.clone(), "orchestrator"),
             runner: RunnerClient::new(agent_runner_url, service_key.clone()),
@@ -125,7 +123,9 @@ impl AppState {
                 Quota::per_second(per_sec)
                     .allow_burst(per_sec.saturating_mul(NonZeroU32::new(2).expect("2"))),
             )),
-            unverified: Arc::new(RateLimiter::keyed(Quota::per_minute(per_min))),
+            unverified: Arc::new(crate::abuse::FailureLimiter::new(
+                limits.unverified_per_minute,
+            )),
             limits,
             cluster: None,
             pod_config_service_url: config_service_url.to_owned(),

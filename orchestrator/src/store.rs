@@ -434,9 +434,22 @@ impl Store {
         Ok(info)
     }
 
-    /// Retires a secret; the last active one cannot be retired (every delivery would fail).
+    /// Retires a secret; the last active one cannot be retired (every delivery would fail). The
+    /// integration's row is locked first, so two retirements at once are counted one after the
+    /// other and cannot both see "two active" and leave none.
     pub async fn retire_secret(&self, id: &str, secret_id: &str) -> Result<()> {
         let (_g, mut tx) = self.begin().await?;
+        let lock = match self.db.backend {
+            Backend::Postgres => " FOR UPDATE",
+            Backend::Sqlite => "",
+        };
+        sqlx::query(&format!(
+            "SELECT id FROM or_integrations WHERE id = $1 AND deleted_at IS NULL{lock}"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("integration {id}")))?;
         let active: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM or_integration_secrets WHERE integration_id = $1 AND retired_at IS NULL")
             .bind(id)
             .fetch_one(&mut *tx)

@@ -98,7 +98,10 @@ fn check_secret(source: Source, secret: &str, pointer: &str) -> Result<()> {
     if matches!(source, Source::Incidentio | Source::Standard) && standard_key(secret).is_none() {
         return Err(Error::invalid(
             pointer,
-            "Standard Webhooks secrets look like whsec_<base64>",
+            format!(
+                "Standard Webhooks secrets look like whsec_<base64> of at least {} bytes",
+                crate::sources::verify::MIN_STANDARD_KEY
+            ),
         ));
     }
     Ok(())

@@ -1,9 +1,11 @@
 //! The hot path: `POST /webhooks/...`.
 //!
-//! Bounded body (413) → find the integration (404) → verify the raw bytes with every active secret
-//! (401, counted; floods of failures from one address get 429) → answer handshakes → normalise →
-//! one atomic insert → 200 only after the commit (a duplicate answers 200 with the original event
-//! id). Storage trouble answers 503 with `Retry-After`, never a 4xx a sender would drop.
+//! An address over its failure limit gets 429 before anything is read → find the integration (404,
+//! counted as a failure: probing ids costs the prober) → bounded body (413; any other read error
+//! 400) → verify the raw bytes with every active secret (401, counted; over the per-address limit
+//! 429) → answer handshakes → normalise → one atomic insert → 200 only after the commit (a
+//! duplicate answers 200 with the original event id). Storage trouble answers 503 with
+//! `Retry-After`, never a 4xx a sender would drop.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -46,14 +48,22 @@ pub async fn per_integration(
     Path((source, id)): Path<(String, String)>,
     req: Request,
 ) -> Response {
+    let ip = client_ip(&req, state.limits.trusted_proxy_hops);
+    if let Some(refused) = refuse_blocked(&state, ip) {
+        return refused;
+    }
     let Some(src) = Source::parse(&source) else {
-        return Error::not_found(format!("webhook source {source}")).into_response();
+        return failure(
+            &state,
+            ip,
+            Error::not_found(format!("webhook source {source}")),
+        );
     };
     let integration = match state.store.get_integration(&id).await {
         Ok(Some(i)) if i.source == src => i,
         Ok(_) => {
             state.count_webhook(src.as_str(), "unknown_integration");
-            return Error::not_found(format!("integration {id}")).into_response();
+            return failure(&state, ip, Error::not_found(format!("integration {id}")));
         }
         Err(e) => return unavailable(&state, src, e),
     };
@@ -69,6 +79,10 @@ async fn platform(
     slack: Option<SlackKind>,
     req: Request,
 ) -> Response {
+    let ip = client_ip(&req, state.limits.trusted_proxy_hops);
+    if let Some(refused) = refuse_blocked(&state, ip) {
+        return refused;
+    }
     match state.store.platform_integration(source).await {
         Ok(Some(i)) => receive(state, i, slack, req)
             .await
@@ -79,6 +93,31 @@ async fn platform(
         ))
         .into_response(),
         Err(e) => unavailable(&state, source, e),
+    }
+}
+
+fn too_many_failures() -> Error {
+    Error::TooManyRequests {
+        detail: "too many failed verifications from this address".into(),
+        retry_after: 60,
+    }
+}
+
+/// 429 for an address already over its failure limit, before its body is read.
+fn refuse_blocked(state: &AppState, ip: Option<IpAddr>) -> Option<Response> {
+    let ip = ip?;
+    state
+        .unverified
+        .blocked(ip)
+        .then(|| too_many_failures().into_response())
+}
+
+/// Counts a request that proved nothing (unknown integration) against its address: `err`, or 429
+/// once the address is over its limit.
+fn failure(state: &AppState, ip: Option<IpAddr>, err: Error) -> Response {
+    match ip {
+        Some(ip) if state.unverified.record(ip) => too_many_failures().into_response(),
+        _ => err.into_response(),
     }
 }
 
@@ -125,11 +164,18 @@ async fn receive(
     let headers = parts.headers;
     let body: Bytes = match axum::body::to_bytes(body, state.limits.body_limit).await {
         Ok(b) => b,
-        Err(_) => {
+        Err(e) if is_too_large(&e) => {
             state.count_webhook(source.as_str(), "too_large");
             return Err(Error::TooLarge(format!(
                 "webhook bodies are limited to {} bytes",
                 state.limits.body_limit
+            )));
+        }
+        Err(e) => {
+            // The client went away or sent a broken body: its fault, not a size problem.
+            state.count_webhook(source.as_str(), "invalid");
+            return Err(Error::BadRequest(format!(
+                "the request body could not be read: {e}"
             )));
         }
     };
@@ -141,12 +187,9 @@ async fn receive(
         state.count_webhook(source.as_str(), "unauthorized");
         tracing::warn!(integration = %integration.id, source = source.as_str(), reason = %e, "webhook verification failed");
         if let Some(ip) = ip
-            && state.unverified.check_key(&ip).is_err()
+            && state.unverified.record(ip)
         {
-            return Err(Error::TooManyRequests {
-                detail: "too many failed verifications from this address".into(),
-                retry_after: 60,
-            });
+            return Err(too_many_failures());
         }
         return Err(Error::Unauthorized(format!(
             "webhook verification failed: {e}"
@@ -198,6 +241,19 @@ async fn receive(
         }
         Err(e) => Ok(unavailable(&state, source, e)),
     }
+}
+
+/// True when reading the body failed because it is over the limit (the limit error is somewhere
+/// in the source chain).
+fn is_too_large(e: &axum::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// Verifies a delivery exactly as its sender signs it.

@@ -1,13 +1,17 @@
 //! Signature verification, exactly as each sender signs (see WEBHOOK-SOURCES.md in the design
-//! folder). Always on the raw bytes, before any parsing; every comparison in constant time (through
-//! `Mac::verify_slice`, which also rejects a wrong length without panicking); every active secret
-//! tried, so rotation never drops an event.
+//! folder). Always on the raw bytes, before any parsing; every comparison in constant time; every
+//! active secret tried, so rotation never drops an event.
+//!
+//! The cost of a request is bounded by what we hold, not by what the sender claims: one MAC per
+//! active secret over the body, compared with each signature candidate, and at most
+//! [`MAX_CANDIDATES`] candidates (a header of 3,000 `v1=` entries is refused before any hashing).
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use hmac::{Hmac, Mac};
 use http::HeaderMap;
 use sha2::Sha256;
+use subtle::ConstantTimeEq;
 use switchyard_common::auth::secrets_equal;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -25,7 +29,13 @@ pub enum VerifyError {
     StaleTimestamp(i64),
     #[error("the integration has no active secret")]
     NoSecret,
+    #[error("more than {MAX_CANDIDATES} signatures in {0}")]
+    TooManySignatures(&'static str),
 }
+
+/// Most signatures one delivery may carry. Senders send one per secret they hold (PagerDuty and
+/// Standard Webhooks during rotation: two).
+pub const MAX_CANDIDATES: usize = 8;
 
 fn header<'a>(h: &'a HeaderMap, name: &'static str) -> Result<&'a str, VerifyError> {
     h.get(name)
@@ -38,15 +48,17 @@ fn optional_header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// True when HMAC-SHA256(secret, parts...) equals `expected` (constant time).
-fn hmac_matches(secret: &[u8], parts: &[&[u8]], expected: &[u8]) -> bool {
+/// HMAC-SHA256(secret, parts...).
+fn hmac(secret: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC accepts any key length");
     for p in parts {
         mac.update(p);
     }
-    mac.verify_slice(expected).is_ok()
+    mac.finalize().into_bytes().into()
 }
 
+/// Ok when some candidate equals the MAC under some secret. One MAC per secret, whatever the
+/// number of candidates; every comparison in constant time (a wrong length is simply unequal).
 fn any_secret(
     secrets: &[Vec<u8>],
     candidates: &[Vec<u8>],
@@ -55,22 +67,45 @@ fn any_secret(
     if secrets.is_empty() {
         return Err(VerifyError::NoSecret);
     }
-    let ok = secrets
-        .iter()
-        .any(|s| candidates.iter().any(|c| hmac_matches(s, parts, c)));
-    if ok {
+    let mut ok = subtle::Choice::from(0);
+    for secret in secrets {
+        let expected = hmac(secret, parts);
+        for c in candidates {
+            ok |= expected.as_slice().ct_eq(c.as_slice());
+        }
+    }
+    if bool::from(ok) {
         Ok(())
     } else {
         Err(VerifyError::BadSignature)
     }
 }
 
+/// Within `tolerance` seconds of now, either way. Overflow-safe: a timestamp near `i64::MIN` or
+/// `i64::MAX` is simply out of tolerance.
 fn check_age(ts: i64, now: i64, tolerance: i64) -> Result<(), VerifyError> {
-    if (now - ts).abs() > tolerance {
-        Err(VerifyError::StaleTimestamp(tolerance))
-    } else {
-        Ok(())
+    match now.checked_sub(ts) {
+        Some(d) if d.unsigned_abs() <= tolerance.unsigned_abs() => Ok(()),
+        _ => Err(VerifyError::StaleTimestamp(tolerance)),
     }
+}
+
+/// Splits a signature header into at most [`MAX_CANDIDATES`] non-empty parts, refusing more.
+fn candidates<'a>(
+    value: &'a str,
+    separator: char,
+    name: &'static str,
+) -> Result<Vec<&'a str>, VerifyError> {
+    let parts: Vec<&str> = value
+        .split(separator)
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .take(MAX_CANDIDATES + 1)
+        .collect();
+    if parts.len() > MAX_CANDIDATES {
+        return Err(VerifyError::TooManySignatures(name));
+    }
+    Ok(parts)
 }
 
 fn hex_sig(s: &str, what: &'static str) -> Result<Vec<u8>, VerifyError> {
@@ -110,9 +145,9 @@ pub fn circleci(h: &HeaderMap, body: &[u8], secrets: &[Vec<u8>]) -> Result<(), V
 
 /// The signatures of a `v1=<hex>[,v1=<hex>...]` header (one per secret the sender holds).
 fn v1_hex_list(h: &HeaderMap, name: &'static str) -> Result<Vec<Vec<u8>>, VerifyError> {
-    let sigs: Vec<Vec<u8>> = header(h, name)?
-        .split(',')
-        .filter_map(|p| p.trim().strip_prefix("v1="))
+    let sigs: Vec<Vec<u8>> = candidates(header(h, name)?, ',', name)?
+        .into_iter()
+        .filter_map(|p| p.strip_prefix("v1="))
         .filter_map(|s| hex::decode(s).ok())
         .collect();
     if sigs.is_empty() {
@@ -141,7 +176,11 @@ pub fn pagerduty(h: &HeaderMap, body: &[u8], secrets: &[Vec<u8>]) -> Result<(), 
     any_secret(secrets, &v1_hex_list(h, "x-pagerduty-signature")?, &[body])
 }
 
-/// The HMAC key of a Standard Webhooks secret: base64 after the `whsec_` prefix.
+/// Shortest Standard Webhooks key accepted (the specification's 24 bytes; senders generate 32).
+pub const MIN_STANDARD_KEY: usize = 24;
+
+/// The HMAC key of a Standard Webhooks secret: base64 after the `whsec_` prefix, at least
+/// [`MIN_STANDARD_KEY`] bytes (a short key is guessable, and `whsec_` alone would be an empty one).
 pub fn standard_key(secret: &str) -> Option<Vec<u8>> {
     B64.decode(
         secret
@@ -150,6 +189,7 @@ pub fn standard_key(secret: &str) -> Option<Vec<u8>> {
             .unwrap_or(secret.trim()),
     )
     .ok()
+    .filter(|k| k.len() >= MIN_STANDARD_KEY)
 }
 
 /// Standard Webhooks (incident.io and others): `webhook-signature: v1,<base64> ...` over
@@ -162,8 +202,8 @@ pub fn standard(h: &HeaderMap, body: &[u8], keys: &[Vec<u8>], now: i64) -> Resul
         .trim()
         .parse()
         .map_err(|_| VerifyError::Malformed("webhook-timestamp"))?;
-    let sigs: Vec<Vec<u8>> = header(h, "webhook-signature")?
-        .split(' ')
+    let sigs: Vec<Vec<u8>> = candidates(header(h, "webhook-signature")?, ' ', "webhook-signature")?
+        .into_iter()
         .filter_map(|p| p.strip_prefix("v1,"))
         .filter_map(|s| B64.decode(s).ok())
         .collect();
@@ -540,6 +580,76 @@ mod tests {
                 "x-grafana-alerting-signature-timestamp"
             ),
             Ok(())
+        );
+    }
+
+    /// The review's CPU attack: a 1 MB body with 3,000 `v1=00` candidates cost one MAC per
+    /// candidate (1.7 s). Past [`MAX_CANDIDATES`] it is refused before hashing; up to the cap the
+    /// work is one MAC per secret, so the cost no longer grows with the candidates.
+    #[test]
+    fn signature_candidates_are_capped() {
+        let body = vec![b'x'; 1024 * 1024];
+        let secret = b"pd-secret".to_vec();
+        let many = vec!["v1=00"; 3000].join(",");
+        for name in ["x-pagerduty-signature", "circleci-signature"] {
+            let h = headers(&[(name, &many)]);
+            let r = if name == "circleci-signature" {
+                circleci(&h, &body, std::slice::from_ref(&secret))
+            } else {
+                pagerduty(&h, &body, std::slice::from_ref(&secret))
+            };
+            assert_eq!(r, Err(VerifyError::TooManySignatures(name)));
+        }
+        let h = headers(&[
+            ("webhook-id", "msg_1"),
+            ("webhook-timestamp", "1700000000"),
+            ("webhook-signature", &vec!["v1,AAAA"; 3000].join(" ")),
+        ]);
+        assert_eq!(
+            standard(&h, &body, &[vec![1; 32]], 1_700_000_000),
+            Err(VerifyError::TooManySignatures("webhook-signature"))
+        );
+        // Eight candidates, the good one last, still verify.
+        let good = hmac_hex(&secret, &[&body]);
+        let mut eight = vec!["v1=00".to_owned(); 7];
+        eight.push(format!("v1={good}"));
+        let h = headers(&[("x-pagerduty-signature", &eight.join(","))]);
+        assert_eq!(pagerduty(&h, &body, &[secret]), Ok(()));
+    }
+
+    #[test]
+    fn timestamps_at_the_extremes_are_stale_not_a_panic() {
+        for ts in [i64::MIN, i64::MIN + 1, i64::MAX, -1] {
+            assert_eq!(
+                check_age(ts, 1_700_000_000, 300),
+                Err(VerifyError::StaleTimestamp(300))
+            );
+        }
+        assert_eq!(check_age(1_700_000_300, 1_700_000_000, 300), Ok(()));
+        assert_eq!(
+            check_age(i64::MAX, i64::MIN, 300),
+            Err(VerifyError::StaleTimestamp(300))
+        );
+        let h = headers(&[
+            ("x-slack-request-timestamp", "-9223372036854775808"),
+            ("x-slack-signature", "v0=00"),
+        ]);
+        assert!(matches!(
+            slack(&h, b"{}", &[b"s".to_vec()], 1_700_000_000),
+            Err(VerifyError::StaleTimestamp(_))
+        ));
+    }
+
+    #[test]
+    fn standard_keys_are_at_least_24_bytes() {
+        assert_eq!(standard_key("whsec_"), None);
+        assert_eq!(
+            standard_key(&format!("whsec_{}", B64.encode([7u8; 23]))),
+            None
+        );
+        assert_eq!(
+            standard_key(&format!("whsec_{}", B64.encode([7u8; 24]))),
+            Some(vec![7u8; 24])
         );
     }
 }
