@@ -221,13 +221,22 @@ impl ConfigClient {
         let v: Value = classify(resp).await?.json().await.map_err(transport)?;
         let org_id = v["org_id"].as_str().unwrap_or_default().to_owned();
         let token_id = v["token_id"].as_str().unwrap_or_default().to_owned();
+        let subject = v["subject"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("token:{token_id}"));
         Ok(Some(match (v["kind"].as_str(), v["node_id"].as_str()) {
             (Some("team"), Some(node)) => Caller::Team {
                 org_id,
                 node_id: node.to_owned(),
                 token_id,
+                subject,
             },
-            (Some("org_admin"), None) => Caller::OrgAdmin { org_id, token_id },
+            (Some("org_admin"), None) => Caller::OrgAdmin {
+                org_id,
+                token_id,
+                subject,
+            },
             // Fails closed: a kind this build does not know grants nothing.
             (kind, _) => {
                 tracing::error!(kind = ?kind, "introspection answered an unknown token kind");

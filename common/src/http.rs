@@ -23,6 +23,9 @@ use crate::problem::{FieldError, escape_pointer_token};
 pub struct Actor {
     /// `platform-admin`, `org-admin:<token id>`, `team:<token id>` or `service:<name>`.
     pub id: String,
+    /// The person or system the credential was issued to (a token's `subject`; the platform admin
+    /// is its own). Four-eyes approvals compare subjects: two tokens of one person are one person.
+    pub subject: String,
     pub request_id: Option<String>,
 }
 
@@ -39,7 +42,25 @@ impl Actor {
     pub fn system(name: &str) -> Self {
         Self {
             id: name.to_owned(),
+            subject: name.to_owned(),
             request_id: None,
+        }
+    }
+
+    /// A credential of `subject`.
+    pub fn with_subject(id: &str, subject: &str) -> Self {
+        Self {
+            subject: subject.to_owned(),
+            ..Self::system(id)
+        }
+    }
+
+    /// How the audit log names the actor: the subject, and the credential when they differ.
+    pub fn audit_name(&self) -> String {
+        if self.subject == self.id {
+            self.id.clone()
+        } else {
+            format!("{} ({})", self.subject, self.id)
         }
     }
 }
@@ -67,11 +88,14 @@ pub enum Caller {
     OrgAdmin {
         org_id: String,
         token_id: String,
+        /// Who the token was issued to.
+        subject: String,
     },
     Team {
         org_id: String,
         node_id: String,
         token_id: String,
+        subject: String,
     },
 }
 
@@ -81,6 +105,23 @@ impl Caller {
             Caller::PlatformAdmin => Actor::PLATFORM_ADMIN.into(),
             Caller::OrgAdmin { token_id, .. } => format!("org-admin:{token_id}"),
             Caller::Team { token_id, .. } => format!("team:{token_id}"),
+        }
+    }
+
+    /// The person or system behind the credential.
+    pub fn subject(&self) -> String {
+        match self {
+            Caller::PlatformAdmin => Actor::PLATFORM_ADMIN.into(),
+            Caller::OrgAdmin { subject, .. } | Caller::Team { subject, .. } => subject.clone(),
+        }
+    }
+
+    /// The actor of a request made with this credential.
+    pub fn actor(&self, request_id: Option<String>) -> Actor {
+        Actor {
+            id: self.actor_id(),
+            subject: self.subject(),
+            request_id,
         }
     }
 
@@ -197,11 +238,8 @@ impl<S: AuthState> FromRequestParts<S> for PlatformAdmin {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
         match Caller::from_request_parts(parts, state).await? {
-            Caller::PlatformAdmin => Ok(PlatformAdmin {
-                actor: Actor {
-                    id: "platform-admin".into(),
-                    request_id: request_id(parts),
-                },
+            caller @ Caller::PlatformAdmin => Ok(PlatformAdmin {
+                actor: caller.actor(request_id(parts)),
             }),
             _ => Err(Error::Forbidden(
                 "only the platform admin may do this".into(),
@@ -230,10 +268,7 @@ impl<S: AuthState> FromRequestParts<S> for OrgAdmin {
         caller.authorize_org_admin(&org)?;
         tracing::Span::current().record("org", org.as_str());
         Ok(OrgAdmin {
-            actor: Actor {
-                id: caller.actor_id(),
-                request_id: request_id(parts),
-            },
+            actor: caller.actor(request_id(parts)),
             org_id: org,
             caller,
         })

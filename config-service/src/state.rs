@@ -73,10 +73,12 @@ impl switchyard_common::http::AuthState for AppState {
                 org_id: auth.org_id,
                 node_id,
                 token_id: auth.id,
+                subject: auth.subject,
             },
             ("org_admin", None) => Caller::OrgAdmin {
                 org_id: auth.org_id,
                 token_id: auth.id,
+                subject: auth.subject,
             },
             (kind, _) => {
                 tracing::error!(token = %auth.id, kind, "token of an unknown kind refused");

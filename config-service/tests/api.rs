@@ -603,7 +603,7 @@ async fn internal_views_for_other_services(b: Backend) {
         .await;
     assert_eq!(
         i.body,
-        json!({"kind": "team", "org_id": "acme", "node_id": "t", "token_id": token_id})
+        json!({"kind": "team", "org_id": "acme", "node_id": "t", "token_id": token_id, "subject": "agents@acme.example"})
     );
     let bad = app
         .post(
@@ -640,7 +640,140 @@ async fn internal_views_for_other_services(b: Backend) {
     assert_eq!(gone.status, StatusCode::UNAUTHORIZED);
 }
 
+/// Four-eyes compares people: a second token of the author cannot approve; the policy itself is
+/// protected while it protects anything; a null that deletes a protected value touches it.
+async fn four_eyes_are_per_person(b: Backend) {
+    let app = TestApp::new(b).await;
+    app.org("acme").await;
+    app.node("acme", "t", None, "team").await;
+    let (alice, _) = app.token("acme", None, "alice").await;
+    let (alice_again, _) = app
+        .token_for("acme", None, "alice-laptop", "alice@acme.example")
+        .await;
+    let (bob, _) = app.token("acme", None, "bob").await;
+    // An admin token needs a subject.
+    let r = app
+        .post(
+            "/api/v1/orgs/acme/admin-tokens",
+            Some(ADMIN),
+            json!({"label": "nobody"}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["pointer"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("/subject"))
+    );
+    let me = app.get("/api/v1/me", Some(&alice_again)).await;
+    assert_eq!(me.body["subject"], "alice@acme.example");
+
+    let policy = json!({"protected_paths": ["/agent/prompts"]});
+    let r = app
+        .send(
+            Method::PUT,
+            "/api/v1/orgs/acme/policy",
+            Some(&alice),
+            Some(policy.clone()),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "no policy yet: applies at once");
+    app.layer(
+        "acme",
+        "acme",
+        json!({"agent": {"prompts": {"system": "be careful"}}}),
+    )
+    .await;
+
+    // Deleting the inherited prompts with a null needs approval too.
+    let path = "/api/v1/orgs/acme/nodes/t/config/layer";
+    let r = app
+        .send(
+            Method::PUT,
+            path,
+            Some(&alice),
+            Some(json!({"agent": null})),
+            &[("if-match", "\"v0\"")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    assert_eq!(r.body["author_subject"], "alice@acme.example");
+    let change = r.body["id"].as_str().unwrap().to_owned();
+    let approve = |token: String, id: String| {
+        let app = &app;
+        async move {
+            app.post(
+                &format!("/api/v1/orgs/acme/changes/{id}/approve"),
+                Some(&token),
+                json!({}),
+            )
+            .await
+        }
+    };
+    let r = approve(alice_again.clone(), change.clone()).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert!(
+        r.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("alice@acme.example")
+    );
+    assert_eq!(approve(bob.clone(), change).await.status, StatusCode::OK);
+
+    // Switching four-eyes off is itself a protected change.
+    let r = app
+        .send(
+            Method::PUT,
+            "/api/v1/orgs/acme/policy",
+            Some(&alice),
+            Some(json!({"protected_paths": []})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    assert_eq!(r.body["kind"], "policy");
+    let change = r.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        app.get("/api/v1/orgs/acme/policy", Some(&bob)).await.body,
+        policy
+    );
+    assert_eq!(
+        approve(alice_again, change.clone()).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        app.get("/api/v1/orgs/acme/policy", Some(&bob)).await.body,
+        policy
+    );
+    let r = approve(bob.clone(), change).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        app.get("/api/v1/orgs/acme/policy", Some(&bob)).await.body,
+        json!({"protected_paths": []})
+    );
+    // The audit log names the people, not only their tokens.
+    let audit = app
+        .get(
+            "/api/v1/orgs/acme/audit?action=config.change_approved",
+            Some(&bob),
+        )
+        .await;
+    let actors: Vec<&str> = audit.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["actor"].as_str().unwrap())
+        .collect();
+    assert_eq!(actors.len(), 2, "{actors:?}");
+    assert!(
+        actors
+            .iter()
+            .all(|a| a.starts_with("bob@acme.example (org-admin:")),
+        "{actors:?}"
+    );
+}
+
 switchyard_common::on_both_backends!(
+    four_eyes_are_per_person,
     internal_views_for_other_services,
     walkthrough,
     if_match_is_required_and_checked,

@@ -141,7 +141,7 @@ fn cases() -> Vec<Case> {
         case(
             M::POST,
             "/api/v1/orgs/acme/admin-tokens",
-            Some(json!({"label": "{c}"})),
+            Some(json!({"label": "{c}", "subject": "{c}@acme.example"})),
             ORG_ADMIN,
         ),
         case(M::GET, "/api/v1/orgs/acme/admin-tokens", None, ORG_ADMIN),
@@ -273,6 +273,7 @@ async fn every_endpoint_against_every_caller(b: Backend) {
             "acme",
             None,
             "expired",
+            Some("expired@acme.example"),
             Some(1),
         )
         .await

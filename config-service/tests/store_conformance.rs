@@ -774,7 +774,7 @@ async fn org_level_identifiers_are_assigned_by_the_platform_admin(b: Backend) {
 async fn tokens_hash_expire_and_revoke(b: Backend) {
     let (_db, s) = seeded(b).await;
     let t = s
-        .create_token(&admin(), "acme", Some("checkout"), "ci", None)
+        .create_token(&admin(), "acme", Some("checkout"), "ci", None, None)
         .await
         .unwrap();
     assert!(t.secret.starts_with("syt_"));
@@ -796,7 +796,14 @@ async fn tokens_hash_expire_and_revoke(b: Backend) {
     assert!(!serde_json::to_string(&listed).unwrap().contains(&t.secret));
 
     let a = s
-        .create_token(&admin(), "acme", None, "alice", None)
+        .create_token(
+            &admin(),
+            "acme",
+            None,
+            "alice",
+            Some("alice@acme.example"),
+            None,
+        )
         .await
         .unwrap();
     assert!(a.secret.starts_with("syo_"));
@@ -823,7 +830,7 @@ async fn tokens_hash_expire_and_revoke(b: Backend) {
     assert!(matches!(e, Error::Unauthorized(ref m) if m.contains("revoked")));
 
     let expired = s
-        .create_token(&admin(), "acme", Some("search"), "old", Some(1))
+        .create_token(&admin(), "acme", Some("search"), "old", None, Some(1))
         .await
         .unwrap();
     let e = s
@@ -836,7 +843,7 @@ async fn tokens_hash_expire_and_revoke(b: Backend) {
         Error::Unauthorized(_)
     ));
     assert!(matches!(
-        s.create_token(&admin(), "acme", Some("nope"), "x", None)
+        s.create_token(&admin(), "acme", Some("nope"), "x", None, None)
             .await
             .unwrap_err(),
         Error::NotFound(_)

@@ -452,7 +452,7 @@ async fn every_source_to_one_run_and_one_reply(b: Backend) {
             .must(
                 Method::POST,
                 format!("{}/api/v1/orgs/beta/admin-tokens", s.cs),
-                Some(json!({"label": "beta"})),
+                Some(json!({"label": "beta", "subject": "ops@beta.example"})),
             )
             .await;
         (v["secret"].as_str().unwrap().to_owned(), ())
@@ -805,8 +805,12 @@ async fn integration_admin_api(b: Backend) {
                 Some(n) => format!("{}/api/v1/orgs/{org}/nodes/{n}/tokens", s.cs),
                 None => format!("{}/api/v1/orgs/{org}/admin-tokens", s.cs),
             };
-            s.must(Method::POST, path, Some(json!({"label": "t"})))
-                .await["secret"]
+            s.must(
+                Method::POST,
+                path,
+                Some(json!({"label": "t", "subject": format!("t@{org}.example")})),
+            )
+            .await["secret"]
                 .as_str()
                 .unwrap()
                 .to_owned()
@@ -1039,7 +1043,7 @@ async fn a_shared_app_event_matching_two_orgs_goes_to_neither(b: Backend) {
         .must(
             Method::POST,
             format!("{}/api/v1/orgs/beta/admin-tokens", s.cs),
-            Some(json!({"label": "mallory"})),
+            Some(json!({"label": "mallory", "subject": "mallory@beta.example"})),
         )
         .await["secret"]
         .as_str()

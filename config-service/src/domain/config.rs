@@ -168,9 +168,28 @@ fn diff_at(old: &Value, new: &Value, at: &str, out: &mut Vec<Change>) {
 pub fn touched_protected(old: &Value, new: &Value, protected: &[String]) -> Vec<String> {
     protected
         .iter()
-        .filter(|p| old.pointer(p) != new.pointer(p))
+        .filter(|p| says(old, p) != says(new, p))
         .cloned()
         .collect()
+}
+
+/// What a layer says about the value at `pointer`: the value itself, `Some(null)` when the layer
+/// deletes it (a `null` there or at any ancestor, which `merge` treats as "delete this subtree"),
+/// or `None` when the layer leaves it to its parents.
+fn says<'a>(layer: &'a Value, pointer: &str) -> Option<&'a Value> {
+    let mut cur = layer;
+    for token in pointer.split('/').skip(1) {
+        if cur.is_null() {
+            return Some(cur);
+        }
+        let key = token.replace("~1", "/").replace("~0", "~");
+        cur = match cur {
+            Value::Object(m) => m.get(&key)?,
+            Value::Array(a) => a.get(key.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(cur)
 }
 
 /// Keys whose values count as secrets under `integrations`.
@@ -520,6 +539,20 @@ mod tests {
         assert_eq!(
             touched_protected(&json!({}), &json!({"agent": {"tools": ["t"]}}), &protected),
             vec!["/agent/tools"]
+        );
+        // A null deletes the inherited value, at the path or at any ancestor: both touch it.
+        assert_eq!(
+            touched_protected(&json!({}), &json!({"agent": null}), &protected),
+            protected
+        );
+        assert_eq!(
+            touched_protected(&json!({}), &json!({"agent": {"prompts": null}}), &protected),
+            vec!["/agent/prompts"]
+        );
+        assert_eq!(
+            touched_protected(&json!({"agent": null}), &json!({"agent": null}), &protected),
+            Vec::<String>::new(),
+            "an unchanged deletion touches nothing"
         );
     }
 

@@ -1,6 +1,8 @@
 //! The approval policy and pending changes to protected paths.
 
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -10,7 +12,7 @@ use super::extract::{ApiJson, ApiQuery, OrgAdmin};
 use crate::domain::config::SECTIONS;
 use crate::error::{Error, Result};
 use crate::state::AppState;
-use crate::store::{ChangeRequest, Policy};
+use crate::store::{ChangeRequest, Policy, PolicyWrite};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -27,14 +29,15 @@ pub async fn get_policy(State(state): State<AppState>, admin: OrgAdmin) -> Resul
     Ok(Json(state.store.get_policy(&admin.org_id).await?))
 }
 
-/// Set the protected paths: JSON pointers into a layer, under a known section.
+/// Set the protected paths: JSON pointers into a layer, under a known section. While the current
+/// policy protects anything, a change to it waits for another person's approval (202).
 #[utoipa::path(put, path = "/api/v1/orgs/{org}/policy", tag = "approvals", params(("org" = String, Path)), request_body = Policy,
-    responses((status = 200, body = Policy), (status = 422, body = switchyard_common::problem::Problem)))]
+    responses((status = 200, body = Policy), (status = 202, description = "Pending approval", body = ChangeRequest), (status = 422, body = switchyard_common::problem::Problem)))]
 pub async fn put_policy(
     State(state): State<AppState>,
     admin: OrgAdmin,
     ApiJson(policy): ApiJson<Policy>,
-) -> Result<Json<Policy>> {
+) -> Result<Response> {
     for (i, p) in policy.protected_paths.iter().enumerate() {
         let section = p.strip_prefix('/').and_then(|r| r.split('/').next());
         if !section.is_some_and(|s| SECTIONS.contains(&s)) {
@@ -47,12 +50,16 @@ pub async fn put_policy(
             ));
         }
     }
-    Ok(Json(
-        state
+    Ok(
+        match state
             .store
             .put_policy(&admin.actor, &admin.org_id, &policy)
-            .await?,
-    ))
+            .await?
+        {
+            PolicyWrite::Applied(p) => Json(p).into_response(),
+            PolicyWrite::Pending(c) => (StatusCode::ACCEPTED, Json(c)).into_response(),
+        },
+    )
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -40,6 +40,8 @@ pub struct Introspection {
     pub org_id: String,
     pub node_id: Option<String>,
     pub token_id: String,
+    /// Who the token was issued to.
+    pub subject: String,
 }
 
 /// Resolve an org admin or team token (service JWT). Unknown, revoked and expired tokens answer
@@ -57,6 +59,7 @@ pub async fn introspect(
         org_id: auth.org_id,
         node_id: auth.node_id,
         token_id: auth.id,
+        subject: auth.subject,
     }))
 }
 

@@ -19,6 +19,8 @@ pub struct Me {
     pub kind: &'static str,
     /// How the caller appears in the audit log.
     pub actor: String,
+    /// The person or system the credential was issued to.
+    pub subject: String,
     pub org_id: Option<String>,
     pub node_id: Option<String>,
     pub token_id: Option<String>,
@@ -27,18 +29,23 @@ pub struct Me {
 /// Describe the caller.
 #[utoipa::path(get, path = "/api/v1/me", tag = "me", responses((status = 200, body = Me), (status = 401, body = switchyard_common::problem::Problem)))]
 pub async fn me(caller: Caller) -> Result<Json<Me>> {
-    let actor = caller.actor_id();
+    let actor = caller.actor(None).audit_name();
+    let subject = caller.subject();
     Ok(Json(match caller {
         Caller::PlatformAdmin => Me {
             kind: "platform_admin",
             actor,
+            subject,
             org_id: None,
             node_id: None,
             token_id: None,
         },
-        Caller::OrgAdmin { org_id, token_id } => Me {
+        Caller::OrgAdmin {
+            org_id, token_id, ..
+        } => Me {
             kind: "org_admin",
             actor,
+            subject,
             org_id: Some(org_id),
             node_id: None,
             token_id: Some(token_id),
@@ -47,9 +54,11 @@ pub async fn me(caller: Caller) -> Result<Json<Me>> {
             org_id,
             node_id,
             token_id,
+            ..
         } => Me {
             kind: "team",
             actor,
+            subject,
             org_id: Some(org_id),
             node_id: Some(node_id),
             token_id: Some(token_id),

@@ -39,6 +39,10 @@ pub fn router() -> Router<AppState> {
 pub struct CreateToken {
     /// What the token is for, e.g. `ci` or `alice`.
     pub label: String,
+    /// The person or system that will hold the token, e.g. `alice@example.com` (required for
+    /// admin tokens). Approvals compare subjects: nobody approves their own change with a second
+    /// token.
+    pub subject: Option<String>,
     /// Lifetime such as `30d`, `12h` or `90m`; absent: no expiry.
     pub expires_in: Option<String>,
 }
@@ -68,7 +72,14 @@ pub async fn create_admin_token(
     let expires = expiry(&req)?;
     let t = state
         .store
-        .create_token(&admin.actor, &admin.org_id, None, &label, expires)
+        .create_token(
+            &admin.actor,
+            &admin.org_id,
+            None,
+            &label,
+            req.subject.as_deref(),
+            expires,
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(t)))
 }
@@ -110,7 +121,14 @@ pub async fn create_team_token(
     let expires = expiry(&req)?;
     let t = state
         .store
-        .create_token(&admin.actor, &admin.org_id, Some(&node), &label, expires)
+        .create_token(
+            &admin.actor,
+            &admin.org_id,
+            Some(&node),
+            &label,
+            req.subject.as_deref(),
+            expires,
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(t)))
 }

@@ -24,18 +24,22 @@ pub enum LayerWrite {
     Pending(ChangeRequest),
 }
 
-const CHANGE_COLS: &str = "id, org_id, node_id, base_version, layer, touched, author, status, created_at, decided_by, decided_at, reason";
+const CHANGE_COLS: &str = "id, org_id, node_id, base_version, layer, touched, author, status, created_at, decided_by, decided_at, reason, author_subject, kind";
 
 fn change_row(r: &AnyRow) -> Result<ChangeRequest> {
     let touched: String = r.try_get("touched")?;
+    let author: String = r.try_get("author")?;
+    let author_subject: Option<String> = r.try_get("author_subject")?;
     Ok(ChangeRequest {
         id: r.try_get("id")?,
         org_id: r.try_get("org_id")?,
+        kind: r.try_get("kind")?,
+        author_subject: author_subject.unwrap_or_else(|| author.clone()),
         node_id: r.try_get("node_id")?,
         base_version: r.try_get("base_version")?,
         layer: json_col(r, "layer")?,
         touched: serde_json::from_str(&touched).unwrap_or_default(),
-        author: r.try_get("author")?,
+        author,
         status: r.try_get("status")?,
         created_at: ts(r, "created_at")?,
         decided_by: r.try_get("decided_by")?,
@@ -279,38 +283,20 @@ impl Store {
             let change = ChangeRequest {
                 id: new_id(),
                 org_id: org.to_owned(),
+                kind: "layer".into(),
                 node_id: node.to_owned(),
                 base_version: current_version,
                 layer,
                 touched,
                 author: actor.id.clone(),
+                author_subject: actor.subject.clone(),
                 status: "pending".into(),
                 created_at: rfc3339(now_ms()),
                 decided_by: None,
                 decided_at: None,
                 reason: message,
             };
-            sqlx::query(&format!(
-                "INSERT INTO cs_changes ({CHANGE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, NULL, NULL, $9)"
-            ))
-            .bind(&change.id)
-            .bind(org)
-            .bind(node)
-            .bind(current_version)
-            .bind(change.layer.to_string())
-            .bind(json!(change.touched).to_string())
-            .bind(&actor.id)
-            .bind(now_ms())
-            .bind(change.reason.clone())
-            .execute(&mut *otx.tx)
-            .await?;
-            otx.audit(
-                "config.change_proposed",
-                &format!("change/{}", change.id),
-                Some(&current),
-                Some(&json!(change)),
-            )
-            .await?;
+            propose(&mut otx, &change, &current).await?;
             otx.commit().await?;
             return Ok(LayerWrite::Pending(change));
         }
@@ -377,23 +363,41 @@ impl Store {
         Ok(serde_json::from_str(&s).unwrap_or_default())
     }
 
-    pub async fn put_policy(&self, actor: &Actor, org: &str, policy: &Policy) -> Result<Policy> {
+    /// Sets the approval policy. While the current policy protects anything, changing it is
+    /// itself a protected change: it waits for another subject's approval (otherwise one admin
+    /// could switch four-eyes off, make the change, and switch it on again).
+    pub async fn put_policy(
+        &self,
+        actor: &Actor,
+        org: &str,
+        policy: &Policy,
+    ) -> Result<PolicyWrite> {
         let mut otx = self.org_tx(org, actor).await?;
-        let before: Value = serde_json::from_str(&otx.policy).unwrap_or(json!(null));
-        sqlx::query("UPDATE cs_orgs SET policy = $1 WHERE id = $2")
-            .bind(json!(policy).to_string())
-            .bind(org)
-            .execute(&mut *otx.tx)
-            .await?;
-        otx.audit(
-            "policy.updated",
-            &format!("org/{org}"),
-            Some(&before),
-            Some(&json!(policy)),
-        )
-        .await?;
+        let current: Policy = serde_json::from_str(&otx.policy).unwrap_or_default();
+        if current.protected_paths.is_empty() || current == *policy {
+            apply_policy(&mut otx, policy).await?;
+            otx.commit().await?;
+            return Ok(PolicyWrite::Applied(policy.clone()));
+        }
+        let change = ChangeRequest {
+            id: new_id(),
+            org_id: org.to_owned(),
+            kind: "policy".into(),
+            node_id: org.to_owned(),
+            base_version: 0,
+            layer: json!(policy),
+            touched: vec!["/policy".into()],
+            author: actor.id.clone(),
+            author_subject: actor.subject.clone(),
+            status: "pending".into(),
+            created_at: rfc3339(now_ms()),
+            decided_by: None,
+            decided_at: None,
+            reason: None,
+        };
+        propose(&mut otx, &change, &json!(current)).await?;
         otx.commit().await?;
-        Ok(policy.clone())
+        Ok(PolicyWrite::Pending(change))
     }
 
     pub async fn list_changes(
@@ -449,12 +453,17 @@ impl Store {
                 format!("change {id} is already {}", change.status),
             ));
         }
-        if approve {
-            if change.author == actor.id {
-                return Err(Error::Forbidden(
-                    "nobody approves their own change: another org admin must approve it".into(),
-                ));
-            }
+        if approve && change.author_subject == actor.subject {
+            return Err(Error::Forbidden(format!(
+                "nobody approves their own change ({} proposed it): another person must approve it",
+                change.author_subject
+            )));
+        }
+        if approve && change.kind == "policy" {
+            let policy: Policy = serde_json::from_value(change.layer.clone())
+                .map_err(|e| Error::Internal(anyhow::anyhow!("corrupt policy change: {e}")))?;
+            apply_policy(&mut otx, &policy).await?;
+        } else if approve {
             let (current_version, current) = current_layer(&mut otx, &change.node_id).await?;
             if current_version != change.base_version {
                 return Err(Error::conflict(
@@ -485,14 +494,14 @@ impl Store {
         .bind(org)
         .bind(id)
         .bind(status)
-        .bind(&actor.id)
+        .bind(actor.audit_name())
         .bind(now)
         .bind(reason.clone())
         .execute(&mut *otx.tx)
         .await?;
         let decided = ChangeRequest {
             status: status.into(),
-            decided_by: Some(actor.id.clone()),
+            decided_by: Some(actor.audit_name()),
             decided_at: Some(rfc3339(now)),
             reason: reason.or(change.reason.clone()),
             ..change
@@ -507,6 +516,60 @@ impl Store {
         otx.commit().await?;
         Ok(decided)
     }
+}
+
+/// What a policy write did.
+#[derive(Debug)]
+pub enum PolicyWrite {
+    Applied(Policy),
+    /// The policy protects something, so changing it waits for another person's approval.
+    Pending(ChangeRequest),
+}
+
+async fn apply_policy(otx: &mut OrgTx, policy: &Policy) -> Result<()> {
+    let before: Value = serde_json::from_str(&otx.policy).unwrap_or(json!(null));
+    sqlx::query("UPDATE cs_orgs SET policy = $1 WHERE id = $2")
+        .bind(json!(policy).to_string())
+        .bind(&otx.org)
+        .execute(&mut *otx.tx)
+        .await?;
+    let org = otx.org.clone();
+    otx.audit(
+        "policy.updated",
+        &format!("org/{org}"),
+        Some(&before),
+        Some(&json!(policy)),
+    )
+    .await?;
+    otx.policy = json!(policy).to_string();
+    Ok(())
+}
+
+/// Records a pending change and audits the proposal.
+async fn propose(otx: &mut OrgTx, change: &ChangeRequest, current: &Value) -> Result<()> {
+    sqlx::query(&format!(
+        "INSERT INTO cs_changes ({CHANGE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, NULL, NULL, $9, $10, $11)"
+    ))
+    .bind(&change.id)
+    .bind(&change.org_id)
+    .bind(&change.node_id)
+    .bind(change.base_version)
+    .bind(change.layer.to_string())
+    .bind(json!(change.touched).to_string())
+    .bind(&change.author)
+    .bind(now_ms())
+    .bind(change.reason.clone())
+    .bind(&change.author_subject)
+    .bind(&change.kind)
+    .execute(&mut *otx.tx)
+    .await?;
+    otx.audit(
+        "config.change_proposed",
+        &format!("change/{}", change.id),
+        Some(current),
+        Some(&json!(change)),
+    )
+    .await
 }
 
 /// The node's current (version, layer) inside a write; 404 if the node does not exist.

@@ -24,7 +24,7 @@ use switchyard_common::time::{now_ms, rfc3339};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 pub use audit::AuditQuery;
-pub use config::{LayerWrite, layer_etag, parse_layer_etag};
+pub use config::{LayerWrite, PolicyWrite, layer_etag, parse_layer_etag};
 pub use models::*;
 pub use orgs::NodePatch;
 pub use runs::RunQuery;
@@ -123,11 +123,12 @@ impl OrgTx {
         let at = now_ms();
         let before = before.map(Value::to_string);
         let after = after.map(Value::to_string);
+        let actor = self.actor.audit_name();
         let hash = entry_hash(&EntryFields {
             org: &self.org,
             seq,
             at,
-            actor: &self.actor.id,
+            actor: &actor,
             action,
             target,
             before: before.as_deref(),
@@ -142,7 +143,7 @@ impl OrgTx {
         .bind(&self.org)
         .bind(seq)
         .bind(at)
-        .bind(&self.actor.id)
+        .bind(&actor)
         .bind(action)
         .bind(target)
         .bind(before)

@@ -118,14 +118,20 @@ pub struct Policy {
 pub struct ChangeRequest {
     pub id: String,
     pub org_id: String,
+    /// `layer` (a node's config layer) or `policy` (the org's approval policy itself).
+    pub kind: String,
+    /// The node whose layer changes (the org's root node for a policy change).
     pub node_id: String,
     /// The layer version the change was proposed against.
     pub base_version: i64,
+    /// The proposed layer, or the proposed policy.
     #[schema(value_type = Object)]
     pub layer: Value,
-    /// The protected paths it touches.
+    /// The protected paths it touches (`/policy` for a policy change).
     pub touched: Vec<String>,
     pub author: String,
+    /// The person who proposed it: nobody with the same subject may approve it.
+    pub author_subject: String,
     /// `pending`, `approved` or `rejected`.
     pub status: String,
     pub created_at: String,
@@ -143,6 +149,8 @@ pub struct TokenInfo {
     /// `org_admin` or `team`.
     pub kind: String,
     pub label: String,
+    /// Who the token was issued to (`null` for tokens issued before subjects existed).
+    pub subject: Option<String>,
     /// The first characters of the secret, to recognise it.
     pub prefix: String,
     pub created_by: String,
@@ -168,6 +176,8 @@ pub struct TokenAuth {
     pub org_id: String,
     pub node_id: Option<String>,
     pub kind: String,
+    /// Who holds it (`token:<id>` for tokens issued without a subject).
+    pub subject: String,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]

@@ -10,7 +10,7 @@ use switchyard_common::time::now_ms;
 use super::{Actor, IssuedToken, Store, TokenAuth, TokenInfo, opt_ts, ts};
 use crate::error::{Error, Result};
 
-const TOKEN_COLS: &str = "id, org_id, node_id, kind, label, prefix, created_by, created_at, expires_at, last_used_at, revoked_at";
+const TOKEN_COLS: &str = "id, org_id, node_id, kind, label, subject, prefix, created_by, created_at, expires_at, last_used_at, revoked_at";
 
 /// `last_used_at` is refreshed at most this often, so authentication is not a write per request.
 const LAST_USED_GRANULARITY_MS: i64 = 60_000;
@@ -22,6 +22,7 @@ fn token_row(r: &AnyRow) -> Result<TokenInfo> {
         node_id: r.try_get("node_id")?,
         kind: r.try_get("kind")?,
         label: r.try_get("label")?,
+        subject: r.try_get("subject")?,
         prefix: r.try_get("prefix")?,
         created_by: r.try_get("created_by")?,
         created_at: ts(r, "created_at")?,
@@ -32,15 +33,23 @@ fn token_row(r: &AnyRow) -> Result<TokenInfo> {
 }
 
 impl Store {
-    /// Issues an org admin token (`node` = `None`) or a team token scoped to `node`.
+    /// Issues an org admin token (`node` = `None`) or a team token scoped to `node`, to
+    /// `subject` (the person or system that will hold it; required for admin tokens).
     pub async fn create_token(
         &self,
         actor: &Actor,
         org: &str,
         node: Option<&str>,
         label: &str,
+        subject: Option<&str>,
         expires_at: Option<i64>,
     ) -> Result<IssuedToken> {
+        if node.is_none() && subject.is_none_or(|s| s.trim().is_empty()) {
+            return Err(Error::invalid(
+                "/subject",
+                "admin tokens name the person or system they are issued to, e.g. alice@example.com",
+            ));
+        }
         let mut otx = self.org_tx(org, actor).await?;
         if let Some(node) = node {
             let exists: Option<String> =
@@ -61,8 +70,8 @@ impl Store {
         let token = generate_token(kind);
         let id = new_id();
         let row = sqlx::query(&format!(
-            "INSERT INTO cs_tokens (id, org_id, node_id, kind, label, prefix, hash, created_by, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {TOKEN_COLS}"
+            "INSERT INTO cs_tokens (id, org_id, node_id, kind, label, prefix, hash, created_by, created_at, expires_at, subject) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {TOKEN_COLS}"
         ))
         .bind(&id)
         .bind(org)
@@ -74,6 +83,7 @@ impl Store {
         .bind(&actor.id)
         .bind(now_ms())
         .bind(expires_at)
+        .bind(subject.map(str::trim))
         .fetch_one(&mut *otx.tx)
         .await?;
         let info = token_row(&row)?;
@@ -157,7 +167,7 @@ impl Store {
     /// reason the holder can act on (never whose token it was).
     pub async fn authenticate(&self, hash: &str) -> Result<TokenAuth> {
         let row = sqlx::query(
-            "SELECT id, org_id, node_id, kind, hash, expires_at, revoked_at, last_used_at FROM cs_tokens WHERE hash = $1",
+            "SELECT id, org_id, node_id, kind, subject, hash, expires_at, revoked_at, last_used_at FROM cs_tokens WHERE hash = $1",
         )
         .bind(hash)
         .fetch_optional(&self.db.pool)
@@ -187,7 +197,9 @@ impl Store {
                 .execute(&self.db.pool)
                 .await?;
         }
+        let subject: Option<String> = row.try_get("subject")?;
         Ok(TokenAuth {
+            subject: subject.unwrap_or_else(|| format!("token:{id}")),
             id,
             org_id: row.try_get("org_id")?,
             node_id: row.try_get("node_id")?,

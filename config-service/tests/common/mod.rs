@@ -150,12 +150,29 @@ impl TestApp {
     }
 
     pub async fn token(&self, org: &str, node: Option<&str>, label: &str) -> (String, String) {
+        self.token_for(org, node, label, &format!("{label}@{org}.example"))
+            .await
+    }
+
+    /// A token issued to `subject` (several tokens may share one).
+    pub async fn token_for(
+        &self,
+        org: &str,
+        node: Option<&str>,
+        label: &str,
+        subject: &str,
+    ) -> (String, String) {
         let path = match node {
             Some(n) => format!("/api/v1/orgs/{org}/nodes/{n}/tokens"),
             None => format!("/api/v1/orgs/{org}/admin-tokens"),
         };
         let b = self
-            .must(Method::POST, &path, Some(json!({"label": label})), &[])
+            .must(
+                Method::POST,
+                &path,
+                Some(json!({"label": label, "subject": subject})),
+                &[],
+            )
             .await;
         (
             b["secret"].as_str().unwrap().to_owned(),
