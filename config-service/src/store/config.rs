@@ -397,7 +397,7 @@ impl Store {
         };
         propose(&mut otx, &change, &json!(current)).await?;
         otx.commit().await?;
-        Ok(PolicyWrite::Pending(change))
+        Ok(PolicyWrite::Pending(Box::new(change)))
     }
 
     pub async fn list_changes(
@@ -523,7 +523,7 @@ impl Store {
 pub enum PolicyWrite {
     Applied(Policy),
     /// The policy protects something, so changing it waits for another person's approval.
-    Pending(ChangeRequest),
+    Pending(Box<ChangeRequest>),
 }
 
 async fn apply_policy(otx: &mut OrgTx, policy: &Policy) -> Result<()> {
