@@ -336,7 +336,7 @@ async fn execute(
         }
     };
     if let Some(target) = &req.reply_to {
-        reply::post(state, config, target, &summary).await?;
+        reply::post(state, &req.org_id, config, target, &summary).await?;
     }
     Ok(summary)
 }

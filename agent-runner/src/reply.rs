@@ -4,29 +4,55 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 
-fn secret<'a>(config: &'a Value, pointer: &str, what: &str) -> Result<&'a str, String> {
-    config
+/// The credential at `pointer`: config holds a reference (`{"secret": "<name>"}`) that the org
+/// secrets store resolves; a literal is refused (the config-service no longer accepts them, and
+/// one left from before must be moved to the store).
+async fn secret(
+    state: &AppState,
+    org: &str,
+    config: &Value,
+    pointer: &str,
+    what: &str,
+) -> Result<String, String> {
+    let at = format!(
+        "integrations{}",
+        pointer.trim_start_matches("/integrations")
+    );
+    let v = config
         .pointer(pointer)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| {
-            format!(
-                "no {what} configured at integrations{}",
-                pointer.trim_start_matches("/integrations")
-            )
-        })
+        .filter(|v| !v.is_null())
+        .ok_or_else(|| format!("no {what} configured at {at}"))?;
+    let Some(name) = v.get("secret").and_then(Value::as_str) else {
+        return Err(format!(
+            "{at} must refer to the org secrets store as {{\"secret\": \"<name>\"}}"
+        ));
+    };
+    state
+        .config
+        .org_secret(org, name)
+        .await
+        .map_err(|e| format!("reading secret {name}: {e}"))?
+        .ok_or_else(|| format!("{at} refers to secret {name}, which the org does not have"))
 }
 
 /// Posts `text` to `target`: Slack `chat.postMessage` in the thread, or a GitHub issue comment.
 pub async fn post(
     state: &AppState,
+    org: &str,
     config: &Value,
     target: &Value,
     text: &str,
 ) -> Result<(), String> {
     match target.get("kind").and_then(Value::as_str) {
         Some("slack") => {
-            let token = secret(config, "/integrations/slack/bot_token", "Slack bot token")?;
+            let token = secret(
+                state,
+                org,
+                config,
+                "/integrations/slack/bot_token",
+                "Slack bot token",
+            )
+            .await?;
             let mut body = json!({"channel": target["channel"], "text": text});
             if let Some(ts) = target.get("thread_ts").filter(|v| !v.is_null()) {
                 body["thread_ts"] = ts.clone();
@@ -53,7 +79,14 @@ pub async fn post(
             Ok(())
         }
         Some("github") => {
-            let token = secret(config, "/integrations/github/token", "GitHub token")?;
+            let token = secret(
+                state,
+                org,
+                config,
+                "/integrations/github/token",
+                "GitHub token",
+            )
+            .await?;
             let repo = target["repo"]
                 .as_str()
                 .ok_or("the GitHub reply target has no repo")?;

@@ -16,6 +16,10 @@ async fn runs_are_idempotent_recorded_and_scoped() {
         switchyard_config_service::store::Store::new(db.connect().await.unwrap()),
         Some(ADMIN.into()),
         key.clone(),
+        switchyard_common::crypto::Keyring::parse(
+            &switchyard_common::crypto::Keyring::generate_spec("t"),
+        )
+        .unwrap(),
     );
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let cs = format!("http://{}", l.local_addr().unwrap());

@@ -78,10 +78,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let service_key = ServiceKey::new(service_key.into_bytes()).map_err(anyhow::Error::msg)?;
 
     let master = persisted_secret(&args.data_dir.join("master-keys"), || {
-        switchyard_orchestrator::crypto::Keyring::generate_spec("dev")
+        switchyard_common::crypto::Keyring::generate_spec("dev")
     })?;
-    let keyring =
-        switchyard_orchestrator::crypto::Keyring::parse(&master).map_err(anyhow::Error::msg)?;
+    let keyring = switchyard_common::crypto::Keyring::parse(&master).map_err(anyhow::Error::msg)?;
     let orch_url = format!(
         "sqlite://{}",
         args.data_dir.join("orchestrator.db").display()
@@ -123,6 +122,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         Store::new(db),
         Some(admin_token.clone()),
         service_key.clone(),
+        keyring.clone(),
     );
     let runner_state = switchyard_agent_runner::AppState::new(
         &format!("http://{cs_addr}"),

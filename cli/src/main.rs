@@ -15,7 +15,6 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use switchyard_common::auth::read_secret;
 use switchyard_common::db::{Db, redact_url};
 use switchyard_common::telemetry::{init_tracing, shutdown_signal};
 use switchyard_config_service::settings::Settings;
@@ -198,7 +197,8 @@ async fn run_config_service(settings: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
     tracing::info!(addr = %listener.local_addr()?, database = db.backend.name(), "config-service listening");
-    let state = AppState::new(Store::new(db), admin_token, service_key);
+    let keyring = settings.secrets.keyring()?;
+    let state = AppState::new(Store::new(db), admin_token, service_key, keyring);
     switchyard_config_service::serve(listener, state, shutdown_signal()).await?;
     Ok(())
 }
@@ -208,14 +208,7 @@ async fn run_orchestrator(s: switchyard_orchestrator::settings::Settings) -> any
         .secrets
         .service_key()?
         .context("set SWITCHYARD_SERVICE_KEY (or _FILE)")?;
-    let master = read_secret(
-        s.master_keys.as_deref(),
-        s.master_keys_file.as_deref(),
-        "master keys",
-    )?
-    .context("set SWITCHYARD_MASTER_KEYS (or _FILE): webhook secrets are encrypted at rest")?;
-    let keyring =
-        switchyard_orchestrator::crypto::Keyring::parse(&master).map_err(anyhow::Error::msg)?;
+    let keyring = s.secrets.keyring()?;
     let admin = s.secrets.admin_token()?;
     let db = Db::connect(&s.database_url, s.db_max_connections)
         .await

@@ -203,6 +203,25 @@ impl ConfigClient {
         Ok(v["config"].clone())
     }
 
+    /// A value of the org secrets store (`{"secret": "<name>"}` in config). `Ok(None)`: no such
+    /// secret.
+    pub async fn org_secret(&self, org: &str, name: &str) -> Result<Option<String>, CallError> {
+        let resp = self
+            .call(
+                reqwest::Method::GET,
+                format!("{}/api/v1/internal/orgs/{org}/secrets/{name}", self.base),
+            )
+            .bearer_auth(self.jwt())
+            .send()
+            .await
+            .map_err(transport)?;
+        if resp.status().as_u16() == 404 {
+            return Ok(None);
+        }
+        let v: Value = classify(resp).await?.json().await.map_err(transport)?;
+        Ok(v["value"].as_str().map(str::to_owned))
+    }
+
     /// Resolves an org admin or team token. `Ok(None)`: not a valid token.
     pub async fn introspect(&self, token: &str) -> Result<Option<Caller>, CallError> {
         let resp = self

@@ -315,6 +315,21 @@ pub struct Service {
     pub name: String,
 }
 
+impl Service {
+    /// 403 unless the caller is one of `allowed`: each internal endpoint names the services that
+    /// need it.
+    pub fn require(&self, allowed: &[&str]) -> Result<(), Error> {
+        if allowed.contains(&self.name.as_str()) {
+            Ok(())
+        } else {
+            Err(Error::Forbidden(format!(
+                "service {} may not call this endpoint",
+                self.name
+            )))
+        }
+    }
+}
+
 impl<S: AuthState> FromRequestParts<S> for Service {
     type Rejection = Error;
 

@@ -6,6 +6,7 @@
 //!   service JWT that services present to each other.
 //! - [`error`]: the services' error type; [`http`]: auth and body extractors shared by services.
 //! - [`problem`]: RFC 9457 `application/problem+json` bodies with stable `type` URIs.
+//! - [`crypto`]: secrets at rest (XChaCha20-Poly1305 under named, rotatable master keys).
 //! - [`clients`]: calls between services (config-service, agent-runner) with service JWTs.
 //! - [`db`]: connecting to PostgreSQL or SQLite by URL scheme, and running the migrations.
 //! - [`telemetry`]: `tracing` set-up and Prometheus HTTP metrics.
@@ -16,6 +17,7 @@
 pub mod auth;
 pub mod clients;
 pub mod cron;
+pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod http;

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::auth::{ServiceKey, read_secret};
+use crate::crypto::Keyring;
 
 /// Secrets, each from the environment or a file (a mounted Kubernetes Secret). Never logged.
 #[derive(Clone, clap::Args)]
@@ -22,6 +23,15 @@ pub struct SecretSettings {
     /// File holding the service key (used when `--service-key` is unset).
     #[arg(long, env = "SWITCHYARD_SERVICE_KEY_FILE")]
     pub service_key_file: Option<PathBuf>,
+
+    /// Master keys for secrets at rest (webhook secrets in the orchestrator, the org secrets store
+    /// in the config-service): `id=base64(32 bytes)[,id=...]`; the first encrypts, all decrypt.
+    #[arg(long, env = "SWITCHYARD_MASTER_KEYS", hide_env_values = true)]
+    pub master_keys: Option<String>,
+
+    /// File holding the master keys (used when `--master-keys` is unset).
+    #[arg(long, env = "SWITCHYARD_MASTER_KEYS_FILE")]
+    pub master_keys_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for SecretSettings {
@@ -37,6 +47,11 @@ impl std::fmt::Debug for SecretSettings {
                 &self.service_key.as_ref().map(|_| "<redacted>"),
             )
             .field("service_key_file", &self.service_key_file)
+            .field(
+                "master_keys",
+                &self.master_keys.as_ref().map(|_| "<redacted>"),
+            )
+            .field("master_keys_file", &self.master_keys_file)
             .finish()
     }
 }
@@ -55,6 +70,19 @@ impl SecretSettings {
             anyhow::bail!("the platform admin token must be at least 16 characters");
         }
         Ok(token)
+    }
+
+    /// The master keys; an error when none are configured (secrets are never stored in clear).
+    pub fn keyring(&self) -> anyhow::Result<Keyring> {
+        let spec = read_secret(
+            self.master_keys.as_deref(),
+            self.master_keys_file.as_deref(),
+            "master keys",
+        )?
+        .ok_or_else(|| {
+            anyhow::anyhow!("set SWITCHYARD_MASTER_KEYS (or _FILE): secrets are encrypted at rest")
+        })?;
+        Keyring::parse(&spec).map_err(anyhow::Error::msg)
     }
 
     /// The service key; `None` when not configured.

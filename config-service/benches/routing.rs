@@ -200,6 +200,10 @@ async fn run(backend: Backend) {
         store,
         Some("bench-admin-token-0123456789".into()),
         key.clone(),
+        switchyard_common::crypto::Keyring::parse(
+            &switchyard_common::crypto::Keyring::generate_spec("bench"),
+        )
+        .unwrap(),
     );
     let router = app(state);
     let jwt = Arc::new(key.mint("orchestrator", "config-service", 300));

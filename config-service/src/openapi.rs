@@ -17,6 +17,7 @@ use crate::http::*;
         approvals::get_policy, approvals::put_policy, approvals::list_changes, approvals::get_change, approvals::approve, approvals::reject,
         tokens::create_admin_token, tokens::list_admin_tokens, tokens::revoke_admin_token,
         tokens::create_team_token, tokens::list_team_tokens, tokens::revoke_team_token,
+        secrets::put_secret, secrets::list_secrets, secrets::delete_secret, secrets::secret_value,
         routing::list_routes, routing::lookup,
         audit::list, audit::verify,
         agent_runs::create, agent_runs::update, agent_runs::list, agent_runs::get_one,

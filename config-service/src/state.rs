@@ -6,6 +6,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use switchyard_common::auth::ServiceKey;
+use switchyard_common::crypto::Keyring;
 use switchyard_common::telemetry::Metrics;
 
 use switchyard_common::error::Error;
@@ -21,6 +22,8 @@ pub struct AppState {
     pub admin_token: Option<Arc<str>>,
     /// Verifies service JWTs on `/api/v1/internal/*`.
     pub service_key: ServiceKey,
+    /// Seals and opens the org secrets store.
+    pub keyring: Keyring,
     pub metrics: Metrics,
     /// Routing lookups by outcome (`matched`, `unrouted`, `ambiguous`): a rising `ambiguous`
     /// means two organisations claim the same identifiers.
@@ -33,7 +36,12 @@ pub struct LookupLabels {
 }
 
 impl AppState {
-    pub fn new(store: Store, admin_token: Option<String>, service_key: ServiceKey) -> Self {
+    pub fn new(
+        store: Store,
+        admin_token: Option<String>,
+        service_key: ServiceKey,
+        keyring: Keyring,
+    ) -> Self {
         let metrics = Metrics::new("switchyard_config_service");
         let lookups = Family::<LookupLabels, Counter>::default();
         metrics.register(
@@ -45,6 +53,7 @@ impl AppState {
             store,
             admin_token: admin_token.map(Arc::from),
             service_key,
+            keyring,
             metrics,
             lookups,
         }

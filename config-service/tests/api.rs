@@ -17,7 +17,7 @@ async fn walkthrough(b: Backend) {
     app.node("acme", "checkout", Some("payments"), "team").await;
     assert_eq!(app.layer("acme", "acme", json!({"agent": {"provider": "offline", "model": "default"}, "routing": {"slack_team": "T0001"}})).await.status, StatusCode::OK);
     assert_eq!(app.layer("acme", "payments", json!({"agent": {"prompts": {"system": "You help the payments teams."}}, "quotas": {"concurrent_runs": 2}})).await.status, StatusCode::OK);
-    assert_eq!(app.layer("acme", "checkout", json!({"agent": {"model": "large"}, "routing": {"slack_channel": "C0CHECKOUT", "github_repo": "acme/checkout"}, "integrations": {"slack": {"bot_token": "xoxb-secret"}}})).await.status, StatusCode::OK);
+    assert_eq!(app.layer("acme", "checkout", json!({"agent": {"model": "large"}, "routing": {"slack_channel": "C0CHECKOUT", "github_repo": "acme/checkout"}, "integrations": {"slack": {"bot_token": {"secret": "slack-bot"}}}})).await.status, StatusCode::OK);
 
     let eff = app
         .get(
@@ -575,7 +575,7 @@ async fn internal_views_for_other_services(b: Backend) {
     app.layer(
         "acme",
         "t",
-        json!({"routing": {"service": "api"}, "integrations": {"slack": {"bot_token": "xoxb-1"}}}),
+        json!({"routing": {"service": "api"}, "integrations": {"slack": {"bot_token": {"secret": "slack-bot"}}}}),
     )
     .await;
     let v1 = app
@@ -591,7 +591,7 @@ async fn internal_views_for_other_services(b: Backend) {
         .await;
     assert_eq!(
         cfg.body["config"]["integrations"]["slack"]["bot_token"],
-        "xoxb-1"
+        json!({"secret": "slack-bot"})
     );
     let (team, token_id) = app.token("acme", Some("t"), "agents").await;
     let i = app
@@ -638,6 +638,143 @@ async fn internal_views_for_other_services(b: Backend) {
         )
         .await;
     assert_eq!(gone.status, StatusCode::UNAUTHORIZED);
+}
+
+/// The org secrets store: write-only, sealed at rest, audited without values; config refers to
+/// secrets and never holds a literal; only the agent-runner reads values.
+async fn secrets_are_write_only_and_referenced(b: Backend) {
+    let app = TestApp::new(b).await;
+    app.org("acme").await;
+    app.node("acme", "t", None, "team").await;
+    let value = "xoxb-1234567890-very-secret";
+    let (alice, _) = app.token("acme", None, "alice").await;
+    let put = |v: &str| {
+        let app = &app;
+        let (v, alice) = (v.to_owned(), alice.clone());
+        async move {
+            app.send(
+                Method::PUT,
+                "/api/v1/orgs/acme/secrets/slack-bot",
+                Some(&alice),
+                Some(json!({"value": v})),
+                &[],
+            )
+            .await
+        }
+    };
+    let r = put(value).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["name"], "slack-bot");
+    let first = r.body["fingerprint"].as_str().unwrap().to_owned();
+    let r = put("xoxb-rotated-value-0001").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_ne!(r.body["fingerprint"], first.as_str());
+    assert_eq!(put(value).await.status, StatusCode::OK);
+    let bad = app
+        .send(
+            Method::PUT,
+            "/api/v1/orgs/acme/secrets/Bad_Name",
+            Some(&alice),
+            Some(json!({"value": "x"})),
+            &[],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let list = app.get("/api/v1/orgs/acme/secrets", Some(&alice)).await;
+    assert_eq!(list.body.as_array().unwrap().len(), 1);
+    assert!(!list.body.to_string().contains(value));
+
+    // Config refers to it; a literal at a known secret path is refused with its path.
+    let r = app
+        .layer(
+            "acme",
+            "t",
+            json!({"integrations": {"slack": {"bot_token": value}}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        r.body["errors"][0]["pointer"],
+        "/integrations/slack/bot_token"
+    );
+    let r = app
+        .layer("acme", "t", json!({"agent": {"api_key": "sk-literal"}}))
+        .await;
+    assert_eq!(r.body["errors"][0]["pointer"], "/agent/api_key");
+    let r = app
+        .layer("acme", "t", json!({"integrations": {"slack": {"bot_token": {"secret": "slack-bot"}}}, "agent": {"api_key": {"secret": "llm"}}}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+
+    // Only the agent-runner reads the value.
+    let path = "/api/v1/internal/orgs/acme/secrets/slack-bot";
+    let r = app
+        .get(path, Some(&app.service_jwt_of("agent-runner")))
+        .await;
+    assert_eq!(
+        (r.status, r.body["value"].as_str()),
+        (StatusCode::OK, Some(value))
+    );
+    assert_eq!(
+        app.get(path, Some(&app.service_jwt_of("orchestrator")))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        app.get(path, Some(&alice)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.get(
+            "/api/v1/internal/orgs/acme/secrets/nope",
+            Some(&app.service_jwt_of("agent-runner"))
+        )
+        .await
+        .status,
+        StatusCode::NOT_FOUND
+    );
+
+    // The audit log records each change, never the value; nor does the table hold it readably.
+    let audit = app
+        .get(
+            "/api/v1/orgs/acme/audit?target=secret/slack-bot",
+            Some(ADMIN),
+        )
+        .await;
+    let actions: Vec<&str> = audit.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["secret.updated", "secret.updated", "secret.created"]
+    );
+    assert!(!audit.body.to_string().contains(value));
+    let rows: Vec<String> = sqlx::query_scalar("SELECT ciphertext FROM cs_secrets")
+        .fetch_all(&app.state.store.db().pool)
+        .await
+        .unwrap();
+    assert!(rows.iter().all(|c| !c.contains(value)));
+
+    let del = |who: String| {
+        let app = &app;
+        async move {
+            app.send(
+                Method::DELETE,
+                "/api/v1/orgs/acme/secrets/slack-bot",
+                Some(&who),
+                None,
+                &[],
+            )
+            .await
+            .status
+        }
+    };
+    assert_eq!(del(alice.clone()).await, StatusCode::NO_CONTENT);
+    assert_eq!(del(alice).await, StatusCode::NOT_FOUND);
 }
 
 /// Four-eyes compares people: a second token of the author cannot approve; the policy itself is
@@ -773,6 +910,7 @@ async fn four_eyes_are_per_person(b: Backend) {
 }
 
 switchyard_common::on_both_backends!(
+    secrets_are_write_only_and_referenced,
     four_eyes_are_per_person,
     internal_views_for_other_services,
     walkthrough,

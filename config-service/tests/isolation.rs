@@ -170,6 +170,32 @@ fn cases() -> Vec<Case> {
             ORG_ADMIN,
         ),
         case(M::GET, "/api/v1/orgs/acme/routing", None, ORG_ADMIN),
+        // The shared-app attack: only the platform admin assigns a Slack workspace to an org.
+        case(
+            M::PUT,
+            "/api/v1/orgs/acme/nodes/ws-{c}/config/layer",
+            Some(json!({"routing": {"slack_team": "T-{c}"}})),
+            "AFNFFNUUU",
+        ),
+        case(
+            M::PUT,
+            "/api/v1/orgs/acme/secrets/put-{c}",
+            Some(json!({"value": "value-of-{c}"})),
+            ORG_ADMIN,
+        ),
+        case(M::GET, "/api/v1/orgs/acme/secrets", None, ORG_ADMIN),
+        case(
+            M::DELETE,
+            "/api/v1/orgs/acme/secrets/sec-{c}",
+            None,
+            ORG_ADMIN,
+        ),
+        case(
+            M::GET,
+            "/api/v1/internal/orgs/acme/secrets/sec-{c}",
+            None,
+            INTERNAL,
+        ),
         case(M::GET, "/api/v1/orgs/acme/audit", None, ORG_ADMIN),
         case(M::GET, "/api/v1/orgs/acme/audit/verify", None, ORG_ADMIN),
         case(M::GET, "/api/v1/orgs/acme/agent-runs", None, "AANAANUUU"),
@@ -315,6 +341,21 @@ async fn every_endpoint_against_every_caller(b: Backend) {
             }
             if case.path.contains("lay-") {
                 app.node("acme", &format!("lay-{c}"), None, "team").await;
+            }
+            if case.path.contains("/ws-") {
+                app.node("acme", &format!("ws-{c}"), None, "team").await;
+            }
+            if case.path.contains("sec-") {
+                let r = app
+                    .send(
+                        Method::PUT,
+                        &format!("/api/v1/orgs/acme/secrets/sec-{c}"),
+                        Some(ADMIN),
+                        Some(json!({"value": "fixture-value"})),
+                        &[],
+                    )
+                    .await;
+                assert!(r.status.is_success(), "{}", r.body);
             }
             if case.path.contains("{approve}") || case.path.contains("{reject}") {
                 let node = format!("chg-{c}-{}", case.path.len());

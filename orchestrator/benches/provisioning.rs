@@ -8,9 +8,9 @@ use std::time::Instant;
 
 use serde_json::json;
 use switchyard_common::auth::ServiceKey;
+use switchyard_common::crypto::Keyring;
 use switchyard_common::db::testing::TestDb;
 use switchyard_common::db::{Backend, Db};
-use switchyard_orchestrator::crypto::Keyring;
 use switchyard_orchestrator::k8s::fake::FakeApiServer;
 use switchyard_orchestrator::k8s::{self, Cluster};
 use switchyard_orchestrator::reconcile::{self, ReconcileMetrics};
@@ -42,6 +42,7 @@ async fn run() {
         switchyard_config_service::store::Store::new(db.connect_with(16).await.unwrap()),
         Some(ADMIN.into()),
         key.clone(),
+        Keyring::parse(&Keyring::generate_spec("cs")).unwrap(),
     );
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let cs = format!("http://{}", l.local_addr().unwrap());

@@ -3,11 +3,11 @@
 //! # Layout
 //! - [`sources`]: per-sender signature verification and payload normalisation.
 //! - [`http`]: webhooks (the hot path), integrations and the events API.
-//! - [`store`]: integrations and the durable event inbox; [`crypto`]: secrets at rest.
+//! - [`store`]: integrations and the durable event inbox (secrets sealed with
+//!   `switchyard_common::crypto`).
 //! - [`dispatch`]: claims events and triggers the agent-runner.
 
 pub mod abuse;
-pub mod crypto;
 pub mod dispatch;
 pub mod http;
 pub mod k8s;

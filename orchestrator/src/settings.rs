@@ -1,7 +1,6 @@
 //! Settings of the orchestrator, from flags or the environment.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 /// `switchyard orchestrator` options.
 #[derive(Debug, Clone, clap::Args)]
@@ -43,14 +42,6 @@ pub struct Settings {
 
     #[command(flatten)]
     pub secrets: switchyard_common::settings::SecretSettings,
-
-    /// Master keys for webhook secrets at rest: `id=base64(32 bytes)[,id=...]`, the first encrypts
-    /// (or `SWITCHYARD_MASTER_KEYS_FILE`).
-    #[arg(long, env = "SWITCHYARD_MASTER_KEYS", hide_env_values = true)]
-    pub master_keys: Option<String>,
-
-    #[arg(long, env = "SWITCHYARD_MASTER_KEYS_FILE")]
-    pub master_keys_file: Option<PathBuf>,
 
     /// Log as JSON lines.
     #[arg(long, env = "SWITCHYARD_LOG_JSON")]

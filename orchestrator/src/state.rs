@@ -14,10 +14,10 @@ use switchyard_common::error::Error;
 use switchyard_common::http::{AuthState, Caller};
 use switchyard_common::telemetry::Metrics;
 
-use crate::crypto::Keyring;
 use crate::settings::Limits;
 use crate::store::Store;
 use switchyard_common::clients::{CallError, ConfigClient, RunnerClient};
+use switchyard_common::crypto::Keyring;
 
 /// How long a resolved token or decrypted secret set is reused. Revoking a token or retiring a
 /// secret takes effect on every replica within this time.

@@ -22,9 +22,9 @@ use switchyard_common::time::{now_ms, rfc3339};
 use tokio::sync::{Mutex, Notify, OwnedMutexGuard};
 use utoipa::ToSchema;
 
-use crate::crypto::{Keyring, Sealed};
 use crate::sources::Source;
 use crate::sources::normalise::Envelope;
+use switchyard_common::crypto::{Keyring, Sealed};
 
 /// Statuses an event moves through.
 pub mod status {

@@ -62,9 +62,20 @@ async fn onboard(s: &Stack) -> (String, String, String, String) {
         .await;
     }
     s.layer("acme", "acme", json!({"routing": {"slack_team": "T0001", "github_owner": "acme"}, "agent": {"provider": "offline", "model": "triage-1"}})).await;
+    for (name, value) in [
+        ("slack-bot", "xoxb-checkout"),
+        ("github-token", "ghp-checkout"),
+    ] {
+        s.must(
+            Method::PUT,
+            format!("{cs}/api/v1/orgs/acme/secrets/{name}"),
+            Some(json!({"value": value})),
+        )
+        .await;
+    }
     s.layer("acme", "checkout", json!({
         "routing": {"slack_channel": "C0CHECKOUT", "github_repo": "acme/checkout", "pagerduty_service": "PSVC1", "incidentio_alert_source": "01SRC", "alert_label": "team=checkout"},
-        "integrations": {"slack": {"bot_token": "xoxb-checkout"}, "github": {"token": "ghp-checkout"}}
+        "integrations": {"slack": {"bot_token": {"secret": "slack-bot"}}, "github": {"token": {"secret": "github-token"}}}
     })).await;
     s.layer(
         "beta",
@@ -552,7 +563,7 @@ async fn unrouted_events_are_kept_and_replayed_after_the_route_is_fixed(b: Backe
     })
     .await;
     // Fix the routing, replay every unrouted event.
-    s.layer("acme", "checkout", json!({"routing": {"pagerduty_service": ["PSVC1", "PSVC-NEW"]}, "integrations": {"slack": {"bot_token": "x"}}})).await;
+    s.layer("acme", "checkout", json!({"routing": {"pagerduty_service": ["PSVC1", "PSVC-NEW"]}, "integrations": {"slack": {"bot_token": {"secret": "slack-bot"}}}})).await;
     let r = s
         .must(
             Method::POST,

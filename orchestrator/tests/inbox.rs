@@ -2,10 +2,10 @@
 //! order, leases, release on shutdown, replay and retention purge.
 
 use serde_json::json;
+use switchyard_common::crypto::Keyring;
 use switchyard_common::db::Backend;
 use switchyard_common::db::testing::TestDb;
 use switchyard_common::time::now_ms;
-use switchyard_orchestrator::crypto::Keyring;
 use switchyard_orchestrator::sources::Source;
 use switchyard_orchestrator::sources::normalise::Envelope;
 use switchyard_orchestrator::store::{EventQuery, Integration, Settlement, Store, Stored, status};

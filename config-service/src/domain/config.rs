@@ -192,22 +192,7 @@ fn says<'a>(layer: &'a Value, pointer: &str) -> Option<&'a Value> {
     Some(cur)
 }
 
-/// Keys whose values count as secrets under `integrations`.
-fn is_secret_key(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    [
-        "secret",
-        "token",
-        "password",
-        "passwd",
-        "key",
-        "credential",
-        "private",
-        "auth",
-    ]
-    .iter()
-    .any(|s| k.contains(s))
-}
+use super::secrets::is_secret_key;
 
 pub const REDACTED: &str = "<redacted>";
 
@@ -249,8 +234,15 @@ pub fn validate_layer(layer: &Value) -> Result<(), Vec<FieldError>> {
             "routing" => validate_routing(value, &at, &mut errs),
             "pipelines" => validate_pipelines(value, &at, &mut errs),
             "quotas" => validate_quotas(value, &at, &mut errs),
-            "notifications" | "integrations" => {
+            "notifications" => {
                 if !value.is_object() {
+                    errs.push(err(&at, "must be an object"));
+                }
+            }
+            "integrations" => {
+                if value.is_object() {
+                    super::secrets::check_integrations(value, &at, &mut errs);
+                } else {
                     errs.push(err(&at, "must be an object"));
                 }
             }
@@ -293,6 +285,8 @@ enum Ty {
     StrArray,
     Object,
     StrMap,
+    /// Checked by a rule of its own.
+    Any,
 }
 
 fn check(v: &Value, ty: &Ty, at: &str, errs: &mut Vec<FieldError>) {
@@ -310,6 +304,7 @@ fn check(v: &Value, ty: &Ty, at: &str, errs: &mut Vec<FieldError>) {
             "an array of strings",
         ),
         Ty::Object => (v.is_object(), "an object"),
+        Ty::Any => (true, "anything"),
         Ty::StrMap => (
             v.as_object()
                 .is_some_and(|m| m.values().all(|v| v.is_string() || v.is_null())),
@@ -357,9 +352,13 @@ fn validate_agent(v: &Value, at: &str, errs: &mut Vec<FieldError>) {
             ("max_tokens", Ty::PosInt),
             ("max_turns", Ty::PosInt),
             ("timeout_seconds", Ty::PosInt),
+            ("api_key", Ty::Any),
         ],
         errs,
     );
+    if let Some(key) = m.get("api_key") {
+        super::secrets::check_reference(key, &format!("{at}/api_key"), errs);
+    }
     if let Some(t) = m.get("temperature").and_then(Value::as_f64)
         && !(0.0..=2.0).contains(&t)
     {

@@ -4,3 +4,4 @@
 pub mod config;
 pub mod routing;
 pub mod runs;
+pub mod secrets;

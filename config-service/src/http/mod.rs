@@ -12,6 +12,7 @@ pub mod me;
 pub mod nodes;
 pub mod orgs;
 pub mod routing;
+pub mod secrets;
 pub mod tokens;
 
 use std::future::Future;
@@ -44,6 +45,7 @@ pub fn app(state: AppState) -> Router {
         .merge(config::router())
         .merge(approvals::router())
         .merge(tokens::router())
+        .merge(secrets::router())
         .merge(routing::router())
         .merge(audit::router())
         .merge(agent_runs::router())

@@ -11,6 +11,7 @@ pub mod models;
 mod orgs;
 mod routing;
 mod runs;
+mod secrets;
 mod tokens;
 
 use std::sync::Arc;

@@ -199,6 +199,16 @@ pub struct RouteMatch {
     pub matched_value: String,
 }
 
+/// A secret of the org secrets store, as anyone may see it: never the value.
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
+pub struct SecretInfo {
+    pub name: String,
+    /// The first 12 hex digits of the value's SHA-256: tells values apart without revealing them.
+    pub fingerprint: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
 /// What a routing lookup found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Lookup {

@@ -33,7 +33,16 @@ impl TestApp {
         let db = TestDb::new(backend).await.expect("test database");
         let conn = db.connect().await.expect("connect");
         let service_key = ServiceKey::generate();
-        let state = AppState::new(Store::new(conn), Some(ADMIN.into()), service_key.clone());
+        let keyring = switchyard_common::crypto::Keyring::parse(
+            &switchyard_common::crypto::Keyring::generate_spec("test"),
+        )
+        .expect("a generated keyring parses");
+        let state = AppState::new(
+            Store::new(conn),
+            Some(ADMIN.into()),
+            service_key.clone(),
+            keyring,
+        );
         Self {
             router: app(state.clone()),
             state,
@@ -87,6 +96,11 @@ impl TestApp {
 
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Resp {
         self.send(Method::POST, path, token, Some(body), &[]).await
+    }
+
+    /// A service JWT for the config-service from `service`.
+    pub fn service_jwt_of(&self, service: &str) -> String {
+        self.service_key.mint(service, "config-service", 60)
     }
 
     /// A request from a service with a valid JWT.

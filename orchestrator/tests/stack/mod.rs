@@ -11,9 +11,9 @@ use axum::extract::State;
 use axum::routing::post;
 use serde_json::{Value, json};
 use switchyard_common::auth::ServiceKey;
+use switchyard_common::crypto::Keyring;
 use switchyard_common::db::testing::TestDb;
 use switchyard_common::db::{Backend, Db};
-use switchyard_orchestrator::crypto::Keyring;
 use switchyard_orchestrator::settings::Limits;
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
@@ -137,6 +137,7 @@ impl Stack {
             switchyard_config_service::store::Store::new(cs_conn),
             Some(ADMIN.into()),
             key.clone(),
+            keyring.clone(),
         );
         tokio::spawn(switchyard_config_service::serve(
             cs_l,

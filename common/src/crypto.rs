@@ -1,9 +1,10 @@
-//! Webhook secrets at rest: XChaCha20-Poly1305 under a master key.
+//! Secrets at rest (webhook signing secrets, the org secrets store): XChaCha20-Poly1305 under a
+//! master key.
 //!
 //! Master keys have ids, so the key can be rotated: the first configured key encrypts, every
 //! configured key decrypts, and `keyring.needs_reencryption(key_id)` tells which rows to rewrite.
-//! The ciphertext is bound to its row (integration id and secret id as associated data), so a
-//! ciphertext copied onto another integration does not decrypt. XChaCha's 192-bit nonces make
+//! The ciphertext is bound to its row (for example integration id and secret id as associated
+//! data), so a ciphertext copied onto another row does not decrypt. XChaCha's 192-bit nonces make
 //! random nonces safe.
 
 use base64::Engine;

@@ -1,0 +1,134 @@
+//! The org secrets store: write-only values that config refers to as `{"secret": "<name>"}`.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use switchyard_common::ids::Slug;
+use utoipa::ToSchema;
+
+use super::extract::{ApiJson, OrgAdmin, Service};
+use crate::domain::secrets::MAX_SECRET_LEN;
+use crate::error::{Error, Result};
+use crate::state::AppState;
+use crate::store::SecretInfo;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/orgs/{org}/secrets", get(list_secrets))
+        .route(
+            "/api/v1/orgs/{org}/secrets/{name}",
+            put(put_secret).delete(delete_secret),
+        )
+        .route(
+            "/api/v1/internal/orgs/{org}/secrets/{name}",
+            get(secret_value),
+        )
+}
+
+/// Services allowed to read secret values: the agent-runner (LLM keys, tool tokens, reply tokens).
+const READERS: &[&str] = &["agent-runner"];
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretValue {
+    /// The credential. Never returned by any endpoint.
+    pub value: String,
+}
+
+fn check_secret_name(name: &str) -> Result<()> {
+    Slug::parse(name).map(|_| ()).map_err(|e| {
+        Error::invalid(
+            "/name",
+            format!("a secret name is a slug (lowercase letters, digits, '-', '_'): {e}"),
+        )
+    })
+}
+
+/// Set a secret (org admin). The value is encrypted at rest and never shown again: answers its
+/// name and fingerprint, 201 when new, 200 when replaced.
+#[utoipa::path(put, path = "/api/v1/orgs/{org}/secrets/{name}", tag = "secrets",
+    params(("org" = String, Path), ("name" = String, Path)), request_body = SecretValue,
+    responses((status = 201, body = SecretInfo), (status = 200, body = SecretInfo), (status = 422, body = switchyard_common::problem::Problem)))]
+pub async fn put_secret(
+    State(state): State<AppState>,
+    admin: OrgAdmin,
+    Path((_, name)): Path<(String, String)>,
+    ApiJson(req): ApiJson<SecretValue>,
+) -> Result<(StatusCode, Json<SecretInfo>)> {
+    check_secret_name(&name)?;
+    if req.value.is_empty() || req.value.len() > MAX_SECRET_LEN {
+        return Err(Error::invalid(
+            "/value",
+            format!("a secret is 1 to {MAX_SECRET_LEN} bytes"),
+        ));
+    }
+    let (info, created) = state
+        .store
+        .put_secret(
+            &admin.actor,
+            &state.keyring,
+            &admin.org_id,
+            &name,
+            &req.value,
+        )
+        .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(info)))
+}
+
+/// The org's secrets: names, fingerprints and times, never values.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/secrets", tag = "secrets", params(("org" = String, Path)),
+    responses((status = 200, body = Vec<SecretInfo>)))]
+pub async fn list_secrets(
+    State(state): State<AppState>,
+    admin: OrgAdmin,
+) -> Result<Json<Vec<SecretInfo>>> {
+    Ok(Json(state.store.list_secrets(&admin.org_id).await?))
+}
+
+/// Delete a secret (org admin).
+#[utoipa::path(delete, path = "/api/v1/orgs/{org}/secrets/{name}", tag = "secrets",
+    params(("org" = String, Path), ("name" = String, Path)),
+    responses((status = 204), (status = 404, body = switchyard_common::problem::Problem)))]
+pub async fn delete_secret(
+    State(state): State<AppState>,
+    admin: OrgAdmin,
+    Path((_, name)): Path<(String, String)>,
+) -> Result<StatusCode> {
+    state
+        .store
+        .delete_secret(&admin.actor, &admin.org_id, &name)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RevealedSecret {
+    pub name: String,
+    pub value: String,
+}
+
+/// A secret's value, for the services that use it (service JWT of the agent-runner only).
+#[utoipa::path(get, path = "/api/v1/internal/orgs/{org}/secrets/{name}", tag = "internal",
+    params(("org" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = RevealedSecret), (status = 403, body = switchyard_common::problem::Problem), (status = 404, body = switchyard_common::problem::Problem)),
+    security(("service_jwt" = [])))]
+pub async fn secret_value(
+    State(state): State<AppState>,
+    service: Service,
+    Path((org, name)): Path<(String, String)>,
+) -> Result<Json<RevealedSecret>> {
+    service.require(READERS)?;
+    let value = state
+        .store
+        .secret_value(&state.keyring, &org, &name)
+        .await?;
+    tracing::info!(org = %org, secret = %name, service = %service.name, "secret read");
+    Ok(Json(RevealedSecret { name, value }))
+}

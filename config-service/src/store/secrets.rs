@@ -1,0 +1,147 @@
+//! The org secrets store: write-only credentials, sealed at rest, audited without their values.
+
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use switchyard_common::crypto::{Keyring, Sealed};
+use switchyard_common::time::now_ms;
+
+use super::{Actor, SecretInfo, Store, ts};
+use crate::error::{Error, Result};
+
+/// Associated data binding a sealed value to its org and name: a ciphertext copied to another
+/// org or name does not decrypt.
+fn aad(org: &str, name: &str) -> String {
+    format!("cs_secrets/{org}/{name}")
+}
+
+/// Tells values apart without revealing them (the first 12 hex digits of their SHA-256).
+fn fingerprint(value: &str) -> String {
+    hex::encode(Sha256::digest(value.as_bytes()))[..12].to_owned()
+}
+
+fn info(r: &sqlx::any::AnyRow) -> Result<SecretInfo> {
+    Ok(SecretInfo {
+        name: r.try_get("name")?,
+        fingerprint: r.try_get("fingerprint")?,
+        created_at: ts(r, "created_at")?,
+        updated_at: ts(r, "updated_at")?,
+    })
+}
+
+impl Store {
+    /// Sets a secret (creating or replacing it). Answers its description and whether it is new.
+    /// The audit entry records the change and the fingerprints, never the value.
+    pub async fn put_secret(
+        &self,
+        actor: &Actor,
+        keyring: &Keyring,
+        org: &str,
+        name: &str,
+        value: &str,
+    ) -> Result<(SecretInfo, bool)> {
+        let mut otx = self.org_tx(org, actor).await?;
+        let before = sqlx::query(
+            "SELECT name, fingerprint, created_at, updated_at FROM cs_secrets WHERE org_id = $1 AND name = $2",
+        )
+        .bind(org)
+        .bind(name)
+        .fetch_optional(&mut *otx.tx)
+        .await?
+        .map(|r| info(&r))
+        .transpose()?;
+        let sealed = keyring.seal(value.as_bytes(), &aad(org, name));
+        let now = now_ms();
+        let row = sqlx::query(
+            "INSERT INTO cs_secrets (org_id, name, key_id, nonce, ciphertext, fingerprint, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
+             ON CONFLICT (org_id, name) DO UPDATE SET key_id = excluded.key_id, nonce = excluded.nonce, \
+               ciphertext = excluded.ciphertext, fingerprint = excluded.fingerprint, updated_at = excluded.updated_at \
+             RETURNING name, fingerprint, created_at, updated_at",
+        )
+        .bind(org)
+        .bind(name)
+        .bind(&sealed.key_id)
+        .bind(&sealed.nonce)
+        .bind(&sealed.ciphertext)
+        .bind(fingerprint(value))
+        .bind(now)
+        .fetch_one(&mut *otx.tx)
+        .await?;
+        let after = info(&row)?;
+        otx.audit(
+            if before.is_some() {
+                "secret.updated"
+            } else {
+                "secret.created"
+            },
+            &format!("secret/{name}"),
+            before.as_ref().map(|b| json!(b)).as_ref(),
+            Some(&json!(after)),
+        )
+        .await?;
+        otx.commit().await?;
+        Ok((after, before.is_none()))
+    }
+
+    /// The org's secrets: names, fingerprints and times only.
+    pub async fn list_secrets(&self, org: &str) -> Result<Vec<SecretInfo>> {
+        if self.get_org(org).await?.is_none() {
+            return Err(Error::not_found(format!("organisation {org}")));
+        }
+        sqlx::query(
+            "SELECT name, fingerprint, created_at, updated_at FROM cs_secrets WHERE org_id = $1 ORDER BY name",
+        )
+        .bind(org)
+        .fetch_all(&self.db.pool)
+        .await?
+        .iter()
+        .map(info)
+        .collect()
+    }
+
+    /// Deletes a secret; 404 if there is none by that name.
+    pub async fn delete_secret(&self, actor: &Actor, org: &str, name: &str) -> Result<()> {
+        let mut otx = self.org_tx(org, actor).await?;
+        let row = sqlx::query(
+            "DELETE FROM cs_secrets WHERE org_id = $1 AND name = $2 RETURNING name, fingerprint, created_at, updated_at",
+        )
+        .bind(org)
+        .bind(name)
+        .fetch_optional(&mut *otx.tx)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("secret {name}")))?;
+        let before = info(&row)?;
+        otx.audit(
+            "secret.deleted",
+            &format!("secret/{name}"),
+            Some(&json!(before)),
+            None,
+        )
+        .await?;
+        otx.commit().await?;
+        Ok(())
+    }
+
+    /// A secret's value, decrypted (for the services that need it; never on a public endpoint).
+    pub async fn secret_value(&self, keyring: &Keyring, org: &str, name: &str) -> Result<String> {
+        let row = sqlx::query(
+            "SELECT key_id, nonce, ciphertext FROM cs_secrets WHERE org_id = $1 AND name = $2",
+        )
+        .bind(org)
+        .bind(name)
+        .fetch_optional(&self.db.pool)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("secret {name}")))?;
+        let sealed = Sealed {
+            key_id: row.try_get("key_id")?,
+            nonce: row.try_get("nonce")?,
+            ciphertext: row.try_get("ciphertext")?,
+        };
+        let plain = keyring
+            .open(&sealed, &aad(org, name))
+            .map_err(|e| Error::Internal(anyhow::anyhow!("secret {name} of {org}: {e}")))?;
+        String::from_utf8(plain)
+            .map_err(|_| Error::Internal(anyhow::anyhow!("secret {name} of {org} is not UTF-8")))
+    }
+}
