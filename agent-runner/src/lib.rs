@@ -28,7 +28,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use switchyard_common::auth::ServiceKey;
-use switchyard_common::clients::{CallError, ConfigClient};
+use switchyard_common::clients::{CallError, ConfigClient, RunLease};
 use switchyard_common::error::{Error, Result};
 use switchyard_common::http::{ApiJson, AuthState, Caller, Service};
 use switchyard_common::problem::Problem;
@@ -81,9 +81,16 @@ pub struct ReplySettings {
         default_value = "https://api.github.com"
     )]
     pub github_api_base: String,
-    /// Longest a run may take before it is failed.
+    /// Longest a run may take before it is failed, resumptions included.
     #[arg(long, env = "SWITCHYARD_RUN_DEADLINE_SECONDS", default_value_t = 120)]
     pub run_deadline_seconds: u64,
+    /// How long a run's lease lasts without renewal (renewed every third of it). When a runner
+    /// dies, its runs are resumed by another within about this long.
+    #[arg(long, env = "SWITCHYARD_RUN_LEASE_SECONDS", default_value_t = 30)]
+    pub run_lease_seconds: u64,
+    /// Executions a run may have; a run whose runner died this often is failed, not resumed.
+    #[arg(long, env = "SWITCHYARD_MAX_RUN_ATTEMPTS", default_value_t = 3)]
+    pub max_run_attempts: i64,
 }
 
 #[derive(Clone)]
@@ -94,6 +101,8 @@ pub struct AppState {
     pub admin_token: Option<Arc<str>>,
     pub service_key: ServiceKey,
     pub metrics: Metrics,
+    /// Names this process as the holder of its runs' leases.
+    pub runner_id: Arc<str>,
     /// Runs in flight per (org, team).
     inflight: Arc<Mutex<HashMap<(String, String), u64>>>,
 }
@@ -123,6 +132,7 @@ impl AppState {
             admin_token: admin_token.map(Arc::from),
             service_key,
             metrics: Metrics::new("switchyard_agent_runner"),
+            runner_id: Arc::from(format!("agent-runner-{}", uuid::Uuid::new_v4().simple())),
             inflight: Arc::default(),
         }
     }
@@ -249,6 +259,12 @@ pub async fn run(
             &req.team_id,
             &req.trigger,
             &req.idempotency_key,
+            &RunLease {
+                runner: &state.runner_id,
+                lease_ms: state.lease_ms(),
+                deadline_seconds: state.replies.run_deadline_seconds.max(1),
+                reply_to: req.reply_to.as_ref(),
+            },
         )
         .await;
     let (record, created) = match recorded {
@@ -275,32 +291,7 @@ pub async fn run(
     // The run outlives the request: it keeps the request's trace for its config-service calls.
     let trace = switchyard_common::trace::TraceContext::current()
         .unwrap_or_else(switchyard_common::trace::TraceContext::new_root);
-    tokio::spawn(trace.scope(async move {
-        let deadline = Duration::from_secs(task_state.replies.run_deadline_seconds.max(1));
-        let outcome =
-            tokio::time::timeout(deadline, execute(&task_state, &id, &req, &config)).await;
-        let (status, summary, error) = match outcome {
-            Ok(Ok(summary)) => ("succeeded", Some(summary), None),
-            Ok(Err(e)) => ("failed", None, Some(e)),
-            Err(_) => (
-                "failed",
-                None,
-                Some(format!(
-                    "the run exceeded its {}s deadline",
-                    deadline.as_secs()
-                )),
-            ),
-        };
-        if let Err(e) = task_state
-            .config
-            .update_run(&id, status, summary.as_deref(), error.as_deref())
-            .await
-        {
-            tracing::error!(run = %id, error = %e, "could not record the run's outcome");
-        }
-        tracing::info!(run = %id, org = %req.org_id, team = %req.team_id, status, "run finished");
-        release(&task_state, &req.org_id, &req.team_id);
-    }));
+    tokio::spawn(trace.scope(async move { execute_leased(&task_state, &id, &req, &config).await }));
     Ok((
         StatusCode::ACCEPTED,
         Json(Accepted {
@@ -309,6 +300,121 @@ pub async fn run(
         }),
     )
         .into_response())
+}
+
+impl AppState {
+    fn lease_ms(&self) -> i64 {
+        (self.replies.run_lease_seconds.max(1) * 1000) as i64
+    }
+}
+
+/// Executes a run this runner holds the lease of, renewing it every third of the lease, within
+/// the deadline; records the outcome and frees the team's slot. When the lease is lost (this
+/// runner stalled and another resumed the run) it stops and records nothing: the holder does.
+async fn execute_leased(state: &AppState, id: &str, req: &RunRequest, config: &Value) {
+    let deadline = Duration::from_secs(state.replies.run_deadline_seconds.max(1));
+    let lease_ms = state.lease_ms();
+    let work = tokio::time::timeout(deadline, execute(state, id, req, config));
+    tokio::pin!(work);
+    let mut renew = tokio::time::interval(Duration::from_millis((lease_ms / 3) as u64));
+    renew.tick().await;
+    let outcome = loop {
+        tokio::select! {
+            o = &mut work => break Some(o),
+            _ = renew.tick() => match state.config.renew_run_lease(id, &state.runner_id, lease_ms).await {
+                Ok(true) => {}
+                Ok(false) => break None,
+                Err(e) => tracing::warn!(run = %id, error = %e, "could not renew the run's lease; retrying"),
+            },
+        }
+    };
+    release(state, &req.org_id, &req.team_id);
+    let Some(outcome) = outcome else {
+        tracing::warn!(run = %id, "lost the run's lease to another runner; it finishes the run");
+        return;
+    };
+    let (status, summary, error) = match outcome {
+        Ok(Ok(summary)) => ("succeeded", Some(summary), None),
+        Ok(Err(e)) => ("failed", None, Some(e)),
+        Err(_) => (
+            "failed",
+            None,
+            Some(format!(
+                "the run exceeded its {}s deadline",
+                deadline.as_secs()
+            )),
+        ),
+    };
+    if let Err(e) = state
+        .config
+        .update_run(id, status, summary.as_deref(), error.as_deref())
+        .await
+    {
+        tracing::error!(run = %id, error = %e, "could not record the run's outcome; its lease will lapse and it is resumed");
+    }
+    tracing::info!(run = %id, org = %req.org_id, team = %req.team_id, status, "run finished");
+}
+
+/// Resumes runs whose runner died: every half lease, one recovery sweep in the config-service
+/// (which also fails runs past their deadline or attempts), then executes what it leased to us.
+/// Runs beside the HTTP server in every replica; the sweep's row locks keep replicas apart.
+pub async fn recover_runs(state: AppState) {
+    let every = Duration::from_millis((state.lease_ms() / 2).max(100) as u64);
+    loop {
+        match state
+            .config
+            .recover_runs(
+                &state.runner_id,
+                state.lease_ms(),
+                state.replies.max_run_attempts,
+            )
+            .await
+        {
+            Ok(runs) => {
+                for run in runs {
+                    let Ok(req) = serde_json::from_value::<RecoveredRun>(run.clone()) else {
+                        tracing::error!(run = %run["id"], "a recovered run could not be read");
+                        continue;
+                    };
+                    let state = state.clone();
+                    let id = run["id"].as_str().unwrap_or_default().to_owned();
+                    tokio::spawn(async move {
+                        let req = RunRequest {
+                            org_id: req.org_id,
+                            team_id: req.team_id,
+                            trigger: req.trigger,
+                            reply_to: req.reply_to,
+                            idempotency_key: req.idempotency_key.unwrap_or_default(),
+                        };
+                        tracing::info!(run = %id, org = %req.org_id, team = %req.team_id, "resuming a run whose runner stopped");
+                        let config = match state.config.node_config(&req.org_id, &req.team_id).await
+                        {
+                            Ok(c) => c,
+                            Err(e) => {
+                                // Leave the lease to lapse: the next sweep tries again.
+                                tracing::warn!(error = %e, "cannot read the config of a resumed run");
+                                return;
+                            }
+                        };
+                        reserve(&state, &req.org_id, &req.team_id, u64::MAX);
+                        execute_leased(&state, &id, &req, &config).await;
+                    });
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "run recovery sweep failed; retrying"),
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// The fields of a recorded run needed to execute it again.
+#[derive(Debug, Deserialize)]
+struct RecoveredRun {
+    org_id: String,
+    team_id: String,
+    trigger: Value,
+    reply_to: Option<Value>,
+    idempotency_key: Option<String>,
 }
 
 async fn execute(
@@ -424,7 +530,10 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
+    let recovery = tokio::spawn(recover_runs(state.clone()));
+    let served = axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    recovery.abort();
+    served
 }

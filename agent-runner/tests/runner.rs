@@ -8,10 +8,9 @@ use switchyard_common::db::testing::TestDb;
 
 const ADMIN: &str = "runner-test-admin-token-0123456789";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn runs_are_idempotent_recorded_and_scoped() {
+/// A config-service on SQLite; answers its URL (keep the database alive as long as it runs).
+async fn config_service(key: &ServiceKey) -> (String, TestDb) {
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
-    let key = ServiceKey::generate();
     let cs_state = switchyard_config_service::AppState::new(
         switchyard_config_service::store::Store::new(db.connect().await.unwrap()),
         Some(ADMIN.into()),
@@ -28,18 +27,33 @@ async fn runs_are_idempotent_recorded_and_scoped() {
         cs_state,
         std::future::pending(),
     ));
+    (cs, db)
+}
+
+/// An agent-runner whose runs hold leases of `lease_seconds`; answers its URL.
+async fn agent_runner(cs: &str, key: &ServiceKey, lease_seconds: u64) -> String {
     let replies = switchyard_agent_runner::ReplySettings {
         slack_api_base: "http://127.0.0.1:9".into(),
         github_api_base: "http://127.0.0.1:9".into(),
         run_deadline_seconds: 10,
+        run_lease_seconds: lease_seconds,
+        max_run_attempts: 3,
     };
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let runner = format!("http://{}", l.local_addr().unwrap());
     tokio::spawn(switchyard_agent_runner::serve(
         l,
-        switchyard_agent_runner::AppState::new(&cs, replies, Some(ADMIN.into()), key.clone()),
+        switchyard_agent_runner::AppState::new(cs, replies, Some(ADMIN.into()), key.clone()),
         std::future::pending(),
     ));
+    runner
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_are_idempotent_recorded_and_scoped() {
+    let key = ServiceKey::generate();
+    let (cs, _db) = config_service(&key).await;
+    let runner = agent_runner(&cs, &key, 30).await;
 
     let http = reqwest::Client::new();
     let admin = |m: reqwest::Method, url: String, body: Value| {
@@ -209,4 +223,84 @@ async fn runs_are_idempotent_recorded_and_scoped() {
         run["error"].as_str().unwrap().contains("bot token"),
         "{run}"
     );
+}
+
+/// A run whose agent-runner died (its lease lapsed, status `running`) is resumed by another
+/// runner and finishes: nothing stays `running`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_runners_run_is_resumed() {
+    let key = ServiceKey::generate();
+    let (cs, _db) = config_service(&key).await;
+    let http = reqwest::Client::new();
+    for (url, body) in [
+        (
+            format!("{cs}/api/v1/orgs"),
+            json!({"id": "acme", "name": "Acme"}),
+        ),
+        (
+            format!("{cs}/api/v1/orgs/acme/nodes"),
+            json!({"id": "checkout", "kind": "team", "name": "Checkout"}),
+        ),
+    ] {
+        let r = http
+            .post(url)
+            .bearer_auth(ADMIN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+    // What a runner leaves behind when it is killed mid-run.
+    let jwt = key.mint("agent-runner", "config-service", 60);
+    let run: Value = http
+        .post(format!("{cs}/api/v1/internal/agent-runs"))
+        .bearer_auth(&jwt)
+        .json(&json!({"org_id": "acme", "team_id": "checkout", "trigger": {"source": "pagerduty", "event_type": "incident.triggered"},
+            "idempotency_key": "event-9", "runner": "agent-runner-killed", "lease_ms": 100, "deadline_seconds": 60}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = run["id"].as_str().unwrap().to_owned();
+    let r = http
+        .patch(format!("{cs}/api/v1/internal/agent-runs/{id}"))
+        .bearer_auth(&jwt)
+        .json(&json!({"status": "running"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    // The orchestrator may not record runs (only the agent-runner does).
+    let r = http
+        .post(format!("{cs}/api/v1/internal/agent-runs/recover"))
+        .bearer_auth(key.mint("orchestrator", "config-service", 60))
+        .json(&json!({"runner": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+
+    let _runner = agent_runner(&cs, &key, 1).await;
+    let mut seen = Value::Null;
+    for _ in 0..200 {
+        seen = http
+            .get(format!("{cs}/api/v1/orgs/acme/agent-runs/{id}"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if seen["status"] == "succeeded" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen["status"], "succeeded", "{seen}");
+    assert_eq!(seen["attempts"], 2);
+    assert!(seen["lease_owner"].is_null());
 }

@@ -130,6 +130,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             slack_api_base: args.slack_api_base,
             github_api_base: args.github_api_base,
             run_deadline_seconds: 120,
+            run_lease_seconds: 30,
+            max_run_attempts: 3,
         },
         Some(admin_token.clone()),
         service_key.clone(),

@@ -72,6 +72,17 @@ pub struct RouteMatch {
     pub matched_value: String,
 }
 
+/// The lease a new run is recorded with: the runner executing it renews it; when it lapses,
+/// another runner resumes the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunLease<'a> {
+    pub runner: &'a str,
+    pub lease_ms: i64,
+    pub deadline_seconds: u64,
+    /// Kept with the run so a resumed run still replies.
+    pub reply_to: Option<&'a Value>,
+}
+
 /// What a routing lookup found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Lookup {
@@ -266,23 +277,73 @@ impl ConfigClient {
 }
 
 impl ConfigClient {
-    /// Records a queued run; with a repeated idempotency key, answers the existing run.
+    /// Records a queued run leased to `lease.runner`; with a repeated idempotency key, answers
+    /// the existing run.
     pub async fn create_run(
         &self,
         org: &str,
         team: &str,
         trigger: &Value,
         idempotency_key: &str,
+        lease: &RunLease<'_>,
     ) -> Result<(Value, bool), CallError> {
         let resp = self.call(reqwest::Method::POST, format!("{}/api/v1/internal/agent-runs", self.base))
             .bearer_auth(self.jwt())
-            .json(&json!({"org_id": org, "team_id": team, "trigger": trigger, "idempotency_key": idempotency_key}))
+            .json(&json!({"org_id": org, "team_id": team, "trigger": trigger, "idempotency_key": idempotency_key,
+                "reply_to": lease.reply_to, "runner": lease.runner, "lease_ms": lease.lease_ms, "deadline_seconds": lease.deadline_seconds}))
             .send()
             .await
             .map_err(transport)?;
         let created = resp.status().as_u16() == 201;
         let v: Value = classify(resp).await?.json().await.map_err(transport)?;
         Ok((v, created))
+    }
+
+    /// Extends this runner's lease on a run. `Ok(false)`: the lease is lost (another runner
+    /// resumed the run, or it finished): stop working on it.
+    pub async fn renew_run_lease(
+        &self,
+        id: &str,
+        runner: &str,
+        lease_ms: i64,
+    ) -> Result<bool, CallError> {
+        let resp = self
+            .call(
+                reqwest::Method::POST,
+                format!("{}/api/v1/internal/agent-runs/{id}/lease", self.base),
+            )
+            .bearer_auth(self.jwt())
+            .json(&json!({"runner": runner, "lease_ms": lease_ms}))
+            .send()
+            .await
+            .map_err(transport)?;
+        if resp.status().as_u16() == 409 {
+            return Ok(false);
+        }
+        classify(resp).await?;
+        Ok(true)
+    }
+
+    /// One recovery sweep: the runs now leased to `runner` to execute again (those whose runner
+    /// stopped), after the config-service failed the ones past their deadline or attempts.
+    pub async fn recover_runs(
+        &self,
+        runner: &str,
+        lease_ms: i64,
+        max_attempts: i64,
+    ) -> Result<Vec<Value>, CallError> {
+        let resp = self
+            .call(
+                reqwest::Method::POST,
+                format!("{}/api/v1/internal/agent-runs/recover", self.base),
+            )
+            .bearer_auth(self.jwt())
+            .json(&json!({"runner": runner, "lease_ms": lease_ms, "max_attempts": max_attempts}))
+            .send()
+            .await
+            .map_err(transport)?;
+        let v: Value = classify(resp).await?.json().await.map_err(transport)?;
+        Ok(v["resumed"].as_array().cloned().unwrap_or_default())
     }
 
     pub async fn update_run(

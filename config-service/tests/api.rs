@@ -472,7 +472,7 @@ async fn internal_endpoints_need_a_service_jwt(b: Backend) {
         StatusCode::UNAUTHORIZED
     );
 
-    let jwt = app.service_jwt();
+    let jwt = app.service_jwt_of("agent-runner");
     let r = app
         .post("/api/v1/internal/agent-runs", Some(&jwt), body.clone())
         .await;

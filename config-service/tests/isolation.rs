@@ -317,7 +317,7 @@ async fn every_endpoint_against_every_caller(b: Backend) {
         &[],
     )
     .await;
-    let jwt = app.service_jwt();
+    let jwt = app.service_jwt_of("agent-runner");
     let run = app
         .post(
             "/api/v1/internal/agent-runs",

@@ -978,21 +978,38 @@ async fn agent_runs_are_idempotent_and_move_forward(b: Backend) {
     let (_db, s) = seeded(b).await;
     let trigger = json!({"source": "slack", "event_id": "Ev1"});
     let (r, created) = s
-        .create_run("acme", "checkout", &trigger, Some("evt-1"))
+        .create_run(&NewRun {
+            org: "acme",
+            team: "checkout",
+            trigger: &trigger,
+            idempotency_key: Some("evt-1"),
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert!(created);
     assert_eq!(r.status, "queued");
     let (again, created) = s
-        .create_run("acme", "checkout", &trigger, Some("evt-1"))
+        .create_run(&NewRun {
+            org: "acme",
+            team: "checkout",
+            trigger: &trigger,
+            idempotency_key: Some("evt-1"),
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert!(!created);
     assert_eq!(again.id, r.id);
     assert!(matches!(
-        s.create_run("acme", "nope", &trigger, None)
-            .await
-            .unwrap_err(),
+        s.create_run(&NewRun {
+            org: "acme",
+            team: "nope",
+            trigger: &trigger,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err(),
         Error::Validation(_)
     ));
 
@@ -1017,9 +1034,14 @@ async fn agent_runs_are_idempotent_and_move_forward(b: Backend) {
     assert!(done.finished_at.is_some());
 
     for i in 0..4 {
-        s.create_run("acme", "search", &json!({"n": i}), None)
-            .await
-            .unwrap();
+        s.create_run(&NewRun {
+            org: "acme",
+            team: "search",
+            trigger: &json!({"n": i}),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     }
     let page = s
         .list_runs(
@@ -1083,7 +1105,101 @@ async fn concurrent_writes_keep_one_chain(b: Backend) {
     assert_eq!(v.entries, 4 + 16);
 }
 
+/// A run whose runner died is resumed by another (bounded attempts), failed past its deadline,
+/// and a runner that lost its lease cannot renew it.
+async fn runs_hold_leases_and_are_recovered(b: Backend) {
+    let (_db, s) = seeded(b).await;
+    let trigger = json!({"source": "pagerduty"});
+    let reply = json!({"kind": "slack", "channel": "C1"});
+    let leased = |key: &'static str, lease_ms: i64, deadline_ms: Option<i64>| NewRun {
+        org: "acme",
+        team: "checkout",
+        trigger: &trigger,
+        idempotency_key: Some(key),
+        reply_to: Some(&reply),
+        runner: Some("runner-a"),
+        lease_ms,
+        deadline_ms,
+    };
+    let (alive, _) = s.create_run(&leased("alive", 60_000, None)).await.unwrap();
+    let (dead, _) = s.create_run(&leased("dead", -1, None)).await.unwrap();
+    let (late, _) = s
+        .create_run(&leased("late", 60_000, Some(-1)))
+        .await
+        .unwrap();
+    assert_eq!(
+        (dead.attempts, dead.lease_owner.as_deref()),
+        (1, Some("runner-a"))
+    );
+    s.update_run(&dead.id, "running", None, None).await.unwrap();
+
+    let r = s.recover_runs("runner-b", 60_000, 2, 10).await.unwrap();
+    let resumed: Vec<&str> = r.resumed.iter().map(|r| r.id.as_str()).collect();
+    let failed: Vec<&str> = r.failed.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(
+        resumed,
+        [dead.id.as_str()],
+        "only the lapsed lease is resumed"
+    );
+    assert_eq!(
+        failed,
+        [late.id.as_str()],
+        "the run past its deadline is failed"
+    );
+    let again = &r.resumed[0];
+    assert_eq!(
+        (
+            again.status.as_str(),
+            again.attempts,
+            again.lease_owner.as_deref()
+        ),
+        ("queued", 2, Some("runner-b"))
+    );
+    assert_eq!(
+        again.reply_to,
+        Some(reply.clone()),
+        "a resumed run still replies"
+    );
+    assert!(r.failed[0].error.as_deref().unwrap().contains("deadline"));
+    // The runner that lost it cannot renew; the new holder can, and an alive run is untouched.
+    assert!(
+        !s.renew_run_lease(&dead.id, "runner-a", 60_000)
+            .await
+            .unwrap()
+    );
+    assert!(s.renew_run_lease(&dead.id, "runner-b", -1).await.unwrap());
+    assert_eq!(s.get_run(None, &alive.id).await.unwrap().status, "queued");
+    // Its second runner dies too: out of attempts, it is failed, not resumed a third time.
+    let r = s.recover_runs("runner-c", 60_000, 2, 10).await.unwrap();
+    assert!(r.resumed.is_empty());
+    assert_eq!(r.failed.len(), 1);
+    assert!(
+        r.failed[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("stopped 2 times")
+    );
+    // Finished runs drop their lease and are never recovered.
+    s.update_run(&alive.id, "running", None, None)
+        .await
+        .unwrap();
+    let done = s
+        .update_run(&alive.id, "succeeded", Some("ok"), None)
+        .await
+        .unwrap();
+    assert_eq!(done.lease_owner, None);
+    assert!(
+        !s.renew_run_lease(&alive.id, "runner-a", 60_000)
+            .await
+            .unwrap()
+    );
+    let r = s.recover_runs("runner-d", 60_000, 5, 10).await.unwrap();
+    assert!(r.resumed.is_empty() && r.failed.is_empty());
+}
+
 switchyard_common::on_both_backends!(
+    runs_hold_leases_and_are_recovered,
     orgs_are_unique_and_listed,
     node_tree_moves_and_deletes,
     layers_merge_version_and_guard,

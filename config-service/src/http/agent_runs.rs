@@ -12,12 +12,14 @@ use super::extract::{ApiJson, ApiQuery, Caller, Service};
 use crate::domain::runs::STATUSES;
 use crate::error::{Error, Result};
 use crate::state::AppState;
-use crate::store::{AgentRun, Page, RunQuery};
+use crate::store::{AgentRun, NewRun, Page, RunQuery};
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/internal/agent-runs", post(create))
         .route("/api/v1/internal/agent-runs/{id}", patch(update))
+        .route("/api/v1/internal/agent-runs/{id}/lease", post(renew_lease))
+        .route("/api/v1/internal/agent-runs/recover", post(recover))
         .route("/api/v1/orgs/{org}/agent-runs", get(list))
         .route("/api/v1/orgs/{org}/agent-runs/{id}", get(get_one))
 }
@@ -32,6 +34,29 @@ pub struct CreateRun {
     pub trigger: Value,
     /// A repeated key returns the run already recorded.
     pub idempotency_key: Option<String>,
+    /// Where the result goes; kept so a resumed run still replies.
+    #[schema(value_type = Option<Object>)]
+    pub reply_to: Option<Value>,
+    /// The agent-runner that will execute the run: it holds the run's lease from the start.
+    pub runner: Option<String>,
+    /// How long the lease lasts without renewal (milliseconds, default 30 s).
+    pub lease_ms: Option<i64>,
+    /// How long the run may take in all, resumptions included.
+    pub deadline_seconds: Option<i64>,
+}
+
+/// Only the agent-runner records and moves runs.
+const RUNNERS: &[&str] = &["agent-runner"];
+
+/// Default lease of a run (milliseconds).
+const DEFAULT_LEASE_MS: i64 = 30_000;
+
+fn lease_ms(v: Option<i64>) -> Result<i64> {
+    match v {
+        None => Ok(DEFAULT_LEASE_MS),
+        Some(ms) if (100..=3_600_000).contains(&ms) => Ok(ms),
+        Some(_) => Err(Error::invalid("/lease_ms", "must be 100 to 3,600,000 ms")),
+    }
 }
 
 /// Record a queued run (service JWT). 201 when new, 200 with the existing run for a repeated key.
@@ -40,17 +65,25 @@ pub struct CreateRun {
     security(("service_jwt" = [])))]
 pub async fn create(
     State(state): State<AppState>,
-    _service: Service,
+    service: Service,
     ApiJson(req): ApiJson<CreateRun>,
 ) -> Result<(StatusCode, Json<AgentRun>)> {
+    service.require(RUNNERS)?;
+    if req.deadline_seconds.is_some_and(|d| d <= 0) {
+        return Err(Error::invalid("/deadline_seconds", "must be positive"));
+    }
     let (run, created) = state
         .store
-        .create_run(
-            &req.org_id,
-            &req.team_id,
-            &req.trigger,
-            req.idempotency_key.as_deref(),
-        )
+        .create_run(&NewRun {
+            org: &req.org_id,
+            team: &req.team_id,
+            trigger: &req.trigger,
+            idempotency_key: req.idempotency_key.as_deref(),
+            reply_to: req.reply_to.as_ref(),
+            runner: req.runner.as_deref(),
+            lease_ms: lease_ms(req.lease_ms)?,
+            deadline_ms: req.deadline_seconds.map(|s| s.saturating_mul(1000)),
+        })
         .await?;
     Ok((
         if created {
@@ -77,10 +110,11 @@ pub struct UpdateRun {
     security(("service_jwt" = [])))]
 pub async fn update(
     State(state): State<AppState>,
-    _service: Service,
+    service: Service,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<UpdateRun>,
 ) -> Result<Json<AgentRun>> {
+    service.require(RUNNERS)?;
     if !STATUSES.contains(&req.status.as_str()) {
         return Err(Error::invalid(
             "/status",
@@ -98,6 +132,88 @@ pub async fn update(
             )
             .await?,
     ))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenewLease {
+    pub runner: String,
+    pub lease_ms: Option<i64>,
+}
+
+/// Extend the runner's lease on a run it executes (service JWT). 409 when the lease is not the
+/// runner's any more (another runner resumed the run, or it finished): stop working on it.
+#[utoipa::path(post, path = "/api/v1/internal/agent-runs/{id}/lease", tag = "internal", params(("id" = String, Path)), request_body = RenewLease,
+    responses((status = 204), (status = 409, body = switchyard_common::problem::Problem)),
+    security(("service_jwt" = [])))]
+pub async fn renew_lease(
+    State(state): State<AppState>,
+    service: Service,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<RenewLease>,
+) -> Result<StatusCode> {
+    service.require(RUNNERS)?;
+    if state
+        .store
+        .renew_run_lease(&id, &req.runner, lease_ms(req.lease_ms)?)
+        .await?
+    {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(Error::conflict(
+            "lease-lost",
+            format!("{} no longer holds the lease of run {id}", req.runner),
+        ))
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Recover {
+    /// The runner that will execute what it resumes.
+    pub runner: String,
+    pub lease_ms: Option<i64>,
+    /// Executions a run may have before a lapsed lease fails it (default 3).
+    pub max_attempts: Option<i64>,
+    /// Most runs to resume in one sweep (default 32).
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct RecoveredRuns {
+    /// Runs whose runner stopped, now leased to the caller to execute again.
+    pub resumed: Vec<AgentRun>,
+    /// Runs failed: past their deadline, or out of attempts.
+    pub failed: Vec<AgentRun>,
+}
+
+/// One recovery sweep (service JWT): fail unfinished runs past their deadline or out of attempts,
+/// and lease to the caller the runs whose runner stopped renewing.
+#[utoipa::path(post, path = "/api/v1/internal/agent-runs/recover", tag = "internal", request_body = Recover,
+    responses((status = 200, body = RecoveredRuns)),
+    security(("service_jwt" = [])))]
+pub async fn recover(
+    State(state): State<AppState>,
+    service: Service,
+    ApiJson(req): ApiJson<Recover>,
+) -> Result<Json<RecoveredRuns>> {
+    service.require(RUNNERS)?;
+    let r = state
+        .store
+        .recover_runs(
+            &req.runner,
+            lease_ms(req.lease_ms)?,
+            req.max_attempts.unwrap_or(3).clamp(1, 100),
+            req.limit.unwrap_or(32).clamp(1, 500),
+        )
+        .await?;
+    for run in &r.failed {
+        tracing::warn!(run = %run.id, org = %run.org_id, team = %run.team_id, error = ?run.error, "unfinished run failed by recovery");
+    }
+    Ok(Json(RecoveredRuns {
+        resumed: r.resumed,
+        failed: r.failed,
+    }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -28,7 +28,7 @@ pub use audit::AuditQuery;
 pub use config::{LayerWrite, PolicyWrite, layer_etag, parse_layer_etag};
 pub use models::*;
 pub use orgs::NodePatch;
-pub use runs::RunQuery;
+pub use runs::{NewRun, Recovered, RunQuery};
 
 use crate::error::{Error, Result};
 

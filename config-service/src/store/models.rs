@@ -262,6 +262,16 @@ pub struct AgentRun {
     pub finished_at: Option<String>,
     pub summary: Option<String>,
     pub error: Option<String>,
+    /// Where the result goes (a Slack thread, a GitHub issue), kept so a resumed run still replies.
+    #[schema(value_type = Option<Object>)]
+    pub reply_to: Option<Value>,
+    /// The agent-runner executing it, while it holds the lease.
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<String>,
+    /// Executions started (a resumed run counts again).
+    pub attempts: i64,
+    /// After this the run is failed, whoever holds it.
+    pub deadline_at: Option<String>,
 }
 
 /// One page of a list, newest first; pass `next_cursor` as `cursor` for the next page.

@@ -10,7 +10,7 @@ use super::{AgentRun, Arg, Filter, Page, Store, json_col, opt_ts, page_limit, ts
 use crate::domain::runs::{is_terminal, transition_allowed};
 use crate::error::{Error, Result};
 
-const RUN_COLS: &str = "id, org_id, team_id, status, trigger_payload, idempotency_key, created_at, started_at, finished_at, summary, error";
+const RUN_COLS: &str = "id, org_id, team_id, status, trigger_payload, idempotency_key, created_at, started_at, finished_at, summary, error, reply_to, lease_owner, lease_until, attempts, deadline_at";
 
 fn run_row(r: &AnyRow) -> Result<AgentRun> {
     Ok(AgentRun {
@@ -25,7 +25,37 @@ fn run_row(r: &AnyRow) -> Result<AgentRun> {
         finished_at: opt_ts(r, "finished_at")?,
         summary: r.try_get("summary")?,
         error: r.try_get("error")?,
+        reply_to: r
+            .try_get::<Option<String>, _>("reply_to")?
+            .and_then(|s| serde_json::from_str(&s).ok()),
+        lease_owner: r.try_get("lease_owner")?,
+        lease_until: opt_ts(r, "lease_until")?,
+        attempts: r.try_get("attempts")?,
+        deadline_at: opt_ts(r, "deadline_at")?,
     })
+}
+
+/// A run to record. With `runner`, the run is leased to that agent-runner from the start.
+#[derive(Debug, Clone, Default)]
+pub struct NewRun<'a> {
+    pub org: &'a str,
+    pub team: &'a str,
+    pub trigger: &'a Value,
+    pub idempotency_key: Option<&'a str>,
+    pub reply_to: Option<&'a Value>,
+    pub runner: Option<&'a str>,
+    pub lease_ms: i64,
+    /// How long the run may take in all, resumptions included.
+    pub deadline_ms: Option<i64>,
+}
+
+/// What a recovery sweep did.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// Runs whose lease lapsed, now leased to the sweeping runner to execute again.
+    pub resumed: Vec<AgentRun>,
+    /// Runs failed: past their deadline, or out of attempts.
+    pub failed: Vec<AgentRun>,
 }
 
 /// Filters for listing runs.
@@ -41,13 +71,8 @@ pub struct RunQuery {
 impl Store {
     /// Records a queued run. With an idempotency key already used in the org, returns the
     /// existing run and `false`.
-    pub async fn create_run(
-        &self,
-        org: &str,
-        team: &str,
-        trigger: &Value,
-        idempotency_key: Option<&str>,
-    ) -> Result<(AgentRun, bool)> {
+    pub async fn create_run(&self, run: &NewRun<'_>) -> Result<(AgentRun, bool)> {
+        let (org, team, idempotency_key) = (run.org, run.team, run.idempotency_key);
         if self.get_node(org, team).await?.is_none() {
             return Err(Error::invalid(
                 "/team_id",
@@ -55,16 +80,24 @@ impl Store {
             ));
         }
         let _guard = self.write_guard().await;
+        let now = now_ms();
         let row = sqlx::query(&format!(
-            "INSERT INTO cs_agent_runs (id, org_id, team_id, status, trigger_payload, idempotency_key, created_at) \
-             VALUES ($1, $2, $3, 'queued', $4, $5, $6) ON CONFLICT (org_id, idempotency_key) DO NOTHING RETURNING {RUN_COLS}"
+            "INSERT INTO cs_agent_runs (id, org_id, team_id, status, trigger_payload, idempotency_key, created_at, \
+               reply_to, lease_owner, lease_until, attempts, deadline_at) \
+             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10, $11) \
+             ON CONFLICT (org_id, idempotency_key) DO NOTHING RETURNING {RUN_COLS}"
         ))
         .bind(new_id())
         .bind(org)
         .bind(team)
-        .bind(trigger.to_string())
+        .bind(run.trigger.to_string())
         .bind(idempotency_key)
-        .bind(now_ms())
+        .bind(now)
+        .bind(run.reply_to.map(Value::to_string))
+        .bind(run.runner)
+        .bind(run.runner.map(|_| now + run.lease_ms))
+        .bind(if run.runner.is_some() { 1i64 } else { 0i64 })
+        .bind(run.deadline_ms.map(|d| now + d))
         .fetch_optional(&self.db.pool)
         .await?;
         if let Some(row) = row {
@@ -117,6 +150,8 @@ impl Store {
             "UPDATE cs_agent_runs SET status = $3, \
                started_at = CASE WHEN $3 = 'running' THEN $4 ELSE started_at END, \
                finished_at = CASE WHEN $5 = 1 THEN $4 ELSE finished_at END, \
+               lease_owner = CASE WHEN $5 = 1 THEN NULL ELSE lease_owner END, \
+               lease_until = CASE WHEN $5 = 1 THEN NULL ELSE lease_until END, \
                summary = COALESCE($6, summary), error = COALESCE($7, error) \
              WHERE id = $1 AND status = $2 RETURNING {RUN_COLS}"
         ))
@@ -136,6 +171,75 @@ impl Store {
             )
         })?;
         run_row(&row)
+    }
+
+    /// Extends `runner`'s lease on a run it is executing. False when the lease is no longer its
+    /// own (another runner resumed the run, or it finished): stop working on it.
+    pub async fn renew_run_lease(&self, id: &str, runner: &str, lease_ms: i64) -> Result<bool> {
+        let _guard = self.write_guard().await;
+        Ok(sqlx::query(
+            "UPDATE cs_agent_runs SET lease_until = $3 \
+             WHERE id = $1 AND lease_owner = $2 AND status IN ('queued', 'running')",
+        )
+        .bind(id)
+        .bind(runner)
+        .bind(now_ms() + lease_ms)
+        .execute(&self.db.pool)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    /// One recovery sweep, safe from any number of runners at once: unfinished runs past their
+    /// deadline are failed; runs whose lease lapsed (their runner died) are failed once they used
+    /// `max_attempts`, and otherwise leased to `runner` (back to `queued`) to execute again.
+    pub async fn recover_runs(
+        &self,
+        runner: &str,
+        lease_ms: i64,
+        max_attempts: i64,
+        limit: i64,
+    ) -> Result<Recovered> {
+        let _guard = self.write_guard().await;
+        let now = now_ms();
+        let mut tx = self.db.pool.begin().await?;
+        let failed_rows = sqlx::query(&format!(
+            "UPDATE cs_agent_runs SET status = 'failed', finished_at = $1, lease_owner = NULL, lease_until = NULL, \
+               error = CASE WHEN deadline_at IS NOT NULL AND deadline_at < $1 \
+                 THEN 'the run passed its deadline without finishing (its agent-runner stopped or was too slow)' \
+                 ELSE 'the agent-runner executing the run stopped ' || CAST(attempts AS TEXT) || ' times; gave up' END \
+             WHERE status IN ('queued', 'running') \
+               AND ((deadline_at IS NOT NULL AND deadline_at < $1) \
+                    OR (lease_until IS NOT NULL AND lease_until < $1 AND attempts >= $2)) \
+             RETURNING {RUN_COLS}"
+        ))
+        .bind(now)
+        .bind(max_attempts)
+        .fetch_all(&mut *tx)
+        .await?;
+        let lock = match self.db.backend {
+            switchyard_common::db::Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            switchyard_common::db::Backend::Sqlite => "",
+        };
+        let resumed_rows = sqlx::query(&format!(
+            "UPDATE cs_agent_runs SET status = 'queued', started_at = NULL, lease_owner = $2, lease_until = $3, \
+               attempts = attempts + 1 \
+             WHERE id IN (SELECT id FROM cs_agent_runs \
+               WHERE status IN ('queued', 'running') AND lease_until IS NOT NULL AND lease_until < $1 \
+               ORDER BY lease_until LIMIT $4 {lock}) \
+             RETURNING {RUN_COLS}"
+        ))
+        .bind(now)
+        .bind(runner)
+        .bind(now + lease_ms)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Recovered {
+            resumed: resumed_rows.iter().map(run_row).collect::<Result<_>>()?,
+            failed: failed_rows.iter().map(run_row).collect::<Result<_>>()?,
+        })
     }
 
     /// Runs of an org, newest first.

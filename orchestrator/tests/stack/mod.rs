@@ -350,6 +350,8 @@ fn runner_state(
             slack_api_base: slack.to_owned(),
             github_api_base: github.to_owned(),
             run_deadline_seconds: 30,
+            run_lease_seconds: 30,
+            max_run_attempts: 3,
         },
         Some(ADMIN.into()),
         key.clone(),
