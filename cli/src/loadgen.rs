@@ -44,6 +44,10 @@ pub struct LoadgenArgs {
     /// How long to wait for dispatch before measuring it.
     #[arg(long, default_value_t = 120)]
     pub dispatch_wait_seconds: u64,
+    /// Send a delivery again (same delivery id, as senders do) when it is not acknowledged: a
+    /// transport error, 429 or 5xx. Backoff from 250 ms, doubling, at most 4 s. 0: never.
+    #[arg(long, default_value_t = 0)]
+    pub retries: u32,
 }
 
 fn pct(sorted: &[Duration], p: f64) -> f64 {
@@ -74,12 +78,13 @@ pub async fn run(a: LoadgenArgs) -> anyhow::Result<()> {
             t.tick().await;
         }
         let permit = sem.clone().acquire_owned().await?;
-        let (http, url, secret, service, tag) = (
+        let (http, url, secret, service, tag, retries) = (
             http.clone(),
             url.clone(),
             a.secret.clone(),
             a.service.clone(),
             run_tag.clone(),
+            a.retries,
         );
         tasks.push(tokio::spawn(async move {
             let delivery = format!("lg-{tag}-{i}");
@@ -87,24 +92,35 @@ pub async fn run(a: LoadgenArgs) -> anyhow::Result<()> {
                 "data": {"id": format!("INC-{tag}-{i}"), "type": "incident", "service": {"id": service}}}})
             .to_string();
             let sig = hmac_hex(secret.as_bytes(), &[body.as_bytes()]);
-            let t = Instant::now();
-            let resp = http
-                .post(&url)
-                .header("content-type", "application/json")
-                .header("x-pagerduty-signature", format!("v1={sig}"))
-                .header("x-webhook-id", &delivery)
-                .body(body)
-                .send()
-                .await;
-            let elapsed = t.elapsed();
-            drop(permit);
-            match resp {
-                Ok(r) => {
-                    let status = r.status().as_u16();
-                    let v: Value = r.json().await.unwrap_or(Value::Null);
-                    (delivery, status, v["event_id"].as_str().map(str::to_owned), elapsed)
+            let mut backoff = Duration::from_millis(250);
+            let mut attempt = 0;
+            loop {
+                let t = Instant::now();
+                let resp = http
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .header("x-pagerduty-signature", format!("v1={sig}"))
+                    .header("x-webhook-id", &delivery)
+                    .body(body.clone())
+                    .send()
+                    .await;
+                let elapsed = t.elapsed();
+                let (status, event_id) = match resp {
+                    Ok(r) => {
+                        let status = r.status().as_u16();
+                        let v: Value = r.json().await.unwrap_or(Value::Null);
+                        (status, v["event_id"].as_str().map(str::to_owned))
+                    }
+                    Err(_) => (0, None),
+                };
+                let retryable = status == 0 || status == 429 || status >= 500;
+                if !retryable || attempt >= retries {
+                    drop(permit);
+                    return (delivery, status, event_id, elapsed);
                 }
-                Err(_) => (delivery, 0, None, elapsed),
+                attempt += 1;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(4));
             }
         }));
     }
@@ -164,6 +180,11 @@ pub async fn run(a: LoadgenArgs) -> anyhow::Result<()> {
     }
     println!(
         "stored exactly once: {} of {acked} acknowledged ({missing} missing, {mismatched} duplicated or under another id)",
+        acked - missing - mismatched
+    );
+    println!(
+        "loadgen: sent={} acknowledged={acked} stored_once={} missing={missing} mismatched={mismatched} tag={run_tag}",
+        results.len(),
         acked - missing - mismatched
     );
     // Acknowledgement to dispatch: from the event's receipt to the runner accepting the run.

@@ -299,6 +299,22 @@ impl ConfigClient {
         Ok((v, created))
     }
 
+    /// Appends audit entries relayed from an outbox to the hash-chained log.
+    pub async fn append_audit<T: Serialize>(&self, entries: &[T]) -> Result<(), CallError> {
+        let resp = self
+            .call(
+                reqwest::Method::POST,
+                format!("{}/api/v1/internal/audit", self.base),
+            )
+            .bearer_auth(self.jwt())
+            .json(&json!({ "entries": entries }))
+            .send()
+            .await
+            .map_err(transport)?;
+        classify(resp).await?;
+        Ok(())
+    }
+
     /// Extends this runner's lease on a run. `Ok(false)`: the lease is lost (another runner
     /// resumed the run, or it finished): stop working on it.
     pub async fn renew_run_lease(

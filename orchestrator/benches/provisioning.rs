@@ -97,7 +97,7 @@ async fn run() {
                 "provision",
                 &req,
                 Some(&format!("k-{i}")),
-                "platform-admin",
+                &switchyard_common::http::Actor::system("platform-admin"),
                 ADMIN.to_owned(),
             )
             .await

@@ -6,8 +6,10 @@
 //! - [`store`]: integrations and the durable event inbox (secrets sealed with
 //!   `switchyard_common::crypto`).
 //! - [`dispatch`]: claims events and triggers the agent-runner.
+//! - [`audit`]: relays control actions from the outbox to the config-service's audit log.
 
 pub mod abuse;
+pub mod audit;
 pub mod dispatch;
 pub mod http;
 pub mod k8s;
@@ -44,13 +46,19 @@ pub async fn serve(
         Duration::from_secs(state.limits.reconcile_interval_seconds),
         stop_rx.clone(),
     ));
+    let auditing = tokio::spawn(audit::relay(
+        state.store.clone(),
+        state.config.clone(),
+        stop_rx.clone(),
+    ));
     let purge_state = state.clone();
     let mut purge_stop = stop_rx.clone();
     let purging = tokio::spawn(async move {
         loop {
             let before = switchyard_common::time::now_ms()
                 - i64::from(purge_state.limits.retention_days.max(1)) * 86_400_000;
-            match purge_state.store.purge(before).await {
+            let system = switchyard_common::http::Actor::system("system:retention");
+            match purge_state.store.purge(&system, before).await {
                 Ok(n) if n > 0 => tracing::info!(purged = n, "retention purge"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "retention purge failed"),
@@ -81,5 +89,6 @@ pub async fn serve(
     let _ = dispatching.await;
     let _ = reconciling.await;
     let _ = purging.await;
+    let _ = auditing.await;
     result
 }

@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use sqlx::Row;
 use switchyard_common::clients::CallError;
 use switchyard_common::error::{Error, Result};
+use switchyard_common::http::Actor;
 use switchyard_common::ids::new_id;
 use switchyard_common::time::{now_ms, rfc3339};
 use utoipa::ToSchema;
@@ -190,10 +191,12 @@ impl AppState {
         kind: &str,
         request: &Value,
         key: Option<&str>,
-        actor: &str,
+        actor: &Actor,
         token: String,
     ) -> Result<(Run, bool)> {
         let id = new_id();
+        // The run and its audit entry commit together.
+        let mut tx = self.store.db().pool.begin().await?;
         let inserted: Option<String> = sqlx::query_scalar(
             "INSERT INTO or_provisioning_runs (id, org_id, team_id, kind, idempotency_key, status, request, created_by, created_at) \
              VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8) ON CONFLICT (org_id, idempotency_key) DO NOTHING RETURNING id",
@@ -204,10 +207,25 @@ impl AppState {
         .bind(kind)
         .bind(key)
         .bind(request.to_string())
-        .bind(actor)
+        .bind(actor.audit_name())
         .bind(now_ms())
-        .fetch_optional(&self.store.db().pool)
+        .fetch_optional(&mut *tx)
         .await?;
+        if let Some(id) = &inserted {
+            // The request's config is not copied: the audit shows which run, the run its steps.
+            let after = json!({"run": id, "team": team, "idempotency_key": key});
+            crate::store::note(
+                &mut tx,
+                Some(org),
+                actor,
+                &format!("{kind}.requested"),
+                &format!("team/{team}"),
+                None,
+                Some(&after),
+            )
+            .await?;
+        }
+        tx.commit().await?;
         let Some(id) = inserted else {
             let existing: String = sqlx::query_scalar(
                 "SELECT id FROM or_provisioning_runs WHERE org_id = $1 AND idempotency_key = $2",
@@ -279,14 +297,34 @@ impl AppState {
         }
     }
 
+    /// Records how the run ended, with its audit entry (`provision.succeeded`,
+    /// `provision.rolled_back`, `deprovision.failed`, ...) in the same transaction.
     async fn finish(&self, id: &str, status: &str, error: Option<&str>) -> Result<()> {
-        sqlx::query("UPDATE or_provisioning_runs SET status = $2, error = $3, finished_at = $4 WHERE id = $1")
-            .bind(id)
-            .bind(status)
-            .bind(error)
-            .bind(now_ms())
-            .execute(&self.store.db().pool)
+        let mut tx = self.store.db().pool.begin().await?;
+        let row: Option<(String, String, String, String)> = sqlx::query_as(
+            "UPDATE or_provisioning_runs SET status = $2, error = $3, finished_at = $4 WHERE id = $1 \
+             RETURNING org_id, team_id, kind, created_by",
+        )
+        .bind(id)
+        .bind(status)
+        .bind(error)
+        .bind(now_ms())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((org, team, kind, created_by)) = row {
+            let after = json!({"run": id, "team": team, "status": status, "error": error});
+            crate::store::note(
+                &mut tx,
+                Some(&org),
+                &Actor::system(&created_by),
+                &format!("{kind}.{status}"),
+                &format!("team/{team}"),
+                None,
+                Some(&after),
+            )
             .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

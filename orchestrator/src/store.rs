@@ -11,12 +11,13 @@
 use std::sync::Arc;
 
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 use switchyard_common::db::{Backend, Db};
 use switchyard_common::error::{Error, Result};
+use switchyard_common::http::Actor;
 use switchyard_common::ids::new_id;
 use switchyard_common::time::{now_ms, rfc3339};
 use tokio::sync::{Mutex, Notify, OwnedMutexGuard};
@@ -182,6 +183,19 @@ pub struct Settlement {
     pub timeline: Vec<(&'static str, Option<String>)>,
 }
 
+/// An audit entry waiting in the outbox, as the config-service's relay endpoint takes it.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutboxEntry {
+    pub source_id: String,
+    pub org_id: Option<String>,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+    pub request_id: Option<String>,
+}
+
 /// Filters for listing events.
 #[derive(Debug, Default, Clone)]
 pub struct EventQuery {
@@ -267,6 +281,7 @@ impl Store {
     pub async fn create_integration(
         &self,
         keyring: &Keyring,
+        by: &Actor,
         org: Option<&str>,
         source: Source,
         name: &str,
@@ -294,9 +309,22 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(|e| switchyard_common::error::on_unique(e, "integration-exists", format!("a platform-wide {} integration already exists", source.as_str())))?;
+        let mut added = Vec::with_capacity(secrets.len());
         for secret in secrets {
-            insert_secret(&mut tx, keyring, &id, secret, now).await?;
+            added.push(insert_secret(&mut tx, keyring, &id, secret, now).await?);
         }
+        let after = json!({"id": id, "source": source.as_str(), "name": name, "default_team": default_team,
+            "settings": settings, "secrets": added});
+        note(
+            &mut tx,
+            org,
+            by,
+            "integration.created",
+            &format!("integration/{id}"),
+            None,
+            Some(&after),
+        )
+        .await?;
         tx.commit().await?;
         self.get_integration(&id)
             .await?
@@ -371,6 +399,7 @@ impl Store {
 
     pub async fn update_integration(
         &self,
+        by: &Actor,
         id: &str,
         name: Option<&str>,
         default_team: Option<Option<&str>>,
@@ -380,15 +409,33 @@ impl Store {
             .get_integration(id)
             .await?
             .ok_or_else(|| Error::not_found(format!("integration {id}")))?;
-        let _g = self.write_guard().await;
+        let (_g, mut tx) = self.begin().await?;
+        let (name, default_team, settings) = (
+            name.unwrap_or(&current.name),
+            default_team.unwrap_or(current.default_team.as_deref()),
+            settings.unwrap_or(&current.settings),
+        );
         sqlx::query("UPDATE or_integrations SET name = $2, default_team = $3, settings = $4, updated_at = $5 WHERE id = $1")
             .bind(id)
-            .bind(name.unwrap_or(&current.name))
-            .bind(default_team.unwrap_or(current.default_team.as_deref()))
-            .bind(settings.unwrap_or(&current.settings).to_string())
+            .bind(name)
+            .bind(default_team)
+            .bind(settings.to_string())
             .bind(now_ms())
-            .execute(&self.db.pool)
+            .execute(&mut *tx)
             .await?;
+        let before = json!({"name": current.name, "default_team": current.default_team, "settings": current.settings});
+        let after = json!({"name": name, "default_team": default_team, "settings": settings});
+        note(
+            &mut tx,
+            current.org_id.as_deref(),
+            by,
+            "integration.updated",
+            &format!("integration/{id}"),
+            Some(&before),
+            Some(&after),
+        )
+        .await?;
+        tx.commit().await?;
         drop(_g);
         self.get_integration(id)
             .await?
@@ -396,7 +443,11 @@ impl Store {
     }
 
     /// Deletes an integration: its URL stops accepting deliveries; stored events stay.
-    pub async fn delete_integration(&self, id: &str) -> Result<()> {
+    pub async fn delete_integration(&self, by: &Actor, id: &str) -> Result<()> {
+        let current = self
+            .get_integration(id)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("integration {id}")))?;
         let (_g, mut tx) = self.begin().await?;
         let now = now_ms();
         let n = sqlx::query(
@@ -415,6 +466,16 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
+        note(
+            &mut tx,
+            current.org_id.as_deref(),
+            by,
+            "integration.deleted",
+            &format!("integration/{id}"),
+            Some(&json!(current)),
+            None,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -422,14 +483,26 @@ impl Store {
     pub async fn add_secret(
         &self,
         keyring: &Keyring,
+        by: &Actor,
         id: &str,
         secret: &str,
     ) -> Result<SecretInfo> {
-        if self.get_integration(id).await?.is_none() {
-            return Err(Error::not_found(format!("integration {id}")));
-        }
+        let i = self
+            .get_integration(id)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("integration {id}")))?;
         let (_g, mut tx) = self.begin().await?;
         let info = insert_secret(&mut tx, keyring, id, secret, now_ms()).await?;
+        note(
+            &mut tx,
+            i.org_id.as_deref(),
+            by,
+            "integration.secret_added",
+            &format!("integration/{id}/secrets/{}", info.id),
+            None,
+            Some(&json!(info)),
+        )
+        .await?;
         tx.commit().await?;
         Ok(info)
     }
@@ -437,14 +510,14 @@ impl Store {
     /// Retires a secret; the last active one cannot be retired (every delivery would fail). The
     /// integration's row is locked first, so two retirements at once are counted one after the
     /// other and cannot both see "two active" and leave none.
-    pub async fn retire_secret(&self, id: &str, secret_id: &str) -> Result<()> {
+    pub async fn retire_secret(&self, by: &Actor, id: &str, secret_id: &str) -> Result<()> {
         let (_g, mut tx) = self.begin().await?;
         let lock = match self.db.backend {
             Backend::Postgres => " FOR UPDATE",
             Backend::Sqlite => "",
         };
-        sqlx::query(&format!(
-            "SELECT id FROM or_integrations WHERE id = $1 AND deleted_at IS NULL{lock}"
+        let org: Option<String> = sqlx::query_scalar(&format!(
+            "SELECT org_id FROM or_integrations WHERE id = $1 AND deleted_at IS NULL{lock}"
         ))
         .bind(id)
         .fetch_optional(&mut *tx)
@@ -474,6 +547,16 @@ impl Store {
             .bind(now_ms())
             .execute(&mut *tx)
             .await?;
+        note(
+            &mut tx,
+            org.as_deref(),
+            by,
+            "integration.secret_retired",
+            &format!("integration/{id}/secrets/{secret_id}"),
+            Some(&json!({"id": secret_id})),
+            None,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -755,11 +838,11 @@ impl Store {
 
     /// Sends finished events (dispatched, unrouted, dead-lettered) matching the filter through
     /// dispatch again. Returns how many.
-    pub async fn replay(&self, q: &EventQuery, id: Option<&str>) -> Result<u64> {
+    pub async fn replay(&self, by: &Actor, q: &EventQuery, id: Option<&str>) -> Result<u64> {
         let (_g, mut tx) = self.begin().await?;
         let now = now_ms();
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM or_events WHERE ($1 = '' OR org_id = $1) AND ($2 = '' OR id = $2) AND ($3 = '' OR status = $3) \
+        let found: Vec<(String, Option<String>)> = sqlx::query_as(
+            "SELECT id, org_id FROM or_events WHERE ($1 = '' OR org_id = $1) AND ($2 = '' OR id = $2) AND ($3 = '' OR status = $3) \
              AND ($4 = '' OR source = $4) AND ($5 = '' OR team_id = $5) AND status IN ('dispatched', 'unrouted', 'dead_lettered') LIMIT 10000",
         )
         .bind(q.org.as_deref().unwrap_or(""))
@@ -769,6 +852,31 @@ impl Store {
         .bind(q.team.as_deref().unwrap_or(""))
         .fetch_all(&mut *tx)
         .await?;
+        let ids: Vec<&String> = found.iter().map(|(id, _)| id).collect();
+        // One audit entry per org touched, naming the events (or, for many, how many).
+        let mut by_org: std::collections::BTreeMap<Option<&str>, Vec<&str>> = Default::default();
+        for (id, org) in &found {
+            by_org.entry(org.as_deref()).or_default().push(id);
+        }
+        let filter = json!({"status": q.status, "source": q.source, "team": q.team, "event": id});
+        for (org, events) in &by_org {
+            let target = match events.as_slice() {
+                [one] => format!("event/{one}"),
+                _ => "events".to_owned(),
+            };
+            let after = json!({"replayed": events.len(), "filter": filter,
+                "events": events.iter().take(100).collect::<Vec<_>>()});
+            note(
+                &mut tx,
+                *org,
+                by,
+                "events.replayed",
+                &target,
+                None,
+                Some(&after),
+            )
+            .await?;
+        }
         for id in &ids {
             sqlx::query("UPDATE or_events SET status = 'received', attempts = 0, next_attempt_at = $2, last_error = NULL, updated_at = $2, \
                          throttled_since = NULL, generation = generation + 1 WHERE id = $1")
@@ -788,10 +896,71 @@ impl Store {
         Ok(ids.len() as u64)
     }
 
+    /// Audit entries waiting for the relay, oldest first.
+    pub async fn pending_audit(&self, limit: i64) -> Result<Vec<OutboxEntry>> {
+        let rows = sqlx::query(
+            "SELECT id, org_id, actor, action, target, before_state, after_state, request_id FROM or_audit_outbox ORDER BY id LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let json = |col: &str| -> Result<Option<Value>> {
+                    Ok(r.try_get::<Option<String>, _>(col)?
+                        .and_then(|s| serde_json::from_str(&s).ok()))
+                };
+                Ok(OutboxEntry {
+                    source_id: r.try_get("id")?,
+                    org_id: r.try_get("org_id")?,
+                    actor: r.try_get("actor")?,
+                    action: r.try_get("action")?,
+                    target: r.try_get("target")?,
+                    before: json("before_state")?,
+                    after: json("after_state")?,
+                    request_id: r.try_get("request_id")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Drops entries the audit log has appended.
+    pub async fn relayed_audit(&self, ids: &[String]) -> Result<()> {
+        let (_g, mut tx) = self.begin().await?;
+        for id in ids {
+            sqlx::query("DELETE FROM or_audit_outbox WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Deletes finished events received before `before` (and their timelines). Delivery ids go
     /// with them, so the retention must exceed the longest sender retry window.
-    pub async fn purge(&self, before: i64) -> Result<u64> {
+    pub async fn purge(&self, by: &Actor, before: i64) -> Result<u64> {
         let (_g, mut tx) = self.begin().await?;
+        let per_org: Vec<(Option<String>, i64)> = sqlx::query_as(
+            "SELECT org_id, COUNT(*) FROM or_events WHERE received_at < $1 \
+             AND status IN ('dispatched', 'unrouted', 'dead_lettered') GROUP BY org_id",
+        )
+        .bind(before)
+        .fetch_all(&mut *tx)
+        .await?;
+        for (org, n) in &per_org {
+            let after = json!({"purged": n, "received_before": rfc3339(before)});
+            note(
+                &mut tx,
+                org.as_deref(),
+                by,
+                "events.purged",
+                "events",
+                None,
+                Some(&after),
+            )
+            .await?;
+        }
         sqlx::query(
             "DELETE FROM or_event_timeline WHERE event_id IN (SELECT id FROM or_events WHERE received_at < $1 \
              AND status IN ('dispatched', 'unrouted', 'dead_lettered'))",
@@ -847,6 +1016,36 @@ async fn insert_secret(
         fingerprint: fp,
         created_at: rfc3339(now),
     })
+}
+
+/// Writes an audit entry to the outbox, in the transaction of the change it records; the relay
+/// appends it to the config-service's hash-chained log (the org's chain, or the platform's when
+/// `org` is `None`). Never put a secret in `before` or `after`.
+pub(crate) async fn note(
+    tx: &mut Transaction<'static, Any>,
+    org: Option<&str>,
+    by: &Actor,
+    action: &str,
+    target: &str,
+    before: Option<&Value>,
+    after: Option<&Value>,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO or_audit_outbox (id, org_id, actor, action, target, before_state, after_state, request_id, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(new_id())
+    .bind(org)
+    .bind(by.audit_name())
+    .bind(action)
+    .bind(target)
+    .bind(before.map(Value::to_string))
+    .bind(after.map(Value::to_string))
+    .bind(by.request_id.clone())
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 async fn timeline(

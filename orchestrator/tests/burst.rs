@@ -38,6 +38,7 @@ async fn two_replicas_dispatch_a_burst_exactly_once() {
     let integration = store
         .create_integration(
             &s.keyring,
+            &switchyard_common::http::Actor::system("test"),
             Some("acme"),
             Source::Pagerduty,
             "PD",

@@ -1180,6 +1180,114 @@ async fn events_without_usable_identifiers_go_to_the_default_team(b: Backend) {
     assert!(s.events("acme", "dead_lettered").await.is_empty());
 }
 
+/// Control actions of the orchestrator reach the hash-chained audit log: the org's chain for its
+/// integrations, secrets and replays, the platform chain for the shared apps; never a secret.
+async fn control_actions_are_audited(b: Backend) {
+    let s = Stack::start(b, Options::default()).await;
+    let (pd, ..) = onboard(&s).await;
+    let o = &s.orch;
+    let added = s
+        .must(
+            Method::POST,
+            format!("{o}/api/v1/orgs/acme/integrations/{pd}/secrets"),
+            Some(json!({"secret": "pagerduty-third-secret"})),
+        )
+        .await;
+    s.must(
+        Method::DELETE,
+        format!(
+            "{o}/api/v1/orgs/acme/integrations/{pd}/secrets/{}",
+            added["id"].as_str().unwrap()
+        ),
+        None,
+    )
+    .await;
+    // An event nobody routes, replayed.
+    let body = pagerduty_body("PNOBODY", "PUNKNOWN");
+    assert_eq!(
+        s.webhook(
+            &format!("/webhooks/pagerduty/{pd}"),
+            &pagerduty_headers(&body, "nobody-1", &[PD_NEW]),
+            &body
+        )
+        .await
+        .0,
+        200
+    );
+    eventually("the event is unrouted", 15, || async {
+        s.events("acme", "unrouted").await.len() == 1
+    })
+    .await;
+    let r = s
+        .must(
+            Method::POST,
+            format!("{o}/api/v1/orgs/acme/events/replay"),
+            Some(json!({"status": "unrouted"})),
+        )
+        .await;
+    assert_eq!(r["replayed"], 1);
+
+    let audit = |path: String| {
+        let s = &s;
+        async move {
+            s.must(Method::GET, format!("{}{path}", s.cs), None).await["items"]
+                .as_array()
+                .unwrap()
+                .clone()
+        }
+    };
+    let wanted = [
+        "integration.created",
+        "integration.secret_added",
+        "integration.secret_retired",
+        "events.replayed",
+    ];
+    eventually("the org's actions are in its audit chain", 20, || async {
+        let items = audit("/api/v1/orgs/acme/audit?limit=500".into()).await;
+        wanted
+            .iter()
+            .all(|a| items.iter().any(|e| e["action"] == *a))
+    })
+    .await;
+    let items = audit("/api/v1/orgs/acme/audit?limit=500".into()).await;
+    let created = items
+        .iter()
+        .filter(|e| e["action"] == "integration.created")
+        .count();
+    assert_eq!(created, 3, "pagerduty, incident.io and alertmanager");
+    assert!(items.iter().all(|e| e["actor"] != ""));
+    eventually("the shared apps are in the platform chain", 20, || async {
+        audit("/api/v1/platform/audit".into())
+            .await
+            .iter()
+            .filter(|e| e["action"] == "integration.created")
+            .count()
+            == 2
+    })
+    .await;
+    let text = format!(
+        "{:?}{:?}",
+        items,
+        audit("/api/v1/platform/audit".into()).await
+    );
+    for secret in [
+        PD_OLD,
+        PD_NEW,
+        "pagerduty-third-secret",
+        SLACK_SECRET,
+        GITHUB_SECRET,
+    ] {
+        assert!(!text.contains(secret), "{secret} leaked into the audit log");
+    }
+    for path in [
+        "/api/v1/orgs/acme/audit/verify",
+        "/api/v1/platform/audit/verify",
+    ] {
+        let v = s.must(Method::GET, format!("{}{path}", s.cs), None).await;
+        assert_eq!(v["ok"], true, "{path}: {v}");
+    }
+}
+
 /// A team throttled without a break for longer than the cap is dead-lettered with the reason.
 async fn throttling_is_capped(b: Backend) {
     let s = Stack::start(
@@ -1223,6 +1331,7 @@ async fn throttling_is_capped(b: Backend) {
 }
 
 switchyard_common::on_both_backends!(
+    control_actions_are_audited,
     a_shared_app_event_matching_two_orgs_goes_to_neither,
     events_without_usable_identifiers_go_to_the_default_team,
     throttling_is_capped,

@@ -5,6 +5,7 @@ use serde_json::json;
 use switchyard_common::crypto::Keyring;
 use switchyard_common::db::Backend;
 use switchyard_common::db::testing::TestDb;
+use switchyard_common::http::Actor;
 use switchyard_common::time::now_ms;
 use switchyard_orchestrator::sources::Source;
 use switchyard_orchestrator::sources::normalise::Envelope;
@@ -17,6 +18,7 @@ async fn setup(b: Backend) -> (TestDb, Store, Integration) {
     let i = store
         .create_integration(
             &keyring,
+            &switchyard_common::http::Actor::system("test"),
             Some("acme"),
             Source::Pagerduty,
             "pd",
@@ -152,7 +154,13 @@ async fn replay_and_purge(b: Backend) {
         status: Some("unrouted".into()),
         ..Default::default()
     };
-    assert_eq!(store.replay(&q, None).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .replay(&Actor::system("test"), &q, None)
+            .await
+            .unwrap(),
+        1
+    );
     assert_eq!(
         store
             .get_event(Some("acme"), &x)
@@ -165,6 +173,7 @@ async fn replay_and_purge(b: Backend) {
     assert_eq!(
         store
             .replay(
+                &Actor::system("test"),
                 &EventQuery {
                     org: Some("acme".into()),
                     ..Default::default()
@@ -200,7 +209,10 @@ async fn replay_and_purge(b: Backend) {
     assert_eq!(rest[0].id, x);
     // Purge removes finished events before the cut-off only; the delivery id is free afterwards.
     assert_eq!(
-        store.purge(now_ms() + 1_000).await.unwrap(),
+        store
+            .purge(&Actor::system("test"), now_ms() + 1_000)
+            .await
+            .unwrap(),
         1,
         "only the dispatched one is finished"
     );
@@ -218,7 +230,33 @@ async fn replay_and_purge(b: Backend) {
     assert_eq!(x_again.generation, 1);
     assert_eq!(x_again.idempotency_key(), format!("{x}:replay-1"));
     assert!(again.iter().all(|c| c.id == x || c.generation == 0));
-    assert_eq!(store.purge(0).await.unwrap(), 0);
+    assert_eq!(store.purge(&Actor::system("test"), 0).await.unwrap(), 0);
+    // Replay and purge left their audit entries in the outbox, for the relay.
+    let outbox = store.pending_audit(100).await.unwrap();
+    let actions: Vec<(&str, Option<&str>)> = outbox
+        .iter()
+        .map(|e| (e.action.as_str(), e.org_id.as_deref()))
+        .collect();
+    assert!(
+        actions.contains(&("events.replayed", Some("acme"))),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&("events.purged", Some("acme"))),
+        "{actions:?}"
+    );
+    let purged = outbox.iter().find(|e| e.action == "events.purged").unwrap();
+    assert_eq!(purged.after.as_ref().unwrap()["purged"], 1);
+    store
+        .relayed_audit(
+            &outbox
+                .iter()
+                .map(|e| e.source_id.clone())
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap();
+    assert!(store.pending_audit(100).await.unwrap().is_empty());
 }
 
 /// A dispatcher whose lease ran out cannot overwrite what the replica that took over records.
@@ -262,6 +300,7 @@ async fn ordering_is_per_integration(b: Backend) {
     let theirs = store
         .create_integration(
             &keyring,
+            &switchyard_common::http::Actor::system("test"),
             Some("other"),
             Source::Jira,
             "jira",

@@ -134,6 +134,28 @@ async fn onboarding_creates_node_config_token_secret_and_cronjobs(b: Backend) {
     );
     assert_eq!(footprint(&s, "payments").await, (true, 1, 1));
 
+    // The request and the outcome are in the org's audit chain (relayed from the outbox).
+    stack::eventually("provisioning is audited", 20, || async {
+        let (_, audit) = s
+            .admin(
+                Method::GET,
+                format!("{}/api/v1/orgs/acme/audit?target=team/payments", s.cs),
+                None,
+            )
+            .await;
+        let actions: Vec<String> = audit["items"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| e["action"].as_str().unwrap_or("").to_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        actions.contains(&"provision.requested".to_owned())
+            && actions.contains(&"provision.succeeded".to_owned())
+    })
+    .await;
+
     // The Secret holds a working team token and the config-service URL.
     let f = s.fake.as_ref().unwrap();
     let secret = f

@@ -48,6 +48,7 @@ async fn integration(c: &Ctx, source: Source, secret: &str, settings: Value) -> 
         .store
         .create_integration(
             &c.state.keyring,
+            &switchyard_common::http::Actor::system("test"),
             Some("acme"),
             source,
             "t",
@@ -406,7 +407,12 @@ async fn secrets_rotate_without_dropping_deliveries(b: Backend) {
     let new = c
         .state
         .store
-        .add_secret(&c.state.keyring, &i.id, "new-github-secret-01")
+        .add_secret(
+            &c.state.keyring,
+            &switchyard_common::http::Actor::system("test"),
+            &i.id,
+            "new-github-secret-01",
+        )
         .await
         .unwrap();
     c.state.forget_secrets(&i.id);
@@ -429,7 +435,15 @@ async fn secrets_rotate_without_dropping_deliveries(b: Backend) {
         .into_iter()
         .find(|s| s.id != new.id)
         .unwrap();
-    c.state.store.retire_secret(&i.id, &old.id).await.unwrap();
+    c.state
+        .store
+        .retire_secret(
+            &switchyard_common::http::Actor::system("test"),
+            &i.id,
+            &old.id,
+        )
+        .await
+        .unwrap();
     c.state.forget_secrets(&i.id);
     let (body, h) = signed(Source::Github, "old-github-secret-01", 3);
     assert_eq!(
@@ -440,7 +454,11 @@ async fn secrets_rotate_without_dropping_deliveries(b: Backend) {
     let e = c
         .state
         .store
-        .retire_secret(&i.id, &new.id)
+        .retire_secret(
+            &switchyard_common::http::Actor::system("test"),
+            &i.id,
+            &new.id,
+        )
         .await
         .unwrap_err();
     assert!(matches!(
@@ -530,7 +548,12 @@ async fn concurrent_retirements_keep_one_secret(b: Backend) {
         let i = integration(&c, Source::Github, "first-secret-000001", json!({})).await;
         c.state
             .store
-            .add_secret(&c.state.keyring, &i.id, "second-secret-00001")
+            .add_secret(
+                &c.state.keyring,
+                &switchyard_common::http::Actor::system("test"),
+                &i.id,
+                "second-secret-00001",
+            )
             .await
             .unwrap();
         let ids: Vec<String> = c
@@ -544,9 +567,10 @@ async fn concurrent_retirements_keep_one_secret(b: Backend) {
             .into_iter()
             .map(|s| s.id)
             .collect();
+        let by = switchyard_common::http::Actor::system("test");
         let (a, b) = tokio::join!(
-            c.state.store.retire_secret(&i.id, &ids[0]),
-            c.state.store.retire_secret(&i.id, &ids[1])
+            c.state.store.retire_secret(&by, &i.id, &ids[0]),
+            c.state.store.retire_secret(&by, &i.id, &ids[1])
         );
         assert_eq!(
             usize::from(a.is_ok()) + usize::from(b.is_ok()),

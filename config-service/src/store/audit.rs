@@ -4,10 +4,14 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{
-    Arg, AuditEntry, AuditVerification, EntryFields, Filter, Page, Store, entry_hash, opt_json_col,
-    page_limit, ts,
+    Actor, Arg, AuditEntry, AuditVerification, EntryFields, Filter, PLATFORM_CHAIN, Page,
+    RelayedEntry, Store, entry_hash, opt_json_col, page_limit, ts,
 };
 use crate::error::{Error, Result};
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
 
 const AUDIT_COLS: &str = "org_id, seq, at, actor, action, target, before_state, after_state, request_id, prev_hash, hash";
 
@@ -43,6 +47,48 @@ pub struct AuditQuery {
 }
 
 impl Store {
+    /// Appends entries another service wrote to its outbox (in the same transaction as the
+    /// action), each to its org's chain, or the platform chain without an org (or when the org no
+    /// longer exists). An entry already appended (same `source_id`) is skipped, so a relay that
+    /// retries after a crash appends each once. Returns how many were new.
+    pub async fn append_relayed(&self, entries: &[RelayedEntry]) -> Result<usize> {
+        let mut appended = 0;
+        for e in entries {
+            let seen: Option<i64> =
+                sqlx::query_scalar("SELECT seq FROM cs_audit WHERE source_id = $1")
+                    .bind(&e.source_id)
+                    .fetch_optional(&self.db.pool)
+                    .await?;
+            if seen.is_some() {
+                continue;
+            }
+            let actor = Actor {
+                id: e.actor.clone(),
+                subject: e.actor.clone(),
+                request_id: e.request_id.clone(),
+            };
+            let chain = e.org_id.as_deref().unwrap_or(PLATFORM_CHAIN);
+            let mut otx = match self.org_tx(chain, &actor).await {
+                Ok(otx) => otx,
+                Err(Error::NotFound(_)) => self.org_tx(PLATFORM_CHAIN, &actor).await?,
+                Err(err) => return Err(err),
+            };
+            otx.source_id = Some(e.source_id.clone());
+            match otx
+                .audit(&e.action, &e.target, e.before.as_ref(), e.after.as_ref())
+                .await
+            {
+                Ok(()) => {}
+                // Another relay appended it a moment ago (dropping the transaction rolls back).
+                Err(Error::Database(err)) if is_unique_violation(&err) => continue,
+                Err(err) => return Err(err),
+            }
+            otx.commit().await?;
+            appended += 1;
+        }
+        Ok(appended)
+    }
+
     /// Audit entries, newest first.
     pub async fn list_audit(&self, org: &str, q: &AuditQuery) -> Result<Page<AuditEntry>> {
         let mut f = Filter::default();
@@ -86,7 +132,12 @@ impl Store {
     /// breaks the sequence or the next entry's link, and removing the newest entries no longer
     /// matches the head kept on the org.
     pub async fn verify_audit(&self, org: &str) -> Result<AuditVerification> {
-        let head = sqlx::query("SELECT audit_seq, audit_head FROM cs_orgs WHERE id = $1")
+        let sql = if org == PLATFORM_CHAIN {
+            "SELECT audit_seq, audit_head FROM cs_audit_heads WHERE chain = $1"
+        } else {
+            "SELECT audit_seq, audit_head FROM cs_orgs WHERE id = $1"
+        };
+        let head = sqlx::query(sql)
             .bind(org)
             .fetch_optional(&self.db.pool)
             .await?

@@ -78,13 +78,18 @@ impl Store {
             Backend::Postgres => " FOR UPDATE",
             Backend::Sqlite => "",
         };
-        let row = sqlx::query(&format!(
-            "SELECT audit_seq, audit_head, policy FROM cs_orgs WHERE id = $1{lock}"
-        ))
-        .bind(org)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| Error::not_found(format!("organisation {org}")))?;
+        let sql = if org == PLATFORM_CHAIN {
+            format!(
+                "SELECT audit_seq, audit_head, '{{}}' AS policy FROM cs_audit_heads WHERE chain = $1{lock}"
+            )
+        } else {
+            format!("SELECT audit_seq, audit_head, policy FROM cs_orgs WHERE id = $1{lock}")
+        };
+        let row = sqlx::query(&sql)
+            .bind(org)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("organisation {org}")))?;
         Ok(OrgTx {
             tx,
             _guard: guard,
@@ -94,9 +99,14 @@ impl Store {
             start_seq: row.try_get("audit_seq")?,
             policy: row.try_get("policy")?,
             actor: actor.clone(),
+            source_id: None,
         })
     }
 }
+
+/// The audit chain of actions that belong to no organisation (the platform's shared integrations).
+/// Org ids are slugs, which never start with `_`.
+pub const PLATFORM_CHAIN: &str = "_platform";
 
 /// A write transaction scoped to one org; see the module docs.
 pub(crate) struct OrgTx {
@@ -109,6 +119,8 @@ pub(crate) struct OrgTx {
     /// The org's approval policy as stored (JSON text), read under the lock.
     pub policy: String,
     pub actor: Actor,
+    /// The id of the relayed entry being appended (see `append_relayed`), kept for de-duplication.
+    pub source_id: Option<String>,
 }
 
 impl OrgTx {
@@ -138,8 +150,8 @@ impl OrgTx {
             prev_hash: &self.head,
         });
         sqlx::query(
-            "INSERT INTO cs_audit (org_id, seq, at, actor, action, target, before_state, after_state, request_id, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            "INSERT INTO cs_audit (org_id, seq, at, actor, action, target, before_state, after_state, request_id, prev_hash, hash, source_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(&self.org)
         .bind(seq)
@@ -152,6 +164,7 @@ impl OrgTx {
         .bind(self.actor.request_id.clone())
         .bind(&self.head)
         .bind(&hash)
+        .bind(self.source_id.clone())
         .execute(&mut *self.tx)
         .await?;
         self.seq = seq;
@@ -162,7 +175,12 @@ impl OrgTx {
     /// Moves the org's chain head and commits.
     pub async fn commit(mut self) -> Result<()> {
         if self.seq != self.start_seq {
-            sqlx::query("UPDATE cs_orgs SET audit_seq = $1, audit_head = $2 WHERE id = $3")
+            let table = if self.org == PLATFORM_CHAIN {
+                "UPDATE cs_audit_heads SET audit_seq = $1, audit_head = $2 WHERE chain = $3"
+            } else {
+                "UPDATE cs_orgs SET audit_seq = $1, audit_head = $2 WHERE id = $3"
+            };
+            sqlx::query(table)
                 .bind(self.seq)
                 .bind(&self.head)
                 .bind(&self.org)

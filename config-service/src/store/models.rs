@@ -199,6 +199,25 @@ pub struct RouteMatch {
     pub matched_value: String,
 }
 
+/// An audit entry another service relays from its outbox.
+#[derive(Debug, Clone, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RelayedEntry {
+    /// Unique per entry at its source: a repeated id is appended once.
+    pub source_id: String,
+    /// The org whose chain it joins; `null`: the platform chain.
+    pub org_id: Option<String>,
+    /// Who acted, as the source names them (subject and credential).
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    #[schema(value_type = Option<Object>)]
+    pub before: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    pub after: Option<Value>,
+    pub request_id: Option<String>,
+}
+
 /// A secret of the org secrets store, as anyone may see it: never the value.
 #[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
 pub struct SecretInfo {

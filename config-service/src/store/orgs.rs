@@ -82,6 +82,7 @@ impl Store {
             start_seq: 0,
             policy: String::new(),
             actor: actor.clone(),
+            source_id: None,
         };
         otx.audit("org.created", &format!("org/{id}"), None, Some(&json!(org)))
             .await?;

@@ -120,7 +120,7 @@ pub async fn replay_one(
         org: Some(admin.org_id),
         ..Default::default()
     };
-    let n = state.store.replay(&q, Some(&id)).await?;
+    let n = state.store.replay(&admin.actor, &q, Some(&id)).await?;
     if n == 0 {
         return Err(Error::conflict(
             "event-pending",
@@ -158,7 +158,7 @@ pub async fn bulk_replay(
         ..Default::default()
     };
     Ok(Json(Replayed {
-        replayed: state.store.replay(&q, None).await?,
+        replayed: state.store.replay(&admin.actor, &q, None).await?,
     }))
 }
 
@@ -166,7 +166,7 @@ pub async fn bulk_replay(
 #[utoipa::path(post, path = "/api/v1/events/replay", tag = "events", request_body = ReplayFilter, responses((status = 200, body = Replayed)))]
 pub async fn bulk_replay_all(
     State(state): State<AppState>,
-    _admin: PlatformAdmin,
+    admin: PlatformAdmin,
     ApiJson(f): ApiJson<ReplayFilter>,
 ) -> Result<Json<Replayed>> {
     let q = EventQuery {
@@ -176,7 +176,7 @@ pub async fn bulk_replay_all(
         ..Default::default()
     };
     Ok(Json(Replayed {
-        replayed: state.store.replay(&q, None).await?,
+        replayed: state.store.replay(&admin.actor, &q, None).await?,
     }))
 }
 
@@ -197,7 +197,7 @@ pub struct Purged {
 #[utoipa::path(post, path = "/api/v1/events/purge", tag = "events", request_body = Purge, responses((status = 200, body = Purged)))]
 pub async fn purge(
     State(state): State<AppState>,
-    _admin: PlatformAdmin,
+    admin: PlatformAdmin,
     ApiJson(p): ApiJson<Purge>,
 ) -> Result<Json<Purged>> {
     if p.older_than_days == 0 {
@@ -205,6 +205,6 @@ pub async fn purge(
     }
     let before = now_ms() - i64::from(p.older_than_days) * 86_400_000;
     Ok(Json(Purged {
-        purged: state.store.purge(before).await?,
+        purged: state.store.purge(&admin.actor, before).await?,
     }))
 }

@@ -7,7 +7,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::Value;
 use switchyard_common::error::{Error, Result};
-use switchyard_common::http::{ApiJson, OrgAdmin, PlatformAdmin};
+use switchyard_common::http::{Actor, ApiJson, OrgAdmin, PlatformAdmin};
 use utoipa::ToSchema;
 
 use crate::sources::Source;
@@ -109,6 +109,7 @@ fn check_secret(source: Source, secret: &str, pointer: &str) -> Result<()> {
 
 async fn create_in(
     state: &AppState,
+    by: &Actor,
     org: Option<&str>,
     req: CreateIntegration,
 ) -> Result<Integration> {
@@ -147,6 +148,7 @@ async fn create_in(
         .store
         .create_integration(
             &state.keyring,
+            by,
             org,
             source,
             name,
@@ -176,7 +178,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Integration>)> {
     Ok((
         StatusCode::CREATED,
-        Json(create_in(&state, Some(&admin.org_id), req).await?),
+        Json(create_in(&state, &admin.actor, Some(&admin.org_id), req).await?),
     ))
 }
 
@@ -219,7 +221,13 @@ pub async fn update(
     Ok(Json(
         state
             .store
-            .update_integration(&id, req.name.as_deref(), dt, req.settings.as_ref())
+            .update_integration(
+                &admin.actor,
+                &id,
+                req.name.as_deref(),
+                dt,
+                req.settings.as_ref(),
+            )
             .await?,
     ))
 }
@@ -232,13 +240,14 @@ pub async fn remove(
     Path((_, id)): Path<(String, String)>,
 ) -> Result<StatusCode> {
     owned(&state, Some(&admin.org_id), &id).await?;
-    state.store.delete_integration(&id).await?;
+    state.store.delete_integration(&admin.actor, &id).await?;
     state.forget_secrets(&id);
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn add_in(
     state: &AppState,
+    by: &Actor,
     org: Option<&str>,
     id: &str,
     req: NewSecret,
@@ -247,7 +256,7 @@ async fn add_in(
     check_secret(i.source, &req.secret, "/secret")?;
     let info = state
         .store
-        .add_secret(&state.keyring, id, &req.secret)
+        .add_secret(&state.keyring, by, id, &req.secret)
         .await?;
     state.forget_secrets(id);
     Ok(info)
@@ -255,12 +264,13 @@ async fn add_in(
 
 async fn retire_in(
     state: &AppState,
+    by: &Actor,
     org: Option<&str>,
     id: &str,
     secret_id: &str,
 ) -> Result<StatusCode> {
     owned(state, org, id).await?;
-    state.store.retire_secret(id, secret_id).await?;
+    state.store.retire_secret(by, id, secret_id).await?;
     state.forget_secrets(id);
     Ok(StatusCode::NO_CONTENT)
 }
@@ -276,7 +286,7 @@ pub async fn add_secret(
 ) -> Result<(StatusCode, Json<SecretInfo>)> {
     Ok((
         StatusCode::CREATED,
-        Json(add_in(&state, Some(&admin.org_id), &id, req).await?),
+        Json(add_in(&state, &admin.actor, Some(&admin.org_id), &id, req).await?),
     ))
 }
 
@@ -288,7 +298,7 @@ pub async fn retire_secret(
     admin: OrgAdmin,
     Path((_, id, secret_id)): Path<(String, String, String)>,
 ) -> Result<StatusCode> {
-    retire_in(&state, Some(&admin.org_id), &id, &secret_id).await
+    retire_in(&state, &admin.actor, Some(&admin.org_id), &id, &secret_id).await
 }
 
 /// Create the platform-wide Slack app or GitHub App integration (platform admin).
@@ -296,12 +306,12 @@ pub async fn retire_secret(
     responses((status = 201, body = Integration), (status = 409, body = switchyard_common::problem::Problem)))]
 pub async fn create_platform(
     State(state): State<AppState>,
-    _admin: PlatformAdmin,
+    admin: PlatformAdmin,
     ApiJson(req): ApiJson<CreateIntegration>,
 ) -> Result<(StatusCode, Json<Integration>)> {
     Ok((
         StatusCode::CREATED,
-        Json(create_in(&state, None, req).await?),
+        Json(create_in(&state, &admin.actor, None, req).await?),
     ))
 }
 
@@ -319,13 +329,13 @@ pub async fn list_platform(
     request_body = NewSecret, responses((status = 201, body = SecretInfo)))]
 pub async fn add_platform_secret(
     State(state): State<AppState>,
-    _admin: PlatformAdmin,
+    admin: PlatformAdmin,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<NewSecret>,
 ) -> Result<(StatusCode, Json<SecretInfo>)> {
     Ok((
         StatusCode::CREATED,
-        Json(add_in(&state, None, &id, req).await?),
+        Json(add_in(&state, &admin.actor, None, &id, req).await?),
     ))
 }
 
@@ -334,8 +344,8 @@ pub async fn add_platform_secret(
     params(("id" = String, Path), ("secret_id" = String, Path)), responses((status = 204)))]
 pub async fn retire_platform_secret(
     State(state): State<AppState>,
-    _admin: PlatformAdmin,
+    admin: PlatformAdmin,
     Path((id, secret_id)): Path<(String, String)>,
 ) -> Result<StatusCode> {
-    retire_in(&state, None, &id, &secret_id).await
+    retire_in(&state, &admin.actor, None, &id, &secret_id).await
 }

@@ -81,7 +81,7 @@ pub async fn provision(
             "provision",
             &request,
             Some(&req.idempotency_key),
-            &admin.actor.id,
+            &admin.actor,
             bearer(&headers)?,
         )
         .await?;
@@ -121,7 +121,7 @@ pub async fn deprovision(
             "deprovision",
             &json!({"team_id": team}),
             key.as_deref(),
-            &admin.actor.id,
+            &admin.actor,
             bearer(&headers)?,
         )
         .await?;
