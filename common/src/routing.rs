@@ -187,3 +187,37 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn kind() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(RouteKind::ALL.map(RouteKind::as_str).to_vec())
+                .prop_map(str::to_owned),
+            "[a-z_]{1,12}",
+        ]
+    }
+
+    proptest! {
+        /// Whatever a normaliser pushes, the lookup gets only what it accepts: known kinds,
+        /// normalised values, no duplicates, at most MAX_IDENTIFIERS; and cleaning is idempotent.
+        #[test]
+        fn cleaned_identifiers_are_what_the_lookup_accepts(
+            ids in prop::collection::vec((kind(), ".{0,40}"), 0..100)
+        ) {
+            let clean = clean_identifiers(ids);
+            prop_assert!(clean.len() <= MAX_IDENTIFIERS);
+            for (i, (k, v)) in clean.iter().enumerate() {
+                let kind = RouteKind::parse(k);
+                prop_assert!(kind.is_some());
+                let again = normalise_route_value(kind.unwrap(), v);
+                prop_assert_eq!(again.as_deref(), Ok(v.as_str()));
+                prop_assert!(!clean[..i].contains(&(k.clone(), v.clone())));
+            }
+            prop_assert_eq!(clean_identifiers(clean.clone()), clean);
+        }
+    }
+}
