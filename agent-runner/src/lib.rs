@@ -56,12 +56,10 @@ pub struct Settings {
     pub config_service_url: String,
     #[command(flatten)]
     pub replies: ReplySettings,
-    /// The platform admin token (reads any run).
-    #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
-    /// Shared HS256 key for service JWTs.
-    #[arg(long, env = "SWITCHYARD_SERVICE_KEY", hide_env_values = true)]
-    pub service_key: Option<String>,
+    /// The platform admin token (reads any run), the agent-runner's signing key and the
+    /// orchestrator's public key.
+    #[command(flatten)]
+    pub secrets: switchyard_common::settings::SecretSettings,
     #[arg(long, env = "SWITCHYARD_LOG_JSON")]
     pub log_json: bool,
 }
@@ -233,9 +231,11 @@ fn release(state: &AppState, org: &str, team: &str) {
     security(("service_jwt" = [])))]
 pub async fn run(
     State(state): State<AppState>,
-    _s: Service,
+    s: Service,
     ApiJson(req): ApiJson<RunRequest>,
 ) -> Result<Response> {
+    // Runs are started by the orchestrator only.
+    s.require(&["orchestrator"])?;
     // The config is read per run: a change applies to the next run without a restart.
     let config = state
         .config

@@ -47,10 +47,6 @@ pub struct DevArgs {
     /// The platform admin token; generated and printed when unset.
     #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
-
-    /// The service JWT key; generated when unset.
-    #[arg(long, env = "SWITCHYARD_SERVICE_KEY", hide_env_values = true)]
-    pub service_key: Option<String>,
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
@@ -71,11 +67,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             false,
         ),
     };
-    let service_key = match args.service_key {
-        Some(k) => k,
-        None => persisted_secret(&service_key_path(&args.data_dir), || random_hex(32))?,
-    };
-    let service_key = ServiceKey::new(service_key.into_bytes()).map_err(anyhow::Error::msg)?;
+    // Every service's key pair, kept for the next start (and for `switchyard service-token`);
+    // each service below signs only with its own.
+    let service_key = persisted_secret(&service_keys_path(&args.data_dir), || {
+        ServiceKey::generate().private_keys_spec()
+    })?;
+    let service_key = ServiceKey::from_private_keys(&service_key).map_err(anyhow::Error::msg)?;
 
     let master = persisted_secret(&args.data_dir.join("master-keys"), || {
         switchyard_common::crypto::Keyring::generate_spec("dev")
@@ -121,7 +118,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let cs_state = AppState::new(
         Store::new(db),
         Some(admin_token.clone()),
-        service_key.clone(),
+        service_key.only("config-service"),
         keyring.clone(),
     );
     let runner_state = switchyard_agent_runner::AppState::new(
@@ -134,13 +131,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             max_run_attempts: 3,
         },
         Some(admin_token.clone()),
-        service_key.clone(),
+        service_key.only("agent-runner"),
     );
     let orch_state = switchyard_orchestrator::AppState::new(
         switchyard_orchestrator::store::Store::new(orch_db),
         keyring,
         Some(admin_token),
-        service_key,
+        service_key.only("orchestrator"),
         &format!("http://{cs_addr}"),
         &format!("http://{runner_addr}"),
         switchyard_orchestrator::settings::Limits::default(),
@@ -177,9 +174,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Where dev mode keeps its service JWT key.
-pub fn service_key_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("service-key")
+/// Where dev mode keeps the services' private keys.
+pub fn service_keys_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("service-keys")
 }
 
 /// Reads a secret kept in `path`, or generates one and writes it readable by the owner only, so

@@ -61,18 +61,27 @@ enum Command {
         /// The service to call.
         #[arg(long, default_value = "config-service")]
         audience: String,
-        /// The caller it claims to be.
-        #[arg(long, default_value = "cli")]
+        /// The service it is from (its private key must be at hand).
+        #[arg(long, default_value = "orchestrator")]
         subject: String,
-        /// The shared service key; default: the key `switchyard dev` keeps in --data-dir.
-        #[arg(long, env = "SWITCHYARD_SERVICE_KEY", hide_env_values = true)]
-        service_key: Option<String>,
+        /// That service's private key; default: the keys `switchyard dev` keeps in --data-dir.
+        #[arg(long, env = "SWITCHYARD_SERVICE_SIGNING_KEY", hide_env_values = true)]
+        signing_key: Option<String>,
         #[arg(long, env = "SWITCHYARD_DATA_DIR", default_value = "./.switchyard")]
         data_dir: PathBuf,
         /// Lifetime in seconds (at most 300).
         #[arg(long, default_value_t = 300)]
         ttl: u64,
     },
+    /// Make Ed25519 key pairs for service identities: each service's private key goes to that
+    /// service only (SWITCHYARD_SERVICE_SIGNING_KEY), the public keys to every service
+    /// (SWITCHYARD_SERVICE_PUBLIC_KEYS).
+    Keygen {
+        /// The services to make keys for.
+        #[arg(long = "service", default_values_t = ["orchestrator".to_owned(), "agent-runner".to_owned()])]
+        services: Vec<String>,
+    },
+
     /// Write the OpenAPI documents under openapi/ (or, with --check, fail if they are stale).
     GenOpenapi {
         /// Directory to write to.
@@ -114,11 +123,9 @@ async fn main() -> anyhow::Result<()> {
         Command::AgentRunner(settings) => {
             init_tracing(settings.log_json);
             let key = settings
-                .service_key
-                .clone()
-                .context("set SWITCHYARD_SERVICE_KEY")?;
-            let key = switchyard_common::auth::ServiceKey::new(key.into_bytes())
-                .map_err(anyhow::Error::msg)?;
+                .secrets
+                .service_key(Some("agent-runner"), &["orchestrator"])?;
+            let admin_token = settings.secrets.admin_token()?;
             let listener = tokio::net::TcpListener::bind(settings.listen)
                 .await
                 .with_context(|| format!("binding {}", settings.listen))?;
@@ -126,7 +133,7 @@ async fn main() -> anyhow::Result<()> {
             let state = switchyard_agent_runner::AppState::new(
                 &settings.config_service_url,
                 settings.replies,
-                settings.admin_token,
+                admin_token,
                 key,
             );
             switchyard_agent_runner::serve(listener, state, shutdown_signal()).await?;
@@ -159,32 +166,56 @@ async fn main() -> anyhow::Result<()> {
         Command::ServiceToken {
             audience,
             subject,
-            service_key,
+            signing_key,
             data_dir,
             ttl,
         } => {
-            let key = match service_key {
-                Some(k) => k,
+            use base64::Engine;
+            let key = match signing_key {
+                Some(k) => {
+                    let der = base64::engine::general_purpose::STANDARD
+                        .decode(k.trim())
+                        .context("the signing key is not base64")?;
+                    switchyard_common::auth::ServiceKey::default()
+                        .with_signer(&subject, der)
+                        .map_err(anyhow::Error::msg)?
+                }
                 None => {
-                    let path = dev::service_key_path(&data_dir);
-                    std::fs::read_to_string(&path)
-                        .with_context(|| format!("reading {} (is `switchyard dev` using this data dir?); or set SWITCHYARD_SERVICE_KEY", path.display()))?
-                        .trim()
-                        .to_owned()
+                    let path = dev::service_keys_path(&data_dir);
+                    let spec = std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {} (is `switchyard dev` using this data dir?); or set SWITCHYARD_SERVICE_SIGNING_KEY", path.display()))?;
+                    switchyard_common::auth::ServiceKey::from_private_keys(spec.trim())
+                        .map_err(anyhow::Error::msg)?
                 }
             };
-            let key = switchyard_common::auth::ServiceKey::new(key.into_bytes())
-                .map_err(anyhow::Error::msg)?;
             println!("{}", key.mint(&subject, &audience, ttl));
+            Ok(())
+        }
+        Command::Keygen { services } => {
+            let mut all = switchyard_common::auth::ServiceKey::default();
+            for name in &services {
+                let der = switchyard_common::auth::generate_signing_key();
+                all = all.with_signer(name, der).map_err(anyhow::Error::msg)?;
+                let one = all.only(name).private_keys_spec();
+                let private = one.split_once('=').map(|(_, k)| k).unwrap_or_default();
+                println!("# {name}: SWITCHYARD_SERVICE_SIGNING_KEY of the {name} only");
+                println!(
+                    "{}_SIGNING_KEY={private}",
+                    name.to_uppercase().replace('-', "_")
+                );
+            }
+            println!("# every service: SWITCHYARD_SERVICE_PUBLIC_KEYS (not secret)");
+            println!("SWITCHYARD_SERVICE_PUBLIC_KEYS={}", all.public_keys_spec());
             Ok(())
         }
     }
 }
 
 async fn run_config_service(settings: Settings) -> anyhow::Result<()> {
-    let service_key = settings.secrets.service_key()?.context(
-        "set SWITCHYARD_SERVICE_KEY (or SWITCHYARD_SERVICE_KEY_FILE): internal endpoints need it",
-    )?;
+    // The config-service calls nobody: it only verifies the orchestrator's and agent-runner's calls.
+    let service_key = settings
+        .secrets
+        .service_key(None, &["orchestrator", "agent-runner"])?;
     let admin_token = settings.secrets.admin_token()?;
     if admin_token.is_none() {
         tracing::warn!("no platform admin token configured: only org admin and team tokens work");
@@ -204,10 +235,7 @@ async fn run_config_service(settings: Settings) -> anyhow::Result<()> {
 }
 
 async fn run_orchestrator(s: switchyard_orchestrator::settings::Settings) -> anyhow::Result<()> {
-    let key = s
-        .secrets
-        .service_key()?
-        .context("set SWITCHYARD_SERVICE_KEY (or _FILE)")?;
+    let key = s.secrets.service_key(Some("orchestrator"), &[])?;
     let keyring = s.secrets.keyring()?;
     let admin = s.secrets.admin_token()?;
     let db = Db::connect(&s.database_url, s.db_max_connections)

@@ -110,6 +110,18 @@ impl Db {
         Ok(Self { pool, backend })
     }
 
+    /// Begins a transaction that will write. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`, waiting up to the busy timeout): a deferred transaction that reads
+    /// first and writes later fails at once with `SQLITE_BUSY` when another connection wrote
+    /// meanwhile, for example a dropped transaction whose rollback is still on its way back to the
+    /// pool after an error.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
     /// Applies every pending migration of this backend. Safe to run from several replicas at once
     /// on PostgreSQL (sqlx takes an advisory lock).
     pub async fn migrate(&self) -> anyhow::Result<()> {

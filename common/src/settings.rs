@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use base64::Engine;
+
 use crate::auth::{ServiceKey, read_secret};
 use crate::crypto::Keyring;
 
@@ -16,13 +18,20 @@ pub struct SecretSettings {
     #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
 
-    /// Shared HS256 key (at least 32 bytes) for service-to-service JWTs.
-    #[arg(long, env = "SWITCHYARD_SERVICE_KEY", hide_env_values = true)]
-    pub service_key: Option<String>,
+    /// This service's own Ed25519 private key (base64 of its PKCS#8 document, from
+    /// `switchyard keygen`), which signs its calls to the other services. The config-service calls
+    /// nobody and needs none.
+    #[arg(long, env = "SWITCHYARD_SERVICE_SIGNING_KEY", hide_env_values = true)]
+    pub service_signing_key: Option<String>,
 
-    /// File holding the service key (used when `--service-key` is unset).
-    #[arg(long, env = "SWITCHYARD_SERVICE_KEY_FILE")]
-    pub service_key_file: Option<PathBuf>,
+    /// File holding the signing key (used when `--service-signing-key` is unset).
+    #[arg(long, env = "SWITCHYARD_SERVICE_SIGNING_KEY_FILE")]
+    pub service_signing_key_file: Option<PathBuf>,
+
+    /// The public keys of the services whose calls this one accepts:
+    /// `orchestrator=<base64>,agent-runner=<base64>` (not secret).
+    #[arg(long, env = "SWITCHYARD_SERVICE_PUBLIC_KEYS", default_value = "")]
+    pub service_public_keys: String,
 
     /// Master keys for secrets at rest (webhook secrets in the orchestrator, the org secrets store
     /// in the config-service): `id=base64(32 bytes)[,id=...]`; the first encrypts, all decrypt.
@@ -43,10 +52,11 @@ impl std::fmt::Debug for SecretSettings {
             )
             .field("admin_token_file", &self.admin_token_file)
             .field(
-                "service_key",
-                &self.service_key.as_ref().map(|_| "<redacted>"),
+                "service_signing_key",
+                &self.service_signing_key.as_ref().map(|_| "<redacted>"),
             )
-            .field("service_key_file", &self.service_key_file)
+            .field("service_signing_key_file", &self.service_signing_key_file)
+            .field("service_public_keys", &self.service_public_keys)
             .field(
                 "master_keys",
                 &self.master_keys.as_ref().map(|_| "<redacted>"),
@@ -85,14 +95,33 @@ impl SecretSettings {
         Keyring::parse(&spec).map_err(anyhow::Error::msg)
     }
 
-    /// The service key; `None` when not configured.
-    pub fn service_key(&self) -> anyhow::Result<Option<ServiceKey>> {
-        read_secret(
-            self.service_key.as_deref(),
-            self.service_key_file.as_deref(),
-            "service key",
-        )?
-        .map(|k| ServiceKey::new(k.into_bytes()).map_err(anyhow::Error::msg))
-        .transpose()
+    /// The identity of service `me` (its signing key; `None` for a service that calls nobody)
+    /// and the public keys of the `callers` it accepts, each of which must be configured.
+    pub fn service_key(&self, me: Option<&str>, callers: &[&str]) -> anyhow::Result<ServiceKey> {
+        let mut key = ServiceKey::default()
+            .with_public_keys(&self.service_public_keys)
+            .map_err(anyhow::Error::msg)?;
+        if let Some(me) = me {
+            let signing = read_secret(
+                self.service_signing_key.as_deref(),
+                self.service_signing_key_file.as_deref(),
+                "service signing key",
+            )?
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "set SWITCHYARD_SERVICE_SIGNING_KEY (or _FILE) to the {me}'s private key: `switchyard keygen --service {me}` makes one"
+                )
+            })?;
+            let der = base64::engine::general_purpose::STANDARD
+                .decode(signing.trim())
+                .map_err(|_| anyhow::anyhow!("the service signing key is not base64"))?;
+            key = key.with_signer(me, der).map_err(anyhow::Error::msg)?;
+        }
+        if let Some(missing) = callers.iter().find(|c| !key.accepts(c)) {
+            anyhow::bail!(
+                "set SWITCHYARD_SERVICE_PUBLIC_KEYS with the public key of {missing} (name=base64,...), whose calls this service accepts"
+            );
+        }
+        Ok(key)
     }
 }

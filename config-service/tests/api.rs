@@ -640,6 +640,61 @@ async fn internal_views_for_other_services(b: Backend) {
     assert_eq!(gone.status, StatusCode::UNAUTHORIZED);
 }
 
+/// Each internal endpoint answers only the services on its allow-list (403 for another service),
+/// and no service can pose as another (401): the agent-runner holds only its own key.
+async fn internal_endpoints_check_the_calling_service(b: Backend) {
+    let app = TestApp::new(b).await;
+    app.org("acme").await;
+    let runner = app.service_jwt_of("agent-runner");
+    let orchestrator = app.service_jwt_of("orchestrator");
+    let lookup = json!({"identifiers": {"service": "api"}});
+    let r = app
+        .post(
+            "/api/v1/internal/routing/lookup",
+            Some(&runner),
+            lookup.clone(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert!(r.body["detail"].as_str().unwrap().contains("agent-runner"));
+    let r = app
+        .post(
+            "/api/v1/internal/routing/lookup",
+            Some(&orchestrator),
+            lookup.clone(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let audit = json!({"entries": []});
+    assert_eq!(
+        app.post("/api/v1/internal/audit", Some(&runner), audit.clone())
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        app.post("/api/v1/internal/audit", Some(&orchestrator), audit)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.get("/api/v1/internal/routing/version", Some(&runner))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    // The agent-runner's own key cannot sign as the orchestrator.
+    let posing = app
+        .service_key
+        .only("agent-runner")
+        .mint("orchestrator", "config-service", 60);
+    let r = app
+        .post("/api/v1/internal/routing/lookup", Some(&posing), lookup)
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
 /// The org secrets store: write-only, sealed at rest, audited without values; config refers to
 /// secrets and never holds a literal; only the agent-runner reads values.
 async fn secrets_are_write_only_and_referenced(b: Backend) {
@@ -910,6 +965,7 @@ async fn four_eyes_are_per_person(b: Backend) {
 }
 
 switchyard_common::on_both_backends!(
+    internal_endpoints_check_the_calling_service,
     secrets_are_write_only_and_referenced,
     four_eyes_are_per_person,
     internal_views_for_other_services,

@@ -196,7 +196,7 @@ impl AppState {
     ) -> Result<(Run, bool)> {
         let id = new_id();
         // The run and its audit entry commit together.
-        let mut tx = self.store.db().pool.begin().await?;
+        let mut tx = self.store.db().begin_write().await?;
         let inserted: Option<String> = sqlx::query_scalar(
             "INSERT INTO or_provisioning_runs (id, org_id, team_id, kind, idempotency_key, status, request, created_by, created_at) \
              VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8) ON CONFLICT (org_id, idempotency_key) DO NOTHING RETURNING id",
@@ -300,7 +300,7 @@ impl AppState {
     /// Records how the run ended, with its audit entry (`provision.succeeded`,
     /// `provision.rolled_back`, `deprovision.failed`, ...) in the same transaction.
     async fn finish(&self, id: &str, status: &str, error: Option<&str>) -> Result<()> {
-        let mut tx = self.store.db().pool.begin().await?;
+        let mut tx = self.store.db().begin_write().await?;
         let row: Option<(String, String, String, String)> = sqlx::query_as(
             "UPDATE or_provisioning_runs SET status = $2, error = $3, finished_at = $4 WHERE id = $1 \
              RETURNING org_id, team_id, kind, created_by",

@@ -272,7 +272,7 @@ impl Store {
 
     async fn begin(&self) -> Result<(Option<OwnedMutexGuard<()>>, Transaction<'static, Any>)> {
         let g = self.write_guard().await;
-        Ok((g, self.db.pool.begin().await?))
+        Ok((g, self.db.begin_write().await?))
     }
 
     // ---- integrations -------------------------------------------------------------------

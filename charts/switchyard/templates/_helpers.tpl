@@ -35,11 +35,11 @@ app.kubernetes.io/component: {{ .component }}
     secretKeyRef:
       name: {{ .Values.secrets.existingSecret }}
       key: {{ .Values.secrets.adminTokenKey }}
-- name: SWITCHYARD_SERVICE_KEY
+- name: SWITCHYARD_SERVICE_PUBLIC_KEYS
   valueFrom:
     secretKeyRef:
       name: {{ .Values.secrets.existingSecret }}
-      key: {{ .Values.secrets.serviceKeyKey }}
+      key: {{ .Values.secrets.servicePublicKeysKey }}
 - name: SWITCHYARD_CONFIG_SERVICE_URL
   value: {{ printf "http://%s-config-service:8081" (include "switchyard.fullname" .) | quote }}
 - name: SWITCHYARD_LOG_JSON

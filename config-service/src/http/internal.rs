@@ -13,6 +13,12 @@ use crate::error::Result;
 use crate::state::AppState;
 use crate::store::{AgentRun, EffectiveConfig};
 
+/// Which services call which internal endpoint: anything else answers 403.
+const TOKEN_READERS: &[&str] = &["orchestrator", "agent-runner"];
+const CONFIG_READERS: &[&str] = &["orchestrator", "agent-runner"];
+const RUN_READERS: &[&str] = &["agent-runner"];
+const ROUTING_READERS: &[&str] = &["orchestrator"];
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/internal/auth/introspect", post(introspect))
@@ -50,9 +56,10 @@ pub struct Introspection {
     responses((status = 200, body = Introspection), (status = 401, body = switchyard_common::problem::Problem)), security(("service_jwt" = [])))]
 pub async fn introspect(
     State(state): State<AppState>,
-    _s: Service,
+    s: Service,
     ApiJson(req): ApiJson<IntrospectRequest>,
 ) -> Result<Json<Introspection>> {
+    s.require(TOKEN_READERS)?;
     let auth = state.store.authenticate(&hash_token(&req.token)).await?;
     Ok(Json(Introspection {
         kind: auth.kind,
@@ -69,9 +76,10 @@ pub async fn introspect(
     responses((status = 200, body = EffectiveConfig), (status = 404, body = switchyard_common::problem::Problem)), security(("service_jwt" = [])))]
 pub async fn node_config(
     State(state): State<AppState>,
-    _s: Service,
+    s: Service,
     Path((org, node)): Path<(String, String)>,
 ) -> Result<Json<EffectiveConfig>> {
+    s.require(CONFIG_READERS)?;
     Ok(Json(
         state.store.effective_config(&org, &node, false).await?,
     ))
@@ -82,9 +90,10 @@ pub async fn node_config(
     responses((status = 200, body = AgentRun), (status = 404, body = switchyard_common::problem::Problem)), security(("service_jwt" = [])))]
 pub async fn get_run(
     State(state): State<AppState>,
-    _s: Service,
+    s: Service,
     Path(id): Path<String>,
 ) -> Result<Json<AgentRun>> {
+    s.require(RUN_READERS)?;
     Ok(Json(state.store.get_run(None, &id).await?))
 }
 
@@ -99,8 +108,9 @@ pub struct RoutingVersion {
     responses((status = 200, body = RoutingVersion)), security(("service_jwt" = [])))]
 pub async fn routing_version(
     State(state): State<AppState>,
-    _s: Service,
+    s: Service,
 ) -> Result<Json<RoutingVersion>> {
+    s.require(ROUTING_READERS)?;
     Ok(Json(RoutingVersion {
         version: state.store.routing_version().await?,
     }))
@@ -120,8 +130,9 @@ pub struct TeamPipelines {
     responses((status = 200, body = Vec<TeamPipelines>)), security(("service_jwt" = [])))]
 pub async fn pipelines(
     State(state): State<AppState>,
-    _s: Service,
+    s: Service,
 ) -> Result<Json<Vec<TeamPipelines>>> {
+    s.require(ROUTING_READERS)?;
     Ok(Json(
         state
             .store

@@ -79,9 +79,10 @@ pub struct LookupRequest {
     security(("service_jwt" = [])))]
 pub async fn lookup(
     State(state): State<AppState>,
-    _service: Service,
+    service: Service,
     ApiJson(req): ApiJson<LookupRequest>,
 ) -> Result<Json<RouteMatch>> {
+    service.require(&["orchestrator"])?;
     let mut ids = Vec::new();
     for (k, v) in &req.identifiers {
         let at = format!("/identifiers/{k}");

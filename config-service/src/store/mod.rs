@@ -66,7 +66,7 @@ impl Store {
 
     async fn begin(&self) -> Result<(Option<OwnedMutexGuard<()>>, Transaction<'static, Any>)> {
         let guard = self.write_guard().await;
-        let tx = self.db.pool.begin().await?;
+        let tx = self.db.begin_write().await?;
         Ok((guard, tx))
     }
 

@@ -202,7 +202,7 @@ impl Store {
     ) -> Result<Recovered> {
         let _guard = self.write_guard().await;
         let now = now_ms();
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let failed_rows = sqlx::query(&format!(
             "UPDATE cs_agent_runs SET status = 'failed', finished_at = $1, lease_owner = NULL, lease_until = NULL, \
                error = CASE WHEN deadline_at IS NOT NULL AND deadline_at < $1 \

@@ -136,7 +136,7 @@ impl Stack {
         let cs_state = switchyard_config_service::AppState::new(
             switchyard_config_service::store::Store::new(cs_conn),
             Some(ADMIN.into()),
-            key.clone(),
+            key.only("config-service"),
             keyring.clone(),
         );
         tokio::spawn(switchyard_config_service::serve(
@@ -167,7 +167,7 @@ impl Stack {
             switchyard_orchestrator::store::Store::new(orch_conn),
             keyring.clone(),
             Some(ADMIN.into()),
-            key.clone(),
+            key.only("orchestrator"),
             &cs,
             &runner,
             opts.limits.clone(),
@@ -354,7 +354,7 @@ fn runner_state(
             max_run_attempts: 3,
         },
         Some(ADMIN.into()),
-        key.clone(),
+        key.only("agent-runner"),
     )
 }
 
