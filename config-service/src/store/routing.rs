@@ -4,7 +4,7 @@ use serde_json::json;
 use sqlx::Row;
 
 use super::{Lookup, OrgTx, Route, RouteMatch, Store};
-use crate::domain::routing::RouteKind;
+use crate::domain::routing::{Candidate, Decision, RouteKind, decide};
 use crate::error::{Error, Result};
 
 /// Replaces the node's identifiers with `routes`. An identifier another node of the org owns
@@ -208,37 +208,18 @@ impl Store {
                 },
             ));
         }
-        matches.sort_by(|(a, x), (b, y)| {
-            (a.precedence(), &x.org_id, &x.matched_value).cmp(&(
-                b.precedence(),
-                &y.org_id,
-                &y.matched_value,
-            ))
-        });
-        if org.is_none() {
-            let mut orgs: Vec<&str> = matches.iter().map(|(_, m)| m.org_id.as_str()).collect();
-            orgs.sort_unstable();
-            orgs.dedup();
-            if orgs.len() > 1 {
-                let which: Vec<String> = matches
-                    .iter()
-                    .map(|(_, m)| format!("{}={} in {}", m.matched_by, m.matched_value, m.org_id))
-                    .collect();
-                return Ok(Lookup::Ambiguous(format!(
-                    "the identifiers match in several organisations ({}); routed to none of them",
-                    which.join(", ")
-                )));
-            }
-            if !matches.is_empty() && !matches.iter().any(|(k, _)| k.is_org_level()) {
-                return Ok(Lookup::Unrouted(format!(
-                    "{} is routed in organisation {}, which has not been assigned this event's Slack workspace or GitHub account (slack_team / github_owner, assigned by the platform admin)",
-                    matches[0].1.matched_by, matches[0].1.org_id
-                )));
-            }
-        }
-        Ok(match matches.into_iter().next() {
-            Some((_, best)) => Lookup::Matched(best),
-            None => Lookup::Unrouted("no team owns any of the event's routing identifiers".into()),
+        let candidates: Vec<Candidate> = matches
+            .iter()
+            .map(|(kind, m)| Candidate {
+                kind: *kind,
+                org: &m.org_id,
+                value: &m.matched_value,
+            })
+            .collect();
+        Ok(match decide(org.is_some(), &candidates) {
+            Decision::Best(i) => Lookup::Matched(matches.swap_remove(i).1),
+            Decision::Unrouted(why) => Lookup::Unrouted(why),
+            Decision::Ambiguous(why) => Lookup::Ambiguous(why),
         })
     }
 }
