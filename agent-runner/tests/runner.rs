@@ -49,6 +49,28 @@ async fn agent_runner(cs: &str, key: &ServiceKey, lease_seconds: u64) -> String 
     runner
 }
 
+/// Reads the run at `url` (as the platform admin) until it has succeeded, for at most 10 s;
+/// answers the last state read.
+async fn finished(http: &reqwest::Client, url: &str) -> Value {
+    let mut run = Value::Null;
+    for _ in 0..400 {
+        run = http
+            .get(url)
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if run["status"] == "succeeded" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    run
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_are_idempotent_recorded_and_scoped() {
     let key = ServiceKey::generate();
@@ -104,22 +126,7 @@ async fn runs_are_idempotent_recorded_and_scoped() {
     let id = first["run_id"].as_str().unwrap();
 
     // The run ends succeeded, with the offline provider's summary.
-    let mut run = Value::Null;
-    for _ in 0..200 {
-        run = http
-            .get(format!("{runner}/api/v1/runs/{id}"))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if run["status"] == "succeeded" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+    let mut run = finished(&http, &format!("{runner}/api/v1/runs/{id}")).await;
     assert_eq!(run["status"], "succeeded", "{run}");
     assert!(
         run["summary"]
@@ -284,22 +291,7 @@ async fn a_dead_runners_run_is_resumed() {
     assert_eq!(r.status().as_u16(), 403);
 
     let _runner = agent_runner(&cs, &key, 1).await;
-    let mut seen = Value::Null;
-    for _ in 0..200 {
-        seen = http
-            .get(format!("{cs}/api/v1/orgs/acme/agent-runs/{id}"))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if seen["status"] == "succeeded" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let seen = finished(&http, &format!("{cs}/api/v1/orgs/acme/agent-runs/{id}")).await;
     assert_eq!(seen["status"], "succeeded", "{seen}");
     assert_eq!(seen["attempts"], 2);
     assert!(seen["lease_owner"].is_null());

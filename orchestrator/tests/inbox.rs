@@ -14,21 +14,26 @@ use switchyard_orchestrator::store::{EventQuery, Integration, Settlement, Store,
 async fn setup(b: Backend) -> (TestDb, Store, Integration) {
     let db = TestDb::new(b).await.unwrap();
     let store = Store::new(db.connect().await.unwrap());
+    let i = integration(&store, "acme", Source::Pagerduty).await;
+    (db, store, i)
+}
+
+/// An integration of `org` with one secret.
+async fn integration(store: &Store, org: &str, source: Source) -> Integration {
     let keyring = Keyring::parse(&Keyring::generate_spec("t")).unwrap();
-    let i = store
+    store
         .create_integration(
             &keyring,
-            &switchyard_common::http::Actor::system("test"),
-            Some("acme"),
-            Source::Pagerduty,
-            "pd",
+            &Actor::system("test"),
+            Some(org),
+            source,
+            source.as_str(),
             None,
             &json!({}),
             &["secret-0123456789".into()],
         )
         .await
-        .unwrap();
-    (db, store, i)
+        .unwrap()
 }
 
 fn env(delivery: &str, correlation: &str) -> Envelope {
@@ -296,20 +301,7 @@ async fn only_the_claim_holder_settles(b: Backend) {
 /// Two tenants' events with the same correlation key do not wait on each other.
 async fn ordering_is_per_integration(b: Backend) {
     let (_db, store, mine) = setup(b).await;
-    let keyring = Keyring::parse(&Keyring::generate_spec("t")).unwrap();
-    let theirs = store
-        .create_integration(
-            &keyring,
-            &switchyard_common::http::Actor::system("test"),
-            Some("other"),
-            Source::Jira,
-            "jira",
-            None,
-            &json!({}),
-            &["secret-0123456789".into()],
-        )
-        .await
-        .unwrap();
+    let theirs = integration(&store, "other", Source::Jira).await;
     let blocked = new_id(&store, &mine, &env("m1", "jira:OPS-1")).await;
     assert_eq!(store.claim("w", 1, 30_000).await.unwrap()[0].id, blocked);
     // Mine is stuck retrying; theirs, with the same key, goes ahead.
