@@ -249,30 +249,64 @@ impl ConfigClient {
             return Ok(None);
         }
         let v: Value = classify(resp).await?.json().await.map_err(transport)?;
-        let org_id = v["org_id"].as_str().unwrap_or_default().to_owned();
-        let token_id = v["token_id"].as_str().unwrap_or_default().to_owned();
-        let subject = v["subject"]
-            .as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| format!("token:{token_id}"));
-        Ok(Some(match (v["kind"].as_str(), v["node_id"].as_str()) {
-            (Some("team"), Some(node)) => Caller::Team {
-                org_id,
-                node_id: node.to_owned(),
-                token_id,
-                subject,
-            },
-            (Some("org_admin"), None) => Caller::OrgAdmin {
-                org_id,
-                token_id,
-                subject,
-            },
-            // Fails closed: a kind this build does not know grants nothing.
-            (kind, _) => {
-                tracing::error!(kind = ?kind, "introspection answered an unknown token kind");
-                return Ok(None);
-            }
-        }))
+        Ok(caller_of(&v))
+    }
+}
+
+/// The caller an introspection answer describes. Fails closed: a kind this build does not know,
+/// or a shape that does not fit the kind, grants nothing.
+pub fn caller_of(v: &Value) -> Option<Caller> {
+    let org_id = v["org_id"].as_str().filter(|o| !o.is_empty())?.to_owned();
+    let token_id = v["token_id"].as_str().filter(|t| !t.is_empty())?.to_owned();
+    let subject = v["subject"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("token:{token_id}"));
+    match (v["kind"].as_str(), v["node_id"].as_str()) {
+        (Some("team"), Some(node)) => Some(Caller::Team {
+            org_id,
+            node_id: node.to_owned(),
+            token_id,
+            subject,
+        }),
+        (Some("org_admin"), None) => Some(Caller::OrgAdmin {
+            org_id,
+            token_id,
+            subject,
+        }),
+        (kind, _) => {
+            tracing::error!(kind = ?kind, "introspection answered an unknown token kind");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn introspection_fails_closed() {
+        let ok =
+            json!({"kind": "org_admin", "org_id": "acme", "token_id": "t1", "subject": "alice"});
+        assert!(
+            matches!(caller_of(&ok), Some(Caller::OrgAdmin { subject, .. }) if subject == "alice")
+        );
+        let team = json!({"kind": "team", "org_id": "acme", "node_id": "n", "token_id": "t2"});
+        assert!(
+            matches!(caller_of(&team), Some(Caller::Team { subject, .. }) if subject == "token:t2")
+        );
+        for unknown in [
+            json!({"kind": "platform_admin", "org_id": "acme", "token_id": "t"}),
+            json!({"kind": "superuser", "org_id": "acme", "token_id": "t"}),
+            json!({"kind": "org_admin", "org_id": "acme", "node_id": "n", "token_id": "t"}),
+            json!({"kind": "team", "org_id": "acme", "token_id": "t"}),
+            json!({"org_id": "acme", "token_id": "t"}),
+            json!({"kind": "org_admin", "token_id": "t"}),
+            json!({}),
+        ] {
+            assert_eq!(caller_of(&unknown), None, "{unknown}");
+        }
     }
 }
 

@@ -49,7 +49,7 @@ impl Modify for Security {
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
                     .description(Some(
-                        "HS256 service JWT, aud = config-service, at most 5 minutes",
+                        "EdDSA service JWT signed by the calling service (kid = sub), aud = config-service, at most 5 minutes",
                     ))
                     .build(),
             ),

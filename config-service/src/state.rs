@@ -76,23 +76,64 @@ impl switchyard_common::http::AuthState for AppState {
             .store
             .authenticate(&switchyard_common::auth::hash_token(token))
             .await?;
-        // Fails closed: a kind this build does not know grants nothing.
-        Ok(match (auth.kind.as_str(), auth.node_id) {
-            ("team", Some(node_id)) => Caller::Team {
-                org_id: auth.org_id,
-                node_id,
-                token_id: auth.id,
-                subject: auth.subject,
-            },
-            ("org_admin", None) => Caller::OrgAdmin {
-                org_id: auth.org_id,
-                token_id: auth.id,
-                subject: auth.subject,
-            },
-            (kind, _) => {
-                tracing::error!(token = %auth.id, kind, "token of an unknown kind refused");
-                return Err(Error::Unauthorized("the token is not valid".into()));
-            }
-        })
+        caller_of(auth)
+    }
+}
+
+/// The caller a stored token describes. Fails closed: a kind this build does not know, or a shape
+/// that does not fit the kind, grants nothing.
+pub fn caller_of(auth: crate::store::TokenAuth) -> Result<Caller, Error> {
+    match (auth.kind.as_str(), auth.node_id) {
+        ("team", Some(node_id)) => Ok(Caller::Team {
+            org_id: auth.org_id,
+            node_id,
+            token_id: auth.id,
+            subject: auth.subject,
+        }),
+        ("org_admin", None) => Ok(Caller::OrgAdmin {
+            org_id: auth.org_id,
+            token_id: auth.id,
+            subject: auth.subject,
+        }),
+        (kind, _) => {
+            tracing::error!(token = %auth.id, kind, "token of an unknown kind refused");
+            Err(Error::Unauthorized("the token is not valid".into()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::TokenAuth;
+
+    #[test]
+    fn tokens_of_unknown_kinds_grant_nothing() {
+        let auth = |kind: &str, node: Option<&str>| TokenAuth {
+            id: "t".into(),
+            org_id: "acme".into(),
+            node_id: node.map(str::to_owned),
+            kind: kind.into(),
+            subject: "s".into(),
+        };
+        assert!(matches!(
+            caller_of(auth("org_admin", None)),
+            Ok(Caller::OrgAdmin { .. })
+        ));
+        assert!(matches!(
+            caller_of(auth("team", Some("n"))),
+            Ok(Caller::Team { .. })
+        ));
+        for (kind, node) in [
+            ("platform_admin", None),
+            ("admin", None),
+            ("team", None),
+            ("org_admin", Some("n")),
+        ] {
+            assert!(
+                matches!(caller_of(auth(kind, node)), Err(Error::Unauthorized(_))),
+                "{kind}"
+            );
+        }
     }
 }
