@@ -32,7 +32,7 @@ use switchyard_common::clients::{CallError, ConfigClient, RunLease};
 use switchyard_common::error::{Error, Result};
 use switchyard_common::http::{ApiJson, AuthState, Caller, Service};
 use switchyard_common::problem::Problem;
-use switchyard_common::telemetry::{Metrics, metrics_response, track_http};
+use switchyard_common::telemetry::{Metrics, metrics_response};
 use tokio::net::TcpListener;
 use utoipa::{OpenApi, ToSchema};
 
@@ -187,24 +187,13 @@ pub struct Accepted {
 }
 
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/api/v1/run", post(run))
         .route("/api/v1/runs/{id}", get(get_run))
         .route("/healthz", get(healthz))
         .route("/readyz", get(healthz))
-        .route("/metrics", get(metrics))
-        .fallback(|| async {
-            Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found").detail("no such endpoint")
-        })
-        .layer(axum::middleware::from_fn_with_state(
-            state.metrics.clone(),
-            track_http,
-        ))
-        .layer(axum::middleware::from_fn(switchyard_common::trace::propagate))
-        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &axum::extract::Request| {
-            tracing::info_span!("request", method = %req.method(), uri = %req.uri().path(), trace_id = tracing::field::Empty)
-        }))
-        .with_state(state)
+        .route("/metrics", get(metrics));
+    switchyard_common::http::standard_layers(router, state.metrics.clone()).with_state(state)
 }
 
 /// Reserves a concurrency slot for the team, or says how long to wait.

@@ -296,3 +296,42 @@ async fn a_dead_runners_run_is_resumed() {
     assert_eq!(seen["attempts"], 2);
     assert!(seen["lease_owner"].is_null());
 }
+
+/// The agent-runner runs the same middleware as the other services: a request id on every
+/// response, its matched route in the span, problem+json for unknown paths.
+#[tokio::test]
+async fn the_agent_runner_runs_the_standard_stack() {
+    use tower::ServiceExt;
+    let state = switchyard_agent_runner::AppState::new(
+        "http://127.0.0.1:9",
+        switchyard_agent_runner::ReplySettings {
+            slack_api_base: "http://127.0.0.1:9".into(),
+            github_api_base: "http://127.0.0.1:9".into(),
+            run_deadline_seconds: 10,
+            run_lease_seconds: 30,
+            max_run_attempts: 3,
+        },
+        Some(ADMIN.into()),
+        ServiceKey::generate().only("agent-runner"),
+    );
+    let app = switchyard_agent_runner::app(state);
+    let get = |path: &str| {
+        axum::http::Request::get(path)
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    let ok = app.clone().oneshot(get("/healthz")).await.unwrap();
+    assert_eq!(ok.status().as_u16(), 200);
+    assert!(ok.headers().contains_key("x-request-id"));
+    let mut asked = get("/nowhere");
+    asked
+        .headers_mut()
+        .insert("x-request-id", "req-123".parse().unwrap());
+    let missing = app.oneshot(asked).await.unwrap();
+    assert_eq!(missing.status().as_u16(), 404);
+    assert_eq!(missing.headers()["x-request-id"], "req-123");
+    assert_eq!(
+        missing.headers()["content-type"],
+        "application/problem+json"
+    );
+}

@@ -16,19 +16,10 @@ pub mod secrets;
 pub mod tokens;
 
 use std::future::Future;
-use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use axum::{Router, middleware};
-use switchyard_common::problem::Problem;
-use switchyard_common::telemetry::track_http;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use tokio::net::TcpListener;
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::state::AppState;
 
@@ -37,7 +28,7 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 
 /// The whole service as a router: what production, `switchyard dev` and tests all run.
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    let router = Router::new()
         .merge(health::router())
         .merge(me::router())
         .merge(orgs::router())
@@ -50,53 +41,9 @@ pub fn app(state: AppState) -> Router {
         .merge(audit::router())
         .merge(agent_runs::router())
         .merge(internal::router())
-        .fallback(not_found)
-        .layer(middleware::from_fn_with_state(
-            state.metrics.clone(),
-            track_http,
-        ))
-        .layer(middleware::from_fn(switchyard_common::trace::propagate))
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            let route = req
-                .extensions()
-                .get::<MatchedPath>()
-                .map(MatchedPath::as_str)
-                .unwrap_or("unmatched");
-            let request_id = req
-                .headers()
-                .get("x-request-id")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            tracing::info_span!(
-                "request",
-                method = %req.method(),
-                route,
-                request_id,
-                org = tracing::field::Empty,
-                node = tracing::field::Empty,
-                trace_id = tracing::field::Empty,
-            )
-        }))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            Duration::from_secs(30),
-        ))
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .layer(CatchPanicLayer::custom(|_| {
-            Problem::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "Internal error",
-            )
-            .into_response()
-        }))
-        .with_state(state)
-}
-
-async fn not_found() -> impl IntoResponse {
-    Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found").detail("no such endpoint")
+        // Config layers are small; this bounds memory per request.
+        .layer(DefaultBodyLimit::max(BODY_LIMIT));
+    switchyard_common::http::standard_layers(router, state.metrics.clone()).with_state(state)
 }
 
 /// Serves until `shutdown` resolves, then finishes in-flight requests.

@@ -5,20 +5,13 @@ pub mod integrations;
 pub mod provisioning;
 pub mod webhooks;
 
-use std::time::Duration;
-
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router, middleware};
+use axum::{Json, Router};
 use serde_json::json;
-use switchyard_common::problem::Problem;
-use switchyard_common::telemetry::{metrics_response, track_http};
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
+use switchyard_common::telemetry::metrics_response;
 
 use crate::state::AppState;
 
@@ -37,27 +30,15 @@ pub fn app(state: AppState) -> Router {
         )
         // The handler enforces the configured limit itself (413 as problem+json).
         .layer(DefaultBodyLimit::disable());
-    Router::new()
+    let router = Router::new()
         .merge(webhooks)
         .merge(integrations::router())
         .merge(events::router())
         .merge(provisioning::router())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found").detail("no such endpoint") })
-        .layer(middleware::from_fn_with_state(state.metrics.clone(), track_http))
-        .layer(middleware::from_fn(switchyard_common::trace::propagate))
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            let route = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or("unmatched");
-            let request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
-            tracing::info_span!("request", method = %req.method(), route, request_id, org = tracing::field::Empty, node = tracing::field::Empty, trace_id = tracing::field::Empty,)
-        }))
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .layer(CatchPanicLayer::custom(|_| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error").into_response()))
-        .with_state(state)
+        .route("/metrics", get(metrics));
+    switchyard_common::http::standard_layers(router, state.metrics.clone()).with_state(state)
 }
 
 /// The process is up.
