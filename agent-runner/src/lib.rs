@@ -163,21 +163,8 @@ fn unavailable(e: CallError) -> Error {
     }
 }
 
-#[derive(Debug, Deserialize, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RunRequest {
-    pub org_id: String,
-    pub team_id: String,
-    /// The event envelope that triggered the run.
-    #[schema(value_type = Object)]
-    pub trigger: Value,
-    /// Where to post the result: `{"kind": "slack", "channel", "thread_ts"}` or
-    /// `{"kind": "github", "repo", "issue_number"}`.
-    #[schema(value_type = Option<Object>)]
-    pub reply_to: Option<Value>,
-    /// The same key always answers the same run.
-    pub idempotency_key: String,
-}
+/// The run request, shared with the orchestrator's client.
+pub use switchyard_common::clients::RunRequest;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Accepted {

@@ -63,11 +63,15 @@ fn transport(e: reqwest::Error) -> CallError {
     CallError::Unavailable(e.to_string())
 }
 
-/// A routing match from the config-service.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+/// A routing match: the config-service's lookup answer, defined once for it and its client.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct RouteMatch {
     pub org_id: String,
+    /// The node that owns the identifier (normally a team).
     pub team_node_id: String,
+    /// `team`, `group` or `org` (an org-level identifier is owned by the org's root).
+    pub node_kind: String,
+    /// The identifier kind that decided the match.
     pub matched_by: String,
     pub matched_value: String,
 }
@@ -576,13 +580,21 @@ impl ConfigClient {
     }
 }
 
-/// What the agent-runner is asked to run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// What the agent-runner is asked to run: the body of its `POST /api/v1/run`, defined once for
+/// it and its client.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RunRequest {
     pub org_id: String,
     pub team_id: String,
+    /// The event envelope that triggered the run.
+    #[schema(value_type = Object)]
     pub trigger: Value,
+    /// Where to post the result: `{"kind": "slack", "channel", "thread_ts"}` or
+    /// `{"kind": "github", "repo", "issue_number"}`.
+    #[schema(value_type = Option<Object>)]
     pub reply_to: Option<Value>,
+    /// The same key always answers the same run.
     pub idempotency_key: String,
 }
 

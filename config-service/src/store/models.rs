@@ -188,16 +188,8 @@ pub struct Route {
     pub node_id: String,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
-pub struct RouteMatch {
-    pub org_id: String,
-    /// The node that owns the identifier (normally a team).
-    pub team_node_id: String,
-    pub node_kind: String,
-    /// The identifier kind that decided the match.
-    pub matched_by: String,
-    pub matched_value: String,
-}
+/// The lookup's answer and outcome are the wire types the orchestrator's client reads.
+pub use switchyard_common::clients::{Lookup, RouteMatch};
 
 /// An audit entry another service relays from its outbox.
 #[derive(Debug, Clone, serde::Deserialize, ToSchema)]
@@ -226,16 +218,6 @@ pub struct SecretInfo {
     pub fingerprint: String,
     pub created_at: String,
     pub updated_at: String,
-}
-
-/// What a routing lookup found.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Lookup {
-    Matched(RouteMatch),
-    /// No team owns the identifiers; the reason says what was missing.
-    Unrouted(String),
-    /// The identifiers match in several organisations: never resolved in favour of either.
-    Ambiguous(String),
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
