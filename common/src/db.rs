@@ -6,6 +6,7 @@
 //! is in use. Migrations are embedded, one ordered set per backend.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
@@ -48,7 +49,18 @@ impl Backend {
 pub struct Db {
     pub pool: AnyPool,
     pub backend: Backend,
+    /// SQLite allows one writer at a time: every write of this process (any store, provisioning,
+    /// recovery) takes this lock first, so writers queue here instead of failing with
+    /// `SQLITE_BUSY`. Shared by every clone of the `Db`; unused on PostgreSQL.
+    write_lock: Arc<tokio::sync::Mutex<()>>,
 }
+
+/// A write transaction with the process's SQLite write lock (`None` on PostgreSQL), held until
+/// both are dropped.
+pub type WriteTx = (
+    Option<tokio::sync::OwnedMutexGuard<()>>,
+    sqlx::Transaction<'static, sqlx::Any>,
+);
 
 /// The URL with any password replaced, for logs and errors.
 pub fn redact_url(url: &str) -> String {
@@ -107,19 +119,34 @@ impl Db {
             });
         }
         let pool = pool_options.connect_with(options).await?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            write_lock: Arc::default(),
+        })
     }
 
-    /// Begins a transaction that will write. On SQLite it takes the write lock at once
-    /// (`BEGIN IMMEDIATE`, waiting up to the busy timeout): a deferred transaction that reads
-    /// first and writes later fails at once with `SQLITE_BUSY` when another connection wrote
-    /// meanwhile, for example a dropped transaction whose rollback is still on its way back to the
-    /// pool after an error.
-    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+    /// The process's SQLite write lock, held around a single write statement outside a
+    /// transaction (`None` on PostgreSQL, whose writers need no queue).
+    pub async fn write_guard(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
         match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
+            Backend::Sqlite => Some(self.write_lock.clone().lock_owned().await),
+            Backend::Postgres => None,
         }
+    }
+
+    /// Begins a transaction that will write, after taking the write lock. On SQLite it also
+    /// takes the database's write lock at once (`BEGIN IMMEDIATE`, waiting up to the busy
+    /// timeout): a deferred transaction that reads first and writes later fails at once with
+    /// `SQLITE_BUSY` when another connection wrote meanwhile, for example a dropped transaction
+    /// whose rollback is still on its way back to the pool after an error.
+    pub async fn begin_write(&self) -> Result<WriteTx, sqlx::Error> {
+        let guard = self.write_guard().await;
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
+        Ok((guard, tx))
     }
 
     /// Applies every pending migration of this backend. Safe to run from several replicas at once

@@ -196,7 +196,7 @@ impl AppState {
     ) -> Result<(Run, bool)> {
         let id = new_id();
         // The run and its audit entry commit together.
-        let mut tx = self.store.db().begin_write().await?;
+        let (lock, mut tx) = self.store.db().begin_write().await?;
         let inserted: Option<String> = sqlx::query_scalar(
             "INSERT INTO or_provisioning_runs (id, org_id, team_id, kind, idempotency_key, status, request, created_by, created_at) \
              VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8) ON CONFLICT (org_id, idempotency_key) DO NOTHING RETURNING id",
@@ -226,6 +226,7 @@ impl AppState {
             .await?;
         }
         tx.commit().await?;
+        drop(lock);
         let Some(id) = inserted else {
             let existing: String = sqlx::query_scalar(
                 "SELECT id FROM or_provisioning_runs WHERE org_id = $1 AND idempotency_key = $2",
@@ -278,6 +279,7 @@ impl AppState {
     async fn set_running(&self, id: &str) -> Result<()> {
         // Another replica may be running this team's run: wait for it (the unique index says so).
         loop {
+            let lock = self.store.db().write_guard().await;
             let r = sqlx::query(
                 "UPDATE or_provisioning_runs SET status = 'running', started_at = $2 WHERE id = $1",
             )
@@ -285,6 +287,7 @@ impl AppState {
             .bind(now_ms())
             .execute(&self.store.db().pool)
             .await;
+            drop(lock);
             match r {
                 Ok(_) => return Ok(()),
                 Err(sqlx::Error::Database(d))
@@ -300,7 +303,7 @@ impl AppState {
     /// Records how the run ended, with its audit entry (`provision.succeeded`,
     /// `provision.rolled_back`, `deprovision.failed`, ...) in the same transaction.
     async fn finish(&self, id: &str, status: &str, error: Option<&str>) -> Result<()> {
-        let mut tx = self.store.db().begin_write().await?;
+        let (_lock, mut tx) = self.store.db().begin_write().await?;
         let row: Option<(String, String, String, String)> = sqlx::query_as(
             "UPDATE or_provisioning_runs SET status = $2, error = $3, finished_at = $4 WHERE id = $1 \
              RETURNING org_id, team_id, kind, created_by",
@@ -341,6 +344,7 @@ impl AppState {
     {
         *seq += 1;
         let started = now_ms();
+        let lock = self.store.db().write_guard().await;
         let _ = sqlx::query("INSERT INTO or_provisioning_steps (run_id, seq, name, status, started_at) VALUES ($1, $2, $3, 'running', $4)")
             .bind(run)
             .bind(*seq)
@@ -348,6 +352,7 @@ impl AppState {
             .bind(started)
             .execute(&self.store.db().pool)
             .await;
+        drop(lock);
         let point = if name.starts_with("compensate:") {
             name.to_owned()
         } else {
@@ -362,6 +367,7 @@ impl AppState {
             Ok(d) => ("succeeded", Some(d.clone()), None),
             Err(e) => ("failed", None, Some(e.clone())),
         };
+        let _lock = self.store.db().write_guard().await;
         let _ = sqlx::query("UPDATE or_provisioning_steps SET status = $3, detail = $4, error = $5, finished_at = $6 WHERE run_id = $1 AND seq = $2")
             .bind(run)
             .bind(*seq)

@@ -15,12 +15,12 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
-use switchyard_common::db::{Backend, Db};
+use switchyard_common::db::{Backend, Db, WriteTx};
 use switchyard_common::error::{Error, Result};
 use switchyard_common::http::Actor;
 use switchyard_common::ids::new_id;
 use switchyard_common::time::{now_ms, rfc3339};
-use tokio::sync::{Mutex, Notify, OwnedMutexGuard};
+use tokio::sync::{Notify, OwnedMutexGuard};
 use utoipa::ToSchema;
 
 use crate::sources::Source;
@@ -50,8 +50,6 @@ pub mod status {
 #[derive(Clone, Debug)]
 pub struct Store {
     db: Db,
-    /// SQLite's single writer, as in the config-service (ADR 0001).
-    write_lock: Arc<Mutex<()>>,
     /// Wakes this process's dispatcher when an event is stored (SQLite; PostgreSQL uses NOTIFY,
     /// which reaches every replica).
     pub wake: Arc<Notify>,
@@ -254,7 +252,6 @@ impl Store {
     pub fn new(db: Db) -> Self {
         Self {
             db,
-            write_lock: Arc::new(Mutex::new(())),
             wake: Arc::new(Notify::new()),
         }
     }
@@ -263,16 +260,13 @@ impl Store {
         &self.db
     }
 
+    /// The process's SQLite write lock around a single write statement (`Db::write_guard`).
     async fn write_guard(&self) -> Option<OwnedMutexGuard<()>> {
-        match self.db.backend {
-            Backend::Sqlite => Some(self.write_lock.clone().lock_owned().await),
-            Backend::Postgres => None,
-        }
+        self.db.write_guard().await
     }
 
-    async fn begin(&self) -> Result<(Option<OwnedMutexGuard<()>>, Transaction<'static, Any>)> {
-        let g = self.write_guard().await;
-        Ok((g, self.db.begin_write().await?))
+    async fn begin(&self) -> Result<WriteTx> {
+        Ok(self.db.begin_write().await?)
     }
 
     // ---- integrations -------------------------------------------------------------------

@@ -14,15 +14,13 @@ mod runs;
 mod secrets;
 mod tokens;
 
-use std::sync::Arc;
-
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
-use switchyard_common::db::{Backend, Db};
+use switchyard_common::db::{Backend, Db, WriteTx};
 use switchyard_common::time::{now_ms, rfc3339};
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::sync::OwnedMutexGuard;
 
 pub use audit::AuditQuery;
 pub use config::{LayerWrite, PolicyWrite, layer_etag, parse_layer_etag};
@@ -34,18 +32,13 @@ use crate::error::{Error, Result};
 
 #[derive(Clone, Debug)]
 pub struct Store {
+    /// The pool, and the process's SQLite write lock every write here takes (`Db::begin_write`).
     db: Db,
-    /// SQLite allows one writer at a time and upgrading a read transaction to a write one can
-    /// fail with SQLITE_BUSY; serialising writes in the process avoids that. Unused on PostgreSQL.
-    write_lock: Arc<Mutex<()>>,
 }
 
 impl Store {
     pub fn new(db: Db) -> Self {
-        Self {
-            db,
-            write_lock: Arc::new(Mutex::new(())),
-        }
+        Self { db }
     }
 
     pub fn db(&self) -> &Db {
@@ -56,18 +49,13 @@ impl Store {
         self.db.backend
     }
 
-    /// Held around every write outside an [`OrgTx`] (see `write_lock`).
+    /// Held around every write outside an [`OrgTx`].
     async fn write_guard(&self) -> Option<OwnedMutexGuard<()>> {
-        match self.db.backend {
-            Backend::Sqlite => Some(self.write_lock.clone().lock_owned().await),
-            Backend::Postgres => None,
-        }
+        self.db.write_guard().await
     }
 
-    async fn begin(&self) -> Result<(Option<OwnedMutexGuard<()>>, Transaction<'static, Any>)> {
-        let guard = self.write_guard().await;
-        let tx = self.db.begin_write().await?;
-        Ok((guard, tx))
+    async fn begin(&self) -> Result<WriteTx> {
+        Ok(self.db.begin_write().await?)
     }
 
     /// Starts a write to `org`: locks the org row and reads the head of its audit chain.

@@ -200,9 +200,8 @@ impl Store {
         max_attempts: i64,
         limit: i64,
     ) -> Result<Recovered> {
-        let _guard = self.write_guard().await;
         let now = now_ms();
-        let mut tx = self.db.begin_write().await?;
+        let (_lock, mut tx) = self.db.begin_write().await?;
         let failed_rows = sqlx::query(&format!(
             "UPDATE cs_agent_runs SET status = 'failed', finished_at = $1, lease_owner = NULL, lease_until = NULL, \
                error = CASE WHEN deadline_at IS NOT NULL AND deadline_at < $1 \
