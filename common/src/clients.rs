@@ -138,6 +138,23 @@ impl ConfigClient {
         self.key.mint(self.caller, "config-service", 60)
     }
 
+    /// Sends a request to an internal endpoint (`path` under the base URL) with a fresh service
+    /// JWT and an optional JSON body; a transport failure is `CallError::Unavailable`.
+    async fn internal(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<reqwest::Response, CallError> {
+        let mut req = self
+            .call(method, format!("{}{path}", self.base))
+            .bearer_auth(self.jwt());
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        req.send().await.map_err(transport)
+    }
+
     /// The owning team of these identifiers; [`Lookup::Unrouted`] when nobody owns them (404),
     /// [`Lookup::Ambiguous`] when they match in several orgs (409: never guess across tenants),
     /// each with the config-service's reason.
@@ -160,15 +177,12 @@ impl ConfigClient {
             }
         }
         let resp = self
-            .call(
+            .internal(
                 reqwest::Method::POST,
-                format!("{}/api/v1/internal/routing/lookup", self.base),
+                "/api/v1/internal/routing/lookup",
+                Some(&json!({"org_id": org, "identifiers": ids})),
             )
-            .bearer_auth(self.jwt())
-            .json(&json!({"org_id": org, "identifiers": ids}))
-            .send()
-            .await
-            .map_err(transport)?;
+            .await?;
         let status = resp.status().as_u16();
         if matches!(status, 404 | 409) {
             let problem: Value = resp.json().await.unwrap_or(Value::Null);
@@ -188,14 +202,12 @@ impl ConfigClient {
 
     pub async fn routing_version(&self) -> Result<i64, CallError> {
         let resp = self
-            .call(
+            .internal(
                 reqwest::Method::GET,
-                format!("{}/api/v1/internal/routing/version", self.base),
+                "/api/v1/internal/routing/version",
+                None,
             )
-            .bearer_auth(self.jwt())
-            .send()
-            .await
-            .map_err(transport)?;
+            .await?;
         let v: Value = classify(resp).await?.json().await.map_err(transport)?;
         Ok(v["version"].as_i64().unwrap_or(0))
     }
@@ -203,17 +215,12 @@ impl ConfigClient {
     /// A node's effective config (for its quotas).
     pub async fn node_config(&self, org: &str, node: &str) -> Result<Value, CallError> {
         let resp = self
-            .call(
+            .internal(
                 reqwest::Method::GET,
-                format!(
-                    "{}/api/v1/internal/orgs/{org}/nodes/{node}/config",
-                    self.base
-                ),
+                &format!("/api/v1/internal/orgs/{org}/nodes/{node}/config"),
+                None,
             )
-            .bearer_auth(self.jwt())
-            .send()
-            .await
-            .map_err(transport)?;
+            .await?;
         let v: Value = classify(resp).await?.json().await.map_err(transport)?;
         Ok(v["config"].clone())
     }
@@ -222,14 +229,12 @@ impl ConfigClient {
     /// secret.
     pub async fn org_secret(&self, org: &str, name: &str) -> Result<Option<String>, CallError> {
         let resp = self
-            .call(
+            .internal(
                 reqwest::Method::GET,
-                format!("{}/api/v1/internal/orgs/{org}/secrets/{name}", self.base),
+                &format!("/api/v1/internal/orgs/{org}/secrets/{name}"),
+                None,
             )
-            .bearer_auth(self.jwt())
-            .send()
-            .await
-            .map_err(transport)?;
+            .await?;
         if resp.status().as_u16() == 404 {
             return Ok(None);
         }
@@ -240,15 +245,12 @@ impl ConfigClient {
     /// Resolves an org admin or team token. `Ok(None)`: not a valid token.
     pub async fn introspect(&self, token: &str) -> Result<Option<Caller>, CallError> {
         let resp = self
-            .call(
+            .internal(
                 reqwest::Method::POST,
-                format!("{}/api/v1/internal/auth/introspect", self.base),
+                "/api/v1/internal/auth/introspect",
+                Some(&json!({"token": token})),
             )
-            .bearer_auth(self.jwt())
-            .json(&json!({"token": token}))
-            .send()
-            .await
-            .map_err(transport)?;
+            .await?;
         if resp.status().as_u16() == 401 {
             return Ok(None);
         }
@@ -325,13 +327,8 @@ impl ConfigClient {
         idempotency_key: &str,
         lease: &RunLease<'_>,
     ) -> Result<(Value, bool), CallError> {
-        let resp = self.call(reqwest::Method::POST, format!("{}/api/v1/internal/agent-runs", self.base))
-            .bearer_auth(self.jwt())
-            .json(&json!({"org_id": org, "team_id": team, "trigger": trigger, "idempotency_key": idempotency_key,
-                "reply_to": lease.reply_to, "runner": lease.runner, "lease_ms": lease.lease_ms, "deadline_seconds": lease.deadline_seconds}))
-            .send()
-            .await
-            .map_err(transport)?;
+        let resp = self.internal(reqwest::Method::POST, "/api/v1/internal/agent-runs", Some(&json!({"org_id": org, "team_id": team, "trigger": trigger, "idempotency_key": idempotency_key,
+                "reply_to": lease.reply_to, "runner": lease.runner, "lease_ms": lease.lease_ms, "deadline_seconds": lease.deadline_seconds}))).await?;
         let created = resp.status().as_u16() == 201;
         let v: Value = classify(resp).await?.json().await.map_err(transport)?;
         Ok((v, created))
@@ -340,15 +337,12 @@ impl ConfigClient {
     /// Appends audit entries relayed from an outbox to the hash-chained log.
     pub async fn append_audit<T: Serialize>(&self, entries: &[T]) -> Result<(), CallError> {
         let resp = self
-            .call(
+            .internal(
                 reqwest::Method::POST,
-                format!("{}/api/v1/internal/audit", self.base),
+                "/api/v1/internal/audit",
+                Some(&json!({ "entries": entries })),
             )
-            .bearer_auth(self.jwt())
-            .json(&json!({ "entries": entries }))
-            .send()
-            .await
-            .map_err(transport)?;
+            .await?;
         classify(resp).await?;
         Ok(())
     }
@@ -362,15 +356,12 @@ impl ConfigClient {
         lease_ms: i64,
     ) -> Result<bool, CallError> {
         let resp = self
-            .call(
+            .internal(
                 reqwest::Method::POST,
-                format!("{}/api/v1/internal/agent-runs/{id}/lease", self.base),
+                &format!("/api/v1/internal/agent-runs/{id}/lease"),
+                Some(&json!({"runner": runner, "lease_ms": lease_ms})),
             )
-            .bearer_auth(self.jwt())
-            .json(&json!({"runner": runner, "lease_ms": lease_ms}))
-            .send()
-            .await
-            .map_err(transport)?;
+            .await?;
         if resp.status().as_u16() == 409 {
             return Ok(false);
         }
@@ -387,15 +378,14 @@ impl ConfigClient {
         max_attempts: i64,
     ) -> Result<Vec<Value>, CallError> {
         let resp = self
-            .call(
+            .internal(
                 reqwest::Method::POST,
-                format!("{}/api/v1/internal/agent-runs/recover", self.base),
+                "/api/v1/internal/agent-runs/recover",
+                Some(
+                    &json!({"runner": runner, "lease_ms": lease_ms, "max_attempts": max_attempts}),
+                ),
             )
-            .bearer_auth(self.jwt())
-            .json(&json!({"runner": runner, "lease_ms": lease_ms, "max_attempts": max_attempts}))
-            .send()
-            .await
-            .map_err(transport)?;
+            .await?;
         let v: Value = classify(resp).await?.json().await.map_err(transport)?;
         Ok(v["resumed"].as_array().cloned().unwrap_or_default())
     }
@@ -408,29 +398,24 @@ impl ConfigClient {
         error: Option<&str>,
     ) -> Result<Value, CallError> {
         let resp = self
-            .call(
+            .internal(
                 reqwest::Method::PATCH,
-                format!("{}/api/v1/internal/agent-runs/{id}", self.base),
+                &format!("/api/v1/internal/agent-runs/{id}"),
+                Some(&json!({"status": status, "summary": summary, "error": error})),
             )
-            .bearer_auth(self.jwt())
-            .json(&json!({"status": status, "summary": summary, "error": error}))
-            .send()
-            .await
-            .map_err(transport)?;
+            .await?;
         classify(resp).await?.json().await.map_err(transport)
     }
 
     /// `Ok(None)` when there is no such run.
     pub async fn get_run(&self, id: &str) -> Result<Option<Value>, CallError> {
         let resp = self
-            .call(
+            .internal(
                 reqwest::Method::GET,
-                format!("{}/api/v1/internal/agent-runs/{id}", self.base),
+                &format!("/api/v1/internal/agent-runs/{id}"),
+                None,
             )
-            .bearer_auth(self.jwt())
-            .send()
-            .await
-            .map_err(transport)?;
+            .await?;
         if resp.status().as_u16() == 404 {
             return Ok(None);
         }
@@ -568,14 +553,8 @@ impl ConfigClient {
     /// reconciler.
     pub async fn team_pipelines(&self) -> Result<Value, CallError> {
         let resp = self
-            .call(
-                reqwest::Method::GET,
-                format!("{}/api/v1/internal/pipelines", self.base),
-            )
-            .bearer_auth(self.jwt())
-            .send()
-            .await
-            .map_err(transport)?;
+            .internal(reqwest::Method::GET, "/api/v1/internal/pipelines", None)
+            .await?;
         classify(resp).await?.json().await.map_err(transport)
     }
 }
