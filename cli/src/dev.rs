@@ -82,10 +82,6 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         "sqlite://{}",
         args.data_dir.join("orchestrator.db").display()
     );
-    let orch_db = Db::connect(&orch_url, 8)
-        .await
-        .with_context(|| format!("opening {orch_url}"))?;
-    orch_db.migrate().await.context("applying migrations")?;
 
     let cs_listener = tokio::net::TcpListener::bind(args.config_service_addr)
         .await
@@ -133,15 +129,26 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         Some(admin_token.clone()),
         service_key.only("agent-runner"),
     );
-    let orch_state = switchyard_orchestrator::AppState::new(
-        switchyard_orchestrator::store::Store::new(orch_db),
-        keyring,
-        Some(admin_token),
-        service_key.only("orchestrator"),
-        &format!("http://{cs_addr}"),
-        &format!("http://{runner_addr}"),
-        switchyard_orchestrator::settings::Limits::default(),
-    );
+    // The orchestrator is configured exactly as `switchyard orchestrator` would be.
+    let orch_settings = switchyard_orchestrator::settings::Settings {
+        database_url: orch_url,
+        listen: orch_addr,
+        config_service_url: format!("http://{cs_addr}"),
+        agent_runner_url: format!("http://{runner_addr}"),
+        db_max_connections: 8,
+        limits: switchyard_orchestrator::settings::Limits::default(),
+        secrets: switchyard_common::settings::SecretSettings {
+            admin_token: Some(admin_token),
+            service_signing_key: service_key.private_key_of("orchestrator"),
+            service_public_keys: service_key.public_keys_spec(),
+            master_keys: Some(master),
+            ..Default::default()
+        },
+        log_json: false,
+        kubernetes: "none".into(),
+        tenant_namespace: "switchyard-tenants".into(),
+        pod_config_service_url: None,
+    };
     let (stop, _) = tokio::sync::broadcast::channel::<()>(1);
     let signal = |stop: &tokio::sync::broadcast::Sender<()>| {
         let mut rx = stop.subscribe();
@@ -159,10 +166,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         runner_state,
         signal(&stop),
     ));
-    let orch = tokio::spawn(switchyard_orchestrator::serve(
+    let orch = tokio::spawn(switchyard_orchestrator::run(
+        orch_settings,
         orch_listener,
-        orch_state,
-        orch_url,
         signal(&stop),
     ));
     shutdown_signal().await;

@@ -12,7 +12,6 @@ use anyhow::Context;
 use serde_json::{Value, json};
 use sqlx::Row;
 use switchyard_common::db::Db;
-use switchyard_orchestrator::sources::verify::sign::hmac_hex;
 use tokio::sync::Semaphore;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -91,7 +90,7 @@ pub async fn run(a: LoadgenArgs) -> anyhow::Result<()> {
             let body = json!({"event": {"id": delivery, "event_type": "incident.triggered",
                 "data": {"id": format!("INC-{tag}-{i}"), "type": "incident", "service": {"id": service}}}})
             .to_string();
-            let sig = hmac_hex(secret.as_bytes(), &[body.as_bytes()]);
+            let sig = pagerduty_signature(secret.as_bytes(), body.as_bytes());
             let mut backoff = Duration::from_millis(250);
             let mut attempt = 0;
             loop {
@@ -241,4 +240,13 @@ pub async fn run(a: LoadgenArgs) -> anyhow::Result<()> {
 
 fn uuid_like() -> String {
     switchyard_common::auth::random_hex(4)
+}
+
+/// PagerDuty's signature of a body: hex HMAC-SHA256 with the subscription's secret (the load
+/// generator signs as the sender does; the orchestrator only verifies).
+fn pagerduty_signature(secret: &[u8], body: &[u8]) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).expect("any key length");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
 }

@@ -235,46 +235,10 @@ async fn run_config_service(settings: Settings) -> anyhow::Result<()> {
 }
 
 async fn run_orchestrator(s: switchyard_orchestrator::settings::Settings) -> anyhow::Result<()> {
-    let key = s.secrets.service_key(Some("orchestrator"), &[])?;
-    let keyring = s.secrets.keyring()?;
-    let admin = s.secrets.admin_token()?;
-    let db = Db::connect(&s.database_url, s.db_max_connections)
-        .await
-        .with_context(|| format!("connecting to {}", redact_url(&s.database_url)))?;
-    db.migrate().await.context("applying migrations")?;
     let listener = tokio::net::TcpListener::bind(s.listen)
         .await
         .with_context(|| format!("binding {}", s.listen))?;
-    tracing::info!(addr = %listener.local_addr()?, database = db.backend.name(), "orchestrator listening");
-    let mut state = switchyard_orchestrator::AppState::new(
-        switchyard_orchestrator::store::Store::new(db),
-        keyring,
-        admin,
-        key,
-        &s.config_service_url,
-        &s.agent_runner_url,
-        s.limits,
-    );
-    if let Some(url) = &s.pod_config_service_url {
-        state.pod_config_service_url = url.clone();
-    }
-    if s.kubernetes != "none" {
-        match kube::Client::try_default().await {
-            Ok(client) => {
-                tracing::info!(namespace = %s.tenant_namespace, "provisioning into Kubernetes");
-                state = state.with_cluster(switchyard_orchestrator::k8s::Cluster::new(
-                    client,
-                    &s.tenant_namespace,
-                ));
-            }
-            Err(e) if s.kubernetes == "auto" => {
-                tracing::warn!(error = %e, "no Kubernetes configuration found: Kubernetes steps will be skipped");
-            }
-            Err(e) => return Err(anyhow::anyhow!("--kubernetes kubeconfig: {e}")),
-        }
-    }
-    switchyard_orchestrator::serve(listener, state, s.database_url, shutdown_signal()).await?;
-    Ok(())
+    switchyard_orchestrator::run(s, listener, shutdown_signal()).await
 }
 
 fn gen_openapi(out: &std::path::Path, check: bool) -> anyhow::Result<()> {

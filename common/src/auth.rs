@@ -242,6 +242,12 @@ impl ServiceKey {
             .join(",")
     }
 
+    /// The private key of `name` alone, as base64(pkcs8): what `SWITCHYARD_SERVICE_SIGNING_KEY`
+    /// holds for that service.
+    pub fn private_key_of(&self, name: &str) -> Option<String> {
+        self.signers.get(name).map(|(_, der)| b64().encode(der))
+    }
+
     /// Parses what [`Self::private_keys_spec`] wrote.
     pub fn from_private_keys(spec: &str) -> Result<Self, String> {
         named_list(spec, "private keys")?

@@ -49,6 +49,8 @@ impl Backend {
 pub struct Db {
     pub pool: AnyPool,
     pub backend: Backend,
+    /// The URL connected to (dedicated sessions, such as a PostgreSQL `LISTEN`, open their own).
+    url: Arc<str>,
     /// SQLite allows one writer at a time: every write of this process (any store, provisioning,
     /// recovery) takes this lock first, so writers queue here instead of failing with
     /// `SQLITE_BUSY`. Shared by every clone of the `Db`; unused on PostgreSQL.
@@ -122,8 +124,14 @@ impl Db {
         Ok(Self {
             pool,
             backend,
+            url: Arc::from(url),
             write_lock: Arc::default(),
         })
+    }
+
+    /// The URL this pool connects to (may hold a password: never log it, see [`redact_url`]).
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// The process's SQLite write lock, held around a single write statement outside a
@@ -186,7 +194,9 @@ macro_rules! on_both_backends {
 }
 
 /// Fresh databases for tests: each test gets its own, so tests run in parallel and leave nothing
-/// behind. PostgreSQL comes from `SWITCHYARD_TEST_PG_URL` (default: the local server).
+/// behind. PostgreSQL comes from `SWITCHYARD_TEST_PG_URL` (default: the local server). Only with
+/// the `testing` feature (dev-dependencies).
+#[cfg(any(test, feature = "testing"))]
 pub mod testing {
     use super::*;
     use sqlx::Connection;

@@ -8,7 +8,7 @@ use crate::auth::{ServiceKey, read_secret};
 use crate::crypto::Keyring;
 
 /// Secrets, each from the environment or a file (a mounted Kubernetes Secret). Never logged.
-#[derive(Clone, clap::Args)]
+#[derive(Clone, Default, clap::Args)]
 pub struct SecretSettings {
     /// The platform admin token.
     #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN", hide_env_values = true)]

@@ -8,18 +8,19 @@ mod common;
 
 use libfuzzer_sys::fuzz_target;
 use switchyard_common::routing::{MAX_IDENTIFIERS, RouteKind, normalise_route_value};
-use switchyard_orchestrator::sources::SlackKind;
-use switchyard_orchestrator::sources::normalise::{Outcome, normalise};
+use switchyard_orchestrator::sources::{Delivery, Outcome};
 
 fuzz_target!(|req: common::Request| {
-    let slack = [
-        SlackKind::Events,
-        SlackKind::Commands,
-        SlackKind::Interactions,
-    ][req.body.len() % 3];
-    let Ok(Outcome::Event(env)) =
-        normalise(req.source(), Some(slack), &req.header_map(), &req.body)
-    else {
+    // Slack's endpoints (the others ignore it).
+    let endpoint = ["events", "commands", "interactions"][req.body.len() % 3];
+    let headers = req.header_map();
+    let settings = serde_json::json!({"timestamp_tolerance_seconds": i64::MAX});
+    let delivery = Delivery {
+        endpoint,
+        settings: &settings,
+        ..Delivery::new(&headers, &req.body)
+    };
+    let Ok(Outcome::Event(env)) = req.source().normalise(&delivery) else {
         return;
     };
     assert!(env.identifiers.len() <= MAX_IDENTIFIERS);

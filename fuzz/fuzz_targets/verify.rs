@@ -10,31 +10,31 @@ use base64::Engine;
 use http::HeaderValue;
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
-use switchyard_orchestrator::http::webhooks::verify_delivery;
-use switchyard_orchestrator::sources::Source;
+use serde_json::Value;
 use switchyard_orchestrator::sources::verify::sign::{hmac_b64, hmac_hex};
-use switchyard_orchestrator::store::Integration;
+use switchyard_orchestrator::sources::{Delivery, Source, VerifyError};
 
 const SECRET: &str = "fuzz-secret-0123456789";
 const KEY: [u8; 32] = [7; 32];
 
-fn integration(source: Source, token_header: bool) -> Integration {
-    Integration {
-        id: "fuzz".into(),
-        org_id: Some("acme".into()),
-        source,
-        name: "fuzz".into(),
-        default_team: None,
-        settings: if token_header {
-            json!({"token_header": "x-token"})
-        } else {
-            json!({})
-        },
-        webhook_path: String::new(),
-        secrets: Vec::new(),
-        created_at: String::new(),
-        updated_at: String::new(),
-    }
+/// Verifies as the hot path does, with the integration's settings.
+fn verify(
+    source: Source,
+    token_header: bool,
+    h: &http::HeaderMap,
+    body: &[u8],
+    secrets: &[Vec<u8>],
+) -> Result<(), VerifyError> {
+    let settings = if token_header {
+        json!({"token_header": "x-token"})
+    } else {
+        Value::Null
+    };
+    let d = Delivery {
+        settings: &settings,
+        ..Delivery::new(h, body)
+    };
+    source.verify(&d, secrets)
 }
 
 fuzz_target!(|req: common::Request| {
@@ -49,11 +49,11 @@ fuzz_target!(|req: common::Request| {
         ],
         _ => vec![SECRET.as_bytes().to_vec()],
     };
-    let i = integration(source, req.body.first().is_some_and(|b| b % 2 == 0));
+    let token_header = req.body.first().is_some_and(|b| b % 2 == 0);
     let h = req.header_map();
     // Arbitrary input: any answer but a panic. An acceptance needs a real signature, which the
     // fuzzer cannot forge: accepting would mean a verifier ignores part of its input.
-    if verify_delivery(&i, &h, &req.body, &secrets).is_ok() {
+    if verify(source, token_header, &h, &req.body, &secrets).is_ok() {
         assert!(
             matches!(
                 source,
@@ -118,7 +118,7 @@ fuzz_target!(|req: common::Request| {
         _ => false,
     };
     if signed {
-        let r = verify_delivery(&integration(source, false), &h, body, &secrets);
+        let r = verify(source, false, &h, body, &secrets);
         assert_eq!(r, Ok(()), "{source:?} refused a correctly signed delivery");
     }
 });

@@ -62,7 +62,7 @@ async fn run() {
     };
     let fake = FakeApiServer::new();
     let mut state = AppState::new(
-        Store::new(orch_db),
+        Store::new(orch_db.clone()),
         Keyring::parse(&Keyring::generate_spec("b")).unwrap(),
         Some(ADMIN.into()),
         key,
@@ -91,6 +91,7 @@ async fn run() {
             "config": {"routing": {"service": format!("svc-{i}")},
                        "pipelines": {"ingestion": {"schedule": "*/15 * * * *"}, "evaluation": {"schedule": "@daily"}}}});
         state
+            .provisioner
             .start_run(
                 "acme",
                 &team,
@@ -103,11 +104,11 @@ async fn run() {
             .await
             .unwrap();
     }
-    state.wait_for_runs().await;
+    state.provisioner.wait_for_runs().await;
     let elapsed = t.elapsed();
     let ok: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM or_provisioning_runs WHERE status = 'succeeded'")
-            .fetch_one(&state.store.db().pool)
+            .fetch_one(&orch_db.pool)
             .await
             .unwrap();
     let cronjobs = fake.objects("cronjobs", "tenants").len();
@@ -118,10 +119,10 @@ async fn run() {
         elapsed.as_secs_f64() * 1e3 / teams as f64
     );
 
-    let cluster = state.cluster.clone().unwrap();
-    let metrics = ReconcileMetrics::register(&state);
+    let cluster = state.provisioner.cluster.clone().unwrap();
+    let metrics = ReconcileMetrics::register(&state.metrics);
     let t = Instant::now();
-    let r = reconcile::sweep(&state, &cluster, &metrics).await;
+    let r = reconcile::sweep(&state.provisioner, &cluster, &metrics).await;
     println!(
         "reconcile sweep, in sync: {:.0} ms ({} desired, {} actual, {} repaired)",
         t.elapsed().as_secs_f64() * 1e3,
@@ -147,7 +148,7 @@ async fn run() {
         fake.insert("cronjobs", "tenants", json!({"metadata": {"name": format!("sy-orphan-{i}"), "labels": {"app.kubernetes.io/managed-by": "switchyard", "switchyard.dev/org": "acme", "switchyard.dev/team": "gone"}}, "spec": {"schedule": "* * * * *"}}));
     }
     let t = Instant::now();
-    let r = reconcile::sweep(&state, &cluster, &metrics).await;
+    let r = reconcile::sweep(&state.provisioner, &cluster, &metrics).await;
     println!(
         "reconcile sweep, with drift: {:.0} ms ({} repaired, {} orphans removed, {} errors)",
         t.elapsed().as_secs_f64() * 1e3,

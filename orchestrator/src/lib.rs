@@ -1,17 +1,24 @@
 //! Switchyard's orchestrator: the front door for every incident signal, and the control plane.
 //!
 //! # Layout
-//! - [`sources`]: per-sender signature verification and payload normalisation.
-//! - [`http`]: webhooks (the hot path), integrations and the events API.
-//! - [`store`]: integrations and the durable event inbox (secrets sealed with
-//!   `switchyard_common::crypto`).
-//! - [`dispatch`]: claims events and triggers the agent-runner.
-//! - [`audit`]: relays control actions from the outbox to the config-service's audit log.
+//! | folder / file | responsibility |
+//! |---|---|
+//! | [`sources`] | one module per sender: its verification, normalisation and reply target |
+//! | [`ingress`] | the webhook pipeline and its context (limiters, secret cache, counters) |
+//! | [`http`] | HTTP only: webhooks, integrations, events, provisioning, health |
+//! | [`store`] | one `impl Store` slice per area; the only place with SQL or a backend |
+//! | [`dispatch`] | claims events, decides their team and triggers the agent-runner |
+//! | [`provision`] | onboarding and offboarding runs with rollback |
+//! | [`reconcile`] | keeps team CronJobs as their config says (one leader among replicas) |
+//! | [`k8s`] | the tenant namespace's client and the objects Switchyard manages |
+//! | [`audit`] | relays control actions from the outbox to the config-service's audit log |
+//! | [`state`] | the application state: the contexts above, built once |
 
 pub mod abuse;
 pub mod audit;
 pub mod dispatch;
 pub mod http;
+pub mod ingress;
 pub mod k8s;
 pub mod openapi;
 pub mod provision;
@@ -29,20 +36,32 @@ pub use http::app;
 pub use state::AppState;
 use tokio::net::TcpListener;
 
-/// Serves the HTTP API and runs the dispatcher, the reconciler and the retention purge until
-/// `shutdown`; then stops accepting, finishes in-flight requests and provisioning runs (up to a
-/// minute), and releases claimed events.
+/// Runs the orchestrator as `switchyard orchestrator` does: [`AppState::from_settings`], then
+/// [`serve`] until `shutdown`.
+pub async fn run(
+    settings: settings::Settings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let state = AppState::from_settings(&settings).await?;
+    tracing::info!(addr = %listener.local_addr()?, database = state.store.backend().name(), "orchestrator listening");
+    serve(listener, state, shutdown).await?;
+    Ok(())
+}
+
+/// Serves the HTTP API and runs the dispatcher, the reconciler, the audit relay and the retention
+/// purge until `shutdown`; then stops accepting, finishes in-flight requests and provisioning runs
+/// (up to a minute), and releases claimed events.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
-    database_url: String,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let dispatcher = dispatch::Dispatcher::new(state.clone());
-    let dispatching = tokio::spawn(dispatcher.run(database_url, stop_rx.clone()));
+    let dispatching = tokio::spawn(state.dispatcher().run(stop_rx.clone()));
     let reconciling = tokio::spawn(reconcile::run(
-        state.clone(),
+        state.provisioner.clone(),
+        state.metrics.clone(),
         Duration::from_secs(state.limits.reconcile_interval_seconds),
         stop_rx.clone(),
     ));
@@ -51,25 +70,12 @@ pub async fn serve(
         state.config.clone(),
         stop_rx.clone(),
     ));
-    let purge_state = state.clone();
-    let mut purge_stop = stop_rx.clone();
-    let purging = tokio::spawn(async move {
-        loop {
-            let before = switchyard_common::time::now_ms()
-                - i64::from(purge_state.limits.retention_days.max(1)) * 86_400_000;
-            let system = switchyard_common::http::Actor::system("system:retention");
-            match purge_state.store.purge(&system, before).await {
-                Ok(n) if n > 0 => tracing::info!(purged = n, "retention purge"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "retention purge failed"),
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
-                _ = purge_stop.changed() => return,
-            }
-        }
-    });
-    let runs = state.clone();
+    let purging = tokio::spawn(purge(
+        state.store.clone(),
+        state.limits.retention_days,
+        stop_rx.clone(),
+    ));
+    let runs = state.provisioner.clone();
     let result = axum::serve(
         listener,
         app(state).into_make_service_with_connect_info::<SocketAddr>(),
@@ -91,4 +97,26 @@ pub async fn serve(
     let _ = purging.await;
     let _ = auditing.await;
     result
+}
+
+/// Deletes finished events past the retention, hourly.
+async fn purge(
+    store: store::Store,
+    retention_days: u32,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let before =
+            switchyard_common::time::now_ms() - i64::from(retention_days.max(1)) * 86_400_000;
+        let system = switchyard_common::http::Actor::system("system:retention");
+        match store.purge(&system, before).await {
+            Ok(n) if n > 0 => tracing::info!(purged = n, "retention purge"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "retention purge failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            _ = stop.changed() => return,
+        }
+    }
 }

@@ -10,7 +10,7 @@
 //! With several replicas only one reconciles: on PostgreSQL the leader holds a session advisory
 //! lock on a dedicated connection (released if the replica dies); SQLite is single-process.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -22,12 +22,12 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use serde_json::Value;
-use sqlx::Row;
-use switchyard_common::db::Backend;
 use tokio::sync::watch as tokio_watch;
 
 use crate::k8s::{self, Cluster};
-use crate::state::AppState;
+use crate::provision::Provisioner;
+use crate::store::{Leadership, Store};
+use switchyard_common::telemetry::Metrics;
 
 /// The advisory lock key of the reconciler's leadership ("switchyard reconcile").
 const LEADER_LOCK: i64 = 0x5357_5943_5243_4e31;
@@ -47,29 +47,29 @@ pub struct ReconcileMetrics {
 }
 
 impl ReconcileMetrics {
-    pub fn register(state: &AppState) -> Self {
+    pub fn register(registry: &Metrics) -> Self {
         let m = Self {
             drift_repaired: Counter::default(),
             orphans_removed: Counter::default(),
             sweep_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             errors: Family::default(),
         };
-        state.metrics.register(
+        registry.register(
             "reconcile_drift_repaired",
             "CronJobs re-applied because they were missing or differed",
             m.drift_repaired.clone(),
         );
-        state.metrics.register(
+        registry.register(
             "reconcile_orphans_removed",
             "Managed CronJobs deleted because no team wants them",
             m.orphans_removed.clone(),
         );
-        state.metrics.register(
+        registry.register(
             "reconcile_sweep_duration_seconds",
             "Duration of reconcile sweeps",
             m.sweep_seconds.clone(),
         );
-        state.metrics.register(
+        registry.register(
             "reconcile_errors",
             "Reconcile errors by kind",
             m.errors.clone(),
@@ -96,40 +96,15 @@ pub struct SweepReport {
     pub errors: Vec<String>,
 }
 
-/// Teams onboarded through Switchyard and not offboarded since, and teams with a provisioning or
-/// deprovisioning run in progress (left alone: their run owns their resources until it ends).
-async fn onboarded_teams(
-    state: &AppState,
-) -> Result<(HashSet<(String, String)>, HashSet<(String, String)>), sqlx::Error> {
-    let rows = sqlx::query("SELECT org_id, team_id, kind, status FROM or_provisioning_runs WHERE status IN ('succeeded', 'pending', 'running') ORDER BY id")
-        .fetch_all(&state.store.db().pool)
-        .await?;
-    let mut teams = HashSet::new();
-    let mut busy = HashSet::new();
-    for r in rows {
-        let key: (String, String) = (r.try_get("org_id")?, r.try_get("team_id")?);
-        let status: String = r.try_get("status")?;
-        if status != "succeeded" {
-            busy.insert(key);
-            continue;
-        }
-        match r.try_get::<String, _>("kind")?.as_str() {
-            "provision" => {
-                teams.insert(key);
-            }
-            _ => {
-                teams.remove(&key);
-            }
-        }
-    }
-    Ok((teams, busy))
-}
-
 /// One sweep: desired against actual, repairs applied.
-pub async fn sweep(state: &AppState, cluster: &Cluster, metrics: &ReconcileMetrics) -> SweepReport {
+pub async fn sweep(
+    state: &Provisioner,
+    cluster: &Cluster,
+    metrics: &ReconcileMetrics,
+) -> SweepReport {
     let started = Instant::now();
     let mut report = SweepReport::default();
-    let (teams, busy) = match onboarded_teams(state).await {
+    let (teams, busy) = match state.store.onboarded_teams().await {
         Ok(t) => t,
         Err(e) => {
             metrics.error("store");
@@ -235,14 +210,19 @@ pub async fn sweep(state: &AppState, cluster: &Cluster, metrics: &ReconcileMetri
 
 /// Runs sweeps while this replica leads: every `interval`, and soon after any managed CronJob
 /// changes. Stops when `shutdown` turns true.
-pub async fn run(state: AppState, interval: Duration, mut shutdown: tokio_watch::Receiver<bool>) {
+pub async fn run(
+    state: Provisioner,
+    registry: Metrics,
+    interval: Duration,
+    mut shutdown: tokio_watch::Receiver<bool>,
+) {
     let Some(cluster) = state.cluster.clone() else {
         return;
     };
     if interval.is_zero() {
         return;
     }
-    let metrics = ReconcileMetrics::register(&state);
+    let metrics = ReconcileMetrics::register(&registry);
     let (kick_tx, mut kick_rx) = tokio::sync::mpsc::channel::<()>(1);
     // Watch managed CronJobs; every change asks for a sweep.
     let api: Api<CronJob> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
@@ -268,20 +248,18 @@ pub async fn run(state: AppState, interval: Duration, mut shutdown: tokio_watch:
             }
         }
     });
-    let mut leader: Option<sqlx::pool::PoolConnection<sqlx::Any>> = None;
+    let mut leader: Option<Leadership> = None;
     loop {
         if *shutdown.borrow() {
             break;
         }
-        let leading = match state.store.db().backend {
-            Backend::Sqlite => true,
-            Backend::Postgres => {
-                if leader.is_none() {
-                    leader = try_lead(&state).await;
-                }
-                leader.is_some()
+        if leader.is_none() {
+            leader = state.store.try_lead(LEADER_LOCK).await;
+            if leader.is_some() {
+                tracing::info!("this replica leads reconciliation");
             }
-        };
+        }
+        let leading = leader.is_some();
         if leading {
             let report = sweep(&state, &cluster, &metrics).await;
             if !report.errors.is_empty() {
@@ -301,30 +279,11 @@ pub async fn run(state: AppState, interval: Duration, mut shutdown: tokio_watch:
     watching.abort();
 }
 
-async fn try_lead(state: &AppState) -> Option<sqlx::pool::PoolConnection<sqlx::Any>> {
-    let mut conn = state.store.db().pool.acquire().await.ok()?;
-    let got: bool = sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1)")
-        .bind(LEADER_LOCK)
-        .fetch_one(&mut *conn)
-        .await
-        .ok()?;
-    if got {
-        tracing::info!("this replica leads reconciliation");
-        // The connection must not go back to the pool: the lock lives as long as the session.
-        Some(conn)
-    } else {
-        None
-    }
-}
-
-/// For tests: whether a replica on `state`'s database could take the lead now.
-pub async fn leadership_free(state: &AppState) -> bool {
-    match try_lead(state).await {
-        Some(mut conn) => {
-            let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
-                .bind(LEADER_LOCK)
-                .execute(&mut *conn)
-                .await;
+/// For tests: whether a replica on this database could take the lead now.
+pub async fn leadership_free(store: &Store) -> bool {
+    match store.try_lead(LEADER_LOCK).await {
+        Some(l) => {
+            l.release().await;
             true
         }
         None => false,

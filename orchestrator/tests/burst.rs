@@ -9,10 +9,9 @@ use serde_json::json;
 use stack::{Options, Stack, eventually};
 use std::sync::Arc;
 use switchyard_common::db::{Backend, Db};
-use switchyard_orchestrator::dispatch::Dispatcher;
 use switchyard_orchestrator::settings::Limits;
+use switchyard_orchestrator::sources::Envelope;
 use switchyard_orchestrator::sources::Source;
-use switchyard_orchestrator::sources::normalise::Envelope;
 use switchyard_orchestrator::store::Store;
 
 const EVENTS: usize = 10_000;
@@ -39,12 +38,14 @@ async fn two_replicas_dispatch_a_burst_exactly_once() {
         .create_integration(
             &s.keyring,
             &switchyard_common::http::Actor::system("test"),
-            Some("acme"),
-            Source::Pagerduty,
-            "PD",
-            None,
-            &json!({}),
-            &["burst-secret-0001".to_owned()],
+            &switchyard_orchestrator::store::NewIntegration {
+                org: Some("acme"),
+                source: Source::Pagerduty,
+                name: "PD",
+                default_team: None,
+                settings: &json!({}),
+                secrets: &["burst-secret-0001".to_owned()],
+            },
         )
         .await
         .unwrap();
@@ -62,6 +63,7 @@ async fn two_replicas_dispatch_a_burst_exactly_once() {
                     identifiers: vec![("pagerduty_service".into(), "PSVC1".into())],
                     correlation_key: format!("pagerduty:INC{i}"),
                     payload: json!({"n": i}),
+                    reply_to: None,
                 };
                 store
                     .store_event(&integration, &env, Some("acme"))
@@ -91,11 +93,8 @@ async fn two_replicas_dispatch_a_burst_exactly_once() {
                 ..Limits::default()
             },
         );
-        let d = Dispatcher::new(state.clone());
-        replicas.push((
-            state,
-            tokio::spawn(d.run(s.orch_db_url.clone(), rx.clone())),
-        ));
+        let d = state.dispatcher();
+        replicas.push((state, tokio::spawn(d.run(rx.clone()))));
     }
     eventually("all 10,000 events dispatched", 240, || async {
         store

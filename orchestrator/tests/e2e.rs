@@ -639,7 +639,7 @@ async fn store_down_answers_503_and_loses_nothing_acknowledged(b: Backend) {
         acknowledged.push(v["event_id"].as_str().unwrap().to_owned());
     }
     // The orchestrator loses its database: webhooks answer 503 with Retry-After, never 2xx or 4xx.
-    s.orch_state.store.db().pool.close().await;
+    s.orch_state.store.close().await;
     let body = pagerduty_body("POUT-X", "PSVC1");
     let (st, p, h) = s
         .webhook(
@@ -677,14 +677,9 @@ async fn store_down_answers_503_and_loses_nothing_acknowledged(b: Backend) {
     );
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (_tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(switchyard_orchestrator::serve(
-        l,
-        state,
-        s.orch_db_url.clone(),
-        async move {
-            let _ = rx.await;
-        },
-    ));
+    tokio::spawn(switchyard_orchestrator::serve(l, state, async move {
+        let _ = rx.await;
+    }));
     for id in &acknowledged {
         let e = store
             .get_event(Some("acme"), id)
@@ -696,7 +691,7 @@ async fn store_down_answers_503_and_loses_nothing_acknowledged(b: Backend) {
         let (items, _) = store
             .list_events(&switchyard_orchestrator::store::EventQuery {
                 org: Some("acme".into()),
-                status: Some("dispatched".into()),
+                status: Some(switchyard_orchestrator::store::Status::Dispatched),
                 limit: Some(500),
                 ..Default::default()
             })

@@ -7,9 +7,10 @@ use switchyard_common::db::Backend;
 use switchyard_common::db::testing::TestDb;
 use switchyard_common::http::Actor;
 use switchyard_common::time::now_ms;
+use switchyard_orchestrator::sources::Envelope;
 use switchyard_orchestrator::sources::Source;
-use switchyard_orchestrator::sources::normalise::Envelope;
-use switchyard_orchestrator::store::{EventQuery, Integration, Settlement, Store, Stored, status};
+use switchyard_orchestrator::store::NewIntegration;
+use switchyard_orchestrator::store::{EventQuery, Integration, Settlement, Status, Store, Stored};
 
 async fn setup(b: Backend) -> (TestDb, Store, Integration) {
     let db = TestDb::new(b).await.unwrap();
@@ -25,12 +26,14 @@ async fn integration(store: &Store, org: &str, source: Source) -> Integration {
         .create_integration(
             &keyring,
             &Actor::system("test"),
-            Some(org),
-            source,
-            source.as_str(),
-            None,
-            &json!({}),
-            &["secret-0123456789".into()],
+            &NewIntegration {
+                org: Some(org),
+                source,
+                name: source.as_str(),
+                default_team: None,
+                settings: &json!({}),
+                secrets: &["secret-0123456789".into()],
+            },
         )
         .await
         .unwrap()
@@ -44,24 +47,23 @@ fn env(delivery: &str, correlation: &str) -> Envelope {
         identifiers: vec![("pagerduty_service".into(), "S".into())],
         correlation_key: correlation.into(),
         payload: json!({"d": delivery}),
+        reply_to: None,
     }
 }
 
 fn retry_now(error: &str) -> Settlement {
     Settlement {
-        status: status::RETRYING,
         next_attempt_at: Some(now_ms() - 1),
         error: Some(error.into()),
-        ..Default::default()
+        ..Settlement::to(Status::Retrying)
     }
 }
 
 fn dispatched(run: &str) -> Settlement {
     Settlement {
-        status: status::DISPATCHED,
         team: Some("t".into()),
         run_id: Some(run.into()),
-        ..Default::default()
+        ..Settlement::to(Status::Dispatched)
     }
 }
 
@@ -146,17 +148,16 @@ async fn replay_and_purge(b: Backend) {
     let y = new_id(&store, &i, &env("y", "k:y")).await;
     store.claim("w", 10, 30_000).await.unwrap();
     let unrouted = Settlement {
-        status: status::UNROUTED,
         error: Some("no route".into()),
         timeline: vec![("unrouted", None)],
-        ..Default::default()
+        ..Settlement::to(Status::Unrouted)
     };
     assert!(store.settle(&x, "w", &unrouted).await.unwrap());
     assert!(store.settle(&y, "w", &dispatched("r")).await.unwrap());
     // Bulk replay by status touches only the unrouted one; a pending event cannot be replayed.
     let q = EventQuery {
         org: Some("acme".into()),
-        status: Some("unrouted".into()),
+        status: Some(Status::Unrouted),
         ..Default::default()
     };
     assert_eq!(
@@ -338,10 +339,9 @@ async fn throttling_is_timed(b: Backend) {
     let (_db, store, i) = setup(b).await;
     let id = new_id(&store, &i, &env("a", "k:a")).await;
     let throttled = Settlement {
-        status: status::THROTTLED,
         next_attempt_at: Some(now_ms() - 1),
         refund_attempt: true,
-        ..Default::default()
+        ..Settlement::to(Status::Throttled)
     };
     let c = store.claim("w", 1, 30_000).await.unwrap();
     assert_eq!(c[0].throttled_since, None);

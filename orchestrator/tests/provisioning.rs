@@ -35,7 +35,7 @@ async fn provision(s: &Stack, team: &str, key: &str) -> Value {
         )
         .await;
     assert!(st == 202 || st == 200, "{st}: {run}");
-    s.orch_state.wait_for_runs().await;
+    s.orch_state.provisioner.wait_for_runs().await;
     s.must(
         Method::GET,
         format!(
@@ -279,9 +279,12 @@ async fn a_failure_at_every_step_leaves_nothing_behind(b: Backend) {
     ];
     for (i, (step, how)) in failures.iter().enumerate() {
         let team = format!("t{i}");
-        s.orch_state.failpoints.clear();
+        s.orch_state.provisioner.failpoints.clear();
         if *how == "failpoint" {
-            s.orch_state.failpoints.set(&format!("step:{step}"));
+            s.orch_state
+                .provisioner
+                .failpoints
+                .set(&format!("step:{step}"));
         } else {
             // The Kubernetes API fails; for CronJobs, the second apply fails after the first
             // succeeded, so the applied one must be deleted again.
@@ -324,9 +327,12 @@ async fn a_failure_at_every_step_leaves_nothing_behind(b: Backend) {
         );
     }
     // A compensation that fails is named: the run is `failed`, not `rolled_back`.
-    s.orch_state.failpoints.clear();
+    s.orch_state.provisioner.failpoints.clear();
     f.fail(axum::http::Method::PATCH, "cronjobs", 500, 1);
-    s.orch_state.failpoints.set("compensate:issue_token");
+    s.orch_state
+        .provisioner
+        .failpoints
+        .set("compensate:issue_token");
     let run = provision(&s, "t9", "fail-9").await;
     assert_eq!(run["status"], "failed", "{run}");
     assert!(
@@ -348,7 +354,7 @@ async fn deprovisioning_leaves_nothing_and_can_run_twice(b: Backend) {
             )
             .await;
         assert_eq!(st, 202, "{run}");
-        s.orch_state.wait_for_runs().await;
+        s.orch_state.provisioner.wait_for_runs().await;
         let run = s
             .must(
                 Method::GET,
@@ -473,7 +479,7 @@ async fn requests_use_server_side_apply_with_a_field_manager(b: Backend) {
         None,
     )
     .await;
-    s.orch_state.wait_for_runs().await;
+    s.orch_state.provisioner.wait_for_runs().await;
     let reqs = f.requests();
     let list = reqs.iter().find(|r| r.method == "GET").unwrap();
     assert!(

@@ -39,7 +39,7 @@ async fn onboarded(b: Backend) -> Stack {
         )
         .await;
     }
-    s.orch_state.wait_for_runs().await;
+    s.orch_state.provisioner.wait_for_runs().await;
     assert_eq!(s.fake.as_ref().unwrap().objects("cronjobs", NS).len(), 4);
     s
 }
@@ -55,10 +55,10 @@ fn schedule(s: &Stack, name: &str) -> Option<String> {
 async fn one_sweep_repairs_drift_and_removes_orphans(b: Backend) {
     let s = onboarded(b).await;
     let f = s.fake.clone().unwrap();
-    let cluster = s.orch_state.cluster.clone().unwrap();
-    let metrics = ReconcileMetrics::register(&s.orch_state);
+    let cluster = s.orch_state.provisioner.cluster.clone().unwrap();
+    let metrics = ReconcileMetrics::register(&s.orch_state.metrics);
     // Nothing to do at first.
-    let r = reconcile::sweep(&s.orch_state, &cluster, &metrics).await;
+    let r = reconcile::sweep(&s.orch_state.provisioner, &cluster, &metrics).await;
     assert_eq!(
         (
             r.desired,
@@ -89,7 +89,7 @@ async fn one_sweep_repairs_drift_and_removes_orphans(b: Backend) {
     // An unmanaged CronJob is none of Switchyard's business.
     f.insert("cronjobs", NS, json!({"metadata": {"name": "someone-elses", "labels": {"app": "other"}}, "spec": {"schedule": "* * * * *"}}));
 
-    let r = reconcile::sweep(&s.orch_state, &cluster, &metrics).await;
+    let r = reconcile::sweep(&s.orch_state.provisioner, &cluster, &metrics).await;
     let mut repaired = r.repaired.clone();
     repaired.sort();
     let mut expected = vec![deleted.clone(), edited.clone()];
@@ -112,7 +112,12 @@ async fn one_sweep_repairs_drift_and_removes_orphans(b: Backend) {
     // A team whose provisioning is still running is left alone, even though it is not onboarded
     // yet: its run owns its CronJobs until it ends.
     sqlx::query("INSERT INTO or_provisioning_runs (id, org_id, team_id, kind, status, request, created_by, created_at) VALUES ('r-busy', 'acme', 'busy', 'provision', 'running', '{}', 'test', 0)")
-        .execute(&s.orch_state.store.db().pool)
+        .execute(
+            &switchyard_common::db::Db::connect(&s.orch_db_url, 1)
+                .await
+                .unwrap()
+                .pool,
+        )
         .await
         .unwrap();
     let mut busy = f
@@ -126,14 +131,14 @@ async fn one_sweep_repairs_drift_and_removes_orphans(b: Backend) {
     busy["metadata"]["labels"]["switchyard.dev/team"] = json!("busy");
     busy["metadata"].as_object_mut().unwrap().remove("uid");
     f.insert("cronjobs", NS, busy);
-    let r = reconcile::sweep(&s.orch_state, &cluster, &metrics).await;
+    let r = reconcile::sweep(&s.orch_state.provisioner, &cluster, &metrics).await;
     assert!(r.orphans_removed.is_empty(), "{r:?}");
     assert!(
         f.object("cronjobs", NS, "sy-ingestion-acme-busy-12345678")
             .is_some()
     );
     // Converged: the next sweep changes nothing.
-    let r = reconcile::sweep(&s.orch_state, &cluster, &metrics).await;
+    let r = reconcile::sweep(&s.orch_state.provisioner, &cluster, &metrics).await;
     assert!(
         r.repaired.is_empty() && r.orphans_removed.is_empty(),
         "{r:?}"
@@ -142,8 +147,8 @@ async fn one_sweep_repairs_drift_and_removes_orphans(b: Backend) {
 
 async fn pipeline_config_changes_apply_without_reprovisioning(b: Backend) {
     let s = onboarded(b).await;
-    let cluster = s.orch_state.cluster.clone().unwrap();
-    let metrics = ReconcileMetrics::register(&s.orch_state);
+    let cluster = s.orch_state.provisioner.cluster.clone().unwrap();
+    let metrics = ReconcileMetrics::register(&s.orch_state.metrics);
     // A new schedule for ingestion, evaluation removed, a new pipeline added.
     let layer = json!({"pipelines": {"ingestion": {"schedule": "0 * * * *"}, "gap-analysis": {"schedule": "30 2 * * *"}}});
     let resp = s
@@ -159,7 +164,7 @@ async fn pipeline_config_changes_apply_without_reprovisioning(b: Backend) {
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
-    let r = reconcile::sweep(&s.orch_state, &cluster, &metrics).await;
+    let r = reconcile::sweep(&s.orch_state.provisioner, &cluster, &metrics).await;
     assert_eq!(
         schedule(&s, &k8s::cronjob_name("acme", "checkout", "ingestion")).as_deref(),
         Some("0 * * * *")
@@ -179,8 +184,8 @@ async fn pipeline_config_changes_apply_without_reprovisioning(b: Backend) {
         None,
     )
     .await;
-    s.orch_state.wait_for_runs().await;
-    let r = reconcile::sweep(&s.orch_state, &cluster, &metrics).await;
+    s.orch_state.provisioner.wait_for_runs().await;
+    let r = reconcile::sweep(&s.orch_state.provisioner, &cluster, &metrics).await;
     assert!(r.repaired.is_empty(), "{r:?}");
     let left: Vec<Value> = s.fake.as_ref().unwrap().objects("cronjobs", NS);
     assert!(
@@ -196,7 +201,8 @@ async fn watch_events_trigger_repair(b: Backend) {
     let (stop, rx) = tokio::sync::watch::channel(false);
     // A sweep interval far longer than the test: only watch events can cause the repair.
     let task = tokio::spawn(reconcile::run(
-        s.orch_state.clone(),
+        s.orch_state.provisioner.clone(),
+        s.orch_state.metrics.clone(),
         Duration::from_secs(3600),
         rx,
     ));
@@ -236,15 +242,19 @@ async fn only_one_replica_reconciles(b: Backend) {
         &s.runner,
         Default::default(),
     );
-    assert!(reconcile::leadership_free(&other).await, "nobody leads yet");
+    assert!(
+        reconcile::leadership_free(&other.store).await,
+        "nobody leads yet"
+    );
     let (stop, rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(reconcile::run(
-        s.orch_state.clone(),
+        s.orch_state.provisioner.clone(),
+        s.orch_state.metrics.clone(),
         Duration::from_secs(3600),
         rx,
     ));
     eventually("a leader holds the lock", 10, || async {
-        !reconcile::leadership_free(&other).await
+        !reconcile::leadership_free(&other.store).await
     })
     .await;
     let _ = stop.send(true);

@@ -49,12 +49,14 @@ async fn integration(c: &Ctx, source: Source, secret: &str, settings: Value) -> 
         .create_integration(
             &c.state.keyring,
             &switchyard_common::http::Actor::system("test"),
-            Some("acme"),
-            source,
-            "t",
-            None,
-            &settings,
-            &[secret.to_owned()],
+            &switchyard_orchestrator::store::NewIntegration {
+                org: Some("acme"),
+                source,
+                name: "t",
+                default_team: None,
+                settings: &settings,
+                secrets: &[secret.to_owned()],
+            },
         )
         .await
         .unwrap()
@@ -243,7 +245,7 @@ fn secret_for(source: Source) -> String {
 
 async fn every_source_verifies_over_http(b: Backend) {
     let c = ctx(b, Limits::default()).await;
-    for source in Source::ALL {
+    for &source in Source::ALL {
         let secret = secret_for(source);
         let i = integration(&c, source, &secret, json!({})).await;
         let path = format!("/webhooks/{}/{}", source.as_str(), i.id);
@@ -415,7 +417,7 @@ async fn secrets_rotate_without_dropping_deliveries(b: Backend) {
         )
         .await
         .unwrap();
-    c.state.forget_secrets(&i.id);
+    c.state.ingress.forget_secrets(&i.id);
     for (n, s) in [(1, "old-github-secret-01"), (2, "new-github-secret-01")] {
         let (body, h) = signed(Source::Github, s, n);
         assert_eq!(
@@ -444,7 +446,7 @@ async fn secrets_rotate_without_dropping_deliveries(b: Backend) {
         )
         .await
         .unwrap();
-    c.state.forget_secrets(&i.id);
+    c.state.ingress.forget_secrets(&i.id);
     let (body, h) = signed(Source::Github, "old-github-secret-01", 3);
     assert_eq!(
         send(&c, &path, &h, &body, IP).await.0,
@@ -470,7 +472,12 @@ async fn secrets_rotate_without_dropping_deliveries(b: Backend) {
     ));
     // At rest, the secret is not in the table in any readable form.
     let rows: Vec<String> = sqlx::query_scalar("SELECT ciphertext FROM or_integration_secrets")
-        .fetch_all(&c.state.store.db().pool)
+        .fetch_all(
+            &switchyard_common::db::Db::connect(&c._db.url, 1)
+                .await
+                .unwrap()
+                .pool,
+        )
         .await
         .unwrap();
     assert!(rows.iter().all(

@@ -10,7 +10,7 @@ use switchyard_common::time::{now_ms, parse_rfc3339};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::state::AppState;
-use crate::store::{Event, EventDetail, EventQuery, status};
+use crate::store::{Event, EventDetail, EventQuery, Status};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -41,15 +41,19 @@ pub struct EventPage {
     pub next_cursor: Option<String>,
 }
 
+/// A status filter: one of the statuses, or a 422 naming them.
+fn status(s: Option<&str>) -> Result<Option<Status>> {
+    s.map(|s| {
+        Status::parse(s).ok_or_else(|| {
+            let all: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
+            Error::invalid("/status", format!("one of {}", all.join(", ")))
+        })
+    })
+    .transpose()
+}
+
 fn query(org: Option<String>, p: EventsParams) -> Result<EventQuery> {
-    if let Some(s) = &p.status
-        && !status::ALL.contains(&s.as_str())
-    {
-        return Err(Error::invalid(
-            "/status",
-            format!("one of {}", status::ALL.join(", ")),
-        ));
-    }
+    let status = status(p.status.as_deref())?;
     let since = p
         .since
         .as_deref()
@@ -59,7 +63,7 @@ fn query(org: Option<String>, p: EventsParams) -> Result<EventQuery> {
         org,
         team: p.team,
         source: p.source,
-        status: p.status,
+        status,
         since,
         cursor: p.cursor,
         limit: p.limit,
@@ -152,7 +156,7 @@ pub async fn bulk_replay(
 ) -> Result<Json<Replayed>> {
     let q = EventQuery {
         org: Some(admin.org_id),
-        status: f.status,
+        status: status(f.status.as_deref())?,
         source: f.source,
         team: f.team,
         ..Default::default()
@@ -170,7 +174,7 @@ pub async fn bulk_replay_all(
     ApiJson(f): ApiJson<ReplayFilter>,
 ) -> Result<Json<Replayed>> {
     let q = EventQuery {
-        status: f.status,
+        status: status(f.status.as_deref())?,
         source: f.source,
         team: f.team,
         ..Default::default()

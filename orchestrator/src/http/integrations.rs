@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use crate::sources::Source;
 use crate::sources::verify::standard_key;
 use crate::state::AppState;
-use crate::store::{Integration, SecretInfo};
+use crate::store::{Integration, IntegrationChange, NewIntegration, SecretInfo};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -118,11 +118,15 @@ async fn create_in(
             "/source",
             format!(
                 "unknown source; one of {}",
-                Source::ALL.map(Source::as_str).join(", ")
+                Source::ALL
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         )
     })?;
-    if org.is_none() && !matches!(source, Source::Slack | Source::Github) {
+    if org.is_none() && !source.has_platform_app() {
         return Err(Error::invalid(
             "/source",
             "platform-wide integrations are for the shared Slack app and GitHub App",
@@ -149,12 +153,14 @@ async fn create_in(
         .create_integration(
             &state.keyring,
             by,
-            org,
-            source,
-            name,
-            req.default_team.as_deref(),
-            &settings,
-            &req.secrets,
+            &NewIntegration {
+                org,
+                source,
+                name,
+                default_team: req.default_team.as_deref(),
+                settings: &settings,
+                secrets: &req.secrets,
+            },
         )
         .await
 }
@@ -224,9 +230,11 @@ pub async fn update(
             .update_integration(
                 &admin.actor,
                 &id,
-                req.name.as_deref(),
-                dt,
-                req.settings.as_ref(),
+                &IntegrationChange {
+                    name: req.name.as_deref(),
+                    default_team: dt,
+                    settings: req.settings.as_ref(),
+                },
             )
             .await?,
     ))
@@ -241,7 +249,7 @@ pub async fn remove(
 ) -> Result<StatusCode> {
     owned(&state, Some(&admin.org_id), &id).await?;
     state.store.delete_integration(&admin.actor, &id).await?;
-    state.forget_secrets(&id);
+    state.ingress.forget_secrets(&id);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -258,7 +266,7 @@ async fn add_in(
         .store
         .add_secret(&state.keyring, by, id, &req.secret)
         .await?;
-    state.forget_secrets(id);
+    state.ingress.forget_secrets(id);
     Ok(info)
 }
 
@@ -271,7 +279,7 @@ async fn retire_in(
 ) -> Result<StatusCode> {
     owned(state, org, id).await?;
     state.store.retire_secret(by, id, secret_id).await?;
-    state.forget_secrets(id);
+    state.ingress.forget_secrets(id);
     Ok(StatusCode::NO_CONTENT)
 }
 

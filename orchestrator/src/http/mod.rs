@@ -50,7 +50,7 @@ pub async fn healthz() -> Json<serde_json::Value> {
 /// The event store is reachable (webhooks can be accepted).
 #[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200), (status = 503)))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    match state.store.db().ping().await {
+    match state.store.ping().await {
         Ok(()) => Json(json!({"status": "ready"})).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");

@@ -12,8 +12,9 @@ use switchyard_common::ids::Slug;
 use utoipa::ToSchema;
 
 use crate::k8s;
-use crate::provision::{ProvisionRequest, Run};
+use crate::provision::ProvisionRequest;
 use crate::state::AppState;
+use crate::store::Run;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -75,6 +76,7 @@ pub async fn provision(
         .map_err(|e| Error::invalid("/config/pipelines", e.to_string()))?;
     let request = serde_json::to_value(&req).map_err(|e| Error::Internal(e.into()))?;
     let (run, new) = state
+        .provisioner
         .start_run(
             &admin.org_id,
             &req.team_id,
@@ -115,6 +117,7 @@ pub async fn deprovision(
 ) -> Result<(StatusCode, Json<Run>)> {
     let key = body.and_then(|ApiJson(d)| d.idempotency_key);
     let (run, new) = state
+        .provisioner
         .start_run(
             &admin.org_id,
             &team,
@@ -143,13 +146,17 @@ pub async fn get_one(
     admin: OrgAdmin,
     Path((_, id)): Path<(String, String)>,
 ) -> Result<Json<Run>> {
-    Ok(Json(state.provisioning_run(&admin.org_id, &id).await?))
+    Ok(Json(
+        state.store.provisioning_run(&admin.org_id, &id).await?,
+    ))
 }
 
 /// The org's provisioning runs, newest first.
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/provisioning", tag = "provisioning", params(("org" = String, Path)), responses((status = 200, body = Vec<Run>)))]
 pub async fn list(State(state): State<AppState>, admin: OrgAdmin) -> Result<Json<Vec<Run>>> {
-    Ok(Json(state.provisioning_runs(&admin.org_id, None).await?))
+    Ok(Json(
+        state.store.provisioning_runs(&admin.org_id, None).await?,
+    ))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -168,6 +175,7 @@ pub async fn run_pipeline(
     Path((_, team, name)): Path<(String, String, String)>,
 ) -> Result<(StatusCode, Json<Started>)> {
     let cluster = state
+        .provisioner
         .cluster
         .as_ref()
         .ok_or_else(|| Error::conflict("no-cluster", "no Kubernetes cluster is configured"))?;

@@ -4,6 +4,7 @@
 //! the in-cluster service account; in tests it is the same client over the stateful in-process fake
 //! API server in [`fake`], so the request path is identical.
 
+#[cfg(feature = "testing")]
 pub mod fake;
 pub mod resources;
 

@@ -12,8 +12,8 @@ use axum::routing::post;
 use serde_json::{Value, json};
 use switchyard_common::auth::ServiceKey;
 use switchyard_common::crypto::Keyring;
+use switchyard_common::db::Backend;
 use switchyard_common::db::testing::TestDb;
-use switchyard_common::db::{Backend, Db};
 use switchyard_orchestrator::settings::Limits;
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
@@ -105,7 +105,8 @@ impl Stack {
     pub async fn start(backend: Backend, opts: Options) -> Stack {
         switchyard_common::telemetry::init_tracing(false);
         let key = ServiceKey::generate();
-        let keyring = Keyring::parse(&Keyring::generate_spec("e2e")).unwrap();
+        let master_keys = Keyring::generate_spec("e2e");
+        let keyring = Keyring::parse(&master_keys).unwrap();
         // PostgreSQL: one shared database for both services, as in production. SQLite: a file each.
         let cs_db = TestDb::new(backend).await.unwrap();
         let cs_conn = cs_db.connect().await.unwrap();
@@ -119,8 +120,6 @@ impl Stack {
                 url
             }
         };
-        let orch_conn = Db::connect(&orch_db_url, 16).await.unwrap();
-        orch_conn.migrate().await.unwrap();
 
         let (slack, slack_url) = fake("/chat.postMessage", json!({"ok": true, "ts": "1.1"})).await;
         let (github, github_url) = fake(
@@ -163,17 +162,33 @@ impl Stack {
             drop(runner_l);
         }
 
-        let mut orch_state = switchyard_orchestrator::AppState::new(
-            switchyard_orchestrator::store::Store::new(orch_conn),
-            keyring.clone(),
-            Some(ADMIN.into()),
-            key.only("orchestrator"),
-            &cs,
-            &runner,
-            opts.limits.clone(),
-        );
+        // The orchestrator is built from settings exactly as `switchyard orchestrator` builds it.
+        let mut limits = opts.limits.clone();
         // Tests that need the reconciler run it themselves, where they can watch it.
-        orch_state.limits.reconcile_interval_seconds = 0;
+        limits.reconcile_interval_seconds = 0;
+        let orch_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let settings = switchyard_orchestrator::settings::Settings {
+            database_url: orch_db_url.clone(),
+            listen: orch_l.local_addr().unwrap(),
+            config_service_url: cs.clone(),
+            agent_runner_url: runner.clone(),
+            db_max_connections: 16,
+            limits,
+            secrets: switchyard_common::settings::SecretSettings {
+                admin_token: Some(ADMIN.into()),
+                service_signing_key: key.private_key_of("orchestrator"),
+                service_public_keys: key.public_keys_spec(),
+                master_keys: Some(master_keys),
+                ..Default::default()
+            },
+            log_json: false,
+            kubernetes: "none".into(),
+            tenant_namespace: "tenants".into(),
+            pod_config_service_url: None,
+        };
+        let mut orch_state = switchyard_orchestrator::AppState::from_settings(&settings)
+            .await
+            .unwrap();
         let fake = opts
             .cluster
             .then(switchyard_orchestrator::k8s::fake::FakeApiServer::new);
@@ -184,12 +199,10 @@ impl Stack {
             ));
         }
         let cs_db_url = dbs[0].url.clone();
-        let orch_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let orch = format!("http://{}", orch_l.local_addr().unwrap());
         tokio::spawn(switchyard_orchestrator::serve(
             orch_l,
             orch_state.clone(),
-            orch_db_url.clone(),
             stopper(&orch_stop),
         ));
 

@@ -1,0 +1,238 @@
+//! The dispatcher: claims due events and hands them to the agent-runner.
+//!
+//! Per event: resolve the owning team (routing lookup, cached and invalidated when the routing
+//! version moves; the integration's default team when nothing matches), apply the team's
+//! `quotas.events_per_minute` (over budget: `throttled`, retried when the budget allows), call
+//! `POST /api/v1/run` with the event id as idempotency key. The agent-runner's 429 throttles
+//! without using up an attempt; unreachable or 5xx retries with exponential backoff and jitter,
+//! honouring `Retry-After`; after the last attempt the event is `dead_lettered`; a 4xx
+//! dead-letters at once (retrying cannot help); no route: `unrouted`, kept for replay.
+//!
+//! Wake-ups: PostgreSQL `LISTEN or_events` (every replica hears every insert) or the in-process
+//! notifier on SQLite, plus a timer for the next due retry. No busy polling.
+
+//!
+//! # Layout
+//! - this file: the [`Dispatcher`] (its context, claiming loop and per-event lease renewal);
+//! - [`decide`]: routing, quotas and the run request for one event (with their caches);
+//! - [`settle`]: what each outcome records (status, timeline, backoff).
+
+mod decide;
+mod settle;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use switchyard_common::clients::{ConfigClient, Lookup, RunnerClient};
+use switchyard_common::telemetry::Metrics;
+use switchyard_common::time::now_ms;
+use tokio::sync::watch;
+
+use crate::settings::Limits;
+use crate::store::{Claimed, Integration, Status, Store};
+
+pub use settle::backoff;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DispatchLabels {
+    /// `dispatched`, `retrying`, `throttled`, `unrouted`, `dead_lettered`.
+    pub outcome: String,
+}
+
+/// The dispatcher's counters.
+#[derive(Clone)]
+struct DispatchMetrics {
+    dispatches: Family<DispatchLabels, Counter>,
+    /// Events left unrouted because their identifiers matched in several organisations: a rising
+    /// count means two tenants claim the same identifiers (see the events' `last_error`).
+    routing_ambiguous: Counter,
+}
+
+/// The dispatcher and its context: the store, the config-service and agent-runner clients, the
+/// limits, and caches of routes, quotas and integrations.
+pub struct Dispatcher {
+    store: Store,
+    config: ConfigClient,
+    runner: RunnerClient,
+    limits: Limits,
+    metrics: DispatchMetrics,
+    /// Identifies this replica's claims.
+    pub worker: String,
+    routes: Mutex<RouteCache>,
+    quotas: Mutex<HashMap<(String, String), decide::TeamQuota>>,
+    /// Integrations by id, reused for `decide::QUOTA_TTL` (they change rarely; two queries per
+    /// event otherwise).
+    integrations: Mutex<HashMap<String, (Instant, Option<Integration>)>>,
+}
+
+#[derive(Default)]
+struct RouteCache {
+    version: i64,
+    entries: HashMap<String, Lookup>,
+}
+
+impl Dispatcher {
+    /// A dispatcher whose counters are registered in `registry`.
+    pub fn new(
+        store: Store,
+        config: ConfigClient,
+        runner: RunnerClient,
+        limits: Limits,
+        registry: &Metrics,
+    ) -> Arc<Self> {
+        let metrics = DispatchMetrics {
+            dispatches: Family::default(),
+            routing_ambiguous: Counter::default(),
+        };
+        registry.register(
+            "dispatches",
+            "Dispatch attempts by outcome",
+            metrics.dispatches.clone(),
+        );
+        registry.register(
+            "routing_ambiguous",
+            "Events unrouted because their identifiers matched in several organisations",
+            metrics.routing_ambiguous.clone(),
+        );
+        Arc::new(Self {
+            worker: format!("orchestrator-{}", uuid::Uuid::new_v4().simple()),
+            store,
+            config,
+            runner,
+            limits,
+            metrics,
+            routes: Mutex::default(),
+            quotas: Mutex::default(),
+            integrations: Mutex::default(),
+        })
+    }
+
+    /// Runs until `shutdown` turns true, then releases what it claimed but did not start.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let wakeups = self.store.wakeups();
+        let concurrency = self.limits.dispatch_concurrency.max(1) as i64;
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let batch = match self
+                .store
+                .claim(&self.worker, concurrency, self.limits.lease_ms)
+                .await
+            {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %e, "claiming events failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    continue;
+                }
+            };
+            if batch.is_empty() {
+                let wait = match self.store.next_due().await {
+                    Ok(Some(due)) => {
+                        Duration::from_millis((due - now_ms()).clamp(10, 5_000) as u64)
+                    }
+                    _ => Duration::from_secs(5),
+                };
+                tokio::select! {
+                    _ = wakeups.next() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            self.refresh_route_version().await;
+            let tasks: Vec<_> = batch
+                .into_iter()
+                .map(|e| {
+                    let me = self.clone();
+                    {
+                        // Continue the webhook's trace (a new one for events stored without).
+                        let trace = e
+                            .traceparent
+                            .as_deref()
+                            .and_then(switchyard_common::trace::TraceContext::parse)
+                            .map(|t| t.child())
+                            .unwrap_or_else(switchyard_common::trace::TraceContext::new_root);
+                        tokio::spawn(trace.scope(async move { me.dispatch_one(e).await }))
+                    }
+                })
+                .collect();
+            for t in tasks {
+                let _ = t.await;
+            }
+        }
+        match self.store.release(&self.worker).await {
+            Ok(n) if n > 0 => tracing::info!(released = n, "released claimed events on shutdown"),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "could not release claimed events; their lease will expire")
+            }
+        }
+    }
+
+    /// Decides and records one claimed event, renewing the claim while the decision takes (a slow
+    /// agent-runner must not let another replica claim the event meanwhile).
+    async fn dispatch_one(&self, e: Claimed) {
+        let lease = self.limits.lease_ms;
+        let decide = self.decide(&e);
+        tokio::pin!(decide);
+        let mut renew = tokio::time::interval(Duration::from_millis((lease / 3).max(50) as u64));
+        renew.tick().await;
+        let outcome = loop {
+            tokio::select! {
+                o = &mut decide => break o,
+                _ = renew.tick() => {
+                    if let Err(err) = self.store.renew_claim(&e.id, &self.worker, lease).await {
+                        tracing::warn!(event = %e.id, error = %err, "could not renew the claim");
+                    }
+                }
+            }
+        };
+        let settlement = self.settlement(&e, outcome);
+        self.count(settlement.status);
+        match self.store.settle(&e.id, &self.worker, &settlement).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(event = %e.id, worker = %self.worker, "the claim was lost before settling (lease expired and another replica took over); outcome not recorded")
+            }
+            Err(err) => {
+                tracing::error!(event = %e.id, error = %err, "could not record the dispatch outcome; the lease will expire and it is retried")
+            }
+        }
+    }
+
+    fn count(&self, status: Status) {
+        self.metrics
+            .dispatches
+            .get_or_create(&DispatchLabels {
+                outcome: status.as_str().into(),
+            })
+            .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_and_a_cap() {
+        for attempt in 1..6 {
+            let expected = 1000 * (1 << (attempt - 1));
+            let b = backoff(1000, attempt);
+            assert!(
+                b >= expected * 8 / 10 && b <= expected * 12 / 10,
+                "attempt {attempt}: {b}"
+            );
+        }
+        assert!(backoff(1000, 40) <= 300_000 * 12 / 10);
+    }
+}

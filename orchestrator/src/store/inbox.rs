@@ -1,0 +1,285 @@
+//! The inbox: `or_events` as the dispatcher's queue.
+//!
+//! Storing is one atomic `INSERT ... ON CONFLICT DO NOTHING RETURNING` per delivery, so a duplicate
+//! can never slip in between a check and an insert. Dispatchers claim due events with
+//! `FOR UPDATE SKIP LOCKED` on PostgreSQL (replicas never claim the same event) and a lease
+//! (`claimed_until`): an event claimed by a replica that died is claimable again once the lease
+//! runs out; settling checks the claim is still this worker's. An event is not claimed while an
+//! earlier event of the same integration with the same correlation key is still pending, which
+//! keeps one incident's events in arrival order without one tenant waiting on another's.
+
+use serde_json::Value;
+use sqlx::Row;
+use switchyard_common::db::Backend;
+use switchyard_common::error::Result;
+use switchyard_common::ids::new_id;
+use switchyard_common::time::now_ms;
+
+use super::{Status, Store, sql_list, timeline};
+use crate::sources::Envelope;
+use crate::store::Integration;
+
+/// What storing a delivery did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    New(String),
+    /// Already stored under this event id: acknowledge again, trigger nothing.
+    Duplicate(String),
+}
+
+/// A claimed event, as the dispatcher needs it.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: String,
+    pub integration_id: String,
+    pub org_id: Option<String>,
+    pub source: String,
+    pub event_type: String,
+    pub correlation_key: String,
+    pub identifiers: Vec<(String, String)>,
+    pub payload: Value,
+    /// Where the agent's answer goes, as the sender's module read it when the event came in.
+    pub reply_to: Option<Value>,
+    pub team_id: Option<String>,
+    pub attempts: i64,
+    /// The webhook request's trace, continued by dispatch.
+    pub traceparent: Option<String>,
+    /// Since when the event has been throttled without a break (ms), if it is.
+    pub throttled_since: Option<i64>,
+    /// Replays so far (0: the original delivery).
+    pub generation: i64,
+}
+
+impl Claimed {
+    /// The run's idempotency key: the event id, plus the replay generation once replayed, so a
+    /// replay starts a new run and a repeated dispatch of one generation never does.
+    pub fn idempotency_key(&self) -> String {
+        match self.generation {
+            0 => self.id.clone(),
+            g => format!("{}:replay-{g}", self.id),
+        }
+    }
+}
+
+/// The outcome of one dispatch attempt, as [`Store::settle`] records it.
+#[derive(Debug, Clone)]
+pub struct Settlement {
+    pub status: Status,
+    /// The org and team the event was routed to (kept when `None`).
+    pub org: Option<String>,
+    pub team: Option<String>,
+    /// When to try again (waiting statuses).
+    pub next_attempt_at: Option<i64>,
+    pub run_id: Option<String>,
+    /// The last error, or why the event is unrouted (cleared when `None`).
+    pub error: Option<String>,
+    /// Give back the attempt the claim counted (throttling is not a failed attempt).
+    pub refund_attempt: bool,
+    /// Timeline entries, in order.
+    pub timeline: Vec<(&'static str, Option<String>)>,
+}
+
+impl Settlement {
+    /// A settlement to `status` that changes nothing else; fill in the rest with struct update.
+    pub fn to(status: Status) -> Self {
+        Self {
+            status,
+            org: None,
+            team: None,
+            next_attempt_at: None,
+            run_id: None,
+            error: None,
+            refund_attempt: false,
+            timeline: Vec::new(),
+        }
+    }
+}
+
+impl Store {
+    /// Stores a verified delivery, or finds the one it duplicates. Commits before returning.
+    pub async fn store_event(
+        &self,
+        integration: &Integration,
+        env: &Envelope,
+        org: Option<&str>,
+    ) -> Result<Stored> {
+        let (_g, mut tx) = self.begin().await?;
+        let id = new_id();
+        let now = now_ms();
+        let inserted: Option<String> = sqlx::query_scalar(
+            "INSERT INTO or_events (id, integration_id, delivery_id, org_id, source, event_type, correlation_key, identifiers, payload, status, next_attempt_at, received_at, updated_at, traceparent, reply_to) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'received', $10, $10, $10, $11, $12) \
+             ON CONFLICT (integration_id, delivery_id) DO NOTHING RETURNING id",
+        )
+        .bind(&id)
+        .bind(&integration.id)
+        .bind(&env.delivery_id)
+        .bind(org)
+        .bind(env.source.as_str())
+        .bind(&env.event_type)
+        .bind(&env.correlation_key)
+        .bind(serde_json::to_string(&env.identifiers).unwrap_or_default())
+        .bind(env.payload.to_string())
+        .bind(now)
+        .bind(switchyard_common::trace::TraceContext::current().map(|c| c.header()))
+        .bind(env.reply_to.as_ref().map(Value::to_string))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(id) = inserted else {
+            let existing: String = sqlx::query_scalar(
+                "SELECT id FROM or_events WHERE integration_id = $1 AND delivery_id = $2",
+            )
+            .bind(&integration.id)
+            .bind(&env.delivery_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            return Ok(Stored::Duplicate(existing));
+        };
+        let received = format!(
+            "delivery {} via {}",
+            env.delivery_id, integration.webhook_path
+        );
+        timeline(&mut tx, &id, now, "received", Some(&received)).await?;
+        timeline(&mut tx, &id, now, "verified", None).await?;
+        self.notify_in(&mut tx).await?;
+        tx.commit().await?;
+        self.wake.notify_one();
+        Ok(Stored::New(id))
+    }
+
+    /// Claims up to `limit` due events for `worker`, leasing them for `lease_ms`.
+    pub async fn claim(&self, worker: &str, limit: i64, lease_ms: i64) -> Result<Vec<Claimed>> {
+        let now = now_ms();
+        let lock = match self.db.backend {
+            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let waiting = sql_list(|s| s.is_pending() && s != Status::Dispatching);
+        let pending = sql_list(Status::is_pending);
+        let _g = self.write_guard().await;
+        // One statement: pick due events (waiting, or claimed by a replica whose lease ran out)
+        // whose correlation key has no earlier pending event, lock them, lease them.
+        let rows = sqlx::query(&format!(
+            "UPDATE or_events SET status = 'dispatching', claimed_by = $3, claimed_until = $4, attempts = attempts + 1, updated_at = $1 \
+             WHERE id IN ( \
+               SELECT e.id FROM or_events e \
+               WHERE ((e.status IN ({waiting}) AND e.next_attempt_at <= $1) \
+                      OR (e.status = 'dispatching' AND e.claimed_until < $1)) \
+                 AND NOT EXISTS (SELECT 1 FROM or_events p WHERE p.integration_id = e.integration_id \
+                                 AND p.correlation_key = e.correlation_key AND p.id < e.id \
+                                 AND p.status IN ({pending})) \
+               ORDER BY e.id LIMIT $2 {lock}) \
+             RETURNING id, integration_id, org_id, source, event_type, correlation_key, identifiers, payload, reply_to, team_id, attempts, traceparent, throttled_since, generation",
+        ))
+        .bind(now)
+        .bind(limit)
+        .bind(worker)
+        .bind(now + lease_ms)
+        .fetch_all(&self.db.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let ids: String = row.try_get("identifiers")?;
+            let payload: String = row.try_get("payload")?;
+            let reply_to: Option<String> = row.try_get("reply_to")?;
+            out.push(Claimed {
+                id: row.try_get("id")?,
+                integration_id: row.try_get("integration_id")?,
+                org_id: row.try_get("org_id")?,
+                source: row.try_get("source")?,
+                event_type: row.try_get("event_type")?,
+                correlation_key: row.try_get("correlation_key")?,
+                identifiers: serde_json::from_str(&ids).unwrap_or_default(),
+                payload: serde_json::from_str(&payload).unwrap_or(Value::Null),
+                reply_to: reply_to.and_then(|r| serde_json::from_str(&r).ok()),
+                team_id: row.try_get("team_id")?,
+                attempts: row.try_get("attempts")?,
+                traceparent: row.try_get("traceparent")?,
+                throttled_since: row.try_get("throttled_since")?,
+                generation: row.try_get("generation")?,
+            });
+        }
+        // RETURNING has no order; dispatch in arrival order.
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    /// The earliest time any waiting event becomes due, or a claim's lease runs out (to sleep
+    /// until then).
+    pub async fn next_due(&self) -> Result<Option<i64>> {
+        let pending = sql_list(Status::is_pending);
+        Ok(sqlx::query_scalar(&format!(
+            "SELECT MIN(CASE WHEN status = 'dispatching' THEN claimed_until ELSE next_attempt_at END) FROM or_events \
+             WHERE status IN ({pending})",
+        ))
+        .fetch_one(&self.db.pool)
+        .await?)
+    }
+
+    /// Records the outcome of a dispatch attempt by `worker`: the new status and what the
+    /// timeline says. Only while `worker` still holds the claim: a dispatcher whose lease ran out
+    /// (and whose event another replica claimed since) must not overwrite the newer outcome.
+    /// Returns false, recording nothing, when the claim was lost.
+    pub async fn settle(&self, id: &str, worker: &str, s: &Settlement) -> Result<bool> {
+        let (_g, mut tx) = self.begin().await?;
+        let now = now_ms();
+        let n = sqlx::query(
+            "UPDATE or_events SET status = $2, org_id = COALESCE($3, org_id), team_id = COALESCE($4, team_id), \
+             next_attempt_at = COALESCE($5, next_attempt_at), run_id = COALESCE($6, run_id), last_error = $7, \
+             claimed_by = NULL, claimed_until = NULL, updated_at = $8, \
+             attempts = CASE WHEN $9 = 1 AND attempts > 0 THEN attempts - 1 ELSE attempts END, \
+             throttled_since = CASE WHEN $2 = 'throttled' THEN COALESCE(throttled_since, $8) ELSE NULL END \
+             WHERE id = $1 AND claimed_by = $10 AND status = 'dispatching'",
+        )
+        .bind(id)
+        .bind(s.status.as_str())
+        .bind(s.org.as_deref())
+        .bind(s.team.as_deref())
+        .bind(s.next_attempt_at)
+        .bind(s.run_id.as_deref())
+        .bind(s.error.as_deref())
+        .bind(now)
+        .bind(if s.refund_attempt { 1i64 } else { 0i64 })
+        .bind(worker)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Ok(false);
+        }
+        for (kind, detail) in &s.timeline {
+            timeline(&mut tx, id, now, kind, detail.as_deref()).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Extends `worker`'s claim on an event it is still dispatching. False when the claim is gone.
+    pub async fn renew_claim(&self, id: &str, worker: &str, lease_ms: i64) -> Result<bool> {
+        let _g = self.write_guard().await;
+        Ok(sqlx::query(
+            "UPDATE or_events SET claimed_until = $3 WHERE id = $1 AND claimed_by = $2 AND status = 'dispatching'",
+        )
+        .bind(id)
+        .bind(worker)
+        .bind(now_ms() + lease_ms)
+        .execute(&self.db.pool)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    /// Puts claimed events back without counting the attempt (graceful shutdown).
+    pub async fn release(&self, worker: &str) -> Result<u64> {
+        let _g = self.write_guard().await;
+        Ok(sqlx::query(
+            "UPDATE or_events SET status = 'received', attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, \
+             claimed_by = NULL, claimed_until = NULL WHERE status = 'dispatching' AND claimed_by = $1",
+        )
+        .bind(worker)
+        .execute(&self.db.pool)
+        .await?
+        .rows_affected())
+    }
+}

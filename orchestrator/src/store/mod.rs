@@ -1,0 +1,186 @@
+//! Orchestrator storage over PostgreSQL or SQLite (the portable-SQL approach of ADR 0001), one
+//! `impl Store` slice per area as in the config-service:
+//!
+//! - [`integrations`]: integrations and their secrets (sealed with `switchyard_common::crypto`);
+//! - [`inbox`]: storing deliveries, claiming, settling, releasing (the dispatcher's queue);
+//! - [`events`]: listing and reading events, replay, retention purge;
+//! - [`audit`]: the audit outbox, written in the transaction of the change it records;
+//! - [`provisioning`]: provisioning runs and their steps;
+//! - [`leadership`]: wake-ups and single-replica leadership, so callers never see a backend.
+//!
+//! Writes go through [`Db::begin_write`] / [`Db::write_guard`], which queue SQLite's single writer
+//! in-process; nothing outside this module sees a pool or a [`Backend`].
+
+mod audit;
+mod events;
+mod inbox;
+mod integrations;
+mod leadership;
+mod provisioning;
+
+use std::sync::Arc;
+
+use sqlx::{Any, Transaction};
+use switchyard_common::db::{Backend, Db, WriteTx};
+use switchyard_common::error::Result;
+use switchyard_common::ids::new_id;
+use tokio::sync::{Notify, OwnedMutexGuard};
+
+pub use audit::OutboxEntry;
+pub use events::{Event, EventDetail, EventQuery, TimelineEntry};
+pub use inbox::{Claimed, Settlement, Stored};
+pub use integrations::{Integration, IntegrationChange, NewIntegration, SecretInfo};
+pub use leadership::{Leadership, Wakeups};
+pub use provisioning::{Run, RunOutcome, Step, StepStatus};
+
+/// The statuses an event moves through: `received` → `dispatching` → `dispatched`, or waiting in
+/// `retrying` / `throttled`, or finished as `unrouted` (kept for replay) or `dead_lettered`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    Received,
+    Dispatching,
+    Throttled,
+    Retrying,
+    Dispatched,
+    Unrouted,
+    DeadLettered,
+}
+
+impl Status {
+    pub const ALL: [Status; 7] = [
+        Status::Received,
+        Status::Dispatching,
+        Status::Throttled,
+        Status::Retrying,
+        Status::Dispatched,
+        Status::Unrouted,
+        Status::DeadLettered,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Received => "received",
+            Status::Dispatching => "dispatching",
+            Status::Throttled => "throttled",
+            Status::Retrying => "retrying",
+            Status::Dispatched => "dispatched",
+            Status::Unrouted => "unrouted",
+            Status::DeadLettered => "dead_lettered",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+
+    /// Finished: replay and purge apply.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Status::Dispatched | Status::Unrouted | Status::DeadLettered
+        )
+    }
+
+    /// Still owed a dispatch: it holds back later events of its correlation key.
+    pub fn is_pending(self) -> bool {
+        !self.is_final()
+    }
+}
+
+/// `'a', 'b', ...` for the statuses matching `pick`, to put in an SQL `IN (...)`: the statuses
+/// are spelled once, here, not in every query.
+fn sql_list(pick: impl Fn(Status) -> bool) -> String {
+    Status::ALL
+        .into_iter()
+        .filter(|s| pick(*s))
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: Db,
+    /// Wakes this process's dispatcher when an event is stored or replayed (SQLite; PostgreSQL
+    /// also NOTIFYs, which reaches every replica: see [`Store::wakeups`]).
+    wake: Arc<Notify>,
+}
+
+impl Store {
+    pub fn new(db: Db) -> Self {
+        Self {
+            db,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.db.backend
+    }
+
+    /// A cheap round trip, for readiness probes.
+    pub async fn ping(&self) -> Result<()> {
+        Ok(self.db.ping().await?)
+    }
+
+    /// Closes the pool: every later call fails as if the database were down (tests of outages).
+    pub async fn close(&self) {
+        self.db.pool.close().await;
+    }
+
+    /// The process's SQLite write lock around a single write statement (`Db::write_guard`).
+    async fn write_guard(&self) -> Option<OwnedMutexGuard<()>> {
+        self.db.write_guard().await
+    }
+
+    async fn begin(&self) -> Result<WriteTx> {
+        Ok(self.db.begin_write().await?)
+    }
+
+    /// Wakes dispatchers: this process's at once, other replicas' through `NOTIFY` (sent with
+    /// the transaction's commit) on PostgreSQL.
+    async fn notify_in(&self, tx: &mut Transaction<'static, Any>) -> Result<()> {
+        if self.db.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_notify('or_events', '')")
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+async fn timeline(
+    tx: &mut Transaction<'static, Any>,
+    event: &str,
+    at: i64,
+    kind: &str,
+    detail: Option<&str>,
+) -> Result<()> {
+    sqlx::query("INSERT INTO or_event_timeline (id, event_id, at, kind, detail) VALUES ($1, $2, $3, $4, $5)")
+        .bind(new_id())
+        .bind(event)
+        .bind(at)
+        .bind(kind)
+        .bind(detail)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_round_trip_and_partition() {
+        for s in Status::ALL {
+            assert_eq!(Status::parse(s.as_str()), Some(s));
+            assert_ne!(s.is_final(), s.is_pending());
+        }
+        assert_eq!(
+            sql_list(Status::is_final),
+            "'dispatched', 'unrouted', 'dead_lettered'"
+        );
+        assert_eq!(Status::parse("nope"), None);
+    }
+}
