@@ -10,9 +10,17 @@
 //! `quotas.concurrent_runs` gets 429 with `Retry-After`.
 //!
 //! Runs are recorded in the config-service, so this service keeps no database of its own.
+//!
+//! # Layout
+//! - this file: settings, state, the HTTP API (accepting runs, reading one);
+//! - `runs`: executing a run under its lease, and resuming runs whose runner stopped;
+//! - [`provider`]: the agent's providers; [`reply`]: answering where the event came from.
 
 pub mod provider;
 pub mod reply;
+mod runs;
+
+pub use runs::recover_runs;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -25,16 +33,16 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use switchyard_api::runs::{AgentRun, CreateRun};
 use switchyard_common::auth::ServiceKey;
-use switchyard_common::clients::{CallError, ConfigClient, RunLease};
+use switchyard_common::clients::{CallError, ConfigClient};
 use switchyard_common::error::{Error, Result};
 use switchyard_common::http::{ApiJson, AuthState, Caller, Service};
 use switchyard_common::problem::Problem;
 use switchyard_common::telemetry::{Metrics, metrics_response};
 use tokio::net::TcpListener;
-use utoipa::{OpenApi, ToSchema};
+use utoipa::OpenApi;
 
 /// Concurrent runs per team when its config sets no `quotas.concurrent_runs`.
 pub const DEFAULT_CONCURRENT_RUNS: u64 = 4;
@@ -163,15 +171,8 @@ fn unavailable(e: CallError) -> Error {
     }
 }
 
-/// The run request, shared with the orchestrator's client.
-pub use switchyard_common::clients::RunRequest;
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Accepted {
-    pub run_id: String,
-    /// False when the idempotency key had been seen: nothing new was started.
-    pub started: bool,
-}
+/// The run request and its answer, shared with the orchestrator's client.
+pub use switchyard_api::runs::{Accepted, RunRequest};
 
 pub fn app(state: AppState) -> Router {
     let router = Router::new()
@@ -230,18 +231,16 @@ pub async fn run(
     }
     let recorded = state
         .config
-        .create_run(
-            &req.org_id,
-            &req.team_id,
-            &req.trigger,
-            &req.idempotency_key,
-            &RunLease {
-                runner: &state.runner_id,
-                lease_ms: state.lease_ms(),
-                deadline_seconds: state.replies.run_deadline_seconds.max(1),
-                reply_to: req.reply_to.as_ref(),
-            },
-        )
+        .create_run(&CreateRun {
+            org_id: req.org_id.clone(),
+            team_id: req.team_id.clone(),
+            trigger: req.trigger.clone(),
+            idempotency_key: Some(req.idempotency_key.clone()),
+            reply_to: req.reply_to.clone(),
+            runner: Some(state.runner_id.to_string()),
+            lease_ms: Some(state.lease_ms()),
+            deadline_seconds: Some(state.replies.run_deadline_seconds.max(1) as i64),
+        })
         .await;
     let (record, created) = match recorded {
         Ok(r) => r,
@@ -250,7 +249,7 @@ pub async fn run(
             return Err(unavailable(e));
         }
     };
-    let run_id = record["id"].as_str().unwrap_or_default().to_owned();
+    let run_id = record.id;
     if !created {
         release(&state, &req.org_id, &req.team_id);
         return Ok((
@@ -267,7 +266,9 @@ pub async fn run(
     // The run outlives the request: it keeps the request's trace for its config-service calls.
     let trace = switchyard_common::trace::TraceContext::current()
         .unwrap_or_else(switchyard_common::trace::TraceContext::new_root);
-    tokio::spawn(trace.scope(async move { execute_leased(&task_state, &id, &req, &config).await }));
+    tokio::spawn(
+        trace.scope(async move { runs::execute_leased(&task_state, &id, &req, &config).await }),
+    );
     Ok((
         StatusCode::ACCEPTED,
         Json(Accepted {
@@ -278,166 +279,14 @@ pub async fn run(
         .into_response())
 }
 
-impl AppState {
-    fn lease_ms(&self) -> i64 {
-        (self.replies.run_lease_seconds.max(1) * 1000) as i64
-    }
-}
-
-/// Executes a run this runner holds the lease of, renewing it every third of the lease, within
-/// the deadline; records the outcome and frees the team's slot. When the lease is lost (this
-/// runner stalled and another resumed the run) it stops and records nothing: the holder does.
-async fn execute_leased(state: &AppState, id: &str, req: &RunRequest, config: &Value) {
-    let deadline = Duration::from_secs(state.replies.run_deadline_seconds.max(1));
-    let lease_ms = state.lease_ms();
-    let work = tokio::time::timeout(deadline, execute(state, id, req, config));
-    tokio::pin!(work);
-    let mut renew = tokio::time::interval(Duration::from_millis((lease_ms / 3) as u64));
-    renew.tick().await;
-    let outcome = loop {
-        tokio::select! {
-            o = &mut work => break Some(o),
-            _ = renew.tick() => match state.config.renew_run_lease(id, &state.runner_id, lease_ms).await {
-                Ok(true) => {}
-                Ok(false) => break None,
-                Err(e) => tracing::warn!(run = %id, error = %e, "could not renew the run's lease; retrying"),
-            },
-        }
-    };
-    release(state, &req.org_id, &req.team_id);
-    let Some(outcome) = outcome else {
-        tracing::warn!(run = %id, "lost the run's lease to another runner; it finishes the run");
-        return;
-    };
-    let (status, summary, error) = match outcome {
-        Ok(Ok(summary)) => ("succeeded", Some(summary), None),
-        Ok(Err(e)) => ("failed", None, Some(e)),
-        Err(_) => (
-            "failed",
-            None,
-            Some(format!(
-                "the run exceeded its {}s deadline",
-                deadline.as_secs()
-            )),
-        ),
-    };
-    if let Err(e) = state
-        .config
-        .update_run(id, status, summary.as_deref(), error.as_deref())
-        .await
-    {
-        tracing::error!(run = %id, error = %e, "could not record the run's outcome; its lease will lapse and it is resumed");
-    }
-    tracing::info!(run = %id, org = %req.org_id, team = %req.team_id, status, "run finished");
-}
-
-/// Resumes runs whose runner died: every half lease, one recovery sweep in the config-service
-/// (which also fails runs past their deadline or attempts), then executes what it leased to us.
-/// Runs beside the HTTP server in every replica; the sweep's row locks keep replicas apart.
-pub async fn recover_runs(state: AppState) {
-    let every = Duration::from_millis((state.lease_ms() / 2).max(100) as u64);
-    loop {
-        match state
-            .config
-            .recover_runs(
-                &state.runner_id,
-                state.lease_ms(),
-                state.replies.max_run_attempts,
-            )
-            .await
-        {
-            Ok(runs) => {
-                for run in runs {
-                    let Ok(req) = serde_json::from_value::<RecoveredRun>(run.clone()) else {
-                        tracing::error!(run = %run["id"], "a recovered run could not be read");
-                        continue;
-                    };
-                    let state = state.clone();
-                    let id = run["id"].as_str().unwrap_or_default().to_owned();
-                    tokio::spawn(async move {
-                        let req = RunRequest {
-                            org_id: req.org_id,
-                            team_id: req.team_id,
-                            trigger: req.trigger,
-                            reply_to: req.reply_to,
-                            idempotency_key: req.idempotency_key.unwrap_or_default(),
-                        };
-                        tracing::info!(run = %id, org = %req.org_id, team = %req.team_id, "resuming a run whose runner stopped");
-                        let config = match state.config.node_config(&req.org_id, &req.team_id).await
-                        {
-                            Ok(c) => c,
-                            Err(e) => {
-                                // Leave the lease to lapse: the next sweep tries again.
-                                tracing::warn!(error = %e, "cannot read the config of a resumed run");
-                                return;
-                            }
-                        };
-                        reserve(&state, &req.org_id, &req.team_id, u64::MAX);
-                        execute_leased(&state, &id, &req, &config).await;
-                    });
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "run recovery sweep failed; retrying"),
-        }
-        tokio::time::sleep(every).await;
-    }
-}
-
-/// The fields of a recorded run needed to execute it again.
-#[derive(Debug, Deserialize)]
-struct RecoveredRun {
-    org_id: String,
-    team_id: String,
-    trigger: Value,
-    reply_to: Option<Value>,
-    idempotency_key: Option<String>,
-}
-
-async fn execute(
-    state: &AppState,
-    id: &str,
-    req: &RunRequest,
-    config: &Value,
-) -> std::result::Result<String, String> {
-    state
-        .config
-        .update_run(id, "running", None, None)
-        .await
-        .map_err(|e| format!("recording the start: {e}"))?;
-    let agent = config.get("agent").cloned().unwrap_or(json!({}));
-    let provider = agent
-        .get("provider")
-        .and_then(Value::as_str)
-        .unwrap_or("offline");
-    let summary = match provider {
-        "offline" => provider::offline(&agent, &req.team_id, &req.trigger),
-        other => {
-            return Err(format!(
-                "provider {other:?} is not available in this version; use \"offline\""
-            ));
-        }
-    };
-    if let Some(target) = &req.reply_to {
-        reply::post(state, &req.org_id, config, target, &summary).await?;
-    }
-    Ok(summary)
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RunView {
-    #[schema(value_type = Object)]
-    #[serde(flatten)]
-    pub run: Value,
-}
-
 /// One run: a service, the platform admin, the run's org admins, or its team.
 #[utoipa::path(get, path = "/api/v1/runs/{id}", tag = "runs", params(("id" = String, Path)),
-    responses((status = 200, body = RunView), (status = 404, body = Problem)))]
+    responses((status = 200, body = AgentRun), (status = 404, body = Problem)))]
 pub async fn get_run(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,
     Path(id): Path<String>,
-) -> Result<Json<Value>> {
+) -> Result<Json<AgentRun>> {
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -466,10 +315,8 @@ pub async fn get_run(
         .await
         .map_err(unavailable)?
         .ok_or_else(|| Error::not_found(format!("run {id}")))?;
-    let org = run["org_id"].as_str().unwrap_or_default();
-    let team = run["team_id"].as_str().unwrap_or_default();
     if let Some(c) = caller {
-        c.authorize_node_read(org, team)
+        c.authorize_node_read(&run.org_id, &run.team_id)
             .map_err(|_| Error::not_found(format!("run {id}")))?;
     }
     Ok(Json(run))

@@ -21,7 +21,6 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use serde_json::Value;
 use tokio::sync::watch as tokio_watch;
 
 use crate::k8s::{self, Cluster};
@@ -113,8 +112,7 @@ pub async fn sweep(
         }
     };
     let all = match state.config.team_pipelines().await {
-        Ok(Value::Array(a)) => a,
-        Ok(_) => vec![],
+        Ok(all) => all,
         Err(e) => {
             metrics.error("config_service");
             report.errors.push(format!("config-service: {e}"));
@@ -123,14 +121,12 @@ pub async fn sweep(
     };
     let mut desired: BTreeMap<String, CronJob> = BTreeMap::new();
     for t in &all {
-        let (Some(org), Some(team)) = (t["org_id"].as_str(), t["team_id"].as_str()) else {
-            continue;
-        };
+        let (org, team) = (t.org_id.as_str(), t.team_id.as_str());
         let key = (org.to_owned(), team.to_owned());
         if !teams.contains(&key) || busy.contains(&key) {
             continue;
         }
-        match k8s::pipelines_of(&serde_json::json!({"pipelines": t["pipelines"]})) {
+        match k8s::pipelines_of(&serde_json::json!({"pipelines": t.pipelines})) {
             Ok(ps) => {
                 for p in ps {
                     let cj = k8s::cronjob(org, team, &p);

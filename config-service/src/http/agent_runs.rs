@@ -5,14 +5,14 @@ use axum::http::StatusCode;
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::Value;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 use super::extract::{ApiJson, ApiQuery, Caller, Service};
 use crate::domain::runs::STATUSES;
 use crate::error::{Error, Result};
 use crate::state::AppState;
 use crate::store::{AgentRun, NewRun, Page, RunQuery};
+use switchyard_api::runs::{CreateRun, Recover, RecoveredRuns, RenewLease, UpdateRun};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -22,27 +22,6 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/internal/agent-runs/recover", post(recover))
         .route("/api/v1/orgs/{org}/agent-runs", get(list))
         .route("/api/v1/orgs/{org}/agent-runs/{id}", get(get_one))
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateRun {
-    pub org_id: String,
-    pub team_id: String,
-    /// The event that triggered the run (the orchestrator's envelope).
-    #[schema(value_type = Object)]
-    pub trigger: Value,
-    /// A repeated key returns the run already recorded.
-    pub idempotency_key: Option<String>,
-    /// Where the result goes; kept so a resumed run still replies.
-    #[schema(value_type = Option<Object>)]
-    pub reply_to: Option<Value>,
-    /// The agent-runner that will execute the run: it holds the run's lease from the start.
-    pub runner: Option<String>,
-    /// How long the lease lasts without renewal (milliseconds, default 30 s).
-    pub lease_ms: Option<i64>,
-    /// How long the run may take in all, resumptions included.
-    pub deadline_seconds: Option<i64>,
 }
 
 /// Only the agent-runner records and moves runs.
@@ -95,15 +74,6 @@ pub async fn create(
     ))
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateRun {
-    /// queued -> running | failed | cancelled; running -> succeeded | failed | cancelled.
-    pub status: String,
-    pub summary: Option<String>,
-    pub error: Option<String>,
-}
-
 /// Move a run to a new status (service JWT). Invalid transitions answer 409.
 #[utoipa::path(patch, path = "/api/v1/internal/agent-runs/{id}", tag = "internal", params(("id" = String, Path)), request_body = UpdateRun,
     responses((status = 200, body = AgentRun), (status = 409, body = switchyard_common::problem::Problem)),
@@ -134,13 +104,6 @@ pub async fn update(
     ))
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RenewLease {
-    pub runner: String,
-    pub lease_ms: Option<i64>,
-}
-
 /// Extend the runner's lease on a run it executes (service JWT). 409 when the lease is not the
 /// runner's any more (another runner resumed the run, or it finished): stop working on it.
 #[utoipa::path(post, path = "/api/v1/internal/agent-runs/{id}/lease", tag = "internal", params(("id" = String, Path)), request_body = RenewLease,
@@ -165,26 +128,6 @@ pub async fn renew_lease(
             format!("{} no longer holds the lease of run {id}", req.runner),
         ))
     }
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Recover {
-    /// The runner that will execute what it resumes.
-    pub runner: String,
-    pub lease_ms: Option<i64>,
-    /// Executions a run may have before a lapsed lease fails it (default 3).
-    pub max_attempts: Option<i64>,
-    /// Most runs to resume in one sweep (default 32).
-    pub limit: Option<i64>,
-}
-
-#[derive(Debug, serde::Serialize, ToSchema)]
-pub struct RecoveredRuns {
-    /// Runs whose runner stopped, now leased to the caller to execute again.
-    pub resumed: Vec<AgentRun>,
-    /// Runs failed: past their deadline, or out of attempts.
-    pub failed: Vec<AgentRun>,
 }
 
 /// One recovery sweep (service JWT): fail unfinished runs past their deadline or out of attempts,

@@ -4,9 +4,10 @@
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use switchyard_api::auth::{IntrospectRequest, Introspection};
+use switchyard_api::config::TeamPipelines;
+use switchyard_api::routing::RoutingVersion;
 use switchyard_common::auth::hash_token;
-use utoipa::ToSchema;
 
 use super::extract::{ApiJson, Service};
 use crate::error::Result;
@@ -29,25 +30,6 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/internal/agent-runs/{id}", get(get_run))
         .route("/api/v1/internal/routing/version", get(routing_version))
         .route("/api/v1/internal/pipelines", get(pipelines))
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct IntrospectRequest {
-    /// An org admin or team token presented to another service.
-    pub token: String,
-}
-
-/// What a token is. Platform admin tokens are not introspected: each service holds that secret.
-#[derive(Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
-pub struct Introspection {
-    /// `org_admin` or `team`.
-    pub kind: String,
-    pub org_id: String,
-    pub node_id: Option<String>,
-    pub token_id: String,
-    /// Who the token was issued to.
-    pub subject: String,
 }
 
 /// Resolve an org admin or team token (service JWT). Unknown, revoked and expired tokens answer
@@ -97,12 +79,6 @@ pub async fn get_run(
     Ok(Json(state.store.get_run(None, &id).await?))
 }
 
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct RoutingVersion {
-    /// Changes whenever any routing identifier is added or removed.
-    pub version: i64,
-}
-
 /// The routing version, for invalidating cached lookups (service JWT).
 #[utoipa::path(get, path = "/api/v1/internal/routing/version", tag = "internal",
     responses((status = 200, body = RoutingVersion)), security(("service_jwt" = [])))]
@@ -114,15 +90,6 @@ pub async fn routing_version(
     Ok(Json(RoutingVersion {
         version: state.store.routing_version().await?,
     }))
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct TeamPipelines {
-    pub org_id: String,
-    pub team_id: String,
-    /// The `pipelines` section of the team's effective config.
-    #[schema(value_type = Object)]
-    pub pipelines: serde_json::Value,
 }
 
 /// Every team with its effective pipelines (service JWT): the reconciler's desired state.

@@ -1,18 +1,17 @@
 //! The routing table and the internal lookup.
 
-use std::collections::BTreeMap;
-
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 use super::extract::{ApiJson, ApiQuery, OrgAdmin, Service};
 use crate::domain::routing::{MAX_IDENTIFIERS, RouteKind, normalise_route_value};
 use crate::error::{Error, Result};
 use crate::state::{AppState, LookupLabels};
 use crate::store::{Lookup, Route, RouteMatch};
+use switchyard_api::routing::{LookupRequest, OneOrMany};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -48,24 +47,6 @@ pub async fn list_routes(
             .list_routes(&admin.org_id, q.kind.as_deref(), value.as_deref())
             .await?,
     ))
-}
-
-/// One identifier value, or several of the same kind (an alert has many labels).
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(untagged)]
-pub enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LookupRequest {
-    /// Restrict the lookup to this org. Without it, org-level identifiers (`slack_team`,
-    /// `github_owner`) choose the org.
-    pub org_id: Option<String>,
-    /// Identifier kind to value(s), e.g. `{"slack_team": "T1", "slack_channel": "C1"}`.
-    pub identifiers: BTreeMap<String, OneOrMany>,
 }
 
 /// Map an event's identifiers to the owning team (service JWT only). Most specific identifier

@@ -4,7 +4,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, put};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+use switchyard_api::config::RevealedSecret;
 use switchyard_common::ids::Slug;
 use utoipa::ToSchema;
 
@@ -106,12 +107,6 @@ pub async fn delete_secret(
         .delete_secret(&admin.actor, &admin.org_id, &name)
         .await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct RevealedSecret {
-    pub name: String,
-    pub value: String,
 }
 
 /// A secret's value, for the services that use it (service JWT of the agent-runner only).

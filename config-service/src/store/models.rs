@@ -189,7 +189,8 @@ pub struct Route {
 }
 
 /// The lookup's answer and outcome are the wire types the orchestrator's client reads.
-pub use switchyard_common::clients::{Lookup, RouteMatch};
+pub use switchyard_api::routing::{Lookup, RouteMatch};
+pub use switchyard_api::runs::AgentRun;
 
 /// An audit entry another service relays from its outbox.
 #[derive(Debug, Clone, serde::Deserialize, ToSchema)]
@@ -246,33 +247,6 @@ pub struct AuditVerification {
     /// The first entry that fails, if any.
     pub first_bad_seq: Option<i64>,
     pub problem: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct AgentRun {
-    pub id: String,
-    pub org_id: String,
-    pub team_id: String,
-    /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
-    pub status: String,
-    #[schema(value_type = Object)]
-    pub trigger: Value,
-    pub idempotency_key: Option<String>,
-    pub created_at: String,
-    pub started_at: Option<String>,
-    pub finished_at: Option<String>,
-    pub summary: Option<String>,
-    pub error: Option<String>,
-    /// Where the result goes (a Slack thread, a GitHub issue), kept so a resumed run still replies.
-    #[schema(value_type = Option<Object>)]
-    pub reply_to: Option<Value>,
-    /// The agent-runner executing it, while it holds the lease.
-    pub lease_owner: Option<String>,
-    pub lease_until: Option<String>,
-    /// Executions started (a resumed run counts again).
-    pub attempts: i64,
-    /// After this the run is failed, whoever holds it.
-    pub deadline_at: Option<String>,
 }
 
 /// One page of a list, newest first; pass `next_cursor` as `cursor` for the next page.

@@ -1,7 +1,7 @@
 //! The steps of onboarding and offboarding a team, and the compensation of each.
 
 use serde_json::{Value, json};
-use switchyard_common::clients::CallError;
+use switchyard_common::clients::{CallError, Created, Deleted, IssuedToken, LayerWrite};
 
 use super::{NO_CLUSTER, Provisioner};
 use crate::k8s;
@@ -31,9 +31,8 @@ impl Provisioner {
             let body = json!({"id": team, "parent_id": req.get("parent_id"), "kind": "team", "name": req.get("name")});
             self.step(run, &mut seq, "create_node", || async {
                 match self.config.create_node(token, org, &body).await.map_err(call)? {
-                    (201, _) => Ok(format!("node {team} created")),
-                    (409, v) => Err(format!("the node exists already: {}", v["detail"].as_str().unwrap_or(""))),
-                    (s, v) => Err(format!("{s}: {v}")),
+                    Created::Created => Ok(format!("node {team} created")),
+                    Created::Exists(detail) => Err(format!("the node exists already: {detail}")),
                 }
             })
             .await?;
@@ -41,22 +40,21 @@ impl Provisioner {
             let layer = req.get("config").cloned().filter(|c| !c.is_null()).unwrap_or_else(|| json!({}));
             self.step(run, &mut seq, "write_config", || async {
                 match self.config.put_layer(token, org, team, &layer, "\"v0\"").await.map_err(call)? {
-                    (200, _) => Ok("layer version 1 written".to_owned()),
-                    (202, v) => Err(format!("the config touches protected paths and awaits approval (change {})", v["id"].as_str().unwrap_or("?"))),
-                    (s, v) => Err(format!("{s}: {}", v["detail"].as_str().unwrap_or(&v.to_string()))),
+                    LayerWrite::Written => Ok("layer version 1 written".to_owned()),
+                    LayerWrite::AwaitingApproval { change } => Err(format!("the config touches protected paths and awaits approval (change {change})")),
                 }
             })
             .await?;
             done.push(Done::Layer);
-            let mut issued: Option<(String, String)> = None;
+            let mut issued: Option<IssuedToken> = None;
             self.step(run, &mut seq, "issue_token", || async {
-                let (id, secret) = self.config.issue_team_token(token, org, team, "pipelines").await.map_err(call)?;
-                let detail = format!("team token {id} issued");
-                issued = Some((id, secret));
+                let t = self.config.issue_team_token(token, org, team, "pipelines").await.map_err(call)?;
+                let detail = format!("team token {} issued", t.id);
+                issued = Some(t);
                 Ok(detail)
             })
             .await?;
-            let (token_id, team_token) = issued.expect("set by the step");
+            let IssuedToken { id: token_id, secret: team_token } = issued.expect("set by the step");
             done.push(Done::Token(token_id));
             let secret_name = k8s::secret_name(org, team);
             self.step(run, &mut seq, "store_secret", || async {
@@ -133,8 +131,12 @@ impl Provisioner {
                             .await
                             .map_err(call)?
                         {
-                            (200, _) => Ok("layer cleared (routing released)".to_owned()),
-                            (s, v) => Err(format!("{s}: {v}")),
+                            LayerWrite::Written => {
+                                Ok("layer cleared (routing released)".to_owned())
+                            }
+                            LayerWrite::AwaitingApproval { change } => Err(format!(
+                                "clearing the layer awaits approval (change {change})"
+                            )),
                         }
                     })
                     .await
@@ -147,8 +149,10 @@ impl Provisioner {
                             .await
                             .map_err(call)?
                         {
-                            204 | 404 => Ok(format!("node {team} deleted")),
-                            s => Err(format!("{s}")),
+                            Deleted::Deleted | Deleted::AlreadyGone => {
+                                Ok(format!("node {team} deleted"))
+                            }
+                            Deleted::HasChildren(detail) => Err(detail),
                         }
                     })
                     .await
@@ -217,14 +221,13 @@ impl Provisioner {
                     .await
                     .map_err(|e| e.to_string())?
                 {
-                    204 => Ok(format!(
+                    Deleted::Deleted => Ok(format!(
                         "node {team} deleted: its tokens are revoked and its routing removed"
                     )),
-                    404 => Ok(format!("node {team} already gone")),
-                    409 => Err(format!(
+                    Deleted::AlreadyGone => Ok(format!("node {team} already gone")),
+                    Deleted::HasChildren(_) => Err(format!(
                         "node {team} has children; move or delete them first"
                     )),
-                    s => Err(format!("{s}")),
                 }
             })
             .await?;

@@ -1,0 +1,162 @@
+//! Executing runs: each under a lease the runner renews (so a runner that dies is noticed and its
+//! runs resumed elsewhere), within the deadline, with every state recorded in the config-service.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use switchyard_api::runs::{AgentRun, RunRequest, UpdateRun};
+
+use crate::{AppState, provider, release, reply, reserve};
+
+impl AppState {
+    pub(crate) fn lease_ms(&self) -> i64 {
+        (self.replies.run_lease_seconds.max(1) * 1000) as i64
+    }
+}
+
+/// Executes a run this runner holds the lease of, renewing it every third of the lease, within
+/// the deadline; records the outcome and frees the team's slot. When the lease is lost (this
+/// runner stalled and another resumed the run) it stops and records nothing: the holder does.
+pub(crate) async fn execute_leased(state: &AppState, id: &str, req: &RunRequest, config: &Value) {
+    let deadline = Duration::from_secs(state.replies.run_deadline_seconds.max(1));
+    let lease_ms = state.lease_ms();
+    let work = tokio::time::timeout(deadline, execute(state, id, req, config));
+    tokio::pin!(work);
+    let mut renew = tokio::time::interval(Duration::from_millis((lease_ms / 3) as u64));
+    renew.tick().await;
+    let outcome = loop {
+        tokio::select! {
+            o = &mut work => break Some(o),
+            _ = renew.tick() => match state.config.renew_run_lease(id, &state.runner_id, lease_ms).await {
+                Ok(true) => {}
+                Ok(false) => break None,
+                Err(e) => tracing::warn!(run = %id, error = %e, "could not renew the run's lease; retrying"),
+            },
+        }
+    };
+    release(state, &req.org_id, &req.team_id);
+    let Some(outcome) = outcome else {
+        tracing::warn!(run = %id, "lost the run's lease to another runner; it finishes the run");
+        return;
+    };
+    let (status, summary, error) = match outcome {
+        Ok(Ok(summary)) => ("succeeded", Some(summary), None),
+        Ok(Err(e)) => ("failed", None, Some(e)),
+        Err(_) => (
+            "failed",
+            None,
+            Some(format!(
+                "the run exceeded its {}s deadline",
+                deadline.as_secs()
+            )),
+        ),
+    };
+    if let Err(e) = state
+        .config
+        .update_run(
+            id,
+            &UpdateRun {
+                status: status.to_owned(),
+                summary,
+                error,
+            },
+        )
+        .await
+    {
+        tracing::error!(run = %id, error = %e, "could not record the run's outcome; its lease will lapse and it is resumed");
+    }
+    tracing::info!(run = %id, org = %req.org_id, team = %req.team_id, status, "run finished");
+}
+
+/// Resumes runs whose runner died: every half lease, one recovery sweep in the config-service
+/// (which also fails runs past their deadline or attempts), then executes what it leased to us.
+/// Runs beside the HTTP server in every replica; the sweep's row locks keep replicas apart.
+pub async fn recover_runs(state: AppState) {
+    let every = Duration::from_millis((state.lease_ms() / 2).max(100) as u64);
+    loop {
+        match state
+            .config
+            .recover_runs(
+                &state.runner_id,
+                state.lease_ms(),
+                state.replies.max_run_attempts,
+            )
+            .await
+        {
+            Ok(runs) => {
+                for run in runs {
+                    let state = state.clone();
+                    let AgentRun {
+                        id,
+                        org_id,
+                        team_id,
+                        trigger,
+                        reply_to,
+                        idempotency_key,
+                        ..
+                    } = run;
+                    tokio::spawn(async move {
+                        let req = RunRequest {
+                            org_id,
+                            team_id,
+                            trigger,
+                            reply_to,
+                            idempotency_key: idempotency_key.unwrap_or_default(),
+                        };
+                        tracing::info!(run = %id, org = %req.org_id, team = %req.team_id, "resuming a run whose runner stopped");
+                        let config = match state.config.node_config(&req.org_id, &req.team_id).await
+                        {
+                            Ok(c) => c,
+                            Err(e) => {
+                                // Leave the lease to lapse: the next sweep tries again.
+                                tracing::warn!(error = %e, "cannot read the config of a resumed run");
+                                return;
+                            }
+                        };
+                        reserve(&state, &req.org_id, &req.team_id, u64::MAX);
+                        execute_leased(&state, &id, &req, &config).await;
+                    });
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "run recovery sweep failed; retrying"),
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+async fn execute(
+    state: &AppState,
+    id: &str,
+    req: &RunRequest,
+    config: &Value,
+) -> std::result::Result<String, String> {
+    state
+        .config
+        .update_run(
+            id,
+            &UpdateRun {
+                status: "running".into(),
+                summary: None,
+                error: None,
+            },
+        )
+        .await
+        .map_err(|e| format!("recording the start: {e}"))?;
+    let agent = config.get("agent").cloned().unwrap_or(json!({}));
+    let provider = agent
+        .get("provider")
+        .and_then(Value::as_str)
+        .unwrap_or("offline");
+    let summary = match provider {
+        "offline" => provider::offline(&agent, &req.team_id, &req.trigger),
+        other => {
+            return Err(format!(
+                "provider {other:?} is not available in this version; use \"offline\""
+            ));
+        }
+    };
+    if let Some(target) = &req.reply_to {
+        reply::post(state, &req.org_id, config, target, &summary).await?;
+    }
+    Ok(summary)
+}

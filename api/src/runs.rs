@@ -1,0 +1,116 @@
+//! Agent runs: asking for one (`POST /api/v1/run` on the agent-runner) and recording it (the
+//! config-service's `/api/v1/internal/agent-runs` endpoints).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+/// What the agent-runner is asked to run: the body of its `POST /api/v1/run`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunRequest {
+    pub org_id: String,
+    pub team_id: String,
+    /// The event envelope that triggered the run.
+    #[schema(value_type = Object)]
+    pub trigger: Value,
+    /// Where to post the result: `{"kind": "slack", "channel", "thread_ts"}` or
+    /// `{"kind": "github", "repo", "issue_number"}`.
+    #[schema(value_type = Option<Object>)]
+    pub reply_to: Option<Value>,
+    /// The same key always answers the same run.
+    pub idempotency_key: String,
+}
+
+/// The agent-runner's answer to a run request.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Accepted {
+    pub run_id: String,
+    /// False when the idempotency key had been seen: nothing new was started.
+    pub started: bool,
+}
+
+/// A recorded run.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AgentRun {
+    pub id: String,
+    pub org_id: String,
+    pub team_id: String,
+    /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
+    pub status: String,
+    #[schema(value_type = Object)]
+    pub trigger: Value,
+    pub idempotency_key: Option<String>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub summary: Option<String>,
+    pub error: Option<String>,
+    /// Where the result goes (a Slack thread, a GitHub issue), kept so a resumed run still replies.
+    #[schema(value_type = Option<Object>)]
+    pub reply_to: Option<Value>,
+    /// The agent-runner executing it, while it holds the lease.
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<String>,
+    /// Executions started (a resumed run counts again).
+    pub attempts: i64,
+    /// After this the run is failed, whoever holds it.
+    pub deadline_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRun {
+    pub org_id: String,
+    pub team_id: String,
+    /// The event that triggered the run (the orchestrator's envelope).
+    #[schema(value_type = Object)]
+    pub trigger: Value,
+    /// A repeated key returns the run already recorded.
+    pub idempotency_key: Option<String>,
+    /// Where the result goes; kept so a resumed run still replies.
+    #[schema(value_type = Option<Object>)]
+    pub reply_to: Option<Value>,
+    /// The agent-runner that will execute the run: it holds the run's lease from the start.
+    pub runner: Option<String>,
+    /// How long the lease lasts without renewal (milliseconds, default 30 s).
+    pub lease_ms: Option<i64>,
+    /// How long the run may take in all, resumptions included.
+    pub deadline_seconds: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateRun {
+    /// queued -> running | failed | cancelled; running -> succeeded | failed | cancelled.
+    pub status: String,
+    pub summary: Option<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenewLease {
+    pub runner: String,
+    pub lease_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Recover {
+    /// The runner that will execute what it resumes.
+    pub runner: String,
+    pub lease_ms: Option<i64>,
+    /// Executions a run may have before a lapsed lease fails it (default 3).
+    pub max_attempts: Option<i64>,
+    /// Most runs to resume in one sweep (default 32).
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RecoveredRuns {
+    /// Runs whose runner stopped, now leased to the caller to execute again.
+    pub resumed: Vec<AgentRun>,
+    /// Runs failed: past their deadline, or out of attempts.
+    pub failed: Vec<AgentRun>,
+}

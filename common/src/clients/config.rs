@@ -1,0 +1,277 @@
+//! The config-service's internal endpoints (service JWT).
+
+use serde::Serialize;
+use serde_json::json;
+use switchyard_api::auth::{IntrospectRequest, Introspection};
+use switchyard_api::config::{NodeConfig, RevealedSecret, TeamPipelines};
+use switchyard_api::routing::{Lookup, LookupRequest, RouteMatch, RoutingVersion};
+use switchyard_api::runs::{AgentRun, CreateRun, Recover, RecoveredRuns, RenewLease, UpdateRun};
+
+use super::{CallError, body, classify, detail, http_client, traced, transport};
+use crate::auth::ServiceKey;
+use crate::http::Caller;
+
+#[derive(Clone, Debug)]
+pub struct ConfigClient {
+    pub(super) base: String,
+    pub(super) http: reqwest::Client,
+    key: ServiceKey,
+    /// The calling service, as the JWT's subject.
+    caller: &'static str,
+}
+
+impl ConfigClient {
+    pub fn new(base: &str, key: ServiceKey, caller: &'static str) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            http: http_client(),
+            key,
+            caller,
+        }
+    }
+
+    pub(super) fn call(&self, method: reqwest::Method, url: String) -> reqwest::RequestBuilder {
+        traced(&self.http, method, url)
+    }
+
+    /// Sends a request to an internal endpoint (`path` under the base URL) with a fresh service
+    /// JWT and an optional JSON body; a transport failure is `CallError::Unavailable`.
+    async fn internal<B: Serialize + ?Sized>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<reqwest::Response, CallError> {
+        let mut req = self
+            .call(method, format!("{}{path}", self.base))
+            .bearer_auth(self.key.mint(self.caller, "config-service", 60));
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        req.send().await.map_err(transport)
+    }
+
+    async fn get(&self, path: &str) -> Result<reqwest::Response, CallError> {
+        self.internal::<()>(reqwest::Method::GET, path, None).await
+    }
+
+    /// The owning team of these identifiers; [`Lookup::Unrouted`] when nobody owns them (404),
+    /// [`Lookup::Ambiguous`] when they match in several orgs (409: never guess across tenants),
+    /// each with the config-service's reason.
+    pub async fn lookup(
+        &self,
+        org: Option<&str>,
+        identifiers: &[(String, String)],
+    ) -> Result<Lookup, CallError> {
+        let req = LookupRequest::new(org, identifiers);
+        let path = "/api/v1/internal/routing/lookup";
+        let resp = self
+            .internal(reqwest::Method::POST, path, Some(&req))
+            .await?;
+        match resp.status().as_u16() {
+            404 => Ok(Lookup::Unrouted(detail(resp).await)),
+            409 => Ok(Lookup::Ambiguous(detail(resp).await)),
+            _ => Ok(Lookup::Matched(body::<RouteMatch>(resp).await?)),
+        }
+    }
+
+    pub async fn routing_version(&self) -> Result<i64, CallError> {
+        let resp = self.get("/api/v1/internal/routing/version").await?;
+        Ok(body::<RoutingVersion>(resp).await?.version)
+    }
+
+    /// A node's effective config.
+    pub async fn node_config(&self, org: &str, node: &str) -> Result<serde_json::Value, CallError> {
+        let path = format!("/api/v1/internal/orgs/{org}/nodes/{node}/config");
+        Ok(body::<NodeConfig>(self.get(&path).await?).await?.config)
+    }
+
+    /// A value of the org secrets store (`{"secret": "<name>"}` in config). `Ok(None)`: no such
+    /// secret.
+    pub async fn org_secret(&self, org: &str, name: &str) -> Result<Option<String>, CallError> {
+        let resp = self
+            .get(&format!("/api/v1/internal/orgs/{org}/secrets/{name}"))
+            .await?;
+        if resp.status().as_u16() == 404 {
+            return Ok(None);
+        }
+        Ok(Some(body::<RevealedSecret>(resp).await?.value))
+    }
+
+    /// Resolves an org admin or team token. `Ok(None)`: not a valid token.
+    pub async fn introspect(&self, token: &str) -> Result<Option<Caller>, CallError> {
+        let req = IntrospectRequest {
+            token: token.to_owned(),
+        };
+        let path = "/api/v1/internal/auth/introspect";
+        let resp = self
+            .internal(reqwest::Method::POST, path, Some(&req))
+            .await?;
+        if resp.status().as_u16() == 401 {
+            return Ok(None);
+        }
+        Ok(caller_of(body::<Introspection>(resp).await?))
+    }
+
+    /// Records a queued run leased to its runner; with a repeated idempotency key, answers the
+    /// existing run (`false`: not created now).
+    pub async fn create_run(&self, run: &CreateRun) -> Result<(AgentRun, bool), CallError> {
+        let path = "/api/v1/internal/agent-runs";
+        let resp = self
+            .internal(reqwest::Method::POST, path, Some(run))
+            .await?;
+        let created = resp.status().as_u16() == 201;
+        Ok((body(resp).await?, created))
+    }
+
+    /// Appends audit entries relayed from an outbox to the hash-chained log.
+    pub async fn append_audit<T: Serialize>(&self, entries: &[T]) -> Result<(), CallError> {
+        let req = json!({ "entries": entries });
+        let resp = self
+            .internal(reqwest::Method::POST, "/api/v1/internal/audit", Some(&req))
+            .await?;
+        classify(resp).await?;
+        Ok(())
+    }
+
+    /// Extends this runner's lease on a run. `Ok(false)`: the lease is lost (another runner
+    /// resumed the run, or it finished): stop working on it.
+    pub async fn renew_run_lease(
+        &self,
+        id: &str,
+        runner: &str,
+        lease_ms: i64,
+    ) -> Result<bool, CallError> {
+        let req = RenewLease {
+            runner: runner.to_owned(),
+            lease_ms: Some(lease_ms),
+        };
+        let path = format!("/api/v1/internal/agent-runs/{id}/lease");
+        let resp = self
+            .internal(reqwest::Method::POST, &path, Some(&req))
+            .await?;
+        if resp.status().as_u16() == 409 {
+            return Ok(false);
+        }
+        classify(resp).await?;
+        Ok(true)
+    }
+
+    /// One recovery sweep: the runs now leased to `runner` to execute again (those whose runner
+    /// stopped), after the config-service failed the ones past their deadline or attempts.
+    pub async fn recover_runs(
+        &self,
+        runner: &str,
+        lease_ms: i64,
+        max_attempts: i64,
+    ) -> Result<Vec<AgentRun>, CallError> {
+        let req = Recover {
+            runner: runner.to_owned(),
+            lease_ms: Some(lease_ms),
+            max_attempts: Some(max_attempts),
+            limit: None,
+        };
+        let path = "/api/v1/internal/agent-runs/recover";
+        let resp = self
+            .internal(reqwest::Method::POST, path, Some(&req))
+            .await?;
+        Ok(body::<RecoveredRuns>(resp).await?.resumed)
+    }
+
+    pub async fn update_run(&self, id: &str, update: &UpdateRun) -> Result<AgentRun, CallError> {
+        let path = format!("/api/v1/internal/agent-runs/{id}");
+        let resp = self
+            .internal(reqwest::Method::PATCH, &path, Some(update))
+            .await?;
+        body(resp).await
+    }
+
+    /// `Ok(None)` when there is no such run.
+    pub async fn get_run(&self, id: &str) -> Result<Option<AgentRun>, CallError> {
+        let resp = self
+            .get(&format!("/api/v1/internal/agent-runs/{id}"))
+            .await?;
+        if resp.status().as_u16() == 404 {
+            return Ok(None);
+        }
+        body(resp).await.map(Some)
+    }
+
+    /// Every team of every org with its effective config's `pipelines`, for the reconciler.
+    pub async fn team_pipelines(&self) -> Result<Vec<TeamPipelines>, CallError> {
+        body(self.get("/api/v1/internal/pipelines").await?).await
+    }
+}
+
+/// The caller an introspection answer describes. Fails closed: a kind this build does not know,
+/// or a shape that does not fit the kind, grants nothing.
+pub fn caller_of(i: Introspection) -> Option<Caller> {
+    if i.org_id.is_empty() || i.token_id.is_empty() {
+        return None;
+    }
+    let Introspection {
+        kind,
+        org_id,
+        node_id,
+        token_id,
+        subject,
+    } = i;
+    match (kind.as_str(), node_id) {
+        ("team", Some(node_id)) => Some(Caller::Team {
+            org_id,
+            node_id,
+            token_id,
+            subject,
+        }),
+        ("org_admin", None) => Some(Caller::OrgAdmin {
+            org_id,
+            token_id,
+            subject,
+        }),
+        (kind, _) => {
+            tracing::error!(kind, "introspection answered an unknown token kind");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn i(kind: &str, org: &str, node: Option<&str>, token: &str) -> Introspection {
+        Introspection {
+            kind: kind.into(),
+            org_id: org.into(),
+            node_id: node.map(str::to_owned),
+            token_id: token.into(),
+            subject: "alice".into(),
+        }
+    }
+
+    #[test]
+    fn introspection_fails_closed() {
+        assert!(matches!(
+            caller_of(i("org_admin", "acme", None, "t1")),
+            Some(Caller::OrgAdmin { subject, .. }) if subject == "alice"
+        ));
+        assert!(matches!(
+            caller_of(i("team", "acme", Some("n"), "t2")),
+            Some(Caller::Team { node_id, .. }) if node_id == "n"
+        ));
+        for unknown in [
+            i("platform_admin", "acme", None, "t"),
+            i("superuser", "acme", None, "t"),
+            i("org_admin", "acme", Some("n"), "t"),
+            i("team", "acme", None, "t"),
+            i("org_admin", "", None, "t"),
+            i("org_admin", "acme", None, ""),
+        ] {
+            assert_eq!(caller_of(unknown.clone()), None, "{unknown:?}");
+        }
+        // A shape that is not an introspection at all never parses into one.
+        let missing: Result<Introspection, _> =
+            serde_json::from_value(json!({"kind": "org_admin", "org_id": "acme", "token_id": "t"}));
+        assert!(missing.is_err());
+    }
+}

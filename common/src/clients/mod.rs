@@ -1,0 +1,108 @@
+//! Clients for calls between services, each with a fresh short-lived service JWT (audience = the
+//! callee, subject = the caller), a child `traceparent`, and typed answers: the request and
+//! response bodies are the servers' own types from `switchyard_api`; failures are [`CallError`].
+//!
+//! # Layout
+//! - this file: [`CallError`] and what every call shares (timeouts, classification of answers);
+//! - [`config`]: the config-service's internal endpoints (service JWT);
+//! - [`user`]: config-service calls made with a user's own token (provisioning);
+//! - [`runner`]: the agent-runner's run endpoint.
+
+mod config;
+mod runner;
+mod user;
+
+use std::time::Duration;
+
+pub use config::{ConfigClient, caller_of};
+pub use runner::RunnerClient;
+pub use switchyard_api::routing::{Lookup, RouteMatch};
+pub use switchyard_api::runs::RunRequest;
+pub use user::{Created, Deleted, IssuedToken, LayerWrite};
+
+/// Why an outbound call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The callee was unreachable or answered 5xx: retry later.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// The callee answered 5xx and said when to come back (`Retry-After`).
+    #[error("overloaded: {message} (retry after {retry_after}s)")]
+    Overloaded { message: String, retry_after: u64 },
+    /// The callee asks us to slow down (429), optionally saying for how long.
+    #[error("throttled")]
+    Throttled(Option<u64>),
+    /// The callee refused the request (4xx other than 429): retrying will not help.
+    #[error("rejected: {0}")]
+    Rejected(String),
+}
+
+fn retry_after(resp: &reqwest::Response) -> Option<u64> {
+    resp.headers()
+        .get("retry-after")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The problem's `detail` (or the start of the body) of an answer that is not a success.
+async fn detail(resp: reqwest::Response) -> String {
+    let body = resp.text().await.unwrap_or_default();
+    match serde_json::from_str::<serde_json::Value>(&body) {
+        Ok(v) if v["detail"].is_string() => v["detail"].as_str().unwrap_or_default().to_owned(),
+        _ => body.chars().take(300).collect(),
+    }
+}
+
+/// Success answers pass; the others become the [`CallError`] they mean.
+async fn classify(resp: reqwest::Response) -> Result<reqwest::Response, CallError> {
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    if status.as_u16() == 429 {
+        return Err(CallError::Throttled(retry_after(&resp)));
+    }
+    let ra = retry_after(&resp);
+    let message = format!("{status}: {}", detail(resp).await);
+    if status.is_server_error() {
+        Err(match ra {
+            Some(retry_after) => CallError::Overloaded {
+                message,
+                retry_after,
+            },
+            None => CallError::Unavailable(message),
+        })
+    } else {
+        Err(CallError::Rejected(message))
+    }
+}
+
+/// A success answer's body as `T` (a body that does not fit is the callee's fault: retry later).
+async fn body<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> Result<T, CallError> {
+    classify(resp)
+        .await?
+        .json()
+        .await
+        .map_err(|e| CallError::Unavailable(format!("an answer that does not fit: {e}")))
+}
+
+fn transport(e: reqwest::Error) -> CallError {
+    CallError::Unavailable(e.to_string())
+}
+
+/// A request with a child `traceparent` of the work being done (W3C Trace Context).
+fn traced(http: &reqwest::Client, method: reqwest::Method, url: String) -> reqwest::RequestBuilder {
+    http.request(method, url)
+        .header("traceparent", crate::trace::TraceContext::outbound())
+}
+
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .connect_timeout(Duration::from_secs(3))
+        .build()
+        .expect("an HTTP client with default TLS roots builds")
+}
