@@ -122,6 +122,21 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
+    /// The state `switchyard agent-runner` runs with: its own signing key, the orchestrator's
+    /// public key, the platform admin token.
+    pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
+        let key = settings
+            .secrets
+            .service_key(Some("agent-runner"), &["orchestrator"])?;
+        let admin_token = settings.secrets.admin_token()?;
+        Ok(Self::new(
+            &settings.config_service_url,
+            settings.replies.clone(),
+            admin_token,
+            key,
+        ))
+    }
+
     pub fn new(
         config_service_url: &str,
         replies: ReplySettings,
@@ -176,7 +191,7 @@ pub use switchyard_api::runs::{Accepted, RunRequest};
 
 pub fn app(state: AppState) -> Router {
     let router = Router::new()
-        .route("/api/v1/run", post(run))
+        .route("/api/v1/run", post(accept))
         .route("/api/v1/runs/{id}", get(get_run))
         .route("/healthz", get(healthz))
         .route("/readyz", get(healthz))
@@ -203,10 +218,10 @@ fn release(state: &AppState, org: &str, team: &str) {
 }
 
 /// Start a run (service JWT). 202 with the run id; the same idempotency key answers the same run.
-#[utoipa::path(post, path = "/api/v1/run", tag = "runs", request_body = RunRequest,
+#[utoipa::path(post, path = "/api/v1/run", operation_id = "run", tag = "runs", request_body = RunRequest,
     responses((status = 202, body = Accepted), (status = 429, description = "The team is at its concurrent-run quota", body = Problem)),
     security(("service_jwt" = [])))]
-pub async fn run(
+pub async fn accept(
     State(state): State<AppState>,
     s: Service,
     ApiJson(req): ApiJson<RunRequest>,
@@ -336,7 +351,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         title = "Switchyard agent-runner",
         description = "Runs a team's agent for an event and replies where the event came from."
     ),
-    paths(run, get_run)
+    paths(accept, get_run)
 )]
 pub struct ApiDoc;
 
@@ -346,6 +361,19 @@ pub fn openapi_json() -> String {
         .expect("the OpenAPI document serialises");
     s.push('\n');
     s
+}
+
+/// Runs the agent-runner as `switchyard agent-runner` does: [`AppState::from_settings`], then
+/// [`serve`] until `shutdown`.
+pub async fn run(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let state = AppState::from_settings(&settings)?;
+    tracing::info!(addr = %listener.local_addr()?, "agent-runner listening");
+    serve(listener, state, shutdown).await?;
+    Ok(())
 }
 
 pub async fn serve(

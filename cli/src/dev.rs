@@ -5,10 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use switchyard_common::auth::{ServiceKey, random_hex};
-use switchyard_common::db::Db;
 use switchyard_common::telemetry::shutdown_signal;
-use switchyard_config_service::AppState;
-use switchyard_config_service::store::Store;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DevArgs {
@@ -54,10 +51,6 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let db_path = args.data_dir.join("config-service.db");
     let url = format!("sqlite://{}", db_path.display());
-    let db = Db::connect(&url, 8)
-        .await
-        .with_context(|| format!("opening {url}"))?;
-    db.migrate().await.context("applying migrations")?;
 
     let admin_token_file = args.data_dir.join("admin-token");
     let (admin_token, from_env) = match args.admin_token {
@@ -77,7 +70,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let master = persisted_secret(&args.data_dir.join("master-keys"), || {
         switchyard_common::crypto::Keyring::generate_spec("dev")
     })?;
-    let keyring = switchyard_common::crypto::Keyring::parse(&master).map_err(anyhow::Error::msg)?;
+    // A kept file that no longer parses is an error now, not in the middle of the services' start.
+    switchyard_common::crypto::Keyring::parse(&master).map_err(anyhow::Error::msg)?;
     let orch_url = format!(
         "sqlite://{}",
         args.data_dir.join("orchestrator.db").display()
@@ -111,24 +105,34 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             admin_token_file.display()
         );
     }
-    let cs_state = AppState::new(
-        Store::new(db),
-        Some(admin_token.clone()),
-        service_key.only("config-service"),
-        keyring.clone(),
-    );
-    let runner_state = switchyard_agent_runner::AppState::new(
-        &format!("http://{cs_addr}"),
-        switchyard_agent_runner::ReplySettings {
+    // Each service is configured exactly as its own command would be, signing only as itself.
+    let secrets = |me: &str| switchyard_common::settings::SecretSettings {
+        admin_token: Some(admin_token.clone()),
+        service_signing_key: service_key.private_key_of(me),
+        service_public_keys: service_key.public_keys_spec(),
+        master_keys: Some(master.clone()),
+        ..Default::default()
+    };
+    let cs_settings = switchyard_config_service::settings::Settings {
+        database_url: url,
+        listen: cs_addr,
+        db_max_connections: 8,
+        secrets: secrets("config-service"),
+        log_json: false,
+    };
+    let runner_settings = switchyard_agent_runner::Settings {
+        listen: runner_addr,
+        config_service_url: format!("http://{cs_addr}"),
+        replies: switchyard_agent_runner::ReplySettings {
             slack_api_base: args.slack_api_base,
             github_api_base: args.github_api_base,
             run_deadline_seconds: 120,
             run_lease_seconds: 30,
             max_run_attempts: 3,
         },
-        Some(admin_token.clone()),
-        service_key.only("agent-runner"),
-    );
+        secrets: secrets("agent-runner"),
+        log_json: false,
+    };
     // The orchestrator is configured exactly as `switchyard orchestrator` would be.
     let orch_settings = switchyard_orchestrator::settings::Settings {
         database_url: orch_url,
@@ -137,13 +141,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         agent_runner_url: format!("http://{runner_addr}"),
         db_max_connections: 8,
         limits: switchyard_orchestrator::settings::Limits::default(),
-        secrets: switchyard_common::settings::SecretSettings {
-            admin_token: Some(admin_token),
-            service_signing_key: service_key.private_key_of("orchestrator"),
-            service_public_keys: service_key.public_keys_spec(),
-            master_keys: Some(master),
-            ..Default::default()
-        },
+        secrets: secrets("orchestrator"),
         log_json: false,
         kubernetes: "none".into(),
         tenant_namespace: "switchyard-tenants".into(),
@@ -156,14 +154,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             let _ = rx.recv().await;
         }
     };
-    let cs = tokio::spawn(switchyard_config_service::serve(
+    let cs = tokio::spawn(switchyard_config_service::run(
+        cs_settings,
         cs_listener,
-        cs_state,
         signal(&stop),
     ));
-    let runner = tokio::spawn(switchyard_agent_runner::serve(
+    let runner = tokio::spawn(switchyard_agent_runner::run(
+        runner_settings,
         runner_listener,
-        runner_state,
         signal(&stop),
     ));
     let orch = tokio::spawn(switchyard_orchestrator::run(

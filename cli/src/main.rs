@@ -17,9 +17,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use switchyard_common::db::{Db, redact_url};
 use switchyard_common::telemetry::{init_tracing, shutdown_signal};
+use switchyard_config_service::openapi;
 use switchyard_config_service::settings::Settings;
 use switchyard_config_service::store::Store;
-use switchyard_config_service::{AppState, openapi};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -122,22 +122,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::AgentRunner(settings) => {
             init_tracing(settings.log_json);
-            let key = settings
-                .secrets
-                .service_key(Some("agent-runner"), &["orchestrator"])?;
-            let admin_token = settings.secrets.admin_token()?;
-            let listener = tokio::net::TcpListener::bind(settings.listen)
-                .await
-                .with_context(|| format!("binding {}", settings.listen))?;
-            tracing::info!(addr = %listener.local_addr()?, "agent-runner listening");
-            let state = switchyard_agent_runner::AppState::new(
-                &settings.config_service_url,
-                settings.replies,
-                admin_token,
-                key,
-            );
-            switchyard_agent_runner::serve(listener, state, shutdown_signal()).await?;
-            Ok(())
+            run_agent_runner(settings).await
         }
         Command::Migrate { database_url } => {
             init_tracing(false);
@@ -212,26 +197,17 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run_config_service(settings: Settings) -> anyhow::Result<()> {
-    // The config-service calls nobody: it only verifies the orchestrator's and agent-runner's calls.
-    let service_key = settings
-        .secrets
-        .service_key(None, &["orchestrator", "agent-runner"])?;
-    let admin_token = settings.secrets.admin_token()?;
-    if admin_token.is_none() {
-        tracing::warn!("no platform admin token configured: only org admin and team tokens work");
-    }
-    let db = Db::connect(&settings.database_url, settings.db_max_connections)
-        .await
-        .with_context(|| format!("connecting to {}", redact_url(&settings.database_url)))?;
-    db.migrate().await.context("applying migrations")?;
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
-    tracing::info!(addr = %listener.local_addr()?, database = db.backend.name(), "config-service listening");
-    let keyring = settings.secrets.keyring()?;
-    let state = AppState::new(Store::new(db), admin_token, service_key, keyring);
-    switchyard_config_service::serve(listener, state, shutdown_signal()).await?;
-    Ok(())
+    switchyard_config_service::run(settings, listener, shutdown_signal()).await
+}
+
+async fn run_agent_runner(settings: switchyard_agent_runner::Settings) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("binding {}", settings.listen))?;
+    switchyard_agent_runner::run(settings, listener, shutdown_signal()).await
 }
 
 async fn run_orchestrator(s: switchyard_orchestrator::settings::Settings) -> anyhow::Result<()> {

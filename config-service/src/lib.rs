@@ -18,3 +18,16 @@ pub mod store;
 
 pub use http::{app, serve};
 pub use state::AppState;
+
+/// Runs the config-service as `switchyard config-service` does: [`AppState::from_settings`], then
+/// [`serve`] until `shutdown`.
+pub async fn run(
+    settings: settings::Settings,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let state = AppState::from_settings(&settings).await?;
+    tracing::info!(addr = %listener.local_addr()?, database = state.store.backend().name(), "config-service listening");
+    serve(listener, state, shutdown).await?;
+    Ok(())
+}

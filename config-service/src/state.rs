@@ -36,6 +36,33 @@ pub struct LookupLabels {
 }
 
 impl AppState {
+    /// The state `switchyard config-service` runs with: connects to and migrates the database,
+    /// reads the keys. It calls nobody: it only verifies the orchestrator's and agent-runner's
+    /// calls.
+    pub async fn from_settings(s: &crate::settings::Settings) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let service_key = s
+            .secrets
+            .service_key(None, &["orchestrator", "agent-runner"])?;
+        let admin_token = s.secrets.admin_token()?;
+        if admin_token.is_none() {
+            tracing::warn!(
+                "no platform admin token configured: only org admin and team tokens work"
+            );
+        }
+        let db = switchyard_common::db::Db::connect(&s.database_url, s.db_max_connections)
+            .await
+            .with_context(|| {
+                format!(
+                    "connecting to {}",
+                    switchyard_common::db::redact_url(&s.database_url)
+                )
+            })?;
+        db.migrate().await.context("applying migrations")?;
+        let keyring = s.secrets.keyring()?;
+        Ok(Self::new(Store::new(db), admin_token, service_key, keyring))
+    }
+
     pub fn new(
         store: Store,
         admin_token: Option<String>,

@@ -109,7 +109,6 @@ impl Stack {
         let keyring = Keyring::parse(&master_keys).unwrap();
         // PostgreSQL: one shared database for both services, as in production. SQLite: a file each.
         let cs_db = TestDb::new(backend).await.unwrap();
-        let cs_conn = cs_db.connect().await.unwrap();
         let mut dbs = vec![cs_db];
         let orch_db_url = match backend {
             Backend::Postgres => dbs[0].url.clone(),
@@ -132,12 +131,16 @@ impl Stack {
 
         let cs_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let cs = format!("http://{}", cs_l.local_addr().unwrap());
-        let cs_state = switchyard_config_service::AppState::new(
-            switchyard_config_service::store::Store::new(cs_conn),
-            Some(ADMIN.into()),
-            key.only("config-service"),
-            keyring.clone(),
-        );
+        let cs_settings = switchyard_config_service::settings::Settings {
+            database_url: dbs[0].url.clone(),
+            listen: cs_l.local_addr().unwrap(),
+            db_max_connections: 8,
+            secrets: secrets(&key, "config-service", &master_keys),
+            log_json: false,
+        };
+        let cs_state = switchyard_config_service::AppState::from_settings(&cs_settings)
+            .await
+            .unwrap();
         tokio::spawn(switchyard_config_service::serve(
             cs_l,
             cs_state,
@@ -174,13 +177,7 @@ impl Stack {
             agent_runner_url: runner.clone(),
             db_max_connections: 16,
             limits,
-            secrets: switchyard_common::settings::SecretSettings {
-                admin_token: Some(ADMIN.into()),
-                service_signing_key: key.private_key_of("orchestrator"),
-                service_public_keys: key.public_keys_spec(),
-                master_keys: Some(master_keys),
-                ..Default::default()
-            },
+            secrets: secrets(&key, "orchestrator", &master_keys),
             log_json: false,
             kubernetes: "none".into(),
             tenant_namespace: "tenants".into(),
@@ -351,24 +348,41 @@ impl Drop for Stack {
     }
 }
 
+/// What each service is configured with, as `switchyard keygen` and the Helm chart give it.
+fn secrets(
+    key: &ServiceKey,
+    me: &str,
+    master_keys: &str,
+) -> switchyard_common::settings::SecretSettings {
+    switchyard_common::settings::SecretSettings {
+        admin_token: Some(ADMIN.into()),
+        service_signing_key: key.private_key_of(me),
+        service_public_keys: key.public_keys_spec(),
+        master_keys: Some(master_keys.to_owned()),
+        ..Default::default()
+    }
+}
+
 fn runner_state(
     cs: &str,
     slack: &str,
     github: &str,
     key: &ServiceKey,
 ) -> switchyard_agent_runner::AppState {
-    switchyard_agent_runner::AppState::new(
-        cs,
-        switchyard_agent_runner::ReplySettings {
+    switchyard_agent_runner::AppState::from_settings(&switchyard_agent_runner::Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        config_service_url: cs.to_owned(),
+        replies: switchyard_agent_runner::ReplySettings {
             slack_api_base: slack.to_owned(),
             github_api_base: github.to_owned(),
             run_deadline_seconds: 30,
             run_lease_seconds: 30,
             max_run_attempts: 3,
         },
-        Some(ADMIN.into()),
-        key.only("agent-runner"),
-    )
+        secrets: secrets(key, "agent-runner", ""),
+        log_json: false,
+    })
+    .unwrap()
 }
 
 /// Calls a fake agent-runner received: (idempotency key, traceparent header).
