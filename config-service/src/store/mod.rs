@@ -5,6 +5,7 @@
 //! stands for) and appends the audit entry for the change before committing, so the change and its
 //! audit record land together and the org's audit hash chain never forks.
 
+mod approvals;
 mod audit;
 mod config;
 pub mod models;
@@ -22,8 +23,9 @@ use switchyard_common::db::{Backend, Db, WriteTx};
 use switchyard_common::time::{now_ms, rfc3339};
 use tokio::sync::OwnedMutexGuard;
 
+pub use approvals::PolicyWrite;
 pub use audit::AuditQuery;
-pub use config::{LayerWrite, PolicyWrite, layer_etag, parse_layer_etag};
+pub use config::{LayerWrite, layer_etag, parse_layer_etag};
 pub use models::*;
 pub use orgs::NodePatch;
 pub use runs::{NewRun, Recovered, RunQuery};

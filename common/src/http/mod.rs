@@ -5,18 +5,27 @@
 //! A service's state implements [`AuthState`]: where the platform admin token and the service key
 //! come from, and how an org admin or team token is resolved (the config-service from its store,
 //! other services by asking the config-service).
+//!
+//! # Layout
+//! - this file: callers and the auth extractors;
+//! - [`json`]: JSON bodies and query strings with problem+json errors;
+//! - [`layers`]: the middleware stack every service runs.
+
+mod json;
+mod layers;
+
+pub use json::{ApiJson, ApiQuery, parse_json};
+pub use layers::{REQUEST_TIMEOUT, standard_layers};
 
 use std::collections::HashMap;
 use std::future::Future;
 
-use axum::extract::{FromRequest, FromRequestParts, Path, Request};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::extract::{FromRequestParts, Path};
+use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use serde::de::DeserializeOwned;
 
 use crate::auth::{ServiceKey, secrets_equal};
 use crate::error::Error;
-use crate::problem::{FieldError, escape_pointer_token};
 
 /// Who performs a change, for audit logs and approvals.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -343,186 +352,4 @@ impl<S: AuthState> FromRequestParts<S> for Service {
             })?;
         Ok(Service { name: claims.sub })
     }
-}
-
-/// A JSON body. A malformed body answers 400; a body of the wrong shape answers 422 with a JSON
-/// pointer to the field that is wrong.
-#[derive(Debug, Clone)]
-pub struct ApiJson<T>(pub T);
-
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
-    type Rejection = Error;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
-        let is_json = req
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| {
-                let ct = ct.split(';').next().unwrap_or("").trim();
-                ct == "application/json" || ct.ends_with("+json")
-            });
-        if !is_json {
-            return Err(Error::BadRequest(
-                "send the body as JSON with `Content-Type: application/json`".into(),
-            ));
-        }
-        let bytes = axum::body::Bytes::from_request(req, state)
-            .await
-            .map_err(|e| {
-                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    Error::TooLarge("the body is larger than this endpoint accepts".into())
-                } else {
-                    Error::BadRequest(format!("could not read the body: {e}"))
-                }
-            })?;
-        parse_json(&bytes).map(ApiJson)
-    }
-}
-
-/// Deserialises `bytes`, pointing at the offending field on failure.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    match serde_path_to_error::deserialize::<_, T>(&mut de) {
-        Ok(v) => Ok(v),
-        Err(e) => {
-            let inner = e.inner();
-            if inner.is_syntax() || inner.is_eof() || inner.is_io() {
-                return Err(Error::BadRequest(format!(
-                    "the body is not valid JSON: {inner}"
-                )));
-            }
-            let mut pointer = String::new();
-            for seg in e.path().iter() {
-                use serde_path_to_error::Segment;
-                match seg {
-                    Segment::Seq { index } => pointer.push_str(&format!("/{index}")),
-                    Segment::Map { key } => {
-                        pointer.push('/');
-                        pointer.push_str(&escape_pointer_token(key));
-                    }
-                    Segment::Enum { variant } => {
-                        pointer.push('/');
-                        pointer.push_str(&escape_pointer_token(variant));
-                    }
-                    Segment::Unknown => {}
-                }
-            }
-            let msg = inner.to_string();
-            // serde reports a missing field on its parent; point at the field itself.
-            if let Some(field) = msg
-                .strip_prefix("missing field `")
-                .and_then(|r| r.split('`').next())
-            {
-                pointer.push('/');
-                pointer.push_str(field);
-            }
-            let detail = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
-            Err(Error::Validation(vec![FieldError { pointer, detail }]))
-        }
-    }
-}
-
-/// An optional JSON body: absent when the request has no body.
-impl<T: DeserializeOwned, S: Send + Sync> axum::extract::OptionalFromRequest<S> for ApiJson<T> {
-    type Rejection = Error;
-
-    async fn from_request(req: Request, state: &S) -> Result<Option<Self>, Error> {
-        let has_type = req.headers().contains_key(CONTENT_TYPE);
-        let bytes = axum::body::Bytes::from_request(req, state)
-            .await
-            .map_err(|e| Error::BadRequest(format!("could not read the body: {e}")))?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(None);
-        }
-        if !has_type {
-            return Err(Error::BadRequest(
-                "send the body as JSON with `Content-Type: application/json`".into(),
-            ));
-        }
-        parse_json(&bytes).map(|v| Some(ApiJson(v)))
-    }
-}
-
-/// Query parameters; a value of the wrong type answers 400 as problem+json naming it.
-#[derive(Debug, Clone)]
-pub struct ApiQuery<T>(pub T);
-
-impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
-    type Rejection = Error;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Error> {
-        let query = parts.uri.query().unwrap_or("");
-        serde_urlencoded::from_str(query)
-            .map(ApiQuery)
-            .map_err(|e| Error::BadRequest(format!("invalid query string: {e}")))
-    }
-}
-
-/// How long a request may take before it is answered 503 (webhook senders and admins alike).
-pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// The middleware every service runs, innermost first: per-route metrics, W3C trace propagation,
-/// the request span (method, matched route, request id, tenant ids filled in by the extractors),
-/// a 30 s timeout (503), a request id on every request and response (`x-request-id`), and a panic
-/// caught as a problem+json 500. Unmatched paths answer a problem+json 404. One stack for the
-/// three services, so they cannot drift apart.
-pub fn standard_layers<S: Clone + Send + Sync + 'static>(
-    router: axum::Router<S>,
-    metrics: crate::telemetry::Metrics,
-) -> axum::Router<S> {
-    use axum::extract::MatchedPath;
-    use axum::http::StatusCode;
-    use axum::response::IntoResponse;
-    use tower_http::catch_panic::CatchPanicLayer;
-    use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-    use tower_http::timeout::TimeoutLayer;
-    use tower_http::trace::TraceLayer;
-
-    use crate::problem::Problem;
-
-    router
-        .fallback(|| async {
-            Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found").detail("no such endpoint")
-        })
-        .layer(axum::middleware::from_fn_with_state(
-            metrics,
-            crate::telemetry::track_http,
-        ))
-        .layer(axum::middleware::from_fn(crate::trace::propagate))
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            let route = req
-                .extensions()
-                .get::<MatchedPath>()
-                .map(MatchedPath::as_str)
-                .unwrap_or("unmatched");
-            let request_id = req
-                .headers()
-                .get("x-request-id")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            tracing::info_span!(
-                "request",
-                method = %req.method(),
-                route,
-                request_id,
-                org = tracing::field::Empty,
-                node = tracing::field::Empty,
-                trace_id = tracing::field::Empty,
-            )
-        }))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            REQUEST_TIMEOUT,
-        ))
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .layer(CatchPanicLayer::custom(|_| {
-            Problem::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "Internal error",
-            )
-            .into_response()
-        }))
 }

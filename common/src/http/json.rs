@@ -1,0 +1,123 @@
+//! JSON bodies and query strings whose errors are problem+json naming the offending field.
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use crate::error::Error;
+use crate::problem::{FieldError, escape_pointer_token};
+
+/// A JSON body. A malformed body answers 400; a body of the wrong shape answers 422 with a JSON
+/// pointer to the field that is wrong.
+#[derive(Debug, Clone)]
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+        let is_json = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| {
+                let ct = ct.split(';').next().unwrap_or("").trim();
+                ct == "application/json" || ct.ends_with("+json")
+            });
+        if !is_json {
+            return Err(Error::BadRequest(
+                "send the body as JSON with `Content-Type: application/json`".into(),
+            ));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| {
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    Error::TooLarge("the body is larger than this endpoint accepts".into())
+                } else {
+                    Error::BadRequest(format!("could not read the body: {e}"))
+                }
+            })?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// Deserialises `bytes`, pointing at the offending field on failure.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    match serde_path_to_error::deserialize::<_, T>(&mut de) {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            let inner = e.inner();
+            if inner.is_syntax() || inner.is_eof() || inner.is_io() {
+                return Err(Error::BadRequest(format!(
+                    "the body is not valid JSON: {inner}"
+                )));
+            }
+            let mut pointer = String::new();
+            for seg in e.path().iter() {
+                use serde_path_to_error::Segment;
+                match seg {
+                    Segment::Seq { index } => pointer.push_str(&format!("/{index}")),
+                    Segment::Map { key } => {
+                        pointer.push('/');
+                        pointer.push_str(&escape_pointer_token(key));
+                    }
+                    Segment::Enum { variant } => {
+                        pointer.push('/');
+                        pointer.push_str(&escape_pointer_token(variant));
+                    }
+                    Segment::Unknown => {}
+                }
+            }
+            let msg = inner.to_string();
+            // serde reports a missing field on its parent; point at the field itself.
+            if let Some(field) = msg
+                .strip_prefix("missing field `")
+                .and_then(|r| r.split('`').next())
+            {
+                pointer.push('/');
+                pointer.push_str(field);
+            }
+            let detail = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
+            Err(Error::Validation(vec![FieldError { pointer, detail }]))
+        }
+    }
+}
+
+/// An optional JSON body: absent when the request has no body.
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::OptionalFromRequest<S> for ApiJson<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Option<Self>, Error> {
+        let has_type = req.headers().contains_key(CONTENT_TYPE);
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| Error::BadRequest(format!("could not read the body: {e}")))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        if !has_type {
+            return Err(Error::BadRequest(
+                "send the body as JSON with `Content-Type: application/json`".into(),
+            ));
+        }
+        parse_json(&bytes).map(|v| Some(ApiJson(v)))
+    }
+}
+
+/// Query parameters; a value of the wrong type answers 400 as problem+json naming it.
+#[derive(Debug, Clone)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Error> {
+        let query = parts.uri.query().unwrap_or("");
+        serde_urlencoded::from_str(query)
+            .map(ApiQuery)
+            .map_err(|e| Error::BadRequest(format!("invalid query string: {e}")))
+    }
+}

@@ -1,0 +1,249 @@
+//! Validation of a config layer against the schema of its known sections: every problem found,
+//! each with a JSON pointer.
+
+use serde_json::{Map, Value};
+use switchyard_common::ids::Slug;
+use switchyard_common::problem::{FieldError, escape_pointer_token};
+
+use super::SECTIONS;
+use crate::domain::routing::{RouteKind, normalise_route_value};
+
+/// Validates a layer against the schema of known sections. Returns every problem found.
+pub fn validate_layer(layer: &Value) -> Result<(), Vec<FieldError>> {
+    let mut errs = Vec::new();
+    let Value::Object(root) = layer else {
+        return Err(vec![err("", "a config layer must be a JSON object")]);
+    };
+    for (key, value) in root {
+        let at = format!("/{}", escape_pointer_token(key));
+        if value.is_null() {
+            continue;
+        }
+        match key.as_str() {
+            "agent" => validate_agent(value, &at, &mut errs),
+            "routing" => validate_routing(value, &at, &mut errs),
+            "pipelines" => validate_pipelines(value, &at, &mut errs),
+            "quotas" => validate_quotas(value, &at, &mut errs),
+            "notifications" => {
+                if !value.is_object() {
+                    errs.push(err(&at, "must be an object"));
+                }
+            }
+            "integrations" => {
+                if value.is_object() {
+                    crate::domain::secrets::check_integrations(value, &at, &mut errs);
+                } else {
+                    errs.push(err(&at, "must be an object"));
+                }
+            }
+            _ => errs.push(err(
+                &at,
+                &format!("unknown section; known sections: {}", SECTIONS.join(", ")),
+            )),
+        }
+    }
+    if errs.is_empty() { Ok(()) } else { Err(errs) }
+}
+
+fn err(pointer: &str, detail: &str) -> FieldError {
+    FieldError {
+        pointer: pointer.to_owned(),
+        detail: detail.to_owned(),
+    }
+}
+
+fn object<'a>(
+    v: &'a Value,
+    at: &str,
+    errs: &mut Vec<FieldError>,
+) -> Option<&'a Map<String, Value>> {
+    match v {
+        Value::Object(m) => Some(m),
+        _ => {
+            errs.push(err(at, "must be an object"));
+            None
+        }
+    }
+}
+
+enum Ty {
+    Str,
+    NonNegInt,
+    PosInt,
+    Number,
+    Bool,
+    StrArray,
+    Object,
+    StrMap,
+    /// Checked by a rule of its own.
+    Any,
+}
+
+fn check(v: &Value, ty: &Ty, at: &str, errs: &mut Vec<FieldError>) {
+    if v.is_null() {
+        return;
+    }
+    let (ok, what) = match ty {
+        Ty::Str => (v.is_string(), "a string"),
+        Ty::NonNegInt => (v.as_u64().is_some(), "a non-negative integer"),
+        Ty::PosInt => (v.as_u64().is_some_and(|n| n > 0), "a positive integer"),
+        Ty::Number => (v.is_number(), "a number"),
+        Ty::Bool => (v.is_boolean(), "a boolean"),
+        Ty::StrArray => (
+            v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
+            "an array of strings",
+        ),
+        Ty::Object => (v.is_object(), "an object"),
+        Ty::Any => (true, "anything"),
+        Ty::StrMap => (
+            v.as_object()
+                .is_some_and(|m| m.values().all(|v| v.is_string() || v.is_null())),
+            "an object of strings",
+        ),
+    };
+    if !ok {
+        errs.push(err(at, &format!("must be {what}")));
+    }
+}
+
+fn check_fields(
+    m: &Map<String, Value>,
+    at: &str,
+    fields: &[(&str, Ty)],
+    errs: &mut Vec<FieldError>,
+) {
+    for (k, v) in m {
+        let path = format!("{at}/{}", escape_pointer_token(k));
+        match fields.iter().find(|(name, _)| name == k) {
+            Some((_, ty)) => check(v, ty, &path, errs),
+            None => {
+                let known: Vec<&str> = fields.iter().map(|(n, _)| *n).collect();
+                errs.push(err(
+                    &path,
+                    &format!("unknown field; known fields: {}", known.join(", ")),
+                ));
+            }
+        }
+    }
+}
+
+fn validate_agent(v: &Value, at: &str, errs: &mut Vec<FieldError>) {
+    let Some(m) = object(v, at, errs) else { return };
+    check_fields(
+        m,
+        at,
+        &[
+            ("provider", Ty::Str),
+            ("model", Ty::Str),
+            ("prompts", Ty::StrMap),
+            ("tools", Ty::StrArray),
+            ("sub_agents", Ty::Object),
+            ("temperature", Ty::Number),
+            ("max_tokens", Ty::PosInt),
+            ("max_turns", Ty::PosInt),
+            ("timeout_seconds", Ty::PosInt),
+            ("api_key", Ty::Any),
+        ],
+        errs,
+    );
+    if let Some(key) = m.get("api_key") {
+        crate::domain::secrets::check_reference(key, &format!("{at}/api_key"), errs);
+    }
+    if let Some(t) = m.get("temperature").and_then(Value::as_f64)
+        && !(0.0..=2.0).contains(&t)
+    {
+        errs.push(err(&format!("{at}/temperature"), "must be between 0 and 2"));
+    }
+}
+
+fn validate_routing(v: &Value, at: &str, errs: &mut Vec<FieldError>) {
+    let Some(m) = object(v, at, errs) else { return };
+    for (k, v) in m {
+        let path = format!("{at}/{}", escape_pointer_token(k));
+        let Some(kind) = RouteKind::parse(k) else {
+            errs.push(err(
+                &path,
+                &format!(
+                    "unknown routing identifier kind; known kinds: {}",
+                    RouteKind::ALL.map(RouteKind::as_str).join(", ")
+                ),
+            ));
+            continue;
+        };
+        let values: Vec<(String, &Value)> = match v {
+            Value::Null => continue,
+            Value::Array(a) => a
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (format!("{path}/{i}"), v))
+                .collect(),
+            other => vec![(path.clone(), other)],
+        };
+        for (p, v) in values {
+            match v.as_str() {
+                Some(s) => {
+                    if let Err(e) = normalise_route_value(kind, s) {
+                        errs.push(err(&p, &e));
+                    }
+                }
+                None => errs.push(err(&p, "must be a string or an array of strings")),
+            }
+        }
+    }
+}
+
+fn validate_pipelines(v: &Value, at: &str, errs: &mut Vec<FieldError>) {
+    let Some(m) = object(v, at, errs) else { return };
+    for (name, p) in m {
+        let path = format!("{at}/{}", escape_pointer_token(name));
+        if let Err(e) = Slug::parse(name) {
+            errs.push(err(&path, &format!("pipeline name {e}")));
+        }
+        if p.is_null() {
+            continue;
+        }
+        let Some(pm) = object(p, &path, errs) else {
+            continue;
+        };
+        check_fields(
+            pm,
+            &path,
+            &[
+                ("schedule", Ty::Str),
+                ("time_zone", Ty::Str),
+                ("image", Ty::Str),
+                ("command", Ty::StrArray),
+                ("args", Ty::StrArray),
+                ("env", Ty::StrMap),
+                ("enabled", Ty::Bool),
+                ("resources", Ty::Object),
+                ("backoff_limit", Ty::NonNegInt),
+                ("active_deadline_seconds", Ty::PosInt),
+            ],
+            errs,
+        );
+        if let Some(s) = pm.get("schedule").and_then(Value::as_str)
+            && let Err(e) = validate_cron(s)
+        {
+            errs.push(err(&format!("{path}/schedule"), &e));
+        }
+    }
+}
+
+pub use switchyard_common::cron::validate_cron;
+
+fn validate_quotas(v: &Value, at: &str, errs: &mut Vec<FieldError>) {
+    let Some(m) = object(v, at, errs) else { return };
+    check_fields(
+        m,
+        at,
+        &[
+            // 0 events per minute means "no limit"; 0 concurrent runs would stall the team's
+            // events for ever, so at least one run must be allowed.
+            ("events_per_minute", Ty::NonNegInt),
+            ("concurrent_runs", Ty::PosInt),
+            ("runs_per_day", Ty::NonNegInt),
+        ],
+        errs,
+    );
+}
