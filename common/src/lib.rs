@@ -4,11 +4,14 @@
 //! - [`ids`]: validated identifiers (slugs) used for organisations and nodes.
 //! - [`auth`]: opaque API tokens (generation, hashing, constant-time comparison) and the short-lived
 //!   service JWT that services present to each other.
-//! - [`error`]: the services' error type; [`http`]: auth and body extractors shared by services.
+//! - [`error`]: the services' error type; [`http`]: callers, auth and body extractors, and the one
+//!   middleware stack every service runs.
 //! - [`problem`]: RFC 9457 `application/problem+json` bodies with stable `type` URIs.
 //! - [`crypto`]: secrets at rest (XChaCha20-Poly1305 under named, rotatable master keys).
-//! - [`clients`]: calls between services (config-service, agent-runner) with service JWTs.
-//! - [`db`]: connecting to PostgreSQL or SQLite by URL scheme, and running the migrations.
+//! - [`clients`]: typed calls between services (config-service, agent-runner) with service JWTs;
+//!   their bodies are the `switchyard_api` wire types.
+//! - [`db`]: connecting to PostgreSQL or SQLite by URL scheme, the SQLite write lock, and the
+//!   migrations; `db::testing` (fresh test databases) with the `testing` feature only.
 //! - [`telemetry`]: `tracing` set-up and Prometheus HTTP metrics.
 //! - [`trace`]: W3C `traceparent` propagation between the services.
 //! - [`routing`]: routing identifier kinds, their precedence and validation.

@@ -2,10 +2,12 @@
 //!
 //! # Layout
 //! - [`domain`]: pure rules (layer merge and validation, routing identifiers, run transitions).
-//! - [`store`]: storage over PostgreSQL or SQLite, one portable implementation.
+//! - [`store`]: storage over PostgreSQL or SQLite, one portable implementation, one `impl Store`
+//!   slice per area (orgs, config, approvals, tokens, routing, secrets, runs, audit).
 //! - [`http`]: the REST API, one module per resource, and the auth extractors.
 //! - [`error`]: the crate's error type and its problem+json rendering.
-//! - [`settings`]: command-line and environment settings; [`state`]: what handlers share.
+//! - [`settings`]: command-line and environment settings; [`state`]: what handlers share, built
+//!   from the settings by `AppState::from_settings`; [`run`] serves it.
 //! - [`openapi`]: the generated API contract.
 
 pub mod domain;
