@@ -200,7 +200,7 @@ impl Ingress {
                     let err = Rejected::Unknown(format!("webhook source {source}"));
                     return Err(self.fail(ip, err));
                 };
-                match self.store.get_integration(id).await {
+                match self.store.integration_row(id).await {
                     Ok(Some(i)) if i.source == src => Ok(i),
                     Ok(_) => Err(self.fail(ip, Rejected::Unknown(format!("integration {id}")))),
                     Err(e) => Err(Rejected::Unavailable(e)),

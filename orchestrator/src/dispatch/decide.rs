@@ -108,7 +108,7 @@ impl Dispatcher {
         {
             return Ok(i.clone());
         }
-        let i = self.store.get_integration(id).await?;
+        let i = self.store.integration_row(id).await?;
         self.integrations
             .lock()
             .expect("poisoned")

@@ -40,6 +40,7 @@ pub struct Integration {
     /// The path to configure at the sender (append it to the orchestrator's public URL).
     pub webhook_path: String,
     /// Active secrets (never their values).
+    // Empty when read by `Store::integration_row` (never answered by the API).
     pub secrets: Vec<SecretInfo>,
     pub created_at: String,
     pub updated_at: String,
@@ -125,17 +126,12 @@ impl Store {
             .ok_or_else(|| Error::not_found("integration"))
     }
 
-    /// A live integration by id.
+    /// A live integration by id, with its active secrets' fingerprints.
     pub async fn get_integration(&self, id: &str) -> Result<Option<Integration>> {
-        let row = sqlx::query(
-            "SELECT id, org_id, source, name, default_team, settings, created_at, updated_at FROM or_integrations \
-             WHERE id = $1 AND deleted_at IS NULL",
-        )
-        .bind(id)
-        .fetch_optional(&self.db.pool)
-        .await?;
-        let Some(r) = row else { return Ok(None) };
-        let secrets = sqlx::query(
+        let Some(mut i) = self.integration_row(id).await? else {
+            return Ok(None);
+        };
+        i.secrets = sqlx::query(
             "SELECT id, fingerprint, created_at FROM or_integration_secrets WHERE integration_id = $1 AND retired_at IS NULL ORDER BY id",
         )
         .bind(id)
@@ -150,6 +146,21 @@ impl Store {
             })
         })
         .collect::<Result<Vec<_>>>()?;
+        Ok(Some(i))
+    }
+
+    /// A live integration by id in one round trip, without its secrets' fingerprints (`secrets`
+    /// is empty): what the hot path and the dispatcher need, which verify with the decrypted
+    /// secrets instead.
+    pub async fn integration_row(&self, id: &str) -> Result<Option<Integration>> {
+        let row = sqlx::query(
+            "SELECT id, org_id, source, name, default_team, settings, created_at, updated_at FROM or_integrations \
+             WHERE id = $1 AND deleted_at IS NULL",
+        )
+        .bind(id)
+        .fetch_optional(&self.db.pool)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
         let source: String = r.try_get("source")?;
         let source = Source::parse(&source)
             .ok_or_else(|| Error::Internal(anyhow::anyhow!("unknown source {source}")))?;
@@ -163,15 +174,16 @@ impl Store {
             name: r.try_get("name")?,
             default_team: r.try_get("default_team")?,
             settings: serde_json::from_str(&settings).unwrap_or(Value::Null),
-            secrets,
+            secrets: Vec::new(),
             created_at: rfc3339(r.try_get("created_at")?),
             updated_at: rfc3339(r.try_get("updated_at")?),
         }))
     }
 
     /// The platform-wide integration of a source (shared Slack app, GitHub App).
+    /// Read as [`Store::integration_row`] reads it (for the hot path).
     pub async fn platform_integration(&self, source: Source) -> Result<Option<Integration>> {
-        self.get_integration(&format!("platform-{}", source.as_str()))
+        self.integration_row(&format!("platform-{}", source.as_str()))
             .await
     }
 
