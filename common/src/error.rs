@@ -44,6 +44,7 @@ pub enum Error {
     /// Slow down: retry after this many seconds.
     #[error("{detail}")]
     TooManyRequests { detail: String, retry_after: u64 },
+    #[cfg(feature = "db")]
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error(transparent)]
@@ -83,8 +84,11 @@ impl Error {
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            #[cfg(feature = "db")]
             Error::Database(e) if is_unavailable(e) => StatusCode::SERVICE_UNAVAILABLE,
-            Error::Database(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            #[cfg(feature = "db")]
+            Error::Database(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -133,21 +137,27 @@ impl Error {
                 p.retry_after = Some(*retry_after);
                 p
             }
+            #[cfg(feature = "db")]
             Error::Database(_) if status == StatusCode::SERVICE_UNAVAILABLE => {
                 let mut p = Problem::new(status, "unavailable", "Service unavailable")
                     .detail("the database is unavailable; retry later");
                 p.retry_after = Some(5);
                 p
             }
-            Error::Database(_) | Error::Internal(_) => {
-                Problem::new(status, "internal", "Internal error")
-                    .detail("an unexpected error occurred; it has been logged")
-            }
+            #[cfg(feature = "db")]
+            Error::Database(_) => internal(status),
+            Error::Internal(_) => internal(status),
         }
     }
 }
 
+fn internal(status: StatusCode) -> Problem {
+    Problem::new(status, "internal", "Internal error")
+        .detail("an unexpected error occurred; it has been logged")
+}
+
 /// Connection-level failures (the database is down or saturated), as opposed to a bad query.
+#[cfg(feature = "db")]
 fn is_unavailable(e: &sqlx::Error) -> bool {
     matches!(
         e,
@@ -176,6 +186,7 @@ impl IntoResponse for Error {
 }
 
 /// Maps a unique-constraint violation to a 409 with `code` and `detail`; anything else passes.
+#[cfg(feature = "db")]
 pub fn on_unique(e: sqlx::Error, code: &'static str, detail: impl Into<String>) -> Error {
     match &e {
         sqlx::Error::Database(db) if db.kind() == sqlx::error::ErrorKind::UniqueViolation => {

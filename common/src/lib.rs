@@ -10,8 +10,9 @@
 //! - [`crypto`]: secrets at rest (XChaCha20-Poly1305 under named, rotatable master keys).
 //! - [`clients`]: typed calls between services (config-service, agent-runner) with service JWTs;
 //!   their bodies are the `switchyard_api` wire types.
-//! - [`db`]: connecting to PostgreSQL or SQLite by URL scheme, the SQLite write lock, and the
-//!   migrations; `db::testing` (fresh test databases) with the `testing` feature only.
+//! - `db` (the `db` feature: services with a database): connecting to PostgreSQL or SQLite by URL
+//!   scheme, the SQLite write lock, and the migrations; `db::testing` (fresh test databases) with
+//!   the `testing` feature only.
 //! - [`telemetry`]: `tracing` set-up and Prometheus HTTP metrics.
 //! - [`trace`]: W3C `traceparent` propagation between the services.
 //! - [`routing`]: routing identifier kinds, their precedence and validation.
@@ -21,6 +22,7 @@ pub mod auth;
 pub mod clients;
 pub mod cron;
 pub mod crypto;
+#[cfg(feature = "db")]
 pub mod db;
 pub mod error;
 pub mod http;
