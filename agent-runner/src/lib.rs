@@ -14,9 +14,13 @@
 //! # Layout
 //! - this file: settings, state, the HTTP API (accepting runs, reading one);
 //! - `runs`: executing a run under its lease, and resuming runs whose runner stopped;
-//! - [`provider`]: the agent's providers; [`reply`]: answering where the event came from.
+//! - [`agent`]: the agent loop, its config and tools; [`providers`]: LLM providers behind one
+//!   trait; [`messages`]: the conversation they share; [`reply`]: answering where the event came
+//!   from.
 
-pub mod provider;
+pub mod agent;
+pub mod messages;
+pub mod providers;
 pub mod reply;
 mod runs;
 

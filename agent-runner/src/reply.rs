@@ -27,6 +27,16 @@ async fn secret(
             "{at} must refer to the org secrets store as {{\"secret\": \"<name>\"}}"
         ));
     };
+    org_secret(state, org, name, &at).await
+}
+
+/// The value of the org's secret `name`, which `at` (a config path, for the error) refers to.
+pub async fn org_secret(
+    state: &AppState,
+    org: &str,
+    name: &str,
+    at: &str,
+) -> Result<String, String> {
     state
         .config
         .org_secret(org, name)

@@ -3,10 +3,17 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use switchyard_api::runs::{AgentRun, RunRequest, UpdateRun};
 
-use crate::{AppState, provider, release, reply, reserve};
+use crate::agent::config::AgentConfig;
+use crate::agent::tools::ToolBox;
+use crate::agent::{self, Transcript};
+use crate::providers::{self, ApiKey, Endpoint};
+use crate::{AppState, release, reply, reserve};
+
+/// Most bytes of the trigger's payload the model reads.
+const TRIGGER_BUDGET: usize = 16 * 1024;
 
 impl AppState {
     pub(crate) fn lease_ms(&self) -> i64 {
@@ -142,19 +149,29 @@ async fn execute(
         )
         .await
         .map_err(|e| format!("recording the start: {e}"))?;
-    let agent = config.get("agent").cloned().unwrap_or(json!({}));
-    let provider = agent
-        .get("provider")
-        .and_then(Value::as_str)
-        .unwrap_or("offline");
-    let summary = match provider {
-        "offline" => provider::offline(&agent, &req.team_id, &req.trigger),
-        other => {
-            return Err(format!(
-                "provider {other:?} is not available in this version; use \"offline\""
-            ));
-        }
+    let cfg = AgentConfig::parse(config.get("agent"), state.replies.run_deadline_seconds)?;
+    let endpoint = match &cfg.endpoint {
+        None => None,
+        Some(url) => Some(Endpoint {
+            url: url.clone(),
+            key: match &cfg.api_key_secret {
+                Some(name) => {
+                    ApiKey(reply::org_secret(state, &req.org_id, name, "agent.api_key").await?)
+                }
+                // A local server (Ollama, vLLM) may need no key.
+                None => ApiKey::default(),
+            },
+            timeout: Duration::from_secs(cfg.deadline_seconds),
+        }),
     };
+    let provider = providers::build(&cfg.provider, endpoint, &state.http)?;
+    let trigger = agent::render_trigger(&req.team_id, &req.trigger, TRIGGER_BUDGET);
+    let tools = ToolBox::default();
+    let mut transcript = Transcript::default();
+    let answer = agent::run(provider.as_ref(), &cfg, &trigger, &tools, &mut transcript).await;
+    tracing::info!(run = %id, turns = transcript.turns, input_tokens = transcript.usage.input_tokens,
+        output_tokens = transcript.usage.output_tokens, "agent loop ended");
+    let summary = answer.map_err(|e| e.to_string())?;
     if let Some(target) = &req.reply_to {
         reply::post(state, &req.org_id, config, target, &summary).await?;
     }

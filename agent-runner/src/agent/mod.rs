@@ -1,0 +1,178 @@
+//! The agent loop: the team's system prompt and the trigger, then model turns; each tool call the
+//! model asks for is executed (several in one turn at once) and its result fed back, until the model
+//! answers without calling a tool, `max_turns` runs out, or the deadline passes. Every turn and tool
+//! call is recorded as a [`Step`] with its duration and token counts.
+//!
+//! # Layout
+//! - this file: the loop and what it answers;
+//! - [`config`]: the `agent` section of a team's effective config, typed;
+//! - [`tools`]: the tool trait and a run's tool box.
+
+pub mod config;
+pub mod tools;
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use self::config::AgentConfig;
+use self::tools::ToolBox;
+use crate::messages::{Message, TurnRequest, Usage};
+use crate::providers::{Provider, ProviderError};
+
+/// What a run did, step by step.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Step {
+    /// One model turn.
+    Model {
+        turn: u32,
+        text: Option<String>,
+        /// The tools it called, by name.
+        tool_calls: Vec<String>,
+        usage: Usage,
+        duration_ms: u64,
+    },
+    /// One tool call, with its (truncated) output or error.
+    Tool {
+        turn: u32,
+        name: String,
+        arguments: Value,
+        output: String,
+        error: bool,
+        duration_ms: u64,
+    },
+}
+
+/// A run's record, finished or not.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Transcript {
+    pub steps: Vec<Step>,
+    pub usage: Usage,
+    pub turns: u32,
+}
+
+/// Why a run ended without an answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    #[error("no answer within max_turns ({0} model turns)")]
+    MaxTurns(u32),
+    #[error("no answer within deadline_seconds ({0} s)")]
+    Deadline(u64),
+}
+
+/// Runs the loop for `trigger` (the first user message) within the config's deadline. Answers
+/// the final answer, or why there is none; the transcript holds what happened either way.
+pub async fn run(
+    provider: &dyn Provider,
+    cfg: &AgentConfig,
+    trigger: &str,
+    tools: &ToolBox,
+    transcript: &mut Transcript,
+) -> Result<String, AgentError> {
+    let deadline = Duration::from_secs(cfg.deadline_seconds);
+    match tokio::time::timeout(deadline, turns(provider, cfg, trigger, tools, transcript)).await {
+        Ok(r) => r,
+        Err(_) => Err(AgentError::Deadline(cfg.deadline_seconds)),
+    }
+}
+
+async fn turns(
+    provider: &dyn Provider,
+    cfg: &AgentConfig,
+    trigger: &str,
+    tools: &ToolBox,
+    transcript: &mut Transcript,
+) -> Result<String, AgentError> {
+    let mut messages = vec![Message::User {
+        content: cfg.prompts.wrap(trigger),
+    }];
+    let specs = tools.specs();
+    for turn in 1..=cfg.max_turns {
+        let started = Instant::now();
+        let answer = provider
+            .turn(&TurnRequest {
+                model: &cfg.model,
+                system: cfg.prompts.system(),
+                messages: &messages,
+                tools: &specs,
+                temperature: cfg.temperature,
+                max_tokens: cfg.max_tokens,
+            })
+            .await?;
+        transcript.turns = turn;
+        transcript.usage.add(answer.usage);
+        transcript.steps.push(Step::Model {
+            turn,
+            text: answer.text.clone(),
+            tool_calls: answer.tool_calls.iter().map(|c| c.name.clone()).collect(),
+            usage: answer.usage,
+            duration_ms: started.elapsed().as_millis() as u64,
+        });
+        if answer.tool_calls.is_empty() {
+            return Ok(answer.text.unwrap_or_default());
+        }
+        // Several calls in one turn run at once; their results go back in the order asked.
+        let results = futures_util::future::join_all(answer.tool_calls.iter().map(|c| async {
+            let started = Instant::now();
+            let r = tools.call(&c.name, &c.arguments).await;
+            (r, started.elapsed())
+        }))
+        .await;
+        messages.push(Message::Assistant {
+            content: answer.text,
+            tool_calls: answer.tool_calls.clone(),
+        });
+        for (call, (result, took)) in answer.tool_calls.into_iter().zip(results) {
+            transcript.steps.push(Step::Tool {
+                turn,
+                name: call.name.clone(),
+                arguments: call.arguments,
+                output: result.output.clone(),
+                error: result.error,
+                duration_ms: took.as_millis() as u64,
+            });
+            messages.push(Message::Tool {
+                call_id: call.id,
+                name: call.name,
+                content: result.output,
+            });
+        }
+    }
+    Err(AgentError::MaxTurns(cfg.max_turns))
+}
+
+/// The trigger as the model reads it: a headline (source, type, team, correlation), the routing
+/// identifiers, then the payload as JSON trimmed to `budget` bytes.
+pub fn render_trigger(team: &str, trigger: &Value, budget: usize) -> String {
+    let s = |k: &str| trigger.get(k).and_then(Value::as_str).unwrap_or("");
+    let mut out = format!(
+        "{} {} for team {team}",
+        or(s("source"), "unknown"),
+        or(s("event_type"), "event")
+    );
+    if !s("correlation_key").is_empty() {
+        out.push_str(&format!(" ({})", s("correlation_key")));
+    }
+    if let Some(ids) = trigger.get("identifiers").and_then(Value::as_array)
+        && !ids.is_empty()
+    {
+        let ids: Vec<String> = ids
+            .iter()
+            .filter_map(|p| Some(format!("{}={}", p.get(0)?.as_str()?, p.get(1)?.as_str()?)))
+            .collect();
+        out.push_str(&format!("\nidentifiers: {}", ids.join(", ")));
+    }
+    if let Some(p) = trigger.get("payload") {
+        out.push_str("\npayload: ");
+        out.push_str(&tools::truncate(&p.to_string(), budget));
+    }
+    out
+}
+
+fn or<'a>(v: &'a str, default: &'a str) -> &'a str {
+    if v.is_empty() { default } else { v }
+}
