@@ -366,7 +366,7 @@ async fn protected_changes_need_another_admin(b: Backend) {
             Method::PUT,
             path,
             Some(&alice),
-            Some(json!({"agent": {"tools": ["kubectl"]}})),
+            Some(json!({"agent": {"tools": ["kubernetes_get"]}})),
             &[("if-match", "\"v0\"")],
         )
         .await;
@@ -401,7 +401,7 @@ async fn protected_changes_need_another_admin(b: Backend) {
     let layer = app.get(path, Some(ADMIN)).await;
     assert_eq!(
         layer.body["layer"],
-        json!({"agent": {"tools": ["kubectl"]}})
+        json!({"agent": {"tools": ["kubernetes_get"]}})
     );
     assert!(
         layer.body["approved_by"]
@@ -415,7 +415,7 @@ async fn protected_changes_need_another_admin(b: Backend) {
             Method::PUT,
             path,
             Some(&alice),
-            Some(json!({"agent": {"tools": ["kubectl"], "model": "m"}})),
+            Some(json!({"agent": {"tools": ["kubernetes_get"], "model": "m"}})),
             &[("if-match", "\"v1\"")],
         )
         .await;

@@ -10,7 +10,10 @@ use serde_json::{Map, Value};
 
 use switchyard_common::problem::escape_pointer_token;
 
+mod agent;
 mod validate;
+
+pub use agent::BUILTIN_TOOLS;
 
 pub use validate::validate_layer;
 
@@ -332,7 +335,7 @@ mod tests {
     fn validation_points_at_offending_fields() {
         let errs = validate_layer(&json!({"quotas": {"concurrent_runs": 0}})).unwrap_err();
         assert_eq!(errs[0].pointer, "/quotas/concurrent_runs");
-        assert!(validate_layer(&json!({"agent": {"model": "m", "tools": ["x"]}, "quotas": {"concurrent_runs": 3}, "routing": {"service": ["api"]}, "pipelines": {"ingest": {"schedule": "*/15 * * * *"}}})).is_ok());
+        assert!(validate_layer(&json!({"agent": {"model": "m", "tools": ["prometheus_query"]}, "quotas": {"concurrent_runs": 3}, "routing": {"service": ["api"]}, "pipelines": {"ingest": {"schedule": "*/15 * * * *"}}})).is_ok());
         let errs = validate_layer(&json!({"bogus": 1, "agent": {"model": 5, "temperature": 9}, "quotas": {"concurrent_runs": -1}, "routing": {"nope": "x", "alert_label": "missing-equals"}, "pipelines": {"Bad Name": {"schedule": "61 * * * *"}}})).unwrap_err();
         let pointers: Vec<&str> = errs.iter().map(|e| e.pointer.as_str()).collect();
         for expected in [

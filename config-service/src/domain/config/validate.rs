@@ -20,7 +20,7 @@ pub fn validate_layer(layer: &Value) -> Result<(), Vec<FieldError>> {
             continue;
         }
         match key.as_str() {
-            "agent" => validate_agent(value, &at, &mut errs),
+            "agent" => super::agent::validate(value, &at, &mut errs),
             "routing" => validate_routing(value, &at, &mut errs),
             "pipelines" => validate_pipelines(value, &at, &mut errs),
             "quotas" => validate_quotas(value, &at, &mut errs),
@@ -45,14 +45,14 @@ pub fn validate_layer(layer: &Value) -> Result<(), Vec<FieldError>> {
     if errs.is_empty() { Ok(()) } else { Err(errs) }
 }
 
-fn err(pointer: &str, detail: &str) -> FieldError {
+pub(super) fn err(pointer: &str, detail: &str) -> FieldError {
     FieldError {
         pointer: pointer.to_owned(),
         detail: detail.to_owned(),
     }
 }
 
-fn object<'a>(
+pub(super) fn object<'a>(
     v: &'a Value,
     at: &str,
     errs: &mut Vec<FieldError>,
@@ -66,7 +66,7 @@ fn object<'a>(
     }
 }
 
-enum Ty {
+pub(super) enum Ty {
     Str,
     NonNegInt,
     PosInt,
@@ -106,7 +106,7 @@ fn check(v: &Value, ty: &Ty, at: &str, errs: &mut Vec<FieldError>) {
     }
 }
 
-fn check_fields(
+pub(super) fn check_fields(
     m: &Map<String, Value>,
     at: &str,
     fields: &[(&str, Ty)],
@@ -124,35 +124,6 @@ fn check_fields(
                 ));
             }
         }
-    }
-}
-
-fn validate_agent(v: &Value, at: &str, errs: &mut Vec<FieldError>) {
-    let Some(m) = object(v, at, errs) else { return };
-    check_fields(
-        m,
-        at,
-        &[
-            ("provider", Ty::Str),
-            ("model", Ty::Str),
-            ("prompts", Ty::StrMap),
-            ("tools", Ty::StrArray),
-            ("sub_agents", Ty::Object),
-            ("temperature", Ty::Number),
-            ("max_tokens", Ty::PosInt),
-            ("max_turns", Ty::PosInt),
-            ("timeout_seconds", Ty::PosInt),
-            ("api_key", Ty::Any),
-        ],
-        errs,
-    );
-    if let Some(key) = m.get("api_key") {
-        crate::domain::secrets::check_reference(key, &format!("{at}/api_key"), errs);
-    }
-    if let Some(t) = m.get("temperature").and_then(Value::as_f64)
-        && !(0.0..=2.0).contains(&t)
-    {
-        errs.push(err(&format!("{at}/temperature"), "must be between 0 and 2"));
     }
 }
 
