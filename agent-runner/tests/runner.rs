@@ -49,8 +49,8 @@ async fn agent_runner(cs: &str, key: &ServiceKey, lease_seconds: u64) -> String 
     runner
 }
 
-/// Reads the run at `url` (as the platform admin) until it has succeeded, for at most 10 s;
-/// answers the last state read.
+/// Reads the run at `url` (as the platform admin) until it has ended, for at most 10 s; answers
+/// the last state read.
 async fn finished(http: &reqwest::Client, url: &str) -> Value {
     let mut run = Value::Null;
     for _ in 0..400 {
@@ -63,7 +63,10 @@ async fn finished(http: &reqwest::Client, url: &str) -> Value {
             .json()
             .await
             .unwrap();
-        if run["status"] == "succeeded" {
+        if matches!(
+            run["status"].as_str(),
+            Some("succeeded" | "failed" | "cancelled")
+        ) {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
@@ -334,4 +337,118 @@ async fn the_agent_runner_runs_the_standard_stack() {
         missing.headers()["content-type"],
         "application/problem+json"
     );
+}
+
+/// A fake OpenAI-compatible server answering `answer`; answers its URL and the `authorization`
+/// headers it received.
+async fn fake_model(
+    answer: &'static str,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move |h: axum::http::HeaderMap| {
+            let record = record.clone();
+            async move {
+                let auth = h
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                record.lock().unwrap().push(auth.to_owned());
+                axum::Json(
+                    json!({"choices": [{"message": {"role": "assistant", "content": answer}}],
+                    "usage": {"prompt_tokens": 42, "completion_tokens": 7}}),
+                )
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    (url, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_team_on_a_model_provider_gets_the_models_answer() {
+    let key = ServiceKey::generate();
+    let (cs, _db) = config_service(&key).await;
+    let runner = agent_runner(&cs, &key, 30).await;
+    let (model, seen) =
+        fake_model("The 14:02 deploy of checkout-api broke the payment client.").await;
+    let http = reqwest::Client::new();
+    let call = |m: reqwest::Method, url: String, body: Value| {
+        http.request(m, url)
+            .bearer_auth(ADMIN)
+            .header("if-match", "\"v0\"")
+            .json(&body)
+            .send()
+    };
+    let ok = |r: reqwest::Response| {
+        assert!(r.status().is_success(), "{}", r.status());
+    };
+    ok(call(
+        reqwest::Method::POST,
+        format!("{cs}/api/v1/orgs"),
+        json!({"id": "acme", "name": "Acme"}),
+    )
+    .await
+    .unwrap());
+    for t in ["checkout", "search"] {
+        ok(call(
+            reqwest::Method::POST,
+            format!("{cs}/api/v1/orgs/acme/nodes"),
+            json!({"id": t, "kind": "team", "name": t}),
+        )
+        .await
+        .unwrap());
+    }
+    ok(call(
+        reqwest::Method::PUT,
+        format!("{cs}/api/v1/orgs/acme/secrets/llm"),
+        json!({"value": "sk-live-test-0123"}),
+    )
+    .await
+    .unwrap());
+    for (team, secret) in [("checkout", "llm"), ("search", "nokey")] {
+        let layer = json!({"agent": {"provider": "openai", "endpoint": model, "model": "gpt-test", "api_key": {"secret": secret}}});
+        ok(call(
+            reqwest::Method::PUT,
+            format!("{cs}/api/v1/orgs/acme/nodes/{team}/config/layer"),
+            layer,
+        )
+        .await
+        .unwrap());
+    }
+    let jwt = key.mint("orchestrator", "agent-runner", 60);
+    let mut runs = Vec::new();
+    for team in ["checkout", "search"] {
+        let req = json!({"org_id": "acme", "team_id": team, "trigger": {"source": "pagerduty", "event_type": "incident.triggered"}, "reply_to": null, "idempotency_key": format!("event-{team}")});
+        let v: Value = http
+            .post(format!("{runner}/api/v1/run"))
+            .bearer_auth(&jwt)
+            .json(&req)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        runs.push(v["run_id"].as_str().unwrap().to_owned());
+    }
+    let run = finished(&http, &format!("{runner}/api/v1/runs/{}", runs[0])).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(
+        run["summary"],
+        "The 14:02 deploy of checkout-api broke the payment client."
+    );
+    assert_eq!(
+        seen.lock().unwrap().as_slice(),
+        ["Bearer sk-live-test-0123"]
+    );
+    // A key the org does not have fails the run, saying which; the model is never called.
+    let run = finished(&http, &format!("{runner}/api/v1/runs/{}", runs[1])).await;
+    assert_eq!(run["status"], "failed", "{run}");
+    assert!(run["error"].as_str().unwrap().contains("nokey"), "{run}");
+    assert_eq!(seen.lock().unwrap().len(), 1);
 }
