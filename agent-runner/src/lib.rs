@@ -14,7 +14,7 @@
 //! # Layout
 //! - this file: settings, state, the HTTP API (accepting runs, reading one);
 //! - `runs`: executing a run under its lease, and resuming runs whose runner stopped;
-//! - [`agent`]: the agent loop, its config and tools; [`providers`]: LLM providers behind one
+//! - [`agent`]: the agent loop, its config and tools; [`toolsets`]: the built-in tools; [`providers`]: LLM providers behind one
 //!   trait; [`messages`]: the conversation they share; [`reply`]: answering where the event came
 //!   from.
 
@@ -23,6 +23,7 @@ pub mod messages;
 pub mod providers;
 pub mod reply;
 mod runs;
+pub mod toolsets;
 
 pub use runs::recover_runs;
 

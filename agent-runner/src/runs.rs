@@ -7,9 +7,9 @@ use serde_json::Value;
 use switchyard_api::runs::{AgentRun, RunRequest, UpdateRun};
 
 use crate::agent::config::AgentConfig;
-use crate::agent::tools::ToolBox;
 use crate::agent::{self, Transcript};
 use crate::providers::{self, ApiKey, Endpoint};
+use crate::toolsets;
 use crate::{AppState, release, reply, reserve};
 
 /// Most bytes of the trigger's payload the model reads.
@@ -166,7 +166,16 @@ async fn execute(
     };
     let provider = providers::build(&cfg.provider, endpoint, &state.http)?;
     let trigger = agent::render_trigger(&req.team_id, &req.trigger, TRIGGER_BUDGET);
-    let tools = ToolBox::default();
+    let agent_section = config.get("agent").cloned().unwrap_or(Value::Null);
+    let mut secrets = toolsets::Secrets::new();
+    for name in toolsets::secret_names(&agent_section) {
+        let value = reply::org_secret(state, &req.org_id, &name, "agent.toolsets").await?;
+        secrets.insert(name, value);
+    }
+    let (tools, unavailable) = toolsets::build(&agent_section, &cfg.tools, &secrets, &state.http);
+    if !unavailable.is_empty() {
+        tracing::info!(run = %id, tools = ?unavailable, "enabled tools without their toolset settings (or not in this version) are not offered");
+    }
     let mut transcript = Transcript::default();
     let answer = agent::run(provider.as_ref(), &cfg, &trigger, &tools, &mut transcript).await;
     tracing::info!(run = %id, turns = transcript.turns, input_tokens = transcript.usage.input_tokens,

@@ -182,7 +182,7 @@ fn toolsets(v: &Value, at: &str, errs: &mut Vec<FieldError>) {
                     }
                 }
             }
-            "http" => check_fields(s, &here, &[("allow", Ty::StrArray)], errs),
+            "http" => check_fields(s, &here, &[("allow", Ty::StrArray), ("allow_private", Ty::Bool)], errs),
             "kubernetes" => check_fields(s, &here, &[("namespaces", Ty::StrArray)], errs),
             "github" => {
                 check_fields(s, &here, &[("token", Ty::Any), ("repos", Ty::StrArray)], errs);

@@ -1,0 +1,98 @@
+//! The built-in tools, grouped by the toolset whose settings they use, and building a run's
+//! [`ToolBox`] from the team's config: only the tools the team enabled, each reaching only what its
+//! toolset's settings name (a team's Prometheus, its allow-listed URLs), credentials resolved from
+//! the org secrets store before the run starts.
+//!
+//! # Layout
+//! - [`observability`]: `prometheus_query`, `prometheus_range_query`, `alertmanager_alerts`,
+//!   `loki_query` over the HTTP APIs of the team's servers;
+//! - [`web`]: `http_get`, limited to allow-listed URL prefixes.
+
+pub mod observability;
+pub mod web;
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::agent::tools::ToolBox;
+
+/// A toolset's base URL and optional bearer token, as the team configured them.
+#[derive(Clone)]
+pub struct Target {
+    pub url: String,
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("url", &self.url)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Resolved credentials of a run's toolsets, by the secret name config refers to.
+pub type Secrets = BTreeMap<String, String>;
+
+/// The secret names the toolsets of `agent` refer to (resolved before the run).
+pub fn secret_names(agent: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(sets) = agent.get("toolsets").and_then(Value::as_object) {
+        for set in ["prometheus", "alertmanager", "loki", "github"] {
+            if let Some(name) = sets
+                .get(set)
+                .and_then(|s| s.pointer("/token/secret"))
+                .and_then(Value::as_str)
+            {
+                out.push(name.to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// The tool box of a run: each enabled built-in tool whose toolset is configured. An enabled tool
+/// without its toolset is left out and said so in the answer (the model never sees it).
+pub fn build(
+    agent: &Value,
+    enabled: &[String],
+    secrets: &Secrets,
+    http: &reqwest::Client,
+) -> (ToolBox, Vec<String>) {
+    let sets = agent.get("toolsets").cloned().unwrap_or(Value::Null);
+    let target = |set: &str| -> Option<Target> {
+        let s = sets.get(set)?;
+        Some(Target {
+            url: s.get("url")?.as_str()?.trim_end_matches('/').to_owned(),
+            token: s
+                .pointer("/token/secret")
+                .and_then(Value::as_str)
+                .and_then(|n| secrets.get(n).cloned()),
+        })
+    };
+    let mut tools = ToolBox::default();
+    let mut missing = Vec::new();
+    for name in enabled {
+        let tool: Option<Box<dyn crate::agent::tools::Tool>> = match name.as_str() {
+            "prometheus_query" => target("prometheus")
+                .map(|t| Box::new(observability::PrometheusQuery::new(t, http)) as _),
+            "prometheus_range_query" => target("prometheus")
+                .map(|t| Box::new(observability::PrometheusRange::new(t, http)) as _),
+            "alertmanager_alerts" => target("alertmanager")
+                .map(|t| Box::new(observability::AlertmanagerAlerts::new(t, http)) as _),
+            "loki_query" => {
+                target("loki").map(|t| Box::new(observability::LokiQuery::new(t, http)) as _)
+            }
+            "http_get" => web::HttpGet::from_config(sets.get("http")).map(|t| Box::new(t) as _),
+            // Tools of later toolsets (Kubernetes, GitHub, events, MCP) and sub-agents.
+            _ => None,
+        };
+        match tool {
+            Some(t) => tools = tools.with(t),
+            None => missing.push(name.clone()),
+        }
+    }
+    (tools, missing)
+}
