@@ -22,8 +22,9 @@ impl AppState {
 }
 
 /// Executes a run this runner holds the lease of, renewing it every third of the lease, within
-/// the deadline; records the outcome and frees the team's slot. When the lease is lost (this
-/// runner stalled and another resumed the run) it stops and records nothing: the holder does.
+/// the deadline; records the outcome and frees the team's slot. When the lease is lost (the run
+/// was cancelled, or this runner stalled and another resumed it) it stops at once, dropping the
+/// provider request in flight, and records nothing: the run's state is already someone else's.
 pub(crate) async fn execute_leased(state: &AppState, id: &str, req: &RunRequest, config: &Value) {
     let deadline = Duration::from_secs(state.replies.run_deadline_seconds.max(1));
     let lease_ms = state.lease_ms();
@@ -43,7 +44,7 @@ pub(crate) async fn execute_leased(state: &AppState, id: &str, req: &RunRequest,
     };
     release(state, &req.org_id, &req.team_id);
     let Some(outcome) = outcome else {
-        tracing::warn!(run = %id, "lost the run's lease to another runner; it finishes the run");
+        tracing::warn!(run = %id, "lost the run's lease (cancelled, or resumed by another runner); stopped");
         return;
     };
     let (status, summary, error) = match outcome {

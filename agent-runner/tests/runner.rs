@@ -452,3 +452,123 @@ async fn a_team_on_a_model_provider_gets_the_models_answer() {
     assert!(run["error"].as_str().unwrap().contains("nokey"), "{run}");
     assert_eq!(seen.lock().unwrap().len(), 1);
 }
+
+/// Sets its flag when dropped: the handler holding it was abandoned (the client went away).
+struct DroppedFlag(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for DroppedFlag {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_run_stops_it_and_aborts_the_model_call() {
+    let key = ServiceKey::generate();
+    let (cs, _db) = config_service(&key).await;
+    // A one-second lease: the runner renews every third of a second.
+    let runner = agent_runner(&cs, &key, 1).await;
+    // A model that never answers, and notices when its caller gives up.
+    let called = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let aborted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (c, a) = (called.clone(), aborted.clone());
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move || {
+            let (c, a) = (c.clone(), a.clone());
+            async move {
+                c.store(true, std::sync::atomic::Ordering::SeqCst);
+                let _flag = DroppedFlag(a);
+                tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+                "never"
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let model = format!("http://{}/v1", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+
+    let http = reqwest::Client::new();
+    let admin = |m: reqwest::Method, url: String, body: Option<Value>| {
+        let mut r = http
+            .request(m, url)
+            .bearer_auth(ADMIN)
+            .header("if-match", "\"v0\"");
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        r.send()
+    };
+    admin(
+        reqwest::Method::POST,
+        format!("{cs}/api/v1/orgs"),
+        Some(json!({"id": "acme", "name": "Acme"})),
+    )
+    .await
+    .unwrap();
+    admin(
+        reqwest::Method::POST,
+        format!("{cs}/api/v1/orgs/acme/nodes"),
+        Some(json!({"id": "checkout", "kind": "team", "name": "c"})),
+    )
+    .await
+    .unwrap();
+    let layer = json!({"agent": {"provider": "openai", "endpoint": model, "model": "slow"}});
+    let r = admin(
+        reqwest::Method::PUT,
+        format!("{cs}/api/v1/orgs/acme/nodes/checkout/config/layer"),
+        Some(layer),
+    )
+    .await
+    .unwrap();
+    assert!(r.status().is_success());
+    let jwt = key.mint("orchestrator", "agent-runner", 60);
+    let req = json!({"org_id": "acme", "team_id": "checkout", "trigger": {"source": "pagerduty"}, "reply_to": null, "idempotency_key": "slow-1"});
+    let v: Value = http
+        .post(format!("{runner}/api/v1/run"))
+        .bearer_auth(&jwt)
+        .json(&req)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = v["run_id"].as_str().unwrap().to_owned();
+    // Wait (bounded) for the model call to be in flight.
+    for _ in 0..200 {
+        if called.load(std::sync::atomic::Ordering::SeqCst) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(
+        called.load(std::sync::atomic::Ordering::SeqCst),
+        "the model was never called"
+    );
+
+    let cancel = format!("{cs}/api/v1/orgs/acme/agent-runs/{id}/cancel");
+    let r = admin(reqwest::Method::POST, cancel.clone(), None)
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let run: Value = r.json().await.unwrap();
+    assert_eq!(run["status"], "cancelled");
+    assert_eq!(run["error"], "cancelled by platform-admin");
+    // The runner loses its lease at its next renewal and drops the model call.
+    for _ in 0..200 {
+        if aborted.load(std::sync::atomic::Ordering::SeqCst) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(
+        aborted.load(std::sync::atomic::Ordering::SeqCst),
+        "the model call was not aborted"
+    );
+    // The run stays cancelled; cancelling again is a conflict.
+    let run = finished(&http, &format!("{runner}/api/v1/runs/{id}")).await;
+    assert_eq!(run["status"], "cancelled");
+    let again = admin(reqwest::Method::POST, cancel, None).await.unwrap();
+    assert_eq!(again.status().as_u16(), 409);
+}

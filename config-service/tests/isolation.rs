@@ -207,6 +207,12 @@ fn cases() -> Vec<Case> {
         ),
         case(
             M::POST,
+            "/api/v1/orgs/acme/agent-runs/{fresh_run}/cancel",
+            None,
+            NODE_READ,
+        ),
+        case(
+            M::POST,
             "/api/v1/internal/routing/lookup",
             Some(json!({"identifiers": {"service": "checkout-api"}})),
             INTERNAL,
@@ -336,6 +342,16 @@ async fn every_endpoint_against_every_caller(b: Backend) {
             vars.insert("c", caller.replace('_', "-"));
             vars.insert("run", run_id.clone());
             let c = vars["c"].clone();
+            if case.path.contains("{fresh_run}") {
+                let r = app
+                    .post(
+                        "/api/v1/internal/agent-runs",
+                        Some(&jwt),
+                        json!({"org_id": "acme", "team_id": "checkout", "trigger": {}}),
+                    )
+                    .await;
+                vars.insert("fresh_run", r.body["id"].as_str().unwrap().to_owned());
+            }
             if case.path.contains("del-") {
                 app.node("acme", &format!("del-{c}"), None, "team").await;
             }

@@ -22,6 +22,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/internal/agent-runs/recover", post(recover))
         .route("/api/v1/orgs/{org}/agent-runs", get(list))
         .route("/api/v1/orgs/{org}/agent-runs/{id}", get(get_one))
+        .route("/api/v1/orgs/{org}/agent-runs/{id}/cancel", post(cancel))
 }
 
 /// Only the agent-runner records and moves runs.
@@ -203,6 +204,47 @@ pub async fn list(
     Ok(Json(state.store.list_runs(&org, &q).await?))
 }
 
+/// The run if `caller` may see it: an org admin of `org` any run of the org, a team token its
+/// own team's runs; anyone else 404.
+async fn visible_run(state: &AppState, caller: &Caller, org: &str, id: &str) -> Result<AgentRun> {
+    match caller {
+        Caller::Team {
+            org_id, node_id, ..
+        } if org_id == org => {
+            let run = state.store.get_run(Some(org), id).await?;
+            if run.team_id != *node_id {
+                return Err(Error::not_found(format!("agent run {id}")));
+            }
+            Ok(run)
+        }
+        _ => {
+            caller.authorize_org_admin(org)?;
+            state.store.get_run(Some(org), id).await
+        }
+    }
+}
+
+/// Cancel a queued or running run (its org's admins, or its team). The run ends `cancelled` at
+/// once; the agent-runner executing it loses its lease and stops at its next renewal (within a
+/// third of the lease), dropping the provider request in flight. A finished run answers 409.
+#[utoipa::path(post, path = "/api/v1/orgs/{org}/agent-runs/{id}/cancel", tag = "agent-runs", params(("org" = String, Path), ("id" = String, Path)),
+    responses((status = 200, body = AgentRun), (status = 404, body = switchyard_common::problem::Problem),
+        (status = 409, description = "The run has finished", body = switchyard_common::problem::Problem)))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, id)): Path<(String, String)>,
+) -> Result<Json<AgentRun>> {
+    visible_run(&state, &caller, &org, &id).await?;
+    let why = format!("cancelled by {}", caller.subject());
+    Ok(Json(
+        state
+            .store
+            .update_run(&id, "cancelled", None, Some(&why))
+            .await?,
+    ))
+}
+
 /// One run.
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/agent-runs/{id}", tag = "agent-runs", params(("org" = String, Path), ("id" = String, Path)),
     responses((status = 200, body = AgentRun), (status = 404, body = switchyard_common::problem::Problem)))]
@@ -211,20 +253,5 @@ pub async fn get_one(
     caller: Caller,
     Path((org, id)): Path<(String, String)>,
 ) -> Result<Json<AgentRun>> {
-    let run = match &caller {
-        Caller::Team {
-            org_id, node_id, ..
-        } if *org_id == org => {
-            let run = state.store.get_run(Some(&org), &id).await?;
-            if run.team_id != *node_id {
-                return Err(Error::not_found(format!("agent run {id}")));
-            }
-            run
-        }
-        _ => {
-            caller.authorize_org_admin(&org)?;
-            state.store.get_run(Some(&org), &id).await?
-        }
-    };
-    Ok(Json(run))
+    Ok(Json(visible_run(&state, &caller, &org, &id).await?))
 }
