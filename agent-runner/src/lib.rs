@@ -234,12 +234,13 @@ pub async fn accept(
     // Runs are started by the orchestrator only.
     s.require(&["orchestrator"])?;
     // The config is read per run: a change applies to the next run without a restart.
-    let config = state
+    let effective = state
         .config
-        .node_config(&req.org_id, &req.team_id)
+        .effective_config(&req.org_id, &req.team_id)
         .await
         .map_err(unavailable)?;
-    let limit = config
+    let limit = effective
+        .config
         .pointer("/quotas/concurrent_runs")
         .and_then(Value::as_u64)
         .unwrap_or(DEFAULT_CONCURRENT_RUNS);
@@ -287,7 +288,7 @@ pub async fn accept(
     let trace = switchyard_common::trace::TraceContext::current()
         .unwrap_or_else(switchyard_common::trace::TraceContext::new_root);
     tokio::spawn(
-        trace.scope(async move { runs::execute_leased(&task_state, &id, &req, &config).await }),
+        trace.scope(async move { runs::execute_leased(&task_state, &id, &req, &effective).await }),
     );
     Ok((
         StatusCode::ACCEPTED,

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use switchyard_api::runs::{AgentRun, RunRequest, UpdateRun};
+use switchyard_api::config::NodeConfig;
+use switchyard_api::runs::{AgentRun, RunRequest, RunUsage, UpdateRun};
 
 use crate::agent::config::AgentConfig;
 use crate::agent::{self, Transcript};
@@ -25,21 +26,32 @@ impl AppState {
 /// the deadline; records the outcome and frees the team's slot. When the lease is lost (the run
 /// was cancelled, or this runner stalled and another resumed it) it stops at once, dropping the
 /// provider request in flight, and records nothing: the run's state is already someone else's.
-pub(crate) async fn execute_leased(state: &AppState, id: &str, req: &RunRequest, config: &Value) {
+pub(crate) async fn execute_leased(
+    state: &AppState,
+    id: &str,
+    req: &RunRequest,
+    effective: &NodeConfig,
+) {
     let deadline = Duration::from_secs(state.replies.run_deadline_seconds.max(1));
     let lease_ms = state.lease_ms();
-    let work = tokio::time::timeout(deadline, execute(state, id, req, config));
-    tokio::pin!(work);
-    let mut renew = tokio::time::interval(Duration::from_millis((lease_ms / 3) as u64));
-    renew.tick().await;
-    let outcome = loop {
-        tokio::select! {
-            o = &mut work => break Some(o),
-            _ = renew.tick() => match state.config.renew_run_lease(id, &state.runner_id, lease_ms).await {
-                Ok(true) => {}
-                Ok(false) => break None,
-                Err(e) => tracing::warn!(run = %id, error = %e, "could not renew the run's lease; retrying"),
-            },
+    let mut transcript = Transcript::default();
+    let outcome = {
+        let work = tokio::time::timeout(
+            deadline,
+            execute(state, id, req, effective, &mut transcript),
+        );
+        tokio::pin!(work);
+        let mut renew = tokio::time::interval(Duration::from_millis((lease_ms / 3) as u64));
+        renew.tick().await;
+        loop {
+            tokio::select! {
+                o = &mut work => break Some(o),
+                _ = renew.tick() => match state.config.renew_run_lease(id, &state.runner_id, lease_ms).await {
+                    Ok(true) => {}
+                    Ok(false) => break None,
+                    Err(e) => tracing::warn!(run = %id, error = %e, "could not renew the run's lease; retrying"),
+                },
+            }
         }
     };
     release(state, &req.org_id, &req.team_id);
@@ -64,9 +76,14 @@ pub(crate) async fn execute_leased(state: &AppState, id: &str, req: &RunRequest,
         .update_run(
             id,
             &UpdateRun {
-                status: status.to_owned(),
                 summary,
                 error,
+                transcript: serde_json::to_value(&transcript).ok(),
+                usage: Some(RunUsage {
+                    input_tokens: transcript.usage.input_tokens as i64,
+                    output_tokens: transcript.usage.output_tokens as i64,
+                }),
+                ..UpdateRun::to(status)
             },
         )
         .await
@@ -112,7 +129,10 @@ pub async fn recover_runs(state: AppState) {
                             idempotency_key: idempotency_key.unwrap_or_default(),
                         };
                         tracing::info!(run = %id, org = %req.org_id, team = %req.team_id, "resuming a run whose runner stopped");
-                        let config = match state.config.node_config(&req.org_id, &req.team_id).await
+                        let config = match state
+                            .config
+                            .effective_config(&req.org_id, &req.team_id)
+                            .await
                         {
                             Ok(c) => c,
                             Err(e) => {
@@ -136,16 +156,17 @@ async fn execute(
     state: &AppState,
     id: &str,
     req: &RunRequest,
-    config: &Value,
+    effective: &NodeConfig,
+    transcript: &mut Transcript,
 ) -> std::result::Result<String, String> {
+    let config = &effective.config;
     state
         .config
         .update_run(
             id,
             &UpdateRun {
-                status: "running".into(),
-                summary: None,
-                error: None,
+                config_etag: effective.etag.clone(),
+                ..UpdateRun::to("running")
             },
         )
         .await
@@ -177,8 +198,7 @@ async fn execute(
     if !unavailable.is_empty() {
         tracing::info!(run = %id, tools = ?unavailable, "enabled tools without their toolset settings (or not in this version) are not offered");
     }
-    let mut transcript = Transcript::default();
-    let answer = agent::run(provider.as_ref(), &cfg, &trigger, &tools, &mut transcript).await;
+    let answer = agent::run(provider.as_ref(), &cfg, &trigger, &tools, transcript).await;
     tracing::info!(run = %id, turns = transcript.turns, input_tokens = transcript.usage.input_tokens,
         output_tokens = transcript.usage.output_tokens, "agent loop ended");
     let summary = answer.map_err(|e| e.to_string())?;

@@ -10,6 +10,9 @@ use utoipa::ToSchema;
 #[derive(Debug, Clone, Deserialize)]
 pub struct NodeConfig {
     pub config: Value,
+    /// Changes whenever any layer in the chain changes.
+    #[serde(default)]
+    pub etag: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -56,6 +56,24 @@ pub struct AgentRun {
     pub attempts: i64,
     /// After this the run is failed, whoever holds it.
     pub deadline_at: Option<String>,
+    /// What the agent did: its steps (model turns with tokens, tool calls with arguments,
+    /// durations and trimmed outputs), once recorded.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub transcript: Option<Value>,
+    /// Tokens the run's model turns used.
+    #[serde(default)]
+    pub usage: RunUsage,
+    /// The etag of the effective config the run ran with.
+    #[serde(default)]
+    pub config_etag: Option<String>,
+}
+
+/// Tokens used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RunUsage {
+    pub input_tokens: i64,
+    pub output_tokens: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -86,6 +104,30 @@ pub struct UpdateRun {
     pub status: String,
     pub summary: Option<String>,
     pub error: Option<String>,
+    /// The run's steps so far (kept when absent).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub transcript: Option<Value>,
+    /// Tokens used so far (kept when absent).
+    #[serde(default)]
+    pub usage: Option<RunUsage>,
+    /// The etag of the effective config the run runs with (kept when absent).
+    #[serde(default)]
+    pub config_etag: Option<String>,
+}
+
+impl UpdateRun {
+    /// A move to `status` that records nothing else.
+    pub fn to(status: &str) -> Self {
+        Self {
+            status: status.to_owned(),
+            summary: None,
+            error: None,
+            transcript: None,
+            usage: None,
+            config_etag: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -82,8 +82,13 @@ impl ConfigClient {
 
     /// A node's effective config.
     pub async fn node_config(&self, org: &str, node: &str) -> Result<serde_json::Value, CallError> {
+        Ok(self.effective_config(org, node).await?.config)
+    }
+
+    /// A node's effective config with its etag (which changes whenever a layer of it does).
+    pub async fn effective_config(&self, org: &str, node: &str) -> Result<NodeConfig, CallError> {
         let path = format!("/api/v1/internal/orgs/{org}/nodes/{node}/config");
-        Ok(body::<NodeConfig>(self.get(&path).await?).await?.config)
+        body(self.get(&path).await?).await
     }
 
     /// A value of the org secrets store (`{"secret": "<name>"}` in config). `Ok(None)`: no such

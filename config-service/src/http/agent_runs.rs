@@ -92,17 +92,7 @@ pub async fn update(
             format!("must be one of {}", STATUSES.join(", ")),
         ));
     }
-    Ok(Json(
-        state
-            .store
-            .update_run(
-                &id,
-                &req.status,
-                req.summary.as_deref(),
-                req.error.as_deref(),
-            )
-            .await?,
-    ))
+    Ok(Json(state.store.record_run(&id, &req).await?))
 }
 
 /// Extend the runner's lease on a run it executes (service JWT). 409 when the lease is not the

@@ -3,6 +3,7 @@
 use serde_json::Value;
 use sqlx::Row;
 use sqlx::any::AnyRow;
+use switchyard_api::runs::{RunUsage, UpdateRun};
 use switchyard_common::ids::new_id;
 use switchyard_common::time::now_ms;
 
@@ -10,7 +11,7 @@ use super::{AgentRun, Arg, Filter, Page, Store, json_col, opt_ts, page_limit, ts
 use crate::domain::runs::{is_terminal, transition_allowed};
 use crate::error::{Error, Result};
 
-const RUN_COLS: &str = "id, org_id, team_id, status, trigger_payload, idempotency_key, created_at, started_at, finished_at, summary, error, reply_to, lease_owner, lease_until, attempts, deadline_at";
+const RUN_COLS: &str = "id, org_id, team_id, status, trigger_payload, idempotency_key, created_at, started_at, finished_at, summary, error, reply_to, lease_owner, lease_until, attempts, deadline_at, transcript, input_tokens, output_tokens, config_etag";
 
 fn run_row(r: &AnyRow) -> Result<AgentRun> {
     Ok(AgentRun {
@@ -32,6 +33,14 @@ fn run_row(r: &AnyRow) -> Result<AgentRun> {
         lease_until: opt_ts(r, "lease_until")?,
         attempts: r.try_get("attempts")?,
         deadline_at: opt_ts(r, "deadline_at")?,
+        transcript: r
+            .try_get::<Option<String>, _>("transcript")?
+            .and_then(|s| serde_json::from_str(&s).ok()),
+        usage: RunUsage {
+            input_tokens: r.try_get("input_tokens")?,
+            output_tokens: r.try_get("output_tokens")?,
+        },
+        config_etag: r.try_get("config_etag")?,
     })
 }
 
@@ -134,6 +143,17 @@ impl Store {
         summary: Option<&str>,
         error: Option<&str>,
     ) -> Result<AgentRun> {
+        let mut u = UpdateRun::to(status);
+        u.summary = summary.map(str::to_owned);
+        u.error = error.map(str::to_owned);
+        self.record_run(id, &u).await
+    }
+
+    /// [`Store::update_run`] with what the runner records besides: the transcript, the tokens
+    /// used and the config's etag (each kept when absent).
+    pub async fn record_run(&self, id: &str, u: &UpdateRun) -> Result<AgentRun> {
+        let (status, summary, error) =
+            (u.status.as_str(), u.summary.as_deref(), u.error.as_deref());
         let current = self.get_run(None, id).await?;
         if !transition_allowed(&current.status, status) {
             return Err(Error::conflict(
@@ -152,7 +172,9 @@ impl Store {
                finished_at = CASE WHEN $5 = 1 THEN $4 ELSE finished_at END, \
                lease_owner = CASE WHEN $5 = 1 THEN NULL ELSE lease_owner END, \
                lease_until = CASE WHEN $5 = 1 THEN NULL ELSE lease_until END, \
-               summary = COALESCE($6, summary), error = COALESCE($7, error) \
+               summary = COALESCE($6, summary), error = COALESCE($7, error), \
+               transcript = COALESCE($8, transcript), input_tokens = COALESCE($9, input_tokens), \
+               output_tokens = COALESCE($10, output_tokens), config_etag = COALESCE($11, config_etag) \
              WHERE id = $1 AND status = $2 RETURNING {RUN_COLS}"
         ))
         .bind(id)
@@ -162,6 +184,10 @@ impl Store {
         .bind(if is_terminal(status) { 1i64 } else { 0i64 })
         .bind(summary)
         .bind(error)
+        .bind(u.transcript.as_ref().map(Value::to_string))
+        .bind(u.usage.map(|x| x.input_tokens))
+        .bind(u.usage.map(|x| x.output_tokens))
+        .bind(u.config_etag.as_deref())
         .fetch_optional(&self.db.pool)
         .await?
         .ok_or_else(|| {
