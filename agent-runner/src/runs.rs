@@ -171,7 +171,27 @@ async fn execute(
         )
         .await
         .map_err(|e| format!("recording the start: {e}"))?;
-    let cfg = AgentConfig::parse(config.get("agent"), state.replies.run_deadline_seconds)?;
+    let mut cfg = AgentConfig::parse(config.get("agent"), state.replies.run_deadline_seconds)?;
+    // The day's token budgets: none left, no run; some left, the loop stops when it is used.
+    let budgets = state
+        .config
+        .token_budgets(&req.org_id, &req.team_id)
+        .await
+        .map_err(|e| format!("reading the token budgets: {e}"))?;
+    if let Some((left, whose)) = budgets.remaining() {
+        if left == 0 {
+            let b = if whose == "org" {
+                budgets.org
+            } else {
+                budgets.team
+            };
+            return Err(format!(
+                "the {whose}'s tokens_per_day budget ({}) is used up today; the run did not start",
+                b.limit.unwrap_or_default()
+            ));
+        }
+        cfg.token_budget = Some((left as u64, whose.to_owned()));
+    }
     let endpoint = match &cfg.endpoint {
         None => None,
         Some(url) => Some(Endpoint {

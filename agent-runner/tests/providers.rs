@@ -377,3 +377,22 @@ async fn a_tool_the_team_did_not_enable_is_refused_to_the_model() {
         "{fed_back}"
     );
 }
+
+#[tokio::test]
+async fn the_days_token_budget_stops_the_loop_between_turns() {
+    let call = openai_calls(&[("c", "prometheus_query", json!({"query": "up"}))]);
+    let (f, url) = fake("/chat/completions", vec![call.clone(), call.clone(), call]).await;
+    let mut cfg = config("openai", &url, json!({}));
+    cfg.token_budget = Some((150, "team".into()));
+    let (answer, t) = run(&cfg, &tools()).await;
+    assert_eq!(
+        answer,
+        Err(AgentError::Budget {
+            whose: "team".into(),
+            used: 240,
+            allowed: 150
+        })
+    );
+    // The first turn (120 tokens) fit; the second passed the budget; no third was asked.
+    assert_eq!((f.seen.lock().unwrap().len(), t.turns), (2, 2));
+}

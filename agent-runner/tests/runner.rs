@@ -572,3 +572,79 @@ async fn cancelling_a_run_stops_it_and_aborts_the_model_call() {
     let again = admin(reqwest::Method::POST, cancel, None).await.unwrap();
     assert_eq!(again.status().as_u16(), 409);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_team_over_its_daily_token_budget_runs_no_more() {
+    let key = ServiceKey::generate();
+    let (cs, _db) = config_service(&key).await;
+    let runner = agent_runner(&cs, &key, 30).await;
+    // Each answer costs 49 tokens.
+    let (model, seen) = fake_model("Disk full on db-1.").await;
+    let http = reqwest::Client::new();
+    let call = |m: reqwest::Method, url: String, body: Value| {
+        http.request(m, url)
+            .bearer_auth(ADMIN)
+            .header("if-match", "\"v0\"")
+            .json(&body)
+            .send()
+    };
+    call(
+        reqwest::Method::POST,
+        format!("{cs}/api/v1/orgs"),
+        json!({"id": "acme", "name": "Acme"}),
+    )
+    .await
+    .unwrap();
+    call(
+        reqwest::Method::POST,
+        format!("{cs}/api/v1/orgs/acme/nodes"),
+        json!({"id": "checkout", "kind": "team", "name": "c"}),
+    )
+    .await
+    .unwrap();
+    let layer = json!({"agent": {"provider": "openai", "endpoint": model, "model": "m"}, "quotas": {"tokens_per_day": 40}});
+    let r = call(
+        reqwest::Method::PUT,
+        format!("{cs}/api/v1/orgs/acme/nodes/checkout/config/layer"),
+        layer,
+    )
+    .await
+    .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let jwt = key.mint("orchestrator", "agent-runner", 60);
+    let mut ended = Vec::new();
+    for n in 0..2 {
+        let req = json!({"org_id": "acme", "team_id": "checkout", "trigger": {"source": "grafana"}, "reply_to": null, "idempotency_key": format!("b-{n}")});
+        let v: Value = http
+            .post(format!("{runner}/api/v1/run"))
+            .bearer_auth(&jwt)
+            .json(&req)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ended.push(
+            finished(
+                &http,
+                &format!("{runner}/api/v1/runs/{}", v["run_id"].as_str().unwrap()),
+            )
+            .await,
+        );
+    }
+    // Nothing was used yet: the first run starts (and, one turn long, finishes past the budget).
+    assert_eq!(ended[0]["status"], "succeeded", "{}", ended[0]);
+    // Now the day's 40 tokens are used up (49): the next run does not start, and says why.
+    assert_eq!(ended[1]["status"], "failed");
+    let why = ended[1]["error"].as_str().unwrap();
+    assert!(
+        why.contains("team's tokens_per_day budget (40) is used up today"),
+        "{why}"
+    );
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        1,
+        "the model was not called for the second run"
+    );
+}

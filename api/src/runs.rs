@@ -156,3 +156,39 @@ pub struct RecoveredRuns {
     /// Runs failed: past their deadline, or out of attempts.
     pub failed: Vec<AgentRun>,
 }
+
+/// A token budget and what was used of it today (UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Budget {
+    /// `quotas.tokens_per_day`; `None`: no limit.
+    pub limit: Option<i64>,
+    /// Input and output tokens of the runs recorded since midnight UTC.
+    pub used_today: i64,
+}
+
+impl Budget {
+    /// Tokens left today (`None`: no limit).
+    pub fn remaining(&self) -> Option<i64> {
+        self.limit.map(|l| (l - self.used_today).max(0))
+    }
+}
+
+/// The token budgets a team's runs draw on: its own (its effective `quotas.tokens_per_day`) and
+/// its org's (the org root's `quotas.tokens_per_day`, over every team).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TokenBudgets {
+    pub team: Budget,
+    pub org: Budget,
+}
+
+impl TokenBudgets {
+    /// Tokens a run may still use (`None`: no limit), and which budget binds.
+    pub fn remaining(&self) -> Option<(i64, &'static str)> {
+        match (self.team.remaining(), self.org.remaining()) {
+            (Some(t), Some(o)) if o < t => Some((o, "org")),
+            (Some(t), _) => Some((t, "team")),
+            (None, Some(o)) => Some((o, "org")),
+            (None, None) => None,
+        }
+    }
+}

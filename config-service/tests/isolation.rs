@@ -236,6 +236,12 @@ fn cases() -> Vec<Case> {
             INTERNAL,
         ),
         case(M::GET, "/api/v1/internal/agent-runs/{run}", None, INTERNAL),
+        case(
+            M::GET,
+            "/api/v1/internal/orgs/acme/nodes/checkout/token-budget",
+            None,
+            INTERNAL,
+        ),
         case(M::GET, "/api/v1/internal/routing/version", None, INTERNAL),
         case(
             M::PATCH,

@@ -21,6 +21,9 @@ pub struct AgentConfig {
     pub prompts: Prompts,
     /// The tools the team enabled, by name.
     pub tools: Vec<String>,
+    /// Tokens the run may use, and whose budget that is (`team` or `org`); set by the runner
+    /// from the day's budgets, not from config. `None`: no limit.
+    pub token_budget: Option<(u64, String)>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -109,6 +112,7 @@ impl AgentConfig {
                         .collect()
                 })
                 .unwrap_or_default(),
+            token_budget: None,
         })
     }
 }

@@ -62,6 +62,15 @@ pub enum AgentError {
     MaxTurns(u32),
     #[error("no answer within deadline_seconds ({0} s)")]
     Deadline(u64),
+    /// The run used what was left of a day's token budget.
+    #[error(
+        "the {whose}'s tokens_per_day budget ran out ({used} tokens used by this run, {allowed} were left today)"
+    )]
+    Budget {
+        whose: String,
+        used: u64,
+        allowed: u64,
+    },
 }
 
 /// Runs the loop for `trigger` (the first user message) within the config's deadline. Answers
@@ -114,6 +123,16 @@ async fn turns(
         });
         if answer.tool_calls.is_empty() {
             return Ok(answer.text.unwrap_or_default());
+        }
+        // Between turns: no further turn once the day's budget is spent.
+        if let Some((allowed, whose)) = &cfg.token_budget
+            && transcript.usage.total() >= *allowed
+        {
+            return Err(AgentError::Budget {
+                whose: whose.clone(),
+                used: transcript.usage.total(),
+                allowed: *allowed,
+            });
         }
         // Several calls in one turn run at once; their results go back in the order asked.
         let results = futures_util::future::join_all(answer.tool_calls.iter().map(|c| async {

@@ -5,7 +5,9 @@ use serde_json::json;
 use switchyard_api::auth::{IntrospectRequest, Introspection};
 use switchyard_api::config::{NodeConfig, RevealedSecret, TeamPipelines};
 use switchyard_api::routing::{Lookup, LookupRequest, RouteMatch, RoutingVersion};
-use switchyard_api::runs::{AgentRun, CreateRun, Recover, RecoveredRuns, RenewLease, UpdateRun};
+use switchyard_api::runs::{
+    AgentRun, CreateRun, Recover, RecoveredRuns, RenewLease, TokenBudgets, UpdateRun,
+};
 
 use super::{CallError, body, classify, detail, http_client, traced, transport};
 use crate::auth::ServiceKey;
@@ -88,6 +90,12 @@ impl ConfigClient {
     /// A node's effective config with its etag (which changes whenever a layer of it does).
     pub async fn effective_config(&self, org: &str, node: &str) -> Result<NodeConfig, CallError> {
         let path = format!("/api/v1/internal/orgs/{org}/nodes/{node}/config");
+        body(self.get(&path).await?).await
+    }
+
+    /// The token budgets a team's runs draw on today.
+    pub async fn token_budgets(&self, org: &str, team: &str) -> Result<TokenBudgets, CallError> {
+        let path = format!("/api/v1/internal/orgs/{org}/nodes/{team}/token-budget");
         body(self.get(&path).await?).await
     }
 

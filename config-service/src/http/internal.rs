@@ -7,6 +7,7 @@ use axum::{Json, Router};
 use switchyard_api::auth::{IntrospectRequest, Introspection};
 use switchyard_api::config::TeamPipelines;
 use switchyard_api::routing::RoutingVersion;
+use switchyard_api::runs::{Budget, TokenBudgets};
 use switchyard_common::auth::hash_token;
 
 use super::extract::{ApiJson, Service};
@@ -28,6 +29,10 @@ pub fn router() -> Router<AppState> {
             get(node_config),
         )
         .route("/api/v1/internal/agent-runs/{id}", get(get_run))
+        .route(
+            "/api/v1/internal/orgs/{org}/nodes/{node}/token-budget",
+            get(token_budget),
+        )
         .route("/api/v1/internal/routing/version", get(routing_version))
         .route("/api/v1/internal/pipelines", get(pipelines))
 }
@@ -65,6 +70,40 @@ pub async fn node_config(
     Ok(Json(
         state.store.effective_config(&org, &node, false).await?,
     ))
+}
+
+/// The token budgets a team's runs draw on today (service JWT): the team's effective
+/// `quotas.tokens_per_day` and the org root's, with what the team's and the org's runs used since
+/// midnight UTC.
+#[utoipa::path(get, path = "/api/v1/internal/orgs/{org}/nodes/{node}/token-budget", tag = "internal",
+    params(("org" = String, Path), ("node" = String, Path)),
+    responses((status = 200, body = TokenBudgets), (status = 404, body = switchyard_common::problem::Problem)), security(("service_jwt" = [])))]
+pub async fn token_budget(
+    State(state): State<AppState>,
+    s: Service,
+    Path((org, node)): Path<(String, String)>,
+) -> Result<Json<TokenBudgets>> {
+    s.require(&["agent-runner"])?;
+    let limit = |c: &serde_json::Value| {
+        c.pointer("/quotas/tokens_per_day")
+            .and_then(serde_json::Value::as_i64)
+    };
+    let team = state.store.effective_config(&org, &node, false).await?;
+    let root = state.store.effective_config(&org, &org, false).await?;
+    let midnight = {
+        let now = switchyard_common::time::now_ms();
+        now - now.rem_euclid(86_400_000)
+    };
+    Ok(Json(TokenBudgets {
+        team: Budget {
+            limit: limit(&team.config),
+            used_today: state.store.tokens_used(&org, Some(&node), midnight).await?,
+        },
+        org: Budget {
+            limit: limit(&root.config),
+            used_today: state.store.tokens_used(&org, None, midnight).await?,
+        },
+    }))
 }
 
 /// One agent run by id (service JWT).

@@ -199,6 +199,21 @@ impl Store {
         run_row(&row)
     }
 
+    /// Input and output tokens of the runs of `org` (of `team` only, when given) created since
+    /// `since` (ms).
+    pub async fn tokens_used(&self, org: &str, team: Option<&str>, since: i64) -> Result<i64> {
+        let used: Option<i64> = sqlx::query_scalar(
+            "SELECT CAST(SUM(input_tokens + output_tokens) AS BIGINT) FROM cs_agent_runs \
+             WHERE org_id = $1 AND ($2 = '' OR team_id = $2) AND created_at >= $3",
+        )
+        .bind(org)
+        .bind(team.unwrap_or(""))
+        .bind(since)
+        .fetch_one(&self.db.pool)
+        .await?;
+        Ok(used.unwrap_or(0))
+    }
+
     /// Extends `runner`'s lease on a run it is executing. False when the lease is no longer its
     /// own (another runner resumed the run, or it finished): stop working on it.
     pub async fn renew_run_lease(&self, id: &str, runner: &str, lease_ms: i64) -> Result<bool> {

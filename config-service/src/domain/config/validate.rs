@@ -214,6 +214,9 @@ fn validate_quotas(v: &Value, at: &str, errs: &mut Vec<FieldError>) {
             ("events_per_minute", Ty::NonNegInt),
             ("concurrent_runs", Ty::PosInt),
             ("runs_per_day", Ty::NonNegInt),
+            // Input and output tokens of the team's runs per UTC day (at the org's root: of all
+            // the org's runs together).
+            ("tokens_per_day", Ty::PosInt),
         ],
         errs,
     );
