@@ -1,6 +1,7 @@
 //! Executing runs: each under a lease the runner renews (so a runner that dies is noticed and its
 //! runs resumed elsewhere), within the deadline, with every state recorded in the config-service.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -9,7 +10,7 @@ use switchyard_api::runs::{AgentRun, RunRequest, RunUsage, UpdateRun};
 
 use crate::agent::config::AgentConfig;
 use crate::agent::{self, Transcript};
-use crate::providers::{self, ApiKey, Endpoint};
+use crate::providers::{self, ApiKey, Endpoint, Provider};
 use crate::toolsets;
 use crate::{AppState, release, reply, reserve};
 
@@ -192,31 +193,59 @@ async fn execute(
         }
         cfg.token_budget = Some((left as u64, whose.to_owned()));
     }
-    let endpoint = match &cfg.endpoint {
-        None => None,
-        Some(url) => Some(Endpoint {
-            url: url.clone(),
-            key: match &cfg.api_key_secret {
-                Some(name) => {
-                    ApiKey(reply::org_secret(state, &req.org_id, name, "agent.api_key").await?)
-                }
-                // A local server (Ollama, vLLM) may need no key.
-                None => ApiKey::default(),
-            },
-            timeout: Duration::from_secs(cfg.deadline_seconds),
-        }),
-    };
-    let provider = providers::build(&cfg.provider, endpoint, &state.http)?;
-    let trigger = agent::render_trigger(&req.team_id, &req.trigger, TRIGGER_BUDGET);
+    // Every credential the run needs, resolved before it starts.
     let agent_section = config.get("agent").cloned().unwrap_or(Value::Null);
     let mut secrets = toolsets::Secrets::new();
-    for name in toolsets::secret_names(&agent_section) {
-        let value = reply::org_secret(state, &req.org_id, &name, "agent.toolsets").await?;
-        secrets.insert(name, value);
+    let names = cfg
+        .api_key_secret
+        .iter()
+        .cloned()
+        .chain(toolsets::secret_names(&agent_section));
+    for name in names {
+        if let std::collections::btree_map::Entry::Vacant(slot) = secrets.entry(name) {
+            let value = reply::org_secret(state, &req.org_id, slot.key(), "agent").await?;
+            slot.insert(value);
+        }
     }
-    let (tools, unavailable) = toolsets::build(&agent_section, &cfg.tools, &secrets, &state.http);
+    let make = |c: &AgentConfig| -> std::result::Result<Arc<dyn Provider>, String> {
+        let endpoint = c.endpoint.as_ref().map(|url| Endpoint {
+            url: url.clone(),
+            // No key: a local server (Ollama, vLLM) may need none.
+            key: ApiKey(
+                c.api_key_secret
+                    .as_ref()
+                    .and_then(|n| secrets.get(n).cloned())
+                    .unwrap_or_default(),
+            ),
+            timeout: Duration::from_secs(c.deadline_seconds),
+        });
+        Ok(Arc::from(providers::build(
+            &c.provider,
+            endpoint,
+            &state.http,
+        )?))
+    };
+    let provider = make(&cfg)?;
+    let trigger = agent::render_trigger(&req.team_id, &req.trigger, TRIGGER_BUDGET);
+    let (mut tools, mut unavailable) =
+        toolsets::build(&agent_section, &cfg.tools, &secrets, &state.http);
+    let (subs, problems) = toolsets::sub_agents::tools_for(
+        &agent_section,
+        &cfg,
+        &provider,
+        &cfg.tools,
+        1,
+        &secrets,
+        &state.http,
+        &make,
+    );
+    for t in subs {
+        tools = tools.with(t);
+    }
+    unavailable.extend(problems);
+    unavailable.retain(|t| !tools.has(t));
     if !unavailable.is_empty() {
-        tracing::info!(run = %id, tools = ?unavailable, "enabled tools without their toolset settings (or not in this version) are not offered");
+        tracing::info!(run = %id, tools = ?unavailable, "enabled tools not offered (no toolset settings, not in this version, or a sub-agent that cannot run)");
     }
     let answer = agent::run(provider.as_ref(), &cfg, &trigger, &tools, transcript).await;
     tracing::info!(run = %id, turns = transcript.turns, input_tokens = transcript.usage.input_tokens,

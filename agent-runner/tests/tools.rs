@@ -221,3 +221,114 @@ async fn the_loop_investigates_with_a_configured_tool() {
     );
     assert_eq!(seen.lock().unwrap().len(), 1);
 }
+
+/// A fake model that plays a lead (system prompt "lead") asking its `k8s` sub-agent, and the
+/// sub-agent (system prompt "k8s") querying Prometheus; each answers from what it was fed back.
+async fn two_level_model() -> String {
+    async fn turn(body: axum::Json<Value>) -> axum::Json<Value> {
+        let system = body["messages"][0]["content"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        let fed = body["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["role"] == "tool")
+            .map(|m| m["content"].as_str().unwrap_or("").to_owned());
+        let usage = json!({"prompt_tokens": 10, "completion_tokens": 1});
+        let call = |name: &str, args: Value| {
+            json!({"choices": [{"message": {"content": null, "tool_calls": [{"id": "c", "type": "function",
+                "function": {"name": name, "arguments": args.to_string()}}]}}], "usage": usage})
+        };
+        let text = |t: String| json!({"choices": [{"message": {"content": t}}], "usage": usage});
+        axum::Json(match (system.as_str(), fed) {
+            ("lead", None) => call("ask_k8s", json!({"task": "are the checkout pods up?"})),
+            ("lead", Some(f)) => text(format!("lead: {f}")),
+            ("k8s", None) => call("prometheus_query", json!({"query": "up{job=\"checkout\"}"})),
+            ("k8s", Some(f)) => text(if f.contains("\"0\"") {
+                "pods down".into()
+            } else {
+                "pods up".into()
+            }),
+            (other, _) => text(format!("unexpected system prompt {other}")),
+        })
+    }
+    let app = Router::new().route("/v1/chat/completions", post(turn));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    url
+}
+
+#[tokio::test]
+async fn a_sub_agent_is_a_tool_with_its_own_prompt_tools_and_steps() {
+    let (prom, seen) = observability().await;
+    let model = two_level_model().await;
+    let section = json!({"provider": "openai", "endpoint": model, "model": "m",
+        "prompts": {"system": "lead"}, "tools": ["ask_k8s"],
+        "toolsets": {"prometheus": {"url": prom}},
+        "sub_agents": {"k8s": {"description": "Kubernetes specialist", "prompts": {"system": "k8s"},
+            "tools": ["prometheus_query"]}}});
+    let cfg = AgentConfig::parse(Some(&section), 60).unwrap();
+    let http = reqwest::Client::new();
+    let make =
+        |c: &AgentConfig| -> Result<Arc<dyn switchyard_agent_runner::providers::Provider>, String> {
+            let endpoint = Endpoint {
+                url: c.endpoint.clone().unwrap(),
+                key: ApiKey::default(),
+                timeout: std::time::Duration::from_secs(10),
+            };
+            Ok(Arc::from(providers::build(
+                &c.provider,
+                Some(endpoint),
+                &http,
+            )?))
+        };
+    let provider = make(&cfg).unwrap();
+    let (mut tools, _) = toolsets::build(&section, &cfg.tools, &Secrets::new(), &http);
+    assert!(
+        !tools.has("prometheus_query"),
+        "the lead has only its own tools"
+    );
+    let (subs, problems) = toolsets::sub_agents::tools_for(
+        &section,
+        &cfg,
+        &provider,
+        &cfg.tools,
+        1,
+        &Secrets::new(),
+        &http,
+        &make,
+    );
+    assert!(problems.is_empty(), "{problems:?}");
+    for t in subs {
+        tools = tools.with(t);
+    }
+    let spec = &tools.specs()[0];
+    assert_eq!(spec.name, "ask_k8s");
+    assert!(spec.description.contains("Kubernetes specialist"));
+    let mut t = Transcript::default();
+    let answer = agent::run(provider.as_ref(), &cfg, "alert", &tools, &mut t)
+        .await
+        .unwrap();
+    assert_eq!(answer, "lead: pods down");
+    // Two lead turns and two sub-agent turns, all counted; the sub-agent's steps nest.
+    assert_eq!((t.turns, t.usage.input_tokens), (2, 40));
+    let Step::Tool {
+        name,
+        sub_agent: Some(sub),
+        ..
+    } = &t.steps[1]
+    else {
+        panic!("{:?}", t.steps[1]);
+    };
+    assert_eq!(name, "ask_k8s");
+    assert!(matches!(&sub.steps[1], Step::Tool { name, .. } if name == "prometheus_query"));
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    let recorded = serde_json::to_value(&t).unwrap();
+    assert_eq!(
+        recorded["steps"][1]["sub_agent"]["steps"][1]["name"],
+        "prometheus_query"
+    );
+}

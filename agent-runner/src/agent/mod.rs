@@ -34,7 +34,7 @@ pub enum Step {
         usage: Usage,
         duration_ms: u64,
     },
-    /// One tool call, with its (truncated) output or error.
+    /// One tool call, with its (truncated) output or error; a sub-agent's with its own steps.
     Tool {
         turn: u32,
         name: String,
@@ -42,6 +42,8 @@ pub enum Step {
         output: String,
         error: bool,
         duration_ms: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sub_agent: Option<Box<Transcript>>,
     },
 }
 
@@ -146,6 +148,10 @@ async fn turns(
             tool_calls: answer.tool_calls.clone(),
         });
         for (call, (result, took)) in answer.tool_calls.into_iter().zip(results) {
+            // A sub-agent's turns count in the run.
+            if let Some(sub) = &result.sub {
+                transcript.usage.add(sub.usage);
+            }
             transcript.steps.push(Step::Tool {
                 turn,
                 name: call.name.clone(),
@@ -153,6 +159,7 @@ async fn turns(
                 output: result.output.clone(),
                 error: result.error,
                 duration_ms: took.as_millis() as u64,
+                sub_agent: result.sub.map(Box::new),
             });
             messages.push(Message::Tool {
                 call_id: call.id,

@@ -5,6 +5,7 @@
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 
+use super::Transcript;
 use crate::messages::ToolSpec;
 
 /// One tool.
@@ -12,13 +13,23 @@ pub trait Tool: Send + Sync {
     fn spec(&self) -> ToolSpec;
     /// Runs with the model's arguments; `Err` is a failure the model is told about.
     fn call<'a>(&'a self, arguments: &'a Value) -> BoxFuture<'a, Result<String, String>>;
+    /// [`Tool::call`], with the transcript of the agent loop the tool ran, if it is a sub-agent
+    /// (its steps nest in the run's transcript, its tokens count in the run's usage).
+    fn call_traced<'a>(
+        &'a self,
+        arguments: &'a Value,
+    ) -> BoxFuture<'a, (Result<String, String>, Option<Transcript>)> {
+        Box::pin(async move { (self.call(arguments).await, None) })
+    }
 }
 
 /// What a call answered, as the model will read it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ToolResult {
     pub output: String,
     pub error: bool,
+    /// A sub-agent's own transcript.
+    pub sub: Option<Transcript>,
 }
 
 /// The tools of one run.
@@ -41,6 +52,11 @@ impl Default for ToolBox {
 }
 
 impl ToolBox {
+    /// Whether a tool of this name is in the box.
+    pub fn has(&self, name: &str) -> bool {
+        self.tools.iter().any(|t| t.spec().name == name)
+    }
+
     pub fn with(mut self, tool: Box<dyn Tool>) -> Self {
         self.tools.push(tool);
         self
@@ -59,16 +75,20 @@ impl ToolBox {
             return ToolResult {
                 output: format!("there is no tool named {name:?} in this run"),
                 error: true,
+                sub: None,
             };
         };
-        match tool.call(arguments).await {
+        let (result, sub) = tool.call_traced(arguments).await;
+        match result {
             Ok(out) => ToolResult {
                 output: truncate(&out, self.output_budget),
                 error: false,
+                sub,
             },
             Err(e) => ToolResult {
                 output: truncate(&format!("error: {e}"), self.output_budget),
                 error: true,
+                sub,
             },
         }
     }

@@ -6,9 +6,11 @@
 //! # Layout
 //! - [`observability`]: `prometheus_query`, `prometheus_range_query`, `alertmanager_alerts`,
 //!   `loki_query` over the HTTP APIs of the team's servers;
-//! - [`web`]: `http_get`, limited to allow-listed URL prefixes.
+//! - [`web`]: `http_get`, limited to allow-listed URL prefixes;
+//! - [`sub_agents`]: `ask_<name>`, a sub-agent's own loop as a tool.
 
 pub mod observability;
+pub mod sub_agents;
 pub mod web;
 
 use std::collections::BTreeMap;
@@ -39,6 +41,17 @@ pub type Secrets = BTreeMap<String, String>;
 /// The secret names the toolsets of `agent` refer to (resolved before the run).
 pub fn secret_names(agent: &Value) -> Vec<String> {
     let mut out = Vec::new();
+    // Sub-agents' own keys.
+    for sub in agent
+        .get("sub_agents")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flat_map(|s| s.values())
+    {
+        if let Some(name) = sub.pointer("/api_key/secret").and_then(Value::as_str) {
+            out.push(name.to_owned());
+        }
+    }
     if let Some(sets) = agent.get("toolsets").and_then(Value::as_object) {
         for set in ["prometheus", "alertmanager", "loki", "github"] {
             if let Some(name) = sets
@@ -86,7 +99,9 @@ pub fn build(
                 target("loki").map(|t| Box::new(observability::LokiQuery::new(t, http)) as _)
             }
             "http_get" => web::HttpGet::from_config(sets.get("http")).map(|t| Box::new(t) as _),
-            // Tools of later toolsets (Kubernetes, GitHub, events, MCP) and sub-agents.
+            // Sub-agents are added by `sub_agents::tools_for`.
+            n if n.starts_with("ask_") => continue,
+            // Tools of later toolsets (Kubernetes, GitHub, events, MCP).
             _ => None,
         };
         match tool {
