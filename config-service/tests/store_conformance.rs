@@ -1023,15 +1023,44 @@ async fn agent_runs_are_idempotent_and_move_forward(b: Backend) {
             ..
         }
     ));
-    let done = s
-        .update_run(&r.id, "succeeded", Some("posted a summary"), None)
-        .await
-        .unwrap();
+    // Usage recorded with a run adds to the day's counters of its team and its org, once.
+    let midnight = {
+        let now = switchyard_common::time::now_ms();
+        now - now.rem_euclid(86_400_000)
+    };
+    let usage = |i, o| switchyard_api::runs::RunUsage {
+        input_tokens: i,
+        output_tokens: o,
+    };
+    let mut u = switchyard_api::runs::UpdateRun::to("succeeded");
+    u.summary = Some("posted a summary".into());
+    u.usage = Some(usage(40, 9));
+    let done = s.record_run(&r.id, &u).await.unwrap();
     assert_eq!(
         (done.status.as_str(), done.summary.as_deref()),
         ("succeeded", Some("posted a summary"))
     );
     assert!(done.finished_at.is_some());
+    assert_eq!(done.usage, usage(40, 9));
+    assert_eq!(
+        s.tokens_used("acme", Some("checkout"), midnight)
+            .await
+            .unwrap(),
+        49
+    );
+    assert_eq!(s.tokens_used("acme", None, midnight).await.unwrap(), 49);
+    assert_eq!(
+        s.tokens_used("acme", Some("search"), midnight)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        s.tokens_used("acme", None, midnight - 86_400_000)
+            .await
+            .unwrap(),
+        0
+    );
 
     for i in 0..4 {
         s.create_run(&NewRun {

@@ -73,8 +73,8 @@ pub async fn node_config(
 }
 
 /// The token budgets a team's runs draw on today (service JWT): the team's effective
-/// `quotas.tokens_per_day` and the org root's, with what the team's and the org's runs used since
-/// midnight UTC.
+/// `quotas.tokens_per_day` and the org root's, with the tokens the team's and the org's runs
+/// recorded since midnight UTC (counters kept with each run's usage).
 #[utoipa::path(get, path = "/api/v1/internal/orgs/{org}/nodes/{node}/token-budget", tag = "internal",
     params(("org" = String, Path), ("node" = String, Path)),
     responses((status = 200, body = TokenBudgets), (status = 404, body = switchyard_common::problem::Problem)), security(("service_jwt" = [])))]

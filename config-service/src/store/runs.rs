@@ -165,7 +165,8 @@ impl Store {
             ));
         }
         let now = now_ms();
-        let _guard = self.write_guard().await;
+        // The run and the day's usage counters change together.
+        let (_guard, mut tx) = self.db.begin_write().await?;
         let row = sqlx::query(&format!(
             "UPDATE cs_agent_runs SET status = $3, \
                started_at = CASE WHEN $3 = 'running' THEN $4 ELSE started_at END, \
@@ -188,7 +189,7 @@ impl Store {
         .bind(u.usage.map(|x| x.input_tokens))
         .bind(u.usage.map(|x| x.output_tokens))
         .bind(u.config_etag.as_deref())
-        .fetch_optional(&self.db.pool)
+        .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(|| {
             Error::conflict(
@@ -196,20 +197,38 @@ impl Store {
                 format!("agent run {id} changed while being updated; read it again"),
             )
         })?;
-        run_row(&row)
+        let run = run_row(&row)?;
+        let added = (run.usage.input_tokens + run.usage.output_tokens)
+            - (current.usage.input_tokens + current.usage.output_tokens);
+        if added != 0 {
+            let day = now - now.rem_euclid(86_400_000);
+            for team in [run.team_id.as_str(), ""] {
+                sqlx::query(
+                    "INSERT INTO cs_token_usage (org_id, team_id, day, tokens) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (org_id, team_id, day) DO UPDATE SET tokens = cs_token_usage.tokens + excluded.tokens",
+                )
+                .bind(&run.org_id)
+                .bind(team)
+                .bind(day)
+                .bind(added)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(run)
     }
 
-    /// Input and output tokens of the runs of `org` (of `team` only, when given) created since
-    /// `since` (ms).
-    pub async fn tokens_used(&self, org: &str, team: Option<&str>, since: i64) -> Result<i64> {
+    /// Input and output tokens the runs of `org` (of `team` only, when given) recorded on the UTC
+    /// day starting at `day` (ms).
+    pub async fn tokens_used(&self, org: &str, team: Option<&str>, day: i64) -> Result<i64> {
         let used: Option<i64> = sqlx::query_scalar(
-            "SELECT CAST(SUM(input_tokens + output_tokens) AS BIGINT) FROM cs_agent_runs \
-             WHERE org_id = $1 AND ($2 = '' OR team_id = $2) AND created_at >= $3",
+            "SELECT tokens FROM cs_token_usage WHERE org_id = $1 AND team_id = $2 AND day = $3",
         )
         .bind(org)
         .bind(team.unwrap_or(""))
-        .bind(since)
-        .fetch_one(&self.db.pool)
+        .bind(day)
+        .fetch_optional(&self.db.pool)
         .await?;
         Ok(used.unwrap_or(0))
     }
