@@ -5,6 +5,8 @@
 
 mod stack;
 
+use std::sync::{Arc, Mutex};
+
 use base64::Engine;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -1325,7 +1327,131 @@ async fn throttling_is_capped(b: Backend) {
     );
 }
 
+/// A fake Prometheus (`up` of checkout is 0) and a fake OpenAI-compatible model that asks it once,
+/// then answers from what it was fed back. Answers (model URL, Prometheus URL, Prometheus calls).
+async fn fake_model_and_prometheus() -> (String, String, Arc<Mutex<Vec<String>>>) {
+    let prom_calls: Arc<Mutex<Vec<String>>> = Arc::default();
+    let calls = prom_calls.clone();
+    let prom = axum::Router::new().route(
+        "/api/v1/query",
+        axum::routing::get(move |q: axum::extract::RawQuery| {
+            let calls = calls.clone();
+            async move {
+                calls.lock().unwrap().push(q.0.unwrap_or_default());
+                axum::Json(json!({"status": "success", "data": {"resultType": "vector",
+                    "result": [{"metric": {"job": "checkout"}, "value": [1700000000, "0"]}]}}))
+            }
+        }),
+    );
+    let model = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(|body: axum::Json<Value>| async move {
+            let fed = body["messages"].as_array().unwrap().iter().find(|m| m["role"] == "tool").cloned();
+            axum::Json(match fed {
+                None => json!({"choices": [{"message": {"content": null, "tool_calls": [{"id": "q1", "type": "function",
+                    "function": {"name": "prometheus_query", "arguments": "{\"query\":\"up{job=\\\"checkout\\\"}\"}"}}]}}],
+                    "usage": {"prompt_tokens": 300, "completion_tokens": 20}}),
+                Some(t) => {
+                    let down = t["content"].as_str().unwrap_or("").contains("\"0\"");
+                    let answer = if down { "checkout-api is down: up{job=\"checkout\"} is 0." } else { "checkout-api is up." };
+                    json!({"choices": [{"message": {"content": answer}}], "usage": {"prompt_tokens": 420, "completion_tokens": 15}})
+                }
+            })
+        }),
+    );
+    let serve = |app: axum::Router| async move {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+        url
+    };
+    let model_url = format!("{}/v1", serve(model).await);
+    (model_url, serve(prom).await, prom_calls)
+}
+
+/// A signed Slack question reaches the team's agent, which investigates with its Prometheus tool
+/// on its model and answers in the thread; the run records the tool call, the model's tokens and
+/// the answer.
+async fn a_slack_question_is_investigated_by_the_teams_agent(b: Backend) {
+    let s = Stack::start(b, Options::default()).await;
+    let (model, prom, prom_calls) = fake_model_and_prometheus().await;
+    let cs = &s.cs;
+    s.must(
+        Method::POST,
+        format!("{cs}/api/v1/orgs"),
+        Some(json!({"id": "acme", "name": "Acme"})),
+    )
+    .await;
+    s.must(
+        Method::POST,
+        format!("{cs}/api/v1/orgs/acme/nodes"),
+        Some(json!({"id": "checkout", "kind": "team", "name": "c"})),
+    )
+    .await;
+    for (name, value) in [("slack-bot", "xoxb-checkout"), ("llm", "sk-model-0123")] {
+        s.must(
+            Method::PUT,
+            format!("{cs}/api/v1/orgs/acme/secrets/{name}"),
+            Some(json!({"value": value})),
+        )
+        .await;
+    }
+    s.layer("acme", "acme", json!({"routing": {"slack_team": "T0001"}}))
+        .await;
+    s.layer("acme", "checkout", json!({
+        "routing": {"slack_channel": "C0CHECKOUT"},
+        "integrations": {"slack": {"bot_token": {"secret": "slack-bot"}}},
+        "agent": {"provider": "openai", "endpoint": model, "model": "gpt-test", "api_key": {"secret": "llm"},
+            "tools": ["prometheus_query"], "toolsets": {"prometheus": {"url": prom}}}
+    })).await;
+    s.must(
+        Method::POST,
+        format!("{}/api/v1/platform/integrations", s.orch),
+        Some(json!({"source": "slack", "name": "Slack app", "secrets": [SLACK_SECRET]})),
+    )
+    .await;
+    let slack = json!({"type": "event_callback", "team_id": "T0001", "event_id": "EvAgent1", "event": {"type": "app_mention",
+        "channel": "C0CHECKOUT", "ts": "1700000000.000200", "text": "<@U1> is checkout down?"}}).to_string();
+    let (st, _, _) = s
+        .webhook(
+            "/webhooks/slack/events",
+            &slack_headers(slack.as_bytes(), now_s(), SLACK_SECRET),
+            slack.as_bytes(),
+        )
+        .await;
+    assert_eq!(st, 200);
+    eventually("the run succeeded", 20, || async {
+        !s.runs("acme", "succeeded").await.is_empty()
+    })
+    .await;
+    let run = &s.runs("acme", "succeeded").await[0];
+    assert_eq!(
+        run["summary"],
+        "checkout-api is down: up{job=\"checkout\"} is 0."
+    );
+    assert_eq!(
+        run["usage"],
+        json!({"input_tokens": 720, "output_tokens": 35})
+    );
+    assert_eq!(run["transcript"]["steps"][1]["kind"], "tool");
+    assert_eq!(run["transcript"]["steps"][1]["name"], "prometheus_query");
+    assert_eq!(prom_calls.lock().unwrap().len(), 1);
+    assert!(!run.to_string().contains("sk-model-0123"));
+    let slack_calls = s.slack.lock().unwrap().clone();
+    assert_eq!(slack_calls.len(), 1, "{slack_calls:?}");
+    assert_eq!(slack_calls[0].1, "Bearer xoxb-checkout");
+    assert_eq!(slack_calls[0].2["thread_ts"], "1700000000.000200");
+    assert!(
+        slack_calls[0].2["text"]
+            .as_str()
+            .unwrap()
+            .contains("checkout-api is down"),
+        "{slack_calls:?}"
+    );
+}
+
 switchyard_common::on_both_backends!(
+    a_slack_question_is_investigated_by_the_teams_agent,
     control_actions_are_audited,
     a_shared_app_event_matching_two_orgs_goes_to_neither,
     events_without_usable_identifiers_go_to_the_default_team,
