@@ -34,7 +34,8 @@ pub struct ToolResult {
 
 /// The tools of one run.
 pub struct ToolBox {
-    tools: Vec<Box<dyn Tool>>,
+    /// Each tool with its name, read once when it is added (a spec builds its JSON schema).
+    tools: Vec<(String, Box<dyn Tool>)>,
     /// Most bytes of one tool output fed back to the model.
     pub output_budget: usize,
 }
@@ -54,16 +55,16 @@ impl Default for ToolBox {
 impl ToolBox {
     /// Whether a tool of this name is in the box.
     pub fn has(&self, name: &str) -> bool {
-        self.tools.iter().any(|t| t.spec().name == name)
+        self.tools.iter().any(|(n, _)| n == name)
     }
 
     pub fn with(mut self, tool: Box<dyn Tool>) -> Self {
-        self.tools.push(tool);
+        self.tools.push((tool.spec().name, tool));
         self
     }
 
     pub fn specs(&self) -> Vec<ToolSpec> {
-        self.tools.iter().map(|t| t.spec()).collect()
+        self.tools.iter().map(|(_, t)| t.spec()).collect()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -71,7 +72,7 @@ impl ToolBox {
     }
 
     pub async fn call(&self, name: &str, arguments: &Value) -> ToolResult {
-        let Some(tool) = self.tools.iter().find(|t| t.spec().name == name) else {
+        let Some((_, tool)) = self.tools.iter().find(|(n, _)| n == name) else {
             return ToolResult {
                 output: format!("there is no tool named {name:?} in this run"),
                 error: true,

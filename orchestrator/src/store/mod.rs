@@ -124,6 +124,7 @@ impl Store {
     }
 
     /// Closes the pool: every later call fails as if the database were down (tests of outages).
+    #[cfg(feature = "testing")]
     pub async fn close(&self) {
         self.db.pool.close().await;
     }
