@@ -67,12 +67,20 @@ pub struct Settings {
         default_value = "http://127.0.0.1:8081"
     )]
     pub config_service_url: String,
+    /// The orchestrator, which `switchyard_events` asks for a team's recent events; unset, the
+    /// tool is not offered.
+    #[arg(long, env = "SWITCHYARD_ORCHESTRATOR_URL")]
+    pub orchestrator_url: Option<String>,
     #[command(flatten)]
     pub replies: ReplySettings,
     /// The platform admin token (reads any run), the agent-runner's signing key and the
     /// orchestrator's public key.
     #[command(flatten)]
     pub secrets: switchyard_common::settings::SecretSettings,
+    /// The cluster the Kubernetes tools read: `in-cluster` (the pod's service account), `off`,
+    /// or `auto` (in-cluster when running in a pod).
+    #[arg(long, env = "SWITCHYARD_AGENT_KUBERNETES", default_value = "auto", value_parser = ["auto", "in-cluster", "off"])]
+    pub kubernetes: String,
     #[arg(long, env = "SWITCHYARD_LOG_JSON")]
     pub log_json: bool,
 }
@@ -114,6 +122,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Names this process as the holder of its runs' leases.
     pub runner_id: Arc<str>,
+    /// The cluster the Kubernetes tools read (each team only its own namespaces).
+    pub kube: Option<kube::Client>,
     /// Runs in flight per (org, team).
     inflight: Arc<Mutex<HashMap<(String, String), u64>>>,
 }
@@ -134,12 +144,25 @@ impl AppState {
             .secrets
             .service_key(Some("agent-runner"), &["orchestrator"])?;
         let admin_token = settings.secrets.admin_token()?;
-        Ok(Self::new(
+        let mut state = Self::new(
             &settings.config_service_url,
             settings.replies.clone(),
             admin_token,
             key,
-        ))
+        );
+        let in_pod = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+        state.kube = match settings.kubernetes.as_str() {
+            "in-cluster" => Some(in_cluster()?),
+            "auto" if in_pod => match in_cluster() {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no Kubernetes client; the Kubernetes tools are off");
+                    None
+                }
+            },
+            _ => None,
+        };
+        Ok(state)
     }
 
     pub fn new(
@@ -159,9 +182,18 @@ impl AppState {
             service_key,
             metrics: Metrics::new("switchyard_agent_runner"),
             runner_id: Arc::from(format!("agent-runner-{}", uuid::Uuid::new_v4().simple())),
+            kube: None,
             inflight: Arc::default(),
         }
     }
+}
+
+/// A client with the pod's service account.
+fn in_cluster() -> anyhow::Result<kube::Client> {
+    let config = kube::Config::incluster()
+        .map_err(|e| anyhow::anyhow!("reading the in-cluster Kubernetes config: {e}"))?;
+    kube::Client::try_from(config)
+        .map_err(|e| anyhow::anyhow!("building the Kubernetes client: {e}"))
 }
 
 impl AuthState for AppState {

@@ -227,16 +227,21 @@ async fn execute(
     };
     let provider = make(&cfg)?;
     let trigger = agent::render_trigger(&req.team_id, &req.trigger, TRIGGER_BUDGET);
-    let (mut tools, mut unavailable) =
-        toolsets::build(&agent_section, &cfg.tools, &secrets, &state.http);
+    let ctx = toolsets::Context {
+        org: req.org_id.clone(),
+        team: req.team_id.clone(),
+        secrets: secrets.clone(),
+        http: state.http.clone(),
+        kube: state.kube.clone(),
+    };
+    let (mut tools, mut unavailable) = toolsets::build(&agent_section, &cfg.tools, &ctx);
     let (subs, problems) = toolsets::sub_agents::tools_for(
         &agent_section,
         &cfg,
         &provider,
         &cfg.tools,
         1,
-        &secrets,
-        &state.http,
+        &ctx,
         &make,
     );
     for t in subs {

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use switchyard_agent_runner::agent::config::AgentConfig;
 use switchyard_agent_runner::agent::{self, Step, Transcript};
 use switchyard_agent_runner::providers::{self, ApiKey, Endpoint};
-use switchyard_agent_runner::toolsets::{self, Secrets};
+use switchyard_agent_runner::toolsets::{self, Context, Secrets};
 
 type Seen = Arc<Mutex<Vec<(String, String)>>>;
 
@@ -67,13 +67,24 @@ fn secrets() -> Secrets {
     [("prom".to_owned(), "prom-token-123".to_owned())].into()
 }
 
+/// A run's context for org `acme`, team `payments`, without a cluster.
+fn ctx(secrets: Secrets) -> Context {
+    Context {
+        org: "acme".into(),
+        team: "payments".into(),
+        secrets,
+        http: reqwest::Client::new(),
+        kube: None,
+    }
+}
+
 #[tokio::test]
 async fn tools_reach_only_what_the_team_configured() {
     let (url, seen) = observability().await;
     let a = agent_section(&url, true);
     let enabled: Vec<String> = serde_json::from_value(a["tools"].clone()).unwrap();
-    let (tools, missing) = toolsets::build(&a, &enabled, &secrets(), &reqwest::Client::new());
-    // kubernetes_get has no toolset settings here (and no implementation yet): not offered.
+    let (tools, missing) = toolsets::build(&a, &enabled, &ctx(secrets()));
+    // kubernetes_get has no toolset settings (and the runner no cluster) here: not offered.
     assert_eq!(missing, vec!["kubernetes_get"]);
     let names: Vec<String> = tools.specs().into_iter().map(|s| s.name).collect();
     assert_eq!(
@@ -150,12 +161,7 @@ async fn tools_reach_only_what_the_team_configured() {
 async fn private_addresses_need_the_teams_consent() {
     let (url, _) = observability().await;
     let a = agent_section(&url, false);
-    let (tools, _) = toolsets::build(
-        &a,
-        &["http_get".into()],
-        &secrets(),
-        &reqwest::Client::new(),
-    );
+    let (tools, _) = toolsets::build(&a, &["http_get".into()], &ctx(secrets()));
     let r = tools
         .call("http_get", &json!({"url": format!("{url}/status/ok")}))
         .await;
@@ -197,7 +203,7 @@ async fn the_loop_investigates_with_a_configured_tool() {
     section["endpoint"] = json!(model);
     section["model"] = json!("m");
     let cfg = AgentConfig::parse(Some(&section), 60).unwrap();
-    let (tools, _) = toolsets::build(&section, &cfg.tools, &secrets(), &reqwest::Client::new());
+    let (tools, _) = toolsets::build(&section, &cfg.tools, &ctx(secrets()));
     let endpoint = Endpoint {
         url: model,
         key: ApiKey("k".into()),
@@ -286,7 +292,7 @@ async fn a_sub_agent_is_a_tool_with_its_own_prompt_tools_and_steps() {
             )?))
         };
     let provider = make(&cfg).unwrap();
-    let (mut tools, _) = toolsets::build(&section, &cfg.tools, &Secrets::new(), &http);
+    let (mut tools, _) = toolsets::build(&section, &cfg.tools, &ctx(Secrets::new()));
     assert!(
         !tools.has("prometheus_query"),
         "the lead has only its own tools"
@@ -297,8 +303,7 @@ async fn a_sub_agent_is_a_tool_with_its_own_prompt_tools_and_steps() {
         &provider,
         &cfg.tools,
         1,
-        &Secrets::new(),
-        &http,
+        &ctx(Secrets::new()),
         &make,
     );
     assert!(problems.is_empty(), "{problems:?}");

@@ -131,6 +131,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             max_run_attempts: 3,
         },
         secrets: secrets("agent-runner"),
+        kubernetes: "off".into(),
+        orchestrator_url: Some(format!("http://{orch_addr}")),
         log_json: false,
     };
     // The orchestrator is configured exactly as `switchyard orchestrator` would be.

@@ -17,6 +17,8 @@
 //! - [`trace`]: W3C `traceparent` propagation between the services.
 //! - [`routing`]: routing identifier kinds, their precedence and validation.
 //! - [`time`]: millisecond timestamps as stored, RFC 3339 as shown.
+//! - `k8s_fake` (the `k8s-fake` feature, tests only): a stateful in-process fake of the Kubernetes
+//!   API server that `kube::Client` talks to through its real code path.
 
 pub mod auth;
 pub mod clients;
@@ -27,6 +29,8 @@ pub mod db;
 pub mod error;
 pub mod http;
 pub mod ids;
+#[cfg(feature = "k8s-fake")]
+pub mod k8s_fake;
 pub mod problem;
 pub mod routing;
 pub mod settings;

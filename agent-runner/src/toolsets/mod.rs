@@ -6,9 +6,12 @@
 //! # Layout
 //! - [`observability`]: `prometheus_query`, `prometheus_range_query`, `alertmanager_alerts`,
 //!   `loki_query` over the HTTP APIs of the team's servers;
+//! - [`kubernetes`]: `kubernetes_get`, `kubernetes_logs`, `kubernetes_events`, read-only, in the
+//!   team's namespaces that are assigned to its org;
 //! - [`web`]: `http_get`, limited to allow-listed URL prefixes;
 //! - [`sub_agents`]: `ask_<name>`, a sub-agent's own loop as a tool.
 
+pub mod kubernetes;
 pub mod observability;
 pub mod sub_agents;
 pub mod web;
@@ -37,6 +40,18 @@ impl std::fmt::Debug for Target {
 
 /// Resolved credentials of a run's toolsets, by the secret name config refers to.
 pub type Secrets = BTreeMap<String, String>;
+
+/// What a run's tools are built from besides the team's config: whose run it is, the credentials
+/// resolved for it, and the runner's clients.
+#[derive(Clone)]
+pub struct Context {
+    pub org: String,
+    pub team: String,
+    pub secrets: Secrets,
+    pub http: reqwest::Client,
+    /// The cluster the runner reads for the Kubernetes tools, if it has one.
+    pub kube: Option<kube::Client>,
+}
 
 /// The secret names the toolsets of `agent` refer to (resolved before the run).
 pub fn secret_names(agent: &Value) -> Vec<String> {
@@ -68,13 +83,12 @@ pub fn secret_names(agent: &Value) -> Vec<String> {
 
 /// The tool box of a run: each enabled built-in tool whose toolset is configured. An enabled tool
 /// without its toolset is left out and said so in the answer (the model never sees it).
-pub fn build(
-    agent: &Value,
-    enabled: &[String],
-    secrets: &Secrets,
-    http: &reqwest::Client,
-) -> (ToolBox, Vec<String>) {
+pub fn build(agent: &Value, enabled: &[String], ctx: &Context) -> (ToolBox, Vec<String>) {
+    let (secrets, http) = (&ctx.secrets, &ctx.http);
     let sets = agent.get("toolsets").cloned().unwrap_or(Value::Null);
+    let cluster = ctx.kube.clone().and_then(|client| {
+        kubernetes::Cluster::from_config(client, &ctx.org, sets.get("kubernetes"))
+    });
     let target = |set: &str| -> Option<Target> {
         let s = sets.get(set)?;
         Some(Target {
@@ -99,6 +113,15 @@ pub fn build(
                 target("loki").map(|t| Box::new(observability::LokiQuery::new(t, http)) as _)
             }
             "http_get" => web::HttpGet::from_config(sets.get("http")).map(|t| Box::new(t) as _),
+            "kubernetes_get" => cluster
+                .clone()
+                .map(|c| Box::new(kubernetes::KubernetesGet(c)) as _),
+            "kubernetes_logs" => cluster
+                .clone()
+                .map(|c| Box::new(kubernetes::KubernetesLogs(c)) as _),
+            "kubernetes_events" => cluster
+                .clone()
+                .map(|c| Box::new(kubernetes::KubernetesEvents(c)) as _),
             // Sub-agents are added by `sub_agents::tools_for`.
             n if n.starts_with("ask_") => continue,
             // Tools of later toolsets (Kubernetes, GitHub, events, MCP).

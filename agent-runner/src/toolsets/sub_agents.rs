@@ -8,7 +8,7 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 
-use super::Secrets;
+use super::Context;
 use crate::agent::config::AgentConfig;
 use crate::agent::tools::{Tool, ToolBox};
 use crate::agent::{self, Transcript};
@@ -44,15 +44,13 @@ pub type MakeProvider<'a> = dyn Fn(&AgentConfig) -> Result<Arc<dyn Provider>, St
 
 /// The `ask_<name>` tools for the sub-agents `enabled` names, their own sub-agents included down
 /// to [`MAX_DEPTH`]. A sub-agent whose settings do not make a provider is left out, with why.
-#[allow(clippy::too_many_arguments)]
 pub fn tools_for(
     section: &Value,
     parent: &AgentConfig,
     parent_provider: &Arc<dyn Provider>,
     enabled: &[String],
     depth: usize,
-    secrets: &Secrets,
-    http: &reqwest::Client,
+    ctx: &Context,
     make: &MakeProvider<'_>,
 ) -> (Vec<Box<dyn Tool>>, Vec<String>) {
     let mut out: Vec<Box<dyn Tool>> = Vec::new();
@@ -102,17 +100,8 @@ pub fn tools_for(
                 }
             }
         };
-        let (mut tools, _) = super::build(&merged, &cfg.tools, secrets, http);
-        let (deeper, more) = tools_for(
-            &merged,
-            &cfg,
-            &provider,
-            &cfg.tools,
-            depth + 1,
-            secrets,
-            http,
-            make,
-        );
+        let (mut tools, _) = super::build(&merged, &cfg.tools, ctx);
+        let (deeper, more) = tools_for(&merged, &cfg, &provider, &cfg.tools, depth + 1, ctx, make);
         problems.extend(more);
         for t in deeper {
             tools = tools.with(t);

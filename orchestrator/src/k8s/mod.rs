@@ -2,10 +2,10 @@
 //!
 //! Everything goes through one [`kube::Client`]. In production it is built from the kubeconfig or
 //! the in-cluster service account; in tests it is the same client over the stateful in-process fake
-//! API server in [`fake`], so the request path is identical.
+//! API server in `switchyard_common::k8s_fake`, so the request path is identical.
 
 #[cfg(feature = "testing")]
-pub mod fake;
+pub use switchyard_common::k8s_fake as fake;
 pub mod resources;
 
 use k8s_openapi::api::batch::v1::{CronJob, Job};

@@ -380,6 +380,8 @@ fn runner_state(
             max_run_attempts: 3,
         },
         secrets: secrets(key, "agent-runner", ""),
+        kubernetes: "off".into(),
+        orchestrator_url: None,
         log_json: false,
     })
     .unwrap()

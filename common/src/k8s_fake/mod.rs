@@ -57,6 +57,9 @@ struct Inner {
     history: Vec<Change>,
     failures: Vec<Failure>,
     requests: Vec<Recorded>,
+    /// Container logs by (namespace, pod, container); `previous` logs under the container name
+    /// suffixed with `/previous`.
+    logs: BTreeMap<(String, String, String), String>,
 }
 
 /// The fake cluster; clone it freely (shared state).
@@ -87,6 +90,16 @@ fn kind_of(plural: &str) -> Option<(&'static str, &'static str)> {
         "cronjobs" => Some(("CronJob", "batch/v1")),
         "jobs" => Some(("Job", "batch/v1")),
         "configmaps" => Some(("ConfigMap", "v1")),
+        "pods" => Some(("Pod", "v1")),
+        "events" => Some(("Event", "v1")),
+        "services" => Some(("Service", "v1")),
+        "persistentvolumeclaims" => Some(("PersistentVolumeClaim", "v1")),
+        "namespaces" => Some(("Namespace", "v1")),
+        "deployments" => Some(("Deployment", "apps/v1")),
+        "replicasets" => Some(("ReplicaSet", "apps/v1")),
+        "statefulsets" => Some(("StatefulSet", "apps/v1")),
+        "daemonsets" => Some(("DaemonSet", "apps/v1")),
+        "ingresses" => Some(("Ingress", "networking.k8s.io/v1")),
         _ => None,
     }
 }
@@ -116,6 +129,22 @@ fn decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Equality field selectors over dotted paths (`involvedObject.name=web,metadata.name!=x`).
+fn matches_fields(obj: &Value, selector: &str) -> bool {
+    selector.split(',').filter(|s| !s.is_empty()).all(|term| {
+        let (path, want, negate) = match term.split_once("!=") {
+            Some((k, v)) => (k, v, true),
+            None => match term.split_once("==").or_else(|| term.split_once('=')) {
+                Some((k, v)) => (k, v, false),
+                None => return false,
+            },
+        };
+        let pointer = format!("/{}", path.replace('.', "/"));
+        let have = obj.pointer(&pointer).and_then(Value::as_str).unwrap_or("");
+        (have == want) != negate
+    })
 }
 
 /// Equality label selectors (`a=b,c=d`, also `a==b`), and `a` (exists).
@@ -222,7 +251,17 @@ impl FakeApiServer {
             .is_some()
     }
 
-    /// Puts an object in (for orphans created by someone else).
+    /// Sets what `pods/{pod}/log` answers for `container` (`container/previous`: the last
+    /// terminated instance's logs).
+    pub fn set_logs(&self, namespace: &str, pod: &str, container: &str, text: &str) {
+        self.inner.lock().unwrap().logs.insert(
+            (namespace.into(), pod.into(), container.into()),
+            text.into(),
+        );
+    }
+
+    /// Puts an object in (for orphans created by someone else). Cluster-scoped objects
+    /// (namespaces) take `""` as their namespace.
     pub fn insert(&self, plural: &str, namespace: &str, obj: Value) {
         let mut inner = self.inner.lock().unwrap();
         let name = obj
@@ -254,12 +293,14 @@ impl FakeApiServer {
             .entry("metadata")
             .or_insert(json!({}));
         meta["name"] = json!(name);
-        meta["namespace"] = json!(namespace);
+        if !namespace.is_empty() {
+            meta["namespace"] = json!(namespace);
+        }
         meta["resourceVersion"] = json!(rv.to_string());
         if meta.get("uid").is_none() {
             meta["uid"] = json!(uuid::Uuid::new_v4().to_string());
             meta["creationTimestamp"] = json!(
-                switchyard_common::time::rfc3339(switchyard_common::time::now_ms())
+                crate::time::rfc3339(crate::time::now_ms())
                     .split('.')
                     .next()
                     .unwrap_or_default()

@@ -22,6 +22,13 @@ pub(super) async fn handle(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
+    fake.inner.lock().unwrap().requests.push(Recorded {
+        method: method.to_string(),
+        path: path.clone(),
+        query: query.clone(),
+        content_type: content_type.clone(),
+        body: String::from_utf8_lossy(&body).into_owned(),
+    });
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     // /api/v1/namespaces/{ns}/{plural}[/{name}] or /apis/{group}/{version}/namespaces/{ns}/{plural}[/{name}]
     let rest = match segs.as_slice() {
@@ -30,6 +37,15 @@ pub(super) async fn handle(
         _ => return status(404, "NotFound", format!("the fake has no {path}")),
     };
     let (namespace, plural, name) = match rest {
+        ["namespaces"] => (String::new(), "namespaces".to_owned(), None),
+        ["namespaces", name] => (
+            String::new(),
+            "namespaces".to_owned(),
+            Some(name.to_string()),
+        ),
+        ["namespaces", ns, "pods", pod, "log"] if method == Method::GET => {
+            return logs(&fake, ns, pod, &query);
+        }
         ["namespaces", ns, plural] => (ns.to_string(), plural.to_string(), None),
         ["namespaces", ns, plural, name] => {
             (ns.to_string(), plural.to_string(), Some(name.to_string()))
@@ -38,13 +54,6 @@ pub(super) async fn handle(
     };
     {
         let mut inner = fake.inner.lock().unwrap();
-        inner.requests.push(Recorded {
-            method: method.to_string(),
-            path: path.clone(),
-            query: query.clone(),
-            content_type: content_type.clone(),
-            body: String::from_utf8_lossy(&body).into_owned(),
-        });
         if let Some(f) = inner
             .failures
             .iter_mut()
@@ -75,6 +84,9 @@ pub(super) async fn handle(
             let selector = query_param(&query, "labelSelector")
                 .map(decode)
                 .unwrap_or_default();
+            let fields = query_param(&query, "fieldSelector")
+                .map(decode)
+                .unwrap_or_default();
             if matches!(query_param(&query, "watch"), Some("true") | Some("1")) {
                 let from: u64 = query_param(&query, "resourceVersion")
                     .and_then(|v| v.parse().ok())
@@ -86,7 +98,10 @@ pub(super) async fn handle(
                 .objects
                 .iter()
                 .filter(|((p, ns, _), o)| {
-                    *p == plural && *ns == namespace && matches_selector(o, &selector)
+                    *p == plural
+                        && *ns == namespace
+                        && matches_selector(o, &selector)
+                        && matches_fields(o, &fields)
                 })
                 .map(|(_, o)| o.clone())
                 .collect();
@@ -191,6 +206,57 @@ pub(super) async fn handle(
             format!("{method} is not supported on {path}"),
         ),
     }
+}
+
+/// `pods/{pod}/log`: the text set for the container (the only one if the pod has one), its
+/// `previous` instance's with `previous=true`, the last `tailLines` lines.
+fn logs(fake: &FakeApiServer, namespace: &str, pod: &str, query: &str) -> Response {
+    let inner = fake.inner.lock().unwrap();
+    if !inner
+        .objects
+        .contains_key(&("pods".into(), namespace.into(), pod.into()))
+    {
+        return status(404, "NotFound", format!("pods \"{pod}\" not found"));
+    }
+    let mut container = query_param(query, "container").map(decode);
+    if container.is_none() {
+        let names: Vec<&String> = inner
+            .logs
+            .keys()
+            .filter(|(ns, p, c)| ns == namespace && p == pod && !c.ends_with("/previous"))
+            .map(|(_, _, c)| c)
+            .collect();
+        match names.as_slice() {
+            [one] => container = Some((*one).clone()),
+            [] => return (StatusCode::OK, String::new()).into_response(),
+            _ => {
+                return status(
+                    400,
+                    "BadRequest",
+                    format!("a container name must be specified for pod {pod}"),
+                );
+            }
+        }
+    }
+    let mut key = container.unwrap_or_default();
+    if matches!(query_param(query, "previous"), Some("true")) {
+        key.push_str("/previous");
+    }
+    let Some(text) = inner.logs.get(&(namespace.into(), pod.into(), key.clone())) else {
+        return status(
+            400,
+            "BadRequest",
+            format!("previous terminated container {key:?} in pod {pod:?} not found"),
+        );
+    };
+    let tail: Option<usize> = query_param(query, "tailLines").and_then(|v| v.parse().ok());
+    let lines: Vec<&str> = text.lines().collect();
+    let from = tail.map_or(0, |n| lines.len().saturating_sub(n));
+    let mut out = lines[from..].join("\n");
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    (StatusCode::OK, out).into_response()
 }
 
 fn merge(target: &mut Value, patch: &Value) {
