@@ -41,7 +41,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 use switchyard_api::runs::{AgentRun, CreateRun};
 use switchyard_common::auth::ServiceKey;
-use switchyard_common::clients::{CallError, ConfigClient};
+use switchyard_common::clients::{CallError, ConfigClient, OrchestratorClient};
 use switchyard_common::error::{Error, Result};
 use switchyard_common::http::{ApiJson, AuthState, Caller, Service};
 use switchyard_common::problem::Problem;
@@ -124,6 +124,8 @@ pub struct AppState {
     pub runner_id: Arc<str>,
     /// The cluster the Kubernetes tools read (each team only its own namespaces).
     pub kube: Option<kube::Client>,
+    /// The orchestrator, which `switchyard_events` asks for a team's recent events.
+    pub orchestrator: Option<OrchestratorClient>,
     /// Runs in flight per (org, team).
     inflight: Arc<Mutex<HashMap<(String, String), u64>>>,
 }
@@ -150,6 +152,10 @@ impl AppState {
             admin_token,
             key,
         );
+        state.orchestrator = settings
+            .orchestrator_url
+            .as_deref()
+            .map(|url| OrchestratorClient::new(url, state.service_key.clone()));
         let in_pod = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
         state.kube = match settings.kubernetes.as_str() {
             "in-cluster" => Some(in_cluster()?),
@@ -183,6 +189,7 @@ impl AppState {
             metrics: Metrics::new("switchyard_agent_runner"),
             runner_id: Arc::from(format!("agent-runner-{}", uuid::Uuid::new_v4().simple())),
             kube: None,
+            orchestrator: None,
             inflight: Arc::default(),
         }
     }

@@ -233,6 +233,8 @@ async fn execute(
         secrets: secrets.clone(),
         http: state.http.clone(),
         kube: state.kube.clone(),
+        events: state.orchestrator.clone(),
+        github_api_base: state.replies.github_api_base.clone(),
     };
     let (mut tools, mut unavailable) = toolsets::build(&agent_section, &cfg.tools, &ctx);
     let (subs, problems) = toolsets::sub_agents::tools_for(

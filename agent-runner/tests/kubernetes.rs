@@ -88,6 +88,8 @@ fn tools(fake: &FakeApiServer, org: &str, namespaces: Value) -> ToolBox {
         secrets: Default::default(),
         http: reqwest::Client::new(),
         kube: Some(fake.client("default")),
+        events: None,
+        github_api_base: String::new(),
     };
     let (tools, missing) = toolsets::build(&section, &enabled, &ctx);
     assert!(missing.is_empty(), "{missing:?}");
@@ -288,6 +290,8 @@ async fn no_cluster_or_no_namespaces_means_no_kubernetes_tools() {
         secrets: Default::default(),
         http: reqwest::Client::new(),
         kube: Some(fake.client("default")),
+        events: None,
+        github_api_base: String::new(),
     };
     let (t, missing) = toolsets::build(&section, &["kubernetes_get".into()], &ctx);
     assert!(t.is_empty() && missing == ["kubernetes_get"]);

@@ -75,6 +75,8 @@ fn ctx(secrets: Secrets) -> Context {
         secrets,
         http: reqwest::Client::new(),
         kube: None,
+        events: None,
+        github_api_base: "https://api.github.com".into(),
     }
 }
 
@@ -336,4 +338,83 @@ async fn a_sub_agent_is_a_tool_with_its_own_prompt_tools_and_steps() {
         recorded["steps"][1]["sub_agent"]["steps"][1]["name"],
         "prometheus_query"
     );
+}
+
+/// A fake GitHub: one repository's commits, pull requests and deployments; records the
+/// authorization of each request.
+async fn github() -> (String, Seen) {
+    let seen: Seen = Arc::default();
+    async fn answer(
+        State(seen): State<Seen>,
+        axum::extract::Path((owner, repo, what)): axum::extract::Path<(String, String, String)>,
+        h: HeaderMap,
+    ) -> axum::Json<Value> {
+        let auth = h
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        seen.lock()
+            .unwrap()
+            .push((format!("{owner}/{repo}/{what}"), auth));
+        axum::Json(match what.as_str() {
+            "commits" => {
+                json!([{"sha": "a1b2c3d4e5f6", "commit": {"author": {"name": "Ana", "date": "2099-01-01T10:00:00Z"},
+                "message": "Raise the pool size to 50\n\nBecause..."}}])
+            }
+            "pulls" => json!([
+                {"number": 42, "title": "Pool size 50", "merged_at": "2099-01-01T10:01:00Z", "user": {"login": "ana"}, "merge_commit_sha": "a1b2c3d4"},
+                {"number": 41, "title": "Closed, never merged", "merged_at": null, "user": {"login": "bo"}},
+                {"number": 7, "title": "Ancient", "merged_at": "2001-01-01T00:00:00Z", "user": {"login": "cy"}}]),
+            _ => {
+                json!([{"environment": "production", "ref": "main", "sha": "a1b2c3d4", "created_at": "2099-01-01T10:05:00Z",
+                "creator": {"login": "deploy-bot"}}])
+            }
+        })
+    }
+    let app = Router::new()
+        .route("/repos/{owner}/{repo}/{what}", get(answer))
+        .with_state(seen.clone());
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    (url, seen)
+}
+
+#[tokio::test]
+async fn recent_changes_of_the_teams_repositories() {
+    let (url, seen) = github().await;
+    let section =
+        json!({"toolsets": {"github": {"token": {"secret": "gh"}, "repos": ["acme/checkout"]}}});
+    let mut c = ctx([("gh".to_owned(), "ghp_team".to_owned())].into());
+    c.github_api_base = url;
+    let (tools, missing) = toolsets::build(&section, &["github_recent_changes".into()], &c);
+    assert!(missing.is_empty());
+    let r = tools
+        .call(
+            "github_recent_changes",
+            &json!({"repo": "acme/checkout", "since": "2098-12-31T00:00:00Z"}),
+        )
+        .await;
+    assert!(!r.error, "{r:?}");
+    let v: Value = serde_json::from_str(&r.output).unwrap();
+    assert_eq!(v["commits"][0]["sha"], "a1b2c3d");
+    assert_eq!(v["commits"][0]["message"], "Raise the pool size to 50");
+    // Only pull requests merged since then.
+    assert_eq!(v["merged_pull_requests"].as_array().unwrap().len(), 1);
+    assert_eq!(v["merged_pull_requests"][0]["number"], 42);
+    assert_eq!(v["deployments"][0]["environment"], "production");
+    let calls = seen.lock().unwrap().clone();
+    assert_eq!(calls.len(), 3);
+    assert!(calls.iter().all(|(_, auth)| auth == "Bearer ghp_team"));
+
+    // Another repository: refused, and GitHub is not asked.
+    let r = tools
+        .call("github_recent_changes", &json!({"repo": "globex/ledger"}))
+        .await;
+    assert!(
+        r.error && r.output.contains("not one this team may read"),
+        "{r:?}"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 3);
 }

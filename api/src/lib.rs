@@ -9,8 +9,10 @@
 //! - [`runs`]: asking for a run (orchestrator → agent-runner) and recording it (agent-runner →
 //!   config-service).
 //! - [`config`]: effective config and pipelines as services read them.
+//! - [`events`]: a team's recent events (agent-runner → orchestrator).
 
 pub mod auth;
 pub mod config;
+pub mod events;
 pub mod routing;
 pub mod runs;

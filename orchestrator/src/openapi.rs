@@ -32,6 +32,7 @@ use crate::http::*;
         events::bulk_replay,
         events::bulk_replay_all,
         events::purge,
+        internal::team_events,
     )
 )]
 pub struct ApiDoc;

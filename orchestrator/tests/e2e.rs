@@ -1349,7 +1349,8 @@ async fn fake_model_and_prometheus() -> (String, String, Arc<Mutex<Vec<String>>>
             let fed = body["messages"].as_array().unwrap().iter().find(|m| m["role"] == "tool").cloned();
             axum::Json(match fed {
                 None => json!({"choices": [{"message": {"content": null, "tool_calls": [{"id": "q1", "type": "function",
-                    "function": {"name": "prometheus_query", "arguments": "{\"query\":\"up{job=\\\"checkout\\\"}\"}"}}]}}],
+                    "function": {"name": "prometheus_query", "arguments": "{\"query\":\"up{job=\\\"checkout\\\"}\"}"}},
+                    {"id": "q2", "type": "function", "function": {"name": "switchyard_events", "arguments": "{}"}}]}}],
                     "usage": {"prompt_tokens": 300, "completion_tokens": 20}}),
                 Some(t) => {
                     let down = t["content"].as_str().unwrap_or("").contains("\"0\"");
@@ -1402,7 +1403,7 @@ async fn a_slack_question_is_investigated_by_the_teams_agent(b: Backend) {
         "routing": {"slack_channel": "C0CHECKOUT"},
         "integrations": {"slack": {"bot_token": {"secret": "slack-bot"}}},
         "agent": {"provider": "openai", "endpoint": model, "model": "gpt-test", "api_key": {"secret": "llm"},
-            "tools": ["prometheus_query"], "toolsets": {"prometheus": {"url": prom}}}
+            "tools": ["prometheus_query", "switchyard_events"], "toolsets": {"prometheus": {"url": prom}}}
     })).await;
     s.must(
         Method::POST,
@@ -1435,6 +1436,31 @@ async fn a_slack_question_is_investigated_by_the_teams_agent(b: Backend) {
     );
     assert_eq!(run["transcript"]["steps"][1]["kind"], "tool");
     assert_eq!(run["transcript"]["steps"][1]["name"], "prometheus_query");
+    // The team's recent events, from the orchestrator: the question itself is one.
+    let events = &run["transcript"]["steps"][2];
+    assert_eq!(events["name"], "switchyard_events");
+    let seen: Value = serde_json::from_str(events["output"].as_str().unwrap()).unwrap();
+    assert_eq!(seen["team"], "checkout", "{events}");
+    assert!(
+        seen["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["source"] == "slack" && e["event_type"] == "app_mention"),
+        "{seen}"
+    );
+    // Only the agent-runner reads it, with its service identity.
+    let internal = format!("{}/api/v1/internal/orgs/acme/teams/checkout/events", s.orch);
+    let resp = s.http.get(&internal).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    let resp = s
+        .http
+        .get(&internal)
+        .bearer_auth(s.key.mint("config-service", "orchestrator", 60))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
     assert_eq!(prom_calls.lock().unwrap().len(), 1);
     assert!(!run.to_string().contains("sk-model-0123"));
     let slack_calls = s.slack.lock().unwrap().clone();

@@ -6,11 +6,14 @@
 //! # Layout
 //! - [`observability`]: `prometheus_query`, `prometheus_range_query`, `alertmanager_alerts`,
 //!   `loki_query` over the HTTP APIs of the team's servers;
+//! - [`changes`]: `github_recent_changes` (the team's repositories) and `switchyard_events` (the
+//!   team's other recent events);
 //! - [`kubernetes`]: `kubernetes_get`, `kubernetes_logs`, `kubernetes_events`, read-only, in the
 //!   team's namespaces that are assigned to its org;
 //! - [`web`]: `http_get`, limited to allow-listed URL prefixes;
 //! - [`sub_agents`]: `ask_<name>`, a sub-agent's own loop as a tool.
 
+pub mod changes;
 pub mod kubernetes;
 pub mod observability;
 pub mod sub_agents;
@@ -51,6 +54,10 @@ pub struct Context {
     pub http: reqwest::Client,
     /// The cluster the runner reads for the Kubernetes tools, if it has one.
     pub kube: Option<kube::Client>,
+    /// The orchestrator, for `switchyard_events`, if the runner knows it.
+    pub events: Option<switchyard_common::clients::OrchestratorClient>,
+    /// GitHub's REST API (or a GitHub Enterprise server's).
+    pub github_api_base: String,
 }
 
 /// The secret names the toolsets of `agent` refer to (resolved before the run).
@@ -122,9 +129,25 @@ pub fn build(agent: &Value, enabled: &[String], ctx: &Context) -> (ToolBox, Vec<
             "kubernetes_events" => cluster
                 .clone()
                 .map(|c| Box::new(kubernetes::KubernetesEvents(c)) as _),
+            "github_recent_changes" => changes::GithubRecentChanges::from_config(
+                sets.get("github"),
+                &ctx.github_api_base,
+                sets.pointer("/github/token/secret")
+                    .and_then(Value::as_str)
+                    .and_then(|n| secrets.get(n).cloned()),
+                http,
+            )
+            .map(|t| Box::new(t) as _),
+            "switchyard_events" => ctx.events.clone().map(|client| {
+                Box::new(changes::SwitchyardEvents {
+                    client,
+                    org: ctx.org.clone(),
+                    team: ctx.team.clone(),
+                }) as _
+            }),
             // Sub-agents are added by `sub_agents::tools_for`.
             n if n.starts_with("ask_") => continue,
-            // Tools of later toolsets (Kubernetes, GitHub, events, MCP).
+            // MCP tools are added by `mcp::tools_for`.
             _ => None,
         };
         match tool {

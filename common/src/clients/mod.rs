@@ -6,15 +6,18 @@
 //! - this file: [`CallError`] and what every call shares (timeouts, classification of answers);
 //! - [`config`]: the config-service's internal endpoints (service JWT);
 //! - [`user`]: config-service calls made with a user's own token (provisioning);
-//! - [`runner`]: the agent-runner's run endpoint.
+//! - [`runner`]: the agent-runner's run endpoint;
+//! - [`orchestrator`]: the orchestrator's internal endpoints (a team's recent events).
 
 mod config;
+mod orchestrator;
 mod runner;
 mod user;
 
 use std::time::Duration;
 
 pub use config::{ConfigClient, caller_of};
+pub use orchestrator::OrchestratorClient;
 pub use runner::RunnerClient;
 pub use switchyard_api::routing::{Lookup, RouteMatch};
 pub use switchyard_api::runs::RunRequest;

@@ -1,7 +1,9 @@
-//! The orchestrator's HTTP surface: webhooks, integrations, events, health.
+//! The orchestrator's HTTP surface: webhooks, integrations, events, provisioning, the internal
+//! endpoints other services call, health.
 
 pub mod events;
 pub mod integrations;
+pub mod internal;
 pub mod provisioning;
 pub mod webhooks;
 
@@ -35,6 +37,7 @@ pub fn app(state: AppState) -> Router {
         .merge(integrations::router())
         .merge(events::router())
         .merge(provisioning::router())
+        .merge(internal::router())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics));

@@ -147,6 +147,8 @@ impl Stack {
             stopper(&stop),
         ));
 
+        let orch_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let orch = format!("http://{}", orch_l.local_addr().unwrap());
         let runner_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let runner_addr = runner_l.local_addr().unwrap();
         let runner = format!("http://{runner_addr}");
@@ -154,7 +156,7 @@ impl Stack {
         if opts.start_runner {
             stack_runner_started = true;
         }
-        let runner_state = runner_state(&cs, &slack_url, &github_url, &key);
+        let runner_state = runner_state(&cs, &orch, &slack_url, &github_url, &key);
         if stack_runner_started {
             tokio::spawn(switchyard_agent_runner::serve(
                 runner_l,
@@ -169,7 +171,6 @@ impl Stack {
         let mut limits = opts.limits.clone();
         // Tests that need the reconciler run it themselves, where they can watch it.
         limits.reconcile_interval_seconds = 0;
-        let orch_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let settings = switchyard_orchestrator::settings::Settings {
             database_url: orch_db_url.clone(),
             listen: orch_l.local_addr().unwrap(),
@@ -196,7 +197,6 @@ impl Stack {
             ));
         }
         let cs_db_url = dbs[0].url.clone();
-        let orch = format!("http://{}", orch_l.local_addr().unwrap());
         tokio::spawn(switchyard_orchestrator::serve(
             orch_l,
             orch_state.clone(),
@@ -231,7 +231,13 @@ impl Stack {
         let l = TcpListener::bind(self.runner_addr)
             .await
             .expect("the runner's port is free again");
-        let state = runner_state(&self.cs, &self.slack_url, &self.github_url, &self.key);
+        let state = runner_state(
+            &self.cs,
+            &self.orch,
+            &self.slack_url,
+            &self.github_url,
+            &self.key,
+        );
         tokio::spawn(switchyard_agent_runner::serve(
             l,
             state,
@@ -365,6 +371,7 @@ fn secrets(
 
 fn runner_state(
     cs: &str,
+    orch: &str,
     slack: &str,
     github: &str,
     key: &ServiceKey,
@@ -381,7 +388,7 @@ fn runner_state(
         },
         secrets: secrets(key, "agent-runner", ""),
         kubernetes: "off".into(),
-        orchestrator_url: None,
+        orchestrator_url: Some(orch.to_owned()),
         log_json: false,
     })
     .unwrap()

@@ -1,0 +1,46 @@
+//! The orchestrator's internal endpoints (agent-runner → orchestrator).
+
+use switchyard_api::events::{TeamEvent, TeamEventsQuery};
+
+use super::{CallError, body, http_client, traced, transport};
+use crate::auth::ServiceKey;
+
+#[derive(Clone, Debug)]
+pub struct OrchestratorClient {
+    base: String,
+    http: reqwest::Client,
+    key: ServiceKey,
+}
+
+impl OrchestratorClient {
+    pub fn new(base: &str, key: ServiceKey) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            http: http_client(),
+            key,
+        }
+    }
+
+    /// The team's recent events, newest first.
+    pub async fn team_events(
+        &self,
+        org: &str,
+        team: &str,
+        q: &TeamEventsQuery,
+    ) -> Result<Vec<TeamEvent>, CallError> {
+        let resp = traced(
+            &self.http,
+            reqwest::Method::GET,
+            format!(
+                "{}/api/v1/internal/orgs/{org}/teams/{team}/events",
+                self.base
+            ),
+        )
+        .bearer_auth(self.key.mint("agent-runner", "orchestrator", 60))
+        .query(q)
+        .send()
+        .await
+        .map_err(transport)?;
+        body(resp).await
+    }
+}
