@@ -227,6 +227,28 @@ async fn execute(
     };
     let provider = make(&cfg)?;
     let trigger = agent::render_trigger(&req.team_id, &req.trigger, TRIGGER_BUDGET);
+    // MCP servers: connected once for the agent and its sub-agents, closed when the run ends.
+    let mut wanted = cfg.tools.clone();
+    for sub in agent_section
+        .get("sub_agents")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flat_map(|s| s.values())
+    {
+        wanted.extend(
+            sub.get("tools")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_owned),
+        );
+    }
+    let (mcp, mcp_problems) =
+        toolsets::mcp::connect(agent_section.pointer("/toolsets/mcp"), &wanted, &secrets).await;
+    if !mcp_problems.is_empty() {
+        tracing::warn!(run = %id, problems = ?mcp_problems, "MCP tools not offered");
+    }
     let ctx = toolsets::Context {
         org: req.org_id.clone(),
         team: req.team_id.clone(),
@@ -235,6 +257,7 @@ async fn execute(
         kube: state.kube.clone(),
         events: state.orchestrator.clone(),
         github_api_base: state.replies.github_api_base.clone(),
+        mcp,
     };
     let (mut tools, mut unavailable) = toolsets::build(&agent_section, &cfg.tools, &ctx);
     let (subs, problems) = toolsets::sub_agents::tools_for(

@@ -90,6 +90,7 @@ fn tools(fake: &FakeApiServer, org: &str, namespaces: Value) -> ToolBox {
         kube: Some(fake.client("default")),
         events: None,
         github_api_base: String::new(),
+        mcp: Vec::new(),
     };
     let (tools, missing) = toolsets::build(&section, &enabled, &ctx);
     assert!(missing.is_empty(), "{missing:?}");
@@ -292,6 +293,7 @@ async fn no_cluster_or_no_namespaces_means_no_kubernetes_tools() {
         kube: Some(fake.client("default")),
         events: None,
         github_api_base: String::new(),
+        mcp: Vec::new(),
     };
     let (t, missing) = toolsets::build(&section, &["kubernetes_get".into()], &ctx);
     assert!(t.is_empty() && missing == ["kubernetes_get"]);

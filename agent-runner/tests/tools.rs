@@ -77,6 +77,7 @@ fn ctx(secrets: Secrets) -> Context {
         kube: None,
         events: None,
         github_api_base: "https://api.github.com".into(),
+        mcp: Vec::new(),
     }
 }
 

@@ -11,10 +11,12 @@
 //! - [`kubernetes`]: `kubernetes_get`, `kubernetes_logs`, `kubernetes_events`, read-only, in the
 //!   team's namespaces that are assigned to its org;
 //! - [`web`]: `http_get`, limited to allow-listed URL prefixes;
+//! - [`mcp`]: tools of remote MCP servers, connected once per run;
 //! - [`sub_agents`]: `ask_<name>`, a sub-agent's own loop as a tool.
 
 pub mod changes;
 pub mod kubernetes;
+pub mod mcp;
 pub mod observability;
 pub mod sub_agents;
 pub mod web;
@@ -58,6 +60,9 @@ pub struct Context {
     pub events: Option<switchyard_common::clients::OrchestratorClient>,
     /// GitHub's REST API (or a GitHub Enterprise server's).
     pub github_api_base: String,
+    /// The MCP tools this run connected to ([`mcp::connect`]), shared by the agent and its
+    /// sub-agents.
+    pub mcp: Vec<std::sync::Arc<mcp::McpTool>>,
 }
 
 /// The secret names the toolsets of `agent` refer to (resolved before the run).
@@ -74,6 +79,7 @@ pub fn secret_names(agent: &Value) -> Vec<String> {
             out.push(name.to_owned());
         }
     }
+    out.extend(mcp::secret_names(agent.pointer("/toolsets/mcp")));
     if let Some(sets) = agent.get("toolsets").and_then(Value::as_object) {
         for set in ["prometheus", "alertmanager", "loki", "github"] {
             if let Some(name) = sets
@@ -109,6 +115,22 @@ pub fn build(agent: &Value, enabled: &[String], ctx: &Context) -> (ToolBox, Vec<
     let mut tools = ToolBox::default();
     let mut missing = Vec::new();
     for name in enabled {
+        if name.starts_with("mcp:") {
+            let prefix = format!("{name}/");
+            let mut any = false;
+            for t in ctx
+                .mcp
+                .iter()
+                .filter(|t| t.config_name == *name || t.config_name.starts_with(&prefix))
+            {
+                any = true;
+                tools = tools.with(Box::new(mcp::Shared(t.clone())));
+            }
+            if !any {
+                missing.push(name.clone());
+            }
+            continue;
+        }
         let tool: Option<Box<dyn crate::agent::tools::Tool>> = match name.as_str() {
             "prometheus_query" => target("prometheus")
                 .map(|t| Box::new(observability::PrometheusQuery::new(t, http)) as _),
@@ -147,7 +169,6 @@ pub fn build(agent: &Value, enabled: &[String], ctx: &Context) -> (ToolBox, Vec<
             }),
             // Sub-agents are added by `sub_agents::tools_for`.
             n if n.starts_with("ask_") => continue,
-            // MCP tools are added by `mcp::tools_for`.
             _ => None,
         };
         match tool {
