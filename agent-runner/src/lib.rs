@@ -100,6 +100,12 @@ pub struct ReplySettings {
         default_value = "https://api.github.com"
     )]
     pub github_api_base: String,
+    #[arg(
+        long,
+        env = "SWITCHYARD_PAGERDUTY_API_BASE",
+        default_value = "https://api.pagerduty.com"
+    )]
+    pub pagerduty_api_base: String,
     /// Longest a run may take before it is failed, resumptions included.
     #[arg(long, env = "SWITCHYARD_RUN_DEADLINE_SECONDS", default_value_t = 120)]
     pub run_deadline_seconds: u64,

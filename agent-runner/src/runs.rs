@@ -281,8 +281,10 @@ async fn execute(
     tracing::info!(run = %id, turns = transcript.turns, input_tokens = transcript.usage.input_tokens,
         output_tokens = transcript.usage.output_tokens, "agent loop ended");
     let summary = answer.map_err(|e| e.to_string())?;
-    if let Some(target) = &req.reply_to {
-        reply::post(state, &req.org_id, config, target, &summary).await?;
+    let targets = reply::destinations(config, req.reply_to.as_ref());
+    if !targets.is_empty() {
+        let report = reply::Report::new(id, &summary, transcript);
+        reply::deliver(state, &req.org_id, config, &targets, &report).await?;
     }
     Ok(summary)
 }

@@ -35,6 +35,7 @@ async fn agent_runner(cs: &str, key: &ServiceKey, lease_seconds: u64) -> String 
     let replies = switchyard_agent_runner::ReplySettings {
         slack_api_base: "http://127.0.0.1:9".into(),
         github_api_base: "http://127.0.0.1:9".into(),
+        pagerduty_api_base: "http://127.0.0.1:9".into(),
         run_deadline_seconds: 10,
         run_lease_seconds: lease_seconds,
         max_run_attempts: 3,
@@ -310,6 +311,7 @@ async fn the_agent_runner_runs_the_standard_stack() {
         switchyard_agent_runner::ReplySettings {
             slack_api_base: "http://127.0.0.1:9".into(),
             github_api_base: "http://127.0.0.1:9".into(),
+            pagerduty_api_base: "http://127.0.0.1:9".into(),
             run_deadline_seconds: 10,
             run_lease_seconds: 30,
             max_run_attempts: 3,

@@ -192,3 +192,8 @@ impl TokenBudgets {
         }
     }
 }
+
+/// The title every answer the agent-runner posts begins with. The orchestrator recognises its
+/// own answers by it (a GitHub comment posted with a user's token comes back as that user's
+/// comment) and never answers them.
+pub const REPLY_TITLE: &str = "Switchyard investigation";

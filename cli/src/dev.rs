@@ -126,6 +126,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         replies: switchyard_agent_runner::ReplySettings {
             slack_api_base: args.slack_api_base,
             github_api_base: args.github_api_base,
+            pagerduty_api_base: "https://api.pagerduty.com".into(),
             run_deadline_seconds: 120,
             run_lease_seconds: 30,
             max_run_attempts: 3,

@@ -67,6 +67,7 @@ async fn onboard(s: &Stack) -> (String, String, String, String) {
     for (name, value) in [
         ("slack-bot", "xoxb-checkout"),
         ("github-token", "ghp-checkout"),
+        ("pagerduty-key", "pd-key-checkout"),
     ] {
         s.must(
             Method::PUT,
@@ -77,7 +78,8 @@ async fn onboard(s: &Stack) -> (String, String, String, String) {
     }
     s.layer("acme", "checkout", json!({
         "routing": {"slack_channel": "C0CHECKOUT", "github_repo": "acme/checkout", "pagerduty_service": "PSVC1", "incidentio_alert_source": "01SRC", "alert_label": "team=checkout"},
-        "integrations": {"slack": {"bot_token": {"secret": "slack-bot"}}, "github": {"token": {"secret": "github-token"}}}
+        "integrations": {"slack": {"bot_token": {"secret": "slack-bot"}}, "github": {"token": {"secret": "github-token"}},
+            "pagerduty": {"api_key": {"secret": "pagerduty-key"}, "from": "oncall@acme.example"}}
     })).await;
     s.layer(
         "beta",
@@ -404,7 +406,8 @@ async fn every_source_to_one_run_and_one_reply(b: Backend) {
         "no other events were stored"
     );
 
-    // One reply in the Slack thread, one comment on the GitHub issue.
+    // One reply in the Slack thread (with blocks), one comment on the GitHub issue, one note on
+    // the PagerDuty incident.
     let slack_calls = s.slack.lock().unwrap().clone();
     assert_eq!(slack_calls.len(), 1, "{slack_calls:?}");
     assert_eq!(slack_calls[0].1, "Bearer xoxb-checkout");
@@ -426,6 +429,38 @@ async fn every_source_to_one_run_and_one_reply(b: Backend) {
             "/repos/acme/checkout/issues/7/comments",
             "Bearer ghp-checkout"
         )
+    );
+    assert!(
+        gh_calls[0].2["body"]
+            .as_str()
+            .unwrap()
+            .starts_with("### Switchyard investigation\n"),
+        "{gh_calls:?}"
+    );
+    let blocks = &slack_calls[0].2["blocks"];
+    assert_eq!(blocks[0]["text"]["text"], "Switchyard investigation");
+    assert!(
+        blocks
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .to_string()
+            .contains("run "),
+        "{blocks}"
+    );
+    let pd_calls = s.pagerduty.lock().unwrap().clone();
+    assert_eq!(pd_calls.len(), 1, "{pd_calls:?}");
+    assert_eq!(
+        (pd_calls[0].0.as_str(), pd_calls[0].1.as_str()),
+        ("/incidents/PINC1/notes", "Token token=pd-key-checkout")
+    );
+    assert!(
+        pd_calls[0].2["note"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("triage-1"),
+        "{pd_calls:?}"
     );
 
     // The timeline tells the whole story.
@@ -1403,7 +1438,8 @@ async fn a_slack_question_is_investigated_by_the_teams_agent(b: Backend) {
         "routing": {"slack_channel": "C0CHECKOUT"},
         "integrations": {"slack": {"bot_token": {"secret": "slack-bot"}}},
         "agent": {"provider": "openai", "endpoint": model, "model": "gpt-test", "api_key": {"secret": "llm"},
-            "tools": ["prometheus_query", "switchyard_events"], "toolsets": {"prometheus": {"url": prom}}}
+            "tools": ["prometheus_query", "switchyard_events"], "toolsets": {"prometheus": {"url": prom}}},
+        "notifications": {"slack": {"channel": "C0OPS"}}
     })).await;
     s.must(
         Method::POST,
@@ -1463,10 +1499,30 @@ async fn a_slack_question_is_investigated_by_the_teams_agent(b: Backend) {
     assert_eq!(resp.status(), 403);
     assert_eq!(prom_calls.lock().unwrap().len(), 1);
     assert!(!run.to_string().contains("sk-model-0123"));
+    // The thread, then the team's default channel (notifications), each with the findings.
     let slack_calls = s.slack.lock().unwrap().clone();
-    assert_eq!(slack_calls.len(), 1, "{slack_calls:?}");
+    assert_eq!(slack_calls.len(), 2, "{slack_calls:?}");
     assert_eq!(slack_calls[0].1, "Bearer xoxb-checkout");
     assert_eq!(slack_calls[0].2["thread_ts"], "1700000000.000200");
+    assert_eq!(
+        (&slack_calls[1].2["channel"], &slack_calls[1].2["thread_ts"]),
+        (&json!("C0OPS"), &Value::Null)
+    );
+    let findings = slack_calls[0].2["blocks"][2]["text"]["text"]
+        .as_str()
+        .unwrap();
+    assert!(
+        findings.starts_with("*Findings*\n• prometheus_query: "),
+        "{findings}"
+    );
+    let context = slack_calls[0].2["blocks"][3]["elements"][0]["text"]
+        .as_str()
+        .unwrap();
+    assert!(
+        context.starts_with("tools used: prometheus_query, switchyard_events · run ")
+            && context.ends_with("720 input / 35 output tokens"),
+        "{context}"
+    );
     assert!(
         slack_calls[0].2["text"]
             .as_str()

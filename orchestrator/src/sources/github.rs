@@ -56,8 +56,18 @@ fn normalise(d: &Delivery<'_>) -> Result<Outcome, Refusal> {
         .pointer("/issue/number")
         .or_else(|| v.pointer("/pull_request/number"))
         .and_then(Value::as_i64);
+    // Never answer a bot, nor a comment of ours (a token of a user posts as that user): each
+    // answer would be the next question.
+    let from_bot = s(&v, "/sender/type").as_deref() == Some("Bot")
+        || s(&v, "/comment/body").is_some_and(|b| {
+            b.trim_start_matches('#')
+                .trim_start()
+                .starts_with(switchyard_api::runs::REPLY_TITLE)
+        });
     let reply_to = match (&full_name, commentable) {
-        (Some(r), Some(n)) => Some(json!({"kind": "github", "repo": r, "issue_number": n})),
+        (Some(r), Some(n)) if !from_bot => {
+            Some(json!({"kind": "github", "repo": r, "issue_number": n}))
+        }
         _ => None,
     };
     let correlation = match (&repo, number) {
@@ -133,6 +143,22 @@ mod tests {
             br#"{"zen":"Keep it logically awesome."}"#,
         ));
         assert!(matches!(ping, Ok(Outcome::Handshake(_))));
+    }
+
+    #[test]
+    fn our_own_comments_and_bots_are_not_answered() {
+        let h = headers(&[
+            ("x-github-event", "issue_comment"),
+            ("x-github-delivery", "d"),
+        ]);
+        for body in [
+            br####"{"action":"created","issue":{"number":7},"comment":{"body":"### Switchyard investigation\n\ncheckout is down"},"sender":{"type":"User"},"repository":{"full_name":"a/b"}}"####.as_slice(),
+            br#"{"action":"created","issue":{"number":7},"comment":{"body":"deployed"},"sender":{"type":"Bot"},"repository":{"full_name":"a/b"}}"#,
+        ] {
+            let e = event(Source::Github.normalise(&Delivery::new(&h, body)).unwrap());
+            assert_eq!(e.reply_to, None);
+            assert_eq!(e.correlation_key, "github:a/b#7");
+        }
     }
 
     #[test]

@@ -43,8 +43,16 @@ fn normalise(d: &Delivery<'_>) -> Result<Outcome, Refusal> {
             &["/event/data/service/id", "/event/data/incident/service/id"],
         ),
     );
-    let incident = first(&v, &["/event/data/incident/id", "/event/data/id"])
-        .unwrap_or_else(|| delivery.clone());
+    let incident_id = first(&v, &["/event/data/incident/id", "/event/data/id"]);
+    // The run's answer becomes a note on the incident when it opens (or reopens), never for its
+    // later events: a note of ours arrives as `incident.annotated` and must not answer itself.
+    let reply_to = match (&incident_id, event_type.as_str()) {
+        (Some(id), "incident.triggered" | "incident.reopened") => {
+            Some(json!({"kind": "pagerduty", "incident_id": id}))
+        }
+        _ => None,
+    };
+    let incident = incident_id.unwrap_or_else(|| delivery.clone());
     Ok(Outcome::Event(Envelope {
         source: Source::Pagerduty,
         event_type,
@@ -52,7 +60,7 @@ fn normalise(d: &Delivery<'_>) -> Result<Outcome, Refusal> {
         identifiers: ids,
         correlation_key: format!("pagerduty:{incident}"),
         payload: v,
-        reply_to: None,
+        reply_to,
     }))
 }
 
@@ -102,6 +110,17 @@ mod tests {
             vec![("pagerduty_service".into(), "PF9KMXH".into())]
         );
         assert_eq!(e.correlation_key, "pagerduty:PGR0VU2");
+        assert_eq!(
+            e.reply_to,
+            Some(json!({"kind": "pagerduty", "incident_id": "PGR0VU2"}))
+        );
+        // Later events of the incident (our own note among them) are not answered.
+        let annotated = br#"{"event":{"event_type":"incident.annotated","data":{"incident":{"id":"PGR0VU2"},"content":"Switchyard investigation"}}}"#;
+        let e = event(
+            Source::Pagerduty
+                .normalise(&Delivery::new(&h, annotated))
+                .unwrap(),
+        );
         assert_eq!(e.reply_to, None);
         let h = HeaderMap::new();
         let ping = normalise(&Delivery::new(

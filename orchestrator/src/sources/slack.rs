@@ -102,8 +102,14 @@ fn normalise(d: &Delivery<'_>) -> Result<Outcome, Refusal> {
     let mut ids = Vec::new();
     push(&mut ids, "slack_channel", channel.clone());
     push(&mut ids, "slack_team", team.clone());
+    // Never answer a bot's message (ours among them): each answer would be the next question.
+    let from_bot = payload
+        .pointer("/event/bot_id")
+        .is_some_and(|b| !b.is_null())
+        || s(&payload, "/event/subtype").as_deref() == Some("bot_message");
     let reply_to = channel
         .as_ref()
+        .filter(|_| !from_bot)
         .map(|c| json!({"kind": "slack", "team": team, "channel": c, "thread_ts": thread}));
     let correlation = format!(
         "slack:{}:{}:{}",
@@ -218,6 +224,15 @@ mod tests {
             e.reply_to,
             Some(json!({"kind": "slack", "team": "T1", "channel": "C1", "thread_ts": "1.0"}))
         );
+        // A bot's message (our own answer among them) is kept, never answered.
+        for bot in [
+            br#"{"team_id":"T1","event":{"type":"message","channel":"C1","ts":"1.6","thread_ts":"1.0","bot_id":"B1"}}"#.as_slice(),
+            br#"{"team_id":"T1","event":{"type":"message","subtype":"bot_message","channel":"C1","ts":"1.7"}}"#,
+        ] {
+            let e = event(normalise(&at("events", &h, bot)).unwrap());
+            assert_eq!(e.reply_to, None);
+            assert_eq!(e.identifiers[0], ("slack_channel".into(), "C1".into()));
+        }
     }
 
     #[test]

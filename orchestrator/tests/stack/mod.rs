@@ -32,8 +32,11 @@ pub struct Stack {
     pub keyring: Keyring,
     pub slack: Recorded,
     pub github: Recorded,
+    /// PagerDuty incident notes the runner posted.
+    pub pagerduty: Recorded,
     pub slack_url: String,
     pub github_url: String,
+    pub pagerduty_url: String,
     pub orch_state: switchyard_orchestrator::AppState,
     pub orch_db_url: String,
     pub cs_db_url: String,
@@ -121,6 +124,8 @@ impl Stack {
         };
 
         let (slack, slack_url) = fake("/chat.postMessage", json!({"ok": true, "ts": "1.1"})).await;
+        let (pagerduty, pagerduty_url) =
+            fake("/incidents/{id}/notes", json!({"note": {"id": "N1"}})).await;
         let (github, github_url) = fake(
             "/repos/{owner}/{repo}/issues/{n}/comments",
             json!({"id": 1}),
@@ -156,7 +161,8 @@ impl Stack {
         if opts.start_runner {
             stack_runner_started = true;
         }
-        let runner_state = runner_state(&cs, &orch, &slack_url, &github_url, &key);
+        let runner_state =
+            runner_state(&cs, &orch, [&slack_url, &github_url, &pagerduty_url], &key);
         if stack_runner_started {
             tokio::spawn(switchyard_agent_runner::serve(
                 runner_l,
@@ -212,8 +218,10 @@ impl Stack {
             keyring,
             slack,
             github,
+            pagerduty,
             slack_url,
             github_url,
+            pagerduty_url,
             orch_state,
             orch_db_url,
             cs_db_url,
@@ -234,8 +242,7 @@ impl Stack {
         let state = runner_state(
             &self.cs,
             &self.orch,
-            &self.slack_url,
-            &self.github_url,
+            [&self.slack_url, &self.github_url, &self.pagerduty_url],
             &self.key,
         );
         tokio::spawn(switchyard_agent_runner::serve(
@@ -372,8 +379,7 @@ fn secrets(
 fn runner_state(
     cs: &str,
     orch: &str,
-    slack: &str,
-    github: &str,
+    [slack, github, pagerduty]: [&str; 3],
     key: &ServiceKey,
 ) -> switchyard_agent_runner::AppState {
     switchyard_agent_runner::AppState::from_settings(&switchyard_agent_runner::Settings {
@@ -382,6 +388,7 @@ fn runner_state(
         replies: switchyard_agent_runner::ReplySettings {
             slack_api_base: slack.to_owned(),
             github_api_base: github.to_owned(),
+            pagerduty_api_base: pagerduty.to_owned(),
             run_deadline_seconds: 30,
             run_lease_seconds: 30,
             max_run_attempts: 3,

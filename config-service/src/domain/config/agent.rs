@@ -302,6 +302,24 @@ mod tests {
     }
 
     #[test]
+    fn notifications_name_a_channel_or_are_off() {
+        assert!(pointers(json!({"notifications": {"slack": {"channel": "C0OPS"}}})).is_empty());
+        assert!(pointers(json!({"notifications": {"slack": "off"}})).is_empty());
+        assert_eq!(
+            pointers(json!({"notifications": {"slack": {"chan": "C0OPS"}, "email": {}}})),
+            [
+                "/notifications/email",
+                "/notifications/slack/chan",
+                "/notifications/slack/channel"
+            ]
+        );
+        assert_eq!(
+            pointers(json!({"notifications": {"slack": true}})),
+            ["/notifications/slack"]
+        );
+    }
+
+    #[test]
     fn the_issue_contract_is_accepted() {
         let layer = json!({"agent": {
             "provider": "openai", "model": "gpt-4.1-mini", "endpoint": "https://api.openai.com/v1",

@@ -24,11 +24,7 @@ pub fn validate_layer(layer: &Value) -> Result<(), Vec<FieldError>> {
             "routing" => validate_routing(value, &at, &mut errs),
             "pipelines" => validate_pipelines(value, &at, &mut errs),
             "quotas" => validate_quotas(value, &at, &mut errs),
-            "notifications" => {
-                if !value.is_object() {
-                    errs.push(err(&at, "must be an object"));
-                }
-            }
+            "notifications" => validate_notifications(value, &at, &mut errs),
             "integrations" => {
                 if value.is_object() {
                     crate::domain::secrets::check_integrations(value, &at, &mut errs);
@@ -43,6 +39,31 @@ pub fn validate_layer(layer: &Value) -> Result<(), Vec<FieldError>> {
         }
     }
     if errs.is_empty() { Ok(()) } else { Err(errs) }
+}
+
+/// `notifications`: where every answer of the team goes besides the event's own reply target.
+/// `slack`: `{"channel": "C123"}`, or `"off"` to turn off one inherited from a higher layer.
+fn validate_notifications(v: &Value, at: &str, errs: &mut Vec<FieldError>) {
+    let Some(m) = object(v, at, errs) else { return };
+    for (k, v) in m {
+        let here = format!("{at}/{}", escape_pointer_token(k));
+        match k.as_str() {
+            "slack" => match v {
+                Value::String(s) if s == "off" => {}
+                Value::Object(o) => {
+                    check_fields(o, &here, &[("channel", Ty::Str)], errs);
+                    if !o.get("channel").is_some_and(Value::is_string) {
+                        errs.push(err(
+                            &format!("{here}/channel"),
+                            "a Slack channel id is required",
+                        ));
+                    }
+                }
+                _ => errs.push(err(&here, "must be {\"channel\": \"<id>\"} or \"off\"")),
+            },
+            _ => errs.push(err(&here, "unknown notification destination; known: slack")),
+        }
+    }
 }
 
 pub(super) fn err(pointer: &str, detail: &str) -> FieldError {
