@@ -16,9 +16,10 @@
 //! - `runs`: executing a run under its lease, and resuming runs whose runner stopped;
 //! - [`agent`]: the agent loop, its config and tools; [`toolsets`]: the built-in tools; [`providers`]: LLM providers behind one
 //!   trait; [`messages`]: the conversation they share; [`reply`]: answering where the event came
-//!   from.
+//!   from; [`evals`]: the eval suite's scenarios, scripted model and recorded tools.
 
 pub mod agent;
+pub mod evals;
 pub mod messages;
 pub mod providers;
 pub mod reply;

@@ -9,6 +9,7 @@
 //! - `switchyard gen-openapi`: write (or check) the committed OpenAPI documents.
 
 mod dev;
+mod eval;
 mod loadgen;
 
 use std::path::PathBuf;
@@ -53,6 +54,9 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Run the agent's eval suite: offline (scripted models, recorded tools), or against a live
+    /// model with --provider, --endpoint and --model (key in SWITCHYARD_EVAL_API_KEY).
+    Eval(eval::EvalArgs),
     /// Send signed webhooks at a given concurrency and rate; report latency; check every
     /// acknowledged delivery was stored exactly once.
     Loadgen(loadgen::LoadgenArgs),
@@ -148,6 +152,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::GenOpenapi { out, check } => gen_openapi(&out, check),
         Command::Loadgen(args) => loadgen::run(args).await,
+        Command::Eval(args) => eval::run(args).await,
         Command::ServiceToken {
             audience,
             subject,

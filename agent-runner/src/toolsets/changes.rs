@@ -165,6 +165,18 @@ impl Tool for GithubRecentChanges {
     }
 }
 
+/// What the model sees of `switchyard_events`.
+pub fn events_spec() -> ToolSpec {
+    ToolSpec {
+        name: "switchyard_events".into(),
+        description: "The team's other recent events received by Switchyard (alerts, pages, issues, questions), newest first: what else is happening.".into(),
+        parameters: json!({"type": "object", "properties": {
+            "since_minutes": {"type": "integer", "description": "how far back (default 60, at most 1440)"},
+            "source": {"type": "string", "description": "only one sender, e.g. alertmanager, pagerduty, github"},
+            "limit": {"type": "integer", "description": "most events (default 20, at most 100)"}}}),
+    }
+}
+
 pub struct SwitchyardEvents {
     pub client: OrchestratorClient,
     pub org: String,
@@ -173,14 +185,7 @@ pub struct SwitchyardEvents {
 
 impl Tool for SwitchyardEvents {
     fn spec(&self) -> ToolSpec {
-        ToolSpec {
-            name: "switchyard_events".into(),
-            description: "The team's other recent events received by Switchyard (alerts, pages, issues, questions), newest first: what else is happening.".into(),
-            parameters: json!({"type": "object", "properties": {
-                "since_minutes": {"type": "integer", "description": "how far back (default 60, at most 1440)"},
-                "source": {"type": "string", "description": "only one sender, e.g. alertmanager, pagerduty, github"},
-                "limit": {"type": "integer", "description": "most events (default 20, at most 100)"}}}),
-        }
+        events_spec()
     }
 
     fn call<'a>(&'a self, args: &'a Value) -> BoxFuture<'a, Result<String, String>> {

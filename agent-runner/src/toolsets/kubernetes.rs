@@ -212,20 +212,49 @@ fn cleaned(mut o: Value) -> Value {
     o
 }
 
+/// What the model sees of each tool, for a team reading `namespaces`.
+pub fn get_spec(namespaces: &[String]) -> ToolSpec {
+    ToolSpec {
+        name: "kubernetes_get".into(),
+        description: format!(
+            "Read Kubernetes objects (read-only) in the team's namespaces ({}): one by name, or a list filtered by label selector, summarised (pods: phase, restarts, last termination reason).",
+            namespaces.join(", ")
+        ),
+        parameters: json!({"type": "object", "required": ["kind"], "properties": {
+            "kind": {"type": "string", "description": KINDS.iter().map(|k| k.0).collect::<Vec<_>>().join(", ")},
+            "namespace": {"type": "string", "enum": namespaces},
+            "name": {"type": "string", "description": "one object; all of the kind when absent"},
+            "label_selector": {"type": "string", "description": "e.g. app=checkout"}}}),
+    }
+}
+
+pub fn logs_spec(namespaces: &[String]) -> ToolSpec {
+    ToolSpec {
+        name: "kubernetes_logs".into(),
+        description: "Read a pod's container logs (the last lines; previous=true for the instance that crashed).".into(),
+        parameters: json!({"type": "object", "required": ["pod"], "properties": {
+            "pod": {"type": "string"},
+            "namespace": {"type": "string", "enum": namespaces},
+            "container": {"type": "string", "description": "needed when the pod has several"},
+            "previous": {"type": "boolean"},
+            "tail_lines": {"type": "integer", "description": format!("default {DEFAULT_TAIL}, at most {MAX_TAIL}")}}}),
+    }
+}
+
+pub fn events_spec(namespaces: &[String]) -> ToolSpec {
+    ToolSpec {
+        name: "kubernetes_events".into(),
+        description: "Recent Kubernetes events in a namespace of the team, newest first, optionally about one object (OOMKilled, BackOff, FailedScheduling...).".into(),
+        parameters: json!({"type": "object", "properties": {
+            "namespace": {"type": "string", "enum": namespaces},
+            "name": {"type": "string", "description": "the involved object's name"},
+            "kind": {"type": "string", "description": "the involved object's kind, e.g. Pod"}}}),
+    }
+}
+
 impl Tool for KubernetesGet {
     fn spec(&self) -> ToolSpec {
-        ToolSpec {
-            name: "kubernetes_get".into(),
-            description: format!(
-                "Read Kubernetes objects (read-only) in the team's namespaces ({}): one by name, or a list filtered by label selector, summarised (pods: phase, restarts, last termination reason).",
-                self.0.namespaces.join(", ")
-            ),
-            parameters: json!({"type": "object", "required": ["kind"], "properties": {
-                "kind": {"type": "string", "description": KINDS.iter().map(|k| k.0).collect::<Vec<_>>().join(", ")},
-                "namespace": {"type": "string", "enum": self.0.namespaces},
-                "name": {"type": "string", "description": "one object; all of the kind when absent"},
-                "label_selector": {"type": "string", "description": "e.g. app=checkout"}}}),
-        }
+        get_spec(&self.0.namespaces)
     }
 
     fn call<'a>(&'a self, args: &'a Value) -> BoxFuture<'a, Result<String, String>> {
@@ -267,16 +296,7 @@ impl Tool for KubernetesGet {
 
 impl Tool for KubernetesLogs {
     fn spec(&self) -> ToolSpec {
-        ToolSpec {
-            name: "kubernetes_logs".into(),
-            description: "Read a pod's container logs (the last lines; previous=true for the instance that crashed).".into(),
-            parameters: json!({"type": "object", "required": ["pod"], "properties": {
-                "pod": {"type": "string"},
-                "namespace": {"type": "string", "enum": self.0.namespaces},
-                "container": {"type": "string", "description": "needed when the pod has several"},
-                "previous": {"type": "boolean"},
-                "tail_lines": {"type": "integer", "description": format!("default {DEFAULT_TAIL}, at most {MAX_TAIL}")}}}),
-        }
+        logs_spec(&self.0.namespaces)
     }
 
     fn call<'a>(&'a self, args: &'a Value) -> BoxFuture<'a, Result<String, String>> {
@@ -313,14 +333,7 @@ impl Tool for KubernetesLogs {
 
 impl Tool for KubernetesEvents {
     fn spec(&self) -> ToolSpec {
-        ToolSpec {
-            name: "kubernetes_events".into(),
-            description: "Recent Kubernetes events in a namespace of the team, newest first, optionally about one object (OOMKilled, BackOff, FailedScheduling...).".into(),
-            parameters: json!({"type": "object", "properties": {
-                "namespace": {"type": "string", "enum": self.0.namespaces},
-                "name": {"type": "string", "description": "the involved object's name"},
-                "kind": {"type": "string", "description": "the involved object's kind, e.g. Pod"}}}),
-        }
+        events_spec(&self.0.namespaces)
     }
 
     fn call<'a>(&'a self, args: &'a Value) -> BoxFuture<'a, Result<String, String>> {

@@ -94,6 +94,47 @@ pub fn secret_names(agent: &Value) -> Vec<String> {
     out
 }
 
+/// The spec the model sees for the built-in tool `name` as `agent` configures it, without
+/// reaching anything: evals replay recorded outputs behind the real specs.
+pub fn spec_for(name: &str, agent: &Value) -> Option<crate::messages::ToolSpec> {
+    use crate::agent::tools::Tool;
+    let sets = agent.get("toolsets").cloned().unwrap_or(Value::Null);
+    let http = reqwest::Client::new();
+    let t = || Target {
+        url: String::new(),
+        token: None,
+    };
+    let namespaces: Vec<String> = sets
+        .pointer("/kubernetes/namespaces")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_else(|| vec!["default".into()]);
+    Some(match name {
+        "prometheus_query" => observability::PrometheusQuery::new(t(), &http).spec(),
+        "prometheus_range_query" => observability::PrometheusRange::new(t(), &http).spec(),
+        "alertmanager_alerts" => observability::AlertmanagerAlerts::new(t(), &http).spec(),
+        "loki_query" => observability::LokiQuery::new(t(), &http).spec(),
+        "kubernetes_get" => kubernetes::get_spec(&namespaces),
+        "kubernetes_logs" => kubernetes::logs_spec(&namespaces),
+        "kubernetes_events" => kubernetes::events_spec(&namespaces),
+        "switchyard_events" => changes::events_spec(),
+        "github_recent_changes" => {
+            let github = sets
+                .get("github")
+                .cloned()
+                .unwrap_or_else(|| serde_json::json!({"repos": ["example/app"]}));
+            changes::GithubRecentChanges::from_config(Some(&github), "", None, &http)?.spec()
+        }
+        "http_get" => web::HttpGet::from_config(sets.get("http"))?.spec(),
+        _ => return None,
+    })
+}
+
 /// The tool box of a run: each enabled built-in tool whose toolset is configured. An enabled tool
 /// without its toolset is left out and said so in the answer (the model never sees it).
 pub fn build(agent: &Value, enabled: &[String], ctx: &Context) -> (ToolBox, Vec<String>) {
