@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use switchyard_api::config::NodeConfig;
+use switchyard_api::events::RunOutcome;
 use switchyard_api::runs::{AgentRun, RunRequest, RunUsage, UpdateRun};
 
 use crate::agent::config::AgentConfig;
@@ -72,6 +73,7 @@ pub(crate) async fn execute_leased(
             )),
         ),
     };
+    let error_for_timeline = error.clone();
     if let Err(e) = state
         .config
         .update_run(
@@ -90,6 +92,25 @@ pub(crate) async fn execute_leased(
         .await
     {
         tracing::error!(run = %id, error = %e, "could not record the run's outcome; its lease will lapse and it is resumed");
+        return;
+    }
+    // The event's timeline says how its run ended (best effort: the run record is the truth).
+    if let Some(orch) = &state.orchestrator {
+        let event = req
+            .idempotency_key
+            .split(":replay-")
+            .next()
+            .unwrap_or_default();
+        let outcome = RunOutcome {
+            run_id: id.to_owned(),
+            status: status.to_owned(),
+            error: error_for_timeline,
+        };
+        if !event.is_empty()
+            && let Err(e) = orch.run_outcome(&req.org_id, event, &outcome).await
+        {
+            tracing::warn!(run = %id, error = %e, "could not add the run's outcome to its event's timeline");
+        }
     }
     tracing::info!(run = %id, org = %req.org_id, team = %req.team_id, status, "run finished");
 }

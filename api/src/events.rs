@@ -29,3 +29,15 @@ pub struct TeamEventsQuery {
     /// Most events (default 20, at most 100).
     pub limit: Option<u32>,
 }
+
+/// How a run the orchestrator dispatched for an event ended (agent-runner → orchestrator), for the
+/// event's timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunOutcome {
+    pub run_id: String,
+    /// succeeded, failed or cancelled.
+    pub status: String,
+    /// Why it failed (a budget used up, the deadline, the provider's refusal...).
+    pub error: Option<String>,
+}

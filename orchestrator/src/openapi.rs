@@ -33,6 +33,7 @@ use crate::http::*;
         events::bulk_replay_all,
         events::purge,
         internal::team_events,
+        internal::run_outcome,
     )
 )]
 pub struct ApiDoc;

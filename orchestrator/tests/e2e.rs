@@ -463,15 +463,16 @@ async fn every_source_to_one_run_and_one_reply(b: Backend) {
         "{pd_calls:?}"
     );
 
-    // The timeline tells the whole story.
+    // The timeline tells the whole story, to how the run ended (the runner adds that last).
     let id = first["event_id"].as_str().unwrap();
-    let ev = s
-        .must(
-            Method::GET,
-            format!("{}/api/v1/orgs/acme/events/{id}", s.orch),
-            None,
-        )
-        .await;
+    let detail = format!("{}/api/v1/orgs/acme/events/{id}", s.orch);
+    eventually("the run's outcome is on the timeline", 10, || async {
+        s.must(Method::GET, detail.clone(), None).await["timeline"]
+            .to_string()
+            .contains("run_succeeded")
+    })
+    .await;
+    let ev = s.must(Method::GET, detail.clone(), None).await;
     let kinds: Vec<&str> = ev["timeline"]
         .as_array()
         .unwrap()
@@ -485,7 +486,8 @@ async fn every_source_to_one_run_and_one_reply(b: Backend) {
             "verified",
             "routed",
             "dispatch_attempt",
-            "dispatched"
+            "dispatched",
+            "run_succeeded"
         ]
     );
     assert!(
@@ -1532,7 +1534,97 @@ async fn a_slack_question_is_investigated_by_the_teams_agent(b: Backend) {
     );
 }
 
+/// A team's daily token budget ends a run between turns, then stops the next run before it
+/// starts; each event's timeline says why.
+async fn the_timeline_says_when_the_token_budget_ends_a_run(b: Backend) {
+    let s = Stack::start(b, Options::default()).await;
+    let (model, prom, _) = fake_model_and_prometheus().await;
+    let cs = &s.cs;
+    s.must(
+        Method::POST,
+        format!("{cs}/api/v1/orgs"),
+        Some(json!({"id": "acme", "name": "Acme"})),
+    )
+    .await;
+    s.must(
+        Method::POST,
+        format!("{cs}/api/v1/orgs/acme/nodes"),
+        Some(json!({"id": "checkout", "kind": "team", "name": "c"})),
+    )
+    .await;
+    for (name, value) in [("slack-bot", "xoxb-checkout"), ("llm", "sk-model-0123")] {
+        s.must(
+            Method::PUT,
+            format!("{cs}/api/v1/orgs/acme/secrets/{name}"),
+            Some(json!({"value": value})),
+        )
+        .await;
+    }
+    s.layer("acme", "acme", json!({"routing": {"slack_team": "T0001"}}))
+        .await;
+    // The fake model's first turn costs 320 tokens.
+    s.layer("acme", "checkout", json!({
+        "routing": {"slack_channel": "C0CHECKOUT"},
+        "integrations": {"slack": {"bot_token": {"secret": "slack-bot"}}},
+        "quotas": {"tokens_per_day": 300},
+        "agent": {"provider": "openai", "endpoint": model, "model": "gpt-test", "api_key": {"secret": "llm"},
+            "tools": ["prometheus_query"], "toolsets": {"prometheus": {"url": prom}}}
+    })).await;
+    s.must(
+        Method::POST,
+        format!("{}/api/v1/platform/integrations", s.orch),
+        Some(json!({"source": "slack", "name": "Slack app", "secrets": [SLACK_SECRET]})),
+    )
+    .await;
+    let mut timelines = Vec::new();
+    for (n, ts) in [(1, "1700000000.000301"), (2, "1700000000.000302")] {
+        let slack = json!({"type": "event_callback", "team_id": "T0001", "event_id": format!("EvBudget{n}"), "event": {"type": "app_mention",
+            "channel": "C0CHECKOUT", "ts": ts, "text": "<@U1> is checkout down?"}}).to_string();
+        let (st, v, _) = s
+            .webhook(
+                "/webhooks/slack/events",
+                &slack_headers(slack.as_bytes(), now_s(), SLACK_SECRET),
+                slack.as_bytes(),
+            )
+            .await;
+        assert_eq!(st, 200);
+        let detail = format!(
+            "{}/api/v1/orgs/acme/events/{}",
+            s.orch,
+            v["event_id"].as_str().unwrap()
+        );
+        // Routed to acme (a shared Slack app's event is the org's once routed), then dispatched.
+        eventually("the event is dispatched", 20, || async {
+            s.events("acme", "dispatched").await.len() == n
+        })
+        .await;
+        eventually("the run's outcome is on the timeline", 20, || async {
+            s.must(Method::GET, detail.clone(), None).await["timeline"]
+                .to_string()
+                .contains("run_failed")
+        })
+        .await;
+        let ev = s.must(Method::GET, detail, None).await;
+        timelines.push(ev["timeline"].as_array().unwrap().last().unwrap().clone());
+    }
+    assert_eq!(timelines[0]["kind"], "run_failed");
+    assert!(
+        timelines[0]["detail"].as_str().unwrap().contains(
+            "the team's tokens_per_day budget ran out (320 tokens used by this run, 300 were left today)"
+        ),
+        "{timelines:?}"
+    );
+    assert!(
+        timelines[1]["detail"].as_str().unwrap().contains(
+            "the team's tokens_per_day budget (300) is used up today; the run did not start"
+        ),
+        "{timelines:?}"
+    );
+    assert!(s.slack.lock().unwrap().is_empty(), "no answer was posted");
+}
+
 switchyard_common::on_both_backends!(
+    the_timeline_says_when_the_token_budget_ends_a_run,
     a_slack_question_is_investigated_by_the_teams_agent,
     control_actions_are_audited,
     a_shared_app_event_matching_two_orgs_goes_to_neither,

@@ -1,6 +1,6 @@
 //! The orchestrator's internal endpoints (agent-runner → orchestrator).
 
-use switchyard_api::events::{TeamEvent, TeamEventsQuery};
+use switchyard_api::events::{RunOutcome, TeamEvent, TeamEventsQuery};
 
 use super::{CallError, body, http_client, traced, transport};
 use crate::auth::ServiceKey;
@@ -42,5 +42,28 @@ impl OrchestratorClient {
         .await
         .map_err(transport)?;
         body(resp).await
+    }
+
+    /// Tells the event's timeline how its run ended.
+    pub async fn run_outcome(
+        &self,
+        org: &str,
+        event_id: &str,
+        outcome: &RunOutcome,
+    ) -> Result<(), CallError> {
+        let resp = traced(
+            &self.http,
+            reqwest::Method::POST,
+            format!(
+                "{}/api/v1/internal/orgs/{org}/events/{event_id}/run-outcome",
+                self.base
+            ),
+        )
+        .bearer_auth(self.key.mint("agent-runner", "orchestrator", 60))
+        .json(outcome)
+        .send()
+        .await
+        .map_err(transport)?;
+        super::classify(resp).await.map(|_| ())
     }
 }

@@ -1,21 +1,44 @@
 //! Endpoints other Switchyard services call with their service JWT.
 
 use axum::extract::{Path, State};
-use axum::routing::get;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use switchyard_api::events::{TeamEvent, TeamEventsQuery};
+use switchyard_api::events::{RunOutcome, TeamEvent, TeamEventsQuery};
 use switchyard_common::error::{Error, Result};
-use switchyard_common::http::{ApiQuery, Service};
+use switchyard_common::http::{ApiJson, ApiQuery, Service};
 use switchyard_common::time::{now_ms, parse_rfc3339};
 
 use crate::state::AppState;
 use crate::store::EventQuery;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route(
-        "/api/v1/internal/orgs/{org}/teams/{team}/events",
-        get(team_events),
-    )
+    Router::new()
+        .route(
+            "/api/v1/internal/orgs/{org}/teams/{team}/events",
+            get(team_events),
+        )
+        .route(
+            "/api/v1/internal/orgs/{org}/events/{id}/run-outcome",
+            post(run_outcome),
+        )
+}
+
+/// How the event's run ended, for its timeline: the agent-runner tells it when a run ends (a
+/// budget used up, the deadline, the provider's refusal: the timeline says so).
+#[utoipa::path(post, path = "/api/v1/internal/orgs/{org}/events/{id}/run-outcome", tag = "internal",
+    params(("org" = String, Path), ("id" = String, Path)), request_body = RunOutcome,
+    responses((status = 204, description = "Recorded"), (status = 403, body = switchyard_common::problem::Problem),
+        (status = 404, body = switchyard_common::problem::Problem), (status = 422, body = switchyard_common::problem::Problem)))]
+pub async fn run_outcome(
+    State(state): State<AppState>,
+    service: Service,
+    Path((org, id)): Path<(String, String)>,
+    ApiJson(outcome): ApiJson<RunOutcome>,
+) -> Result<StatusCode> {
+    service.require(&["agent-runner"])?;
+    state.store.record_run_outcome(&org, &id, &outcome).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// A team's recent events, newest first, without payloads: what else is happening, for its agent
