@@ -434,7 +434,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let recovery = tokio::spawn(recover_runs(state.clone()));
-    let served = axum::serve(listener, app(state))
+    let served = axum::serve(switchyard_common::http::no_delay(listener), app(state))
         .with_graceful_shutdown(shutdown)
         .await;
     recovery.abort();

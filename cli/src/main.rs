@@ -11,6 +11,7 @@
 mod dev;
 mod eval;
 mod loadgen;
+mod loadgen_runs;
 
 use std::path::PathBuf;
 
@@ -60,6 +61,9 @@ enum Command {
     /// Send signed webhooks at a given concurrency and rate; report latency; check every
     /// acknowledged delivery was stored exactly once.
     Loadgen(loadgen::LoadgenArgs),
+    /// Many concurrent agent runs against a fake model and Prometheus: runs per second and the
+    /// agent-runner's own time per turn (ORCHESTRATOR_SIGNING_KEY signs the runs).
+    LoadgenRuns(loadgen_runs::LoadgenRunsArgs),
     /// Print a short-lived service JWT (for calling internal endpoints by hand).
     ServiceToken {
         /// The service to call.
@@ -153,6 +157,7 @@ async fn main() -> anyhow::Result<()> {
         Command::GenOpenapi { out, check } => gen_openapi(&out, check),
         Command::Loadgen(args) => loadgen::run(args).await,
         Command::Eval(args) => eval::run(args).await,
+        Command::LoadgenRuns(args) => loadgen_runs::run(args).await,
         Command::ServiceToken {
             audience,
             subject,

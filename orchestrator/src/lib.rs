@@ -77,7 +77,7 @@ pub async fn serve(
     ));
     let runs = state.provisioner.clone();
     let result = axum::serve(
-        listener,
+        switchyard_common::http::no_delay(listener),
         app(state).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)

@@ -353,3 +353,18 @@ impl<S: AuthState> FromRequestParts<S> for Service {
         Ok(Service { name: claims.sub })
     }
 }
+
+/// `listener` with `TCP_NODELAY` on every accepted connection. Without it a response written in
+/// two parts waits for the peer's delayed acknowledgement (about 40 ms on Linux), which showed as
+/// 40 ms added to service-to-service calls and tool calls under load.
+pub fn no_delay(
+    listener: tokio::net::TcpListener,
+) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
+    use axum::serve::ListenerExt;
+    fn set(tcp: &mut tokio::net::TcpStream) {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    }
+    listener.tap_io(set as fn(&mut tokio::net::TcpStream))
+}

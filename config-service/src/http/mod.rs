@@ -52,7 +52,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
+    axum::serve(switchyard_common::http::no_delay(listener), app(state))
         .with_graceful_shutdown(shutdown)
         .await
 }

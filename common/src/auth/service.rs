@@ -1,116 +1,15 @@
-//! Tokens and service JWTs.
-//!
-//! API tokens are opaque: a kind prefix and 192 random bits in hex. Only their SHA-256 is stored;
-//! because the secret is high-entropy, a fast hash is safe (nothing to brute-force) and lets the
-//! store find a token by an indexed lookup on the hash. Comparisons of secrets run in constant time.
+//! Service identities: each service signs its calls to the others with its own Ed25519 key, as a
+//! short-lived JWT the callee verifies.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 /// Longest lifetime a service JWT may claim: a stolen one is useless within minutes.
 pub const SERVICE_JWT_MAX_TTL_SECS: u64 = 300;
-
-/// The kinds of API token, each with its own visible prefix so a leaked token is recognisable
-/// (and secret scanners can match it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenKind {
-    OrgAdmin,
-    Team,
-}
-
-impl TokenKind {
-    pub fn prefix(self) -> &'static str {
-        match self {
-            TokenKind::OrgAdmin => "syo_",
-            TokenKind::Team => "syt_",
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TokenKind::OrgAdmin => "org_admin",
-            TokenKind::Team => "team",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "org_admin" => Some(TokenKind::OrgAdmin),
-            "team" => Some(TokenKind::Team),
-            _ => None,
-        }
-    }
-}
-
-/// A freshly generated token: the secret (shown once), the prefix kept for display, and the hash
-/// kept at rest.
-pub struct NewToken {
-    pub secret: String,
-    pub display_prefix: String,
-    pub hash: String,
-}
-
-impl std::fmt::Debug for NewToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NewToken")
-            .field("display_prefix", &self.display_prefix)
-            .finish_non_exhaustive()
-    }
-}
-
-/// A secret from its value or, when unset, the file it is mounted at (trimmed). `what` names it in
-/// errors; the secret itself never appears in one.
-pub fn read_secret(
-    value: Option<&str>,
-    file: Option<&std::path::Path>,
-    what: &str,
-) -> anyhow::Result<Option<String>> {
-    if let Some(v) = value {
-        return Ok(Some(v.trim().to_owned()));
-    }
-    match file {
-        Some(path) => std::fs::read_to_string(path)
-            .map(|v| Some(v.trim().to_owned()))
-            .map_err(|e| anyhow::anyhow!("cannot read the {what} file {}: {e}", path.display())),
-        None => Ok(None),
-    }
-}
-
-/// Random hex of `bytes` bytes from the operating system's generator.
-pub fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    rand::rngs::OsRng.fill_bytes(&mut buf);
-    hex::encode(buf)
-}
-
-pub fn generate_token(kind: TokenKind) -> NewToken {
-    let secret = format!("{}{}", kind.prefix(), random_hex(24));
-    NewToken {
-        display_prefix: secret[..12].to_owned(),
-        hash: hash_token(&secret),
-        secret,
-    }
-}
-
-/// SHA-256 of a token, lowercase hex: what is stored and looked up.
-pub fn hash_token(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
-}
-
-/// Constant-time equality of two secrets of any length (compares their digests, so neither the
-/// content nor the length leaks through timing).
-pub fn secrets_equal(a: &str, b: &str) -> bool {
-    let da = Sha256::digest(a.as_bytes());
-    let db = Sha256::digest(b.as_bytes());
-    da.ct_eq(&db).into()
-}
 
 /// Claims of a service-to-service JWT.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -139,7 +38,18 @@ pub struct ServiceKey {
     signers: Arc<BTreeMap<String, (EncodingKey, Vec<u8>)>>,
     /// Public keys (raw 32 bytes) of the services whose calls this process accepts.
     verifiers: Arc<BTreeMap<String, Vec<u8>>>,
+    /// Tokens minted, by (sub, aud, ttl), with their expiry: reused while at least half their
+    /// lifetime is left (an Ed25519 signature per call was a tenth of the agent-runner's CPU).
+    minted: Arc<Mutex<HashMap<MintSlot, (String, u64)>>>,
+    /// Tokens verified, by (token, audience): their claims, until they expire. Bounded.
+    verified: Arc<Mutex<HashMap<(String, String), ServiceClaims>>>,
 }
+
+/// (subject, audience, lifetime) of a minted token.
+type MintSlot = (String, String, u64);
+
+/// Most verified tokens remembered; the memory is cleared when it is full.
+const VERIFIED_CACHE: usize = 4096;
 
 impl std::fmt::Debug for ServiceKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -211,6 +121,7 @@ impl ServiceKey {
     /// too.
     pub fn with_signer(mut self, name: &str, pkcs8: Vec<u8>) -> Result<Self, String> {
         let public = public_of(&pkcs8)?;
+        self.forget();
         Arc::make_mut(&mut self.verifiers).insert(name.to_owned(), public);
         Arc::make_mut(&mut self.signers)
             .insert(name.to_owned(), (EncodingKey::from_ed_der(&pkcs8), pkcs8));
@@ -219,6 +130,7 @@ impl ServiceKey {
 
     /// Accepts calls from the services in `spec` (`name=base64(raw public key),...`).
     pub fn with_public_keys(mut self, spec: &str) -> Result<Self, String> {
+        self.forget();
         for (name, key) in named_list(spec, "public keys")? {
             if key.len() != 32 {
                 return Err(format!("the public key of {name} must be 32 bytes"));
@@ -275,7 +187,15 @@ impl ServiceKey {
         Self {
             signers: Arc::new(signers),
             verifiers: self.verifiers.clone(),
+            minted: Arc::default(),
+            verified: Arc::default(),
         }
+    }
+
+    /// Drops what was minted and verified with the keys before a change (caches of their own).
+    fn forget(&mut self) {
+        self.minted = Arc::default();
+        self.verified = Arc::default();
     }
 
     /// Signs a token from `sub` to `aud`, valid for `ttl_secs` (capped at the maximum). Without
@@ -286,21 +206,57 @@ impl ServiceKey {
             return format!("unsigned.{sub}.token");
         };
         let now = unix_now();
+        let ttl = ttl_secs.min(SERVICE_JWT_MAX_TTL_SECS);
+        let slot = (sub.to_owned(), aud.to_owned(), ttl);
+        if let Some((token, exp)) = self.minted.lock().unwrap().get(&slot)
+            && *exp >= now + ttl.div_ceil(2)
+        {
+            return token.clone();
+        }
         let claims = ServiceClaims {
             sub: sub.to_owned(),
             aud: aud.to_owned(),
             iat: now,
-            exp: now + ttl_secs.min(SERVICE_JWT_MAX_TTL_SECS),
+            exp: now + ttl,
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(sub.to_owned());
-        jsonwebtoken::encode(&header, &claims, key).expect("EdDSA signing of plain claims")
+        let token =
+            jsonwebtoken::encode(&header, &claims, key).expect("EdDSA signing of plain claims");
+        self.minted
+            .lock()
+            .unwrap()
+            .insert(slot, (token.clone(), claims.exp));
+        token
     }
 
     /// Verifies the signature with the public key of the service the token names (`kid`, which
     /// must equal `sub`), then audience, expiry (30 s leeway for clock skew) and that the token
     /// does not claim a lifetime longer than the maximum. Only EdDSA is accepted.
     pub fn verify(&self, token: &str, audience: &str) -> Result<ServiceClaims, ServiceJwtError> {
+        let slot = (token.to_owned(), audience.to_owned());
+        let now = unix_now();
+        {
+            let mut seen = self.verified.lock().unwrap();
+            match seen.get(&slot) {
+                // The same checks passed for these bytes; only time can have changed.
+                Some(c) if c.exp + 30 >= now => return Ok(c.clone()),
+                Some(_) => {
+                    seen.remove(&slot);
+                }
+                None => {}
+            }
+        }
+        let claims = self.verify_signed(token, audience)?;
+        let mut seen = self.verified.lock().unwrap();
+        if seen.len() >= VERIFIED_CACHE {
+            seen.clear();
+        }
+        seen.insert(slot, claims.clone());
+        Ok(claims)
+    }
+
+    fn verify_signed(&self, token: &str, audience: &str) -> Result<ServiceClaims, ServiceJwtError> {
         let invalid = |m: String| ServiceJwtError::Invalid(m);
         let header = jsonwebtoken::decode_header(token).map_err(|e| invalid(e.to_string()))?;
         if header.alg != Algorithm::EdDSA {
@@ -350,26 +306,6 @@ fn unix_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tokens_are_unique_prefixed_and_hashed() {
-        let a = generate_token(TokenKind::Team);
-        let b = generate_token(TokenKind::Team);
-        assert_ne!(a.secret, b.secret);
-        assert!(a.secret.starts_with("syt_"));
-        assert_eq!(a.secret.len(), 4 + 48);
-        assert_eq!(a.hash, hash_token(&a.secret));
-        assert_ne!(a.hash, a.secret);
-        assert!(a.secret.starts_with(&a.display_prefix));
-        assert!(!format!("{a:?}").contains(&a.secret));
-    }
-
-    #[test]
-    fn secrets_compare() {
-        assert!(secrets_equal("abc", "abc"));
-        assert!(!secrets_equal("abc", "abd"));
-        assert!(!secrets_equal("abc", "abcd"));
-    }
 
     #[test]
     fn service_jwt_round_trip_and_audience() {
@@ -429,6 +365,43 @@ mod tests {
         h.kid = Some("orchestrator".into());
         let hs = jsonwebtoken::encode(&h, &claims, &EncodingKey::from_secret(&public)).unwrap();
         assert!(all.verify(&hs, "config-service").is_err());
+    }
+
+    /// A minted token is reused for half its lifetime; a verified one is not verified again, but
+    /// a cached verification never outlives the token, and a changed key set starts afresh.
+    #[test]
+    fn tokens_are_minted_and_verified_once_per_lifetime() {
+        let key = ServiceKey::generate();
+        let a = key.mint("agent-runner", "config-service", 60);
+        assert_eq!(a, key.mint("agent-runner", "config-service", 60));
+        assert_ne!(a, key.mint("agent-runner", "orchestrator", 60));
+        assert_eq!(key.verified.lock().unwrap().len(), 0);
+        assert!(key.verify(&a, "config-service").is_ok());
+        assert!(key.verify(&a, "config-service").is_ok());
+        assert_eq!(key.verified.lock().unwrap().len(), 1);
+        // Another audience is checked on its own, and refused.
+        assert!(key.verify(&a, "orchestrator").is_err());
+        // A cached verification of a token that has since expired is dropped and refused.
+        let (enc, _) = key.signers.get("orchestrator").unwrap().clone();
+        let now = unix_now();
+        let claims = ServiceClaims {
+            sub: "orchestrator".into(),
+            aud: "config-service".into(),
+            iat: now - 200,
+            exp: now - 100,
+        };
+        let mut h = Header::new(Algorithm::EdDSA);
+        h.kid = Some("orchestrator".into());
+        let old = jsonwebtoken::encode(&h, &claims, &enc).unwrap();
+        key.verified
+            .lock()
+            .unwrap()
+            .insert((old.clone(), "config-service".into()), claims);
+        assert!(key.verify(&old, "config-service").is_err());
+        // Keys changed: nothing cached carries over.
+        let fewer = key.only("agent-runner");
+        assert_eq!(fewer.verified.lock().unwrap().len(), 0);
+        assert_eq!(fewer.minted.lock().unwrap().len(), 0);
     }
 
     #[test]
