@@ -602,7 +602,8 @@ async fn unrouted_events_are_kept_and_replayed_after_the_route_is_fixed(b: Backe
     })
     .await;
     // Fix the routing, replay every unrouted event.
-    s.layer("acme", "checkout", json!({"routing": {"pagerduty_service": ["PSVC1", "PSVC-NEW"]}, "integrations": {"slack": {"bot_token": {"secret": "slack-bot"}}}})).await;
+    s.layer("acme", "checkout", json!({"routing": {"pagerduty_service": ["PSVC1", "PSVC-NEW"]}, "integrations": {"slack": {"bot_token": {"secret": "slack-bot"}},
+        "pagerduty": {"api_key": {"secret": "pagerduty-key"}, "from": "oncall@acme.example"}}})).await;
     let r = s
         .must(
             Method::POST,
@@ -616,17 +617,19 @@ async fn unrouted_events_are_kept_and_replayed_after_the_route_is_fixed(b: Backe
     })
     .await;
     let ev = s.events("acme", "dispatched").await;
-    let detail = s
-        .must(
-            Method::GET,
-            format!(
-                "{}/api/v1/orgs/acme/events/{}",
-                s.orch,
-                ev[0]["id"].as_str().unwrap()
-            ),
-            None,
-        )
-        .await;
+    let url = format!(
+        "{}/api/v1/orgs/acme/events/{}",
+        s.orch,
+        ev[0]["id"].as_str().unwrap()
+    );
+    // The runner adds how the run ended once it has (its note on the incident posted).
+    eventually("the run's outcome is on the timeline", 15, || async {
+        s.must(Method::GET, url.clone(), None).await["timeline"]
+            .to_string()
+            .contains("run_succeeded")
+    })
+    .await;
+    let detail = s.must(Method::GET, url, None).await;
     let kinds: Vec<&str> = detail["timeline"]
         .as_array()
         .unwrap()
@@ -642,7 +645,8 @@ async fn unrouted_events_are_kept_and_replayed_after_the_route_is_fixed(b: Backe
             "replayed",
             "routed",
             "dispatch_attempt",
-            "dispatched"
+            "dispatched",
+            "run_succeeded"
         ]
     );
 }
