@@ -222,6 +222,19 @@ pub fn destinations(config: &Value, reply_to: Option<&Value>) -> Vec<Value> {
     out
 }
 
+/// Whether the team wants answers at `target`. A PagerDuty incident gets a note only when the
+/// team configured `integrations.pagerduty.api_key`: ingesting PagerDuty does not imply writing
+/// to it. Slack threads and GitHub issues always get the answer (a missing token fails the run,
+/// saying so), since the question was asked there.
+pub fn wanted(config: &Value, target: &Value) -> bool {
+    match target.get("kind").and_then(Value::as_str) {
+        Some("pagerduty") => config
+            .pointer("/integrations/pagerduty/api_key")
+            .is_some_and(|v| !v.is_null()),
+        _ => true,
+    }
+}
+
 /// Posts the report to every destination; the ones that failed, with why.
 pub async fn deliver(
     state: &AppState,
@@ -232,6 +245,10 @@ pub async fn deliver(
 ) -> Result<(), String> {
     let mut failed = Vec::new();
     for t in targets {
+        if !wanted(config, t) {
+            tracing::info!(run = %report.run_id, target = %t["kind"], "no note credentials configured for this reply target; not posted");
+            continue;
+        }
         if let Err(e) = post(state, org, config, t, report).await {
             failed.push(e);
         }
@@ -424,6 +441,20 @@ mod tests {
         // No tools: no findings section.
         let bare = Report::new("r", "fine", &Transcript::default());
         assert_eq!(bare.slack()["blocks"].as_array().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn pagerduty_notes_only_when_the_team_configured_them() {
+        let pd = json!({"kind": "pagerduty", "incident_id": "P1"});
+        assert!(!wanted(&json!({}), &pd));
+        assert!(wanted(
+            &json!({"integrations": {"pagerduty": {"api_key": {"secret": "pd"}}}}),
+            &pd
+        ));
+        assert!(wanted(
+            &json!({}),
+            &json!({"kind": "slack", "channel": "C1"})
+        ));
     }
 
     #[test]
