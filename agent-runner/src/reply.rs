@@ -206,10 +206,14 @@ pub async fn org_secret(
         .ok_or_else(|| format!("{at} refers to secret {name}, which the org does not have"))
 }
 
-/// Where a run's answer goes: the event's reply target, then the team's `notifications`
-/// defaults that are not the same place.
+/// Where a run's answer goes: the event's reply target if the team wants answers there
+/// ([`wanted`]), then the team's `notifications` defaults that are not the same place.
 pub fn destinations(config: &Value, reply_to: Option<&Value>) -> Vec<Value> {
-    let mut out: Vec<Value> = reply_to.into_iter().cloned().collect();
+    let mut out: Vec<Value> = reply_to
+        .into_iter()
+        .filter(|t| wanted(config, t))
+        .cloned()
+        .collect();
     if let Some(channel) = config
         .pointer("/notifications/slack/channel")
         .and_then(Value::as_str)
@@ -245,10 +249,6 @@ pub async fn deliver(
 ) -> Result<(), String> {
     let mut failed = Vec::new();
     for t in targets {
-        if !wanted(config, t) {
-            tracing::info!(run = %report.run_id, target = %t["kind"], "no note credentials configured for this reply target; not posted");
-            continue;
-        }
         if let Err(e) = post(state, org, config, t, report).await {
             failed.push(e);
         }

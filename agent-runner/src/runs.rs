@@ -96,11 +96,7 @@ pub(crate) async fn execute_leased(
     }
     // The event's timeline says how its run ended (best effort: the run record is the truth).
     if let Some(orch) = &state.orchestrator {
-        let event = req
-            .idempotency_key
-            .split(":replay-")
-            .next()
-            .unwrap_or_default();
+        let event = req.trigger["event_id"].as_str().unwrap_or_default();
         let outcome = RunOutcome {
             run_id: id.to_owned(),
             status: status.to_owned(),

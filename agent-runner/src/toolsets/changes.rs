@@ -44,29 +44,16 @@ impl GithubRecentChanges {
     }
 
     async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Vec<Value>, String> {
-        let mut req = self
-            .http
-            .get(format!("{}{path}", self.api_base))
-            .query(query)
-            .header("accept", "application/vnd.github+json")
-            .header("user-agent", "switchyard");
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| format!("GitHub is unreachable: {}", e.without_url()))?;
-        let status = resp.status();
-        if !status.is_success() {
-            let body = resp.text().await.unwrap_or_default();
-            return Err(format!(
-                "{status}: {}",
-                body.chars().take(300).collect::<String>()
-            ));
-        }
-        resp.json::<Vec<Value>>()
-            .await
+        let api = super::Target {
+            url: self.api_base.clone(),
+            token: self.token.clone(),
+        };
+        let headers = [
+            ("accept", "application/vnd.github+json"),
+            ("user-agent", "switchyard"),
+        ];
+        let body = super::observability::get_with(&self.http, &api, path, query, &headers).await?;
+        serde_json::from_str(&body)
             .map_err(|e| format!("GitHub answered something unexpected: {e}"))
     }
 }

@@ -21,10 +21,25 @@ async fn get(
     path: &str,
     query: &[(&str, String)],
 ) -> Result<String, String> {
+    get_with(http, t, path, query, &[]).await
+}
+
+/// [`get`] with extra request headers (an API's media type, its user agent): every toolset that
+/// reads a team's HTTP API goes through it.
+pub(super) async fn get_with(
+    http: &reqwest::Client,
+    t: &Target,
+    path: &str,
+    query: &[(&str, String)],
+    headers: &[(&str, &str)],
+) -> Result<String, String> {
     let mut req = http
         .get(format!("{}{path}", t.url))
         .query(query)
         .timeout(TIMEOUT);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
     if let Some(token) = &t.token {
         req = req.bearer_auth(token);
     }
