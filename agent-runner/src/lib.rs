@@ -280,12 +280,12 @@ pub async fn accept(
     // Runs are started by the orchestrator only.
     s.require(&["orchestrator"])?;
     // The config is read per run: a change applies to the next run without a restart.
-    let effective = state
+    let ctx = state
         .config
-        .effective_config(&req.org_id, &req.team_id)
+        .run_context(&req.org_id, &req.team_id)
         .await
         .map_err(unavailable)?;
-    let limit = effective
+    let limit = ctx
         .config
         .pointer("/quotas/concurrent_runs")
         .and_then(Value::as_u64)
@@ -307,6 +307,9 @@ pub async fn accept(
             runner: Some(state.runner_id.to_string()),
             lease_ms: Some(state.lease_ms()),
             deadline_seconds: Some(state.replies.run_deadline_seconds.max(1) as i64),
+            // Executed at once: recorded running, with the config it runs with.
+            running: true,
+            config_etag: Some(ctx.etag.clone()),
         })
         .await;
     let (record, created) = match recorded {
@@ -334,7 +337,7 @@ pub async fn accept(
     let trace = switchyard_common::trace::TraceContext::current()
         .unwrap_or_else(switchyard_common::trace::TraceContext::new_root);
     tokio::spawn(
-        trace.scope(async move { runs::execute_leased(&task_state, &id, &req, &effective).await }),
+        trace.scope(async move { runs::execute_leased(&task_state, &id, &req, &ctx).await }),
     );
     Ok((
         StatusCode::ACCEPTED,

@@ -17,6 +17,7 @@ use switchyard_api::runs::REPLY_TITLE;
 
 use crate::AppState;
 use crate::agent::{Step, Transcript};
+use crate::toolsets::Secrets;
 
 /// Most characters of one Slack section (Slack's limit is 3,000).
 const SLACK_SECTION: usize = 2900;
@@ -166,15 +167,9 @@ fn clip_keep_lines(s: &str, max: usize) -> String {
 }
 
 /// The credential at `pointer`: config holds a reference (`{"secret": "<name>"}`) that the org
-/// secrets store resolves; a literal is refused (the config-service no longer accepts them, and
-/// one left from before must be moved to the store).
-async fn secret(
-    state: &AppState,
-    org: &str,
-    config: &Value,
-    pointer: &str,
-    what: &str,
-) -> Result<String, String> {
+/// secrets store resolved for the run; a literal is refused (the config-service no longer accepts
+/// them, and one left from before must be moved to the store).
+fn secret(secrets: &Secrets, config: &Value, pointer: &str, what: &str) -> Result<String, String> {
     let at = format!(
         "integrations{}",
         pointer.trim_start_matches("/integrations")
@@ -188,21 +183,14 @@ async fn secret(
             "{at} must refer to the org secrets store as {{\"secret\": \"<name>\"}}"
         ));
     };
-    org_secret(state, org, name, &at).await
+    org_secret(secrets, name, &at)
 }
 
 /// The value of the org's secret `name`, which `at` (a config path, for the error) refers to.
-pub async fn org_secret(
-    state: &AppState,
-    org: &str,
-    name: &str,
-    at: &str,
-) -> Result<String, String> {
-    state
-        .config
-        .org_secret(org, name)
-        .await
-        .map_err(|e| format!("reading secret {name}: {e}"))?
+pub fn org_secret(secrets: &Secrets, name: &str, at: &str) -> Result<String, String> {
+    secrets
+        .get(name)
+        .cloned()
         .ok_or_else(|| format!("{at} refers to secret {name}, which the org does not have"))
 }
 
@@ -242,14 +230,14 @@ pub fn wanted(config: &Value, target: &Value) -> bool {
 /// Posts the report to every destination; the ones that failed, with why.
 pub async fn deliver(
     state: &AppState,
-    org: &str,
+    secrets: &Secrets,
     config: &Value,
     targets: &[Value],
     report: &Report,
 ) -> Result<(), String> {
     let mut failed = Vec::new();
     for t in targets {
-        if let Err(e) = post(state, org, config, t, report).await {
+        if let Err(e) = post(state, secrets, config, t, report).await {
             failed.push(e);
         }
     }
@@ -266,7 +254,7 @@ pub async fn deliver(
 /// Posts the report to `target`.
 pub async fn post(
     state: &AppState,
-    org: &str,
+    secrets: &Secrets,
     config: &Value,
     target: &Value,
     report: &Report,
@@ -274,13 +262,11 @@ pub async fn post(
     match target.get("kind").and_then(Value::as_str) {
         Some("slack") => {
             let token = secret(
-                state,
-                org,
+                secrets,
                 config,
                 "/integrations/slack/bot_token",
                 "Slack bot token",
-            )
-            .await?;
+            )?;
             let mut body = report.slack();
             body["channel"] = target["channel"].clone();
             if let Some(ts) = target.get("thread_ts").filter(|v| !v.is_null()) {
@@ -309,13 +295,11 @@ pub async fn post(
         }
         Some("github") => {
             let token = secret(
-                state,
-                org,
+                secrets,
                 config,
                 "/integrations/github/token",
                 "GitHub token",
-            )
-            .await?;
+            )?;
             let repo = target["repo"]
                 .as_str()
                 .ok_or("the GitHub reply target has no repo")?;
@@ -342,13 +326,11 @@ pub async fn post(
         }
         Some("pagerduty") => {
             let key = secret(
-                state,
-                org,
+                secrets,
                 config,
                 "/integrations/pagerduty/api_key",
                 "PagerDuty API key",
-            )
-            .await?;
+            )?;
             let from = config
                 .pointer("/integrations/pagerduty/from")
                 .and_then(Value::as_str)

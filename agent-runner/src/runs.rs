@@ -5,9 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use switchyard_api::config::NodeConfig;
 use switchyard_api::events::RunOutcome;
-use switchyard_api::runs::{AgentRun, RunRequest, RunUsage, UpdateRun};
+use switchyard_api::runs::{AgentRun, RunContext, RunRequest, RunUsage, UpdateRun};
 
 use crate::agent::config::AgentConfig;
 use crate::agent::{self, Transcript};
@@ -28,20 +27,12 @@ impl AppState {
 /// the deadline; records the outcome and frees the team's slot. When the lease is lost (the run
 /// was cancelled, or this runner stalled and another resumed it) it stops at once, dropping the
 /// provider request in flight, and records nothing: the run's state is already someone else's.
-pub(crate) async fn execute_leased(
-    state: &AppState,
-    id: &str,
-    req: &RunRequest,
-    effective: &NodeConfig,
-) {
+pub(crate) async fn execute_leased(state: &AppState, id: &str, req: &RunRequest, ctx: &RunContext) {
     let deadline = Duration::from_secs(state.replies.run_deadline_seconds.max(1));
     let lease_ms = state.lease_ms();
     let mut transcript = Transcript::default();
     let outcome = {
-        let work = tokio::time::timeout(
-            deadline,
-            execute(state, id, req, effective, &mut transcript),
-        );
+        let work = tokio::time::timeout(deadline, execute(state, id, req, ctx, &mut transcript));
         tokio::pin!(work);
         let mut renew = tokio::time::interval(Duration::from_millis((lease_ms / 3) as u64));
         renew.tick().await;
@@ -86,6 +77,7 @@ pub(crate) async fn execute_leased(
                     input_tokens: transcript.usage.input_tokens as i64,
                     output_tokens: transcript.usage.output_tokens as i64,
                 }),
+                config_etag: Some(ctx.etag.clone()),
                 ..UpdateRun::to(status)
             },
         )
@@ -100,7 +92,7 @@ pub(crate) async fn execute_leased(
         let outcome = RunOutcome {
             run_id: id.to_owned(),
             status: status.to_owned(),
-            error: error_for_timeline,
+            error: error_for_timeline.clone(),
         };
         if !event.is_empty()
             && let Err(e) = orch.run_outcome(&req.org_id, event, &outcome).await
@@ -108,7 +100,14 @@ pub(crate) async fn execute_leased(
             tracing::warn!(run = %id, error = %e, "could not add the run's outcome to its event's timeline");
         }
     }
-    tracing::info!(run = %id, org = %req.org_id, team = %req.team_id, status, "run finished");
+    match &error_for_timeline {
+        None => {
+            tracing::info!(run = %id, org = %req.org_id, team = %req.team_id, status, "run finished")
+        }
+        Some(e) => {
+            tracing::warn!(run = %id, org = %req.org_id, team = %req.team_id, status, error = %e, "run finished")
+        }
+    }
 }
 
 /// Resumes runs whose runner died: every half lease, one recovery sweep in the config-service
@@ -147,11 +146,7 @@ pub async fn recover_runs(state: AppState) {
                             idempotency_key: idempotency_key.unwrap_or_default(),
                         };
                         tracing::info!(run = %id, org = %req.org_id, team = %req.team_id, "resuming a run whose runner stopped");
-                        let config = match state
-                            .config
-                            .effective_config(&req.org_id, &req.team_id)
-                            .await
-                        {
+                        let ctx = match state.config.run_context(&req.org_id, &req.team_id).await {
                             Ok(c) => c,
                             Err(e) => {
                                 // Leave the lease to lapse: the next sweep tries again.
@@ -160,7 +155,7 @@ pub async fn recover_runs(state: AppState) {
                             }
                         };
                         reserve(&state, &req.org_id, &req.team_id, u64::MAX);
-                        execute_leased(&state, &id, &req, &config).await;
+                        execute_leased(&state, &id, &req, &ctx).await;
                     });
                 }
             }
@@ -174,28 +169,13 @@ async fn execute(
     state: &AppState,
     id: &str,
     req: &RunRequest,
-    effective: &NodeConfig,
+    ctx: &RunContext,
     transcript: &mut Transcript,
 ) -> std::result::Result<String, String> {
-    let config = &effective.config;
-    state
-        .config
-        .update_run(
-            id,
-            &UpdateRun {
-                config_etag: effective.etag.clone(),
-                ..UpdateRun::to("running")
-            },
-        )
-        .await
-        .map_err(|e| format!("recording the start: {e}"))?;
+    let config = &ctx.config;
     let mut cfg = AgentConfig::parse(config.get("agent"), state.replies.run_deadline_seconds)?;
     // The day's token budgets: none left, no run; some left, the loop stops when it is used.
-    let budgets = state
-        .config
-        .token_budgets(&req.org_id, &req.team_id)
-        .await
-        .map_err(|e| format!("reading the token budgets: {e}"))?;
+    let budgets = &ctx.budgets;
     if let Some((left, whose)) = budgets.remaining() {
         if left == 0 {
             let b = if whose == "org" {
@@ -210,7 +190,8 @@ async fn execute(
         }
         cfg.token_budget = Some((left as u64, whose.to_owned()));
     }
-    // Every credential the run needs, resolved before it starts.
+    // Every credential the run needs, resolved before it starts (the config-service sent the
+    // values of every secret the config refers to).
     let agent_section = config.get("agent").cloned().unwrap_or(Value::Null);
     let mut secrets = toolsets::Secrets::new();
     let names = cfg
@@ -220,7 +201,7 @@ async fn execute(
         .chain(toolsets::secret_names(&agent_section));
     for name in names {
         if let std::collections::btree_map::Entry::Vacant(slot) = secrets.entry(name) {
-            let value = reply::org_secret(state, &req.org_id, slot.key(), "agent").await?;
+            let value = reply::org_secret(&ctx.secrets, slot.key(), "agent")?;
             slot.insert(value);
         }
     }
@@ -266,7 +247,7 @@ async fn execute(
     if !mcp_problems.is_empty() {
         tracing::warn!(run = %id, problems = ?mcp_problems, "MCP tools not offered");
     }
-    let ctx = toolsets::Context {
+    let reach = toolsets::Context {
         org: req.org_id.clone(),
         team: req.team_id.clone(),
         secrets: secrets.clone(),
@@ -276,14 +257,14 @@ async fn execute(
         github_api_base: state.replies.github_api_base.clone(),
         mcp,
     };
-    let (mut tools, mut unavailable) = toolsets::build(&agent_section, &cfg.tools, &ctx);
+    let (mut tools, mut unavailable) = toolsets::build(&agent_section, &cfg.tools, &reach);
     let (subs, problems) = toolsets::sub_agents::tools_for(
         &agent_section,
         &cfg,
         &provider,
         &cfg.tools,
         1,
-        &ctx,
+        &reach,
         &make,
     );
     for t in subs {
@@ -301,7 +282,7 @@ async fn execute(
     let targets = reply::destinations(config, req.reply_to.as_ref());
     if !targets.is_empty() {
         let report = reply::Report::new(id, &summary, transcript);
-        reply::deliver(state, &req.org_id, config, &targets, &report).await?;
+        reply::deliver(state, &ctx.secrets, config, &targets, &report).await?;
     }
     Ok(summary)
 }

@@ -95,6 +95,13 @@ pub struct CreateRun {
     pub lease_ms: Option<i64>,
     /// How long the run may take in all, resumptions included.
     pub deadline_seconds: Option<i64>,
+    /// Records the run `running` from the start (its runner executes it at once), instead of
+    /// `queued`: one call fewer per run.
+    #[serde(default)]
+    pub running: bool,
+    /// The etag of the effective config the run runs with.
+    #[serde(default)]
+    pub config_etag: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -162,7 +169,8 @@ pub struct RecoveredRuns {
 pub struct Budget {
     /// `quotas.tokens_per_day`; `None`: no limit.
     pub limit: Option<i64>,
-    /// Input and output tokens of the runs recorded since midnight UTC.
+    /// Input and output tokens of the runs recorded since midnight UTC (counted only where there
+    /// is a limit: 0 without one).
     pub used_today: i64,
 }
 
@@ -190,6 +198,33 @@ impl TokenBudgets {
             (None, Some(o)) => Some((o, "org")),
             (None, None) => None,
         }
+    }
+}
+
+/// Everything a run starts with, read in one call by the agent-runner (`GET
+/// /api/v1/internal/orgs/{org}/nodes/{team}/run-context`): the team's effective config, the day's
+/// token budgets, and the org secrets the config refers to.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+pub struct RunContext {
+    /// The team's effective config, unredacted.
+    #[schema(value_type = Object)]
+    pub config: Value,
+    /// Changes whenever any layer of the config changes.
+    pub etag: String,
+    pub budgets: TokenBudgets,
+    /// Each `{"secret": "<name>"}` the config holds, resolved. A name the org does not have is
+    /// absent: what needs it fails with that reason.
+    pub secrets: std::collections::BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for RunContext {
+    /// Never prints a secret's value.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunContext")
+            .field("etag", &self.etag)
+            .field("budgets", &self.budgets)
+            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
     }
 }
 

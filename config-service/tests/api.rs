@@ -790,6 +790,46 @@ async fn secrets_are_write_only_and_referenced(b: Backend) {
         StatusCode::NOT_FOUND
     );
 
+    // A run's context carries the values the team's config refers to (`llm` is not stored:
+    // absent), for the agent-runner only.
+    let path = "/api/v1/internal/orgs/acme/nodes/t/run-context";
+    let r = app
+        .get(path, Some(&app.service_jwt_of("agent-runner")))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["secrets"], json!({"slack-bot": value}));
+    assert_eq!(
+        r.body["config"]["agent"]["api_key"],
+        json!({"secret": "llm"})
+    );
+    assert_eq!(
+        r.body["budgets"],
+        json!({"team": {"limit": null, "used_today": 0}, "org": {"limit": null, "used_today": 0}})
+    );
+    let r = app
+        .send(
+            Method::PUT,
+            "/api/v1/orgs/acme/secrets/llm",
+            Some(&alice),
+            Some(json!({"value": "sk-model"})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let r = app
+        .get(path, Some(&app.service_jwt_of("agent-runner")))
+        .await;
+    assert_eq!(
+        r.body["secrets"],
+        json!({"slack-bot": value, "llm": "sk-model"})
+    );
+    assert_eq!(
+        app.get(path, Some(&app.service_jwt_of("orchestrator")))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+
     // The audit log records each change, never the value; nor does the table hold it readably.
     let audit = app
         .get(

@@ -238,7 +238,7 @@ fn cases() -> Vec<Case> {
         case(M::GET, "/api/v1/internal/agent-runs/{run}", None, INTERNAL),
         case(
             M::GET,
-            "/api/v1/internal/orgs/acme/nodes/checkout/token-budget",
+            "/api/v1/internal/orgs/acme/nodes/checkout/run-context",
             None,
             INTERNAL,
         ),

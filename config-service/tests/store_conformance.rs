@@ -1001,6 +1001,26 @@ async fn agent_runs_are_idempotent_and_move_forward(b: Backend) {
         .unwrap();
     assert!(!created);
     assert_eq!(again.id, r.id);
+    // A runner that starts its run at once records it running, with the config it runs with.
+    let (started, _) = s
+        .create_run(&NewRun {
+            org: "acme",
+            team: "checkout",
+            trigger: &trigger,
+            idempotency_key: Some("evt-2"),
+            runner: Some("runner-a"),
+            lease_ms: 60_000,
+            running: true,
+            config_etag: Some("\"e-1\""),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (started.status.as_str(), started.config_etag.as_deref()),
+        ("running", Some("\"e-1\""))
+    );
+    assert!(started.started_at.is_some());
     assert!(matches!(
         s.create_run(&NewRun {
             org: "acme",
@@ -1149,6 +1169,8 @@ async fn runs_hold_leases_and_are_recovered(b: Backend) {
         runner: Some("runner-a"),
         lease_ms,
         deadline_ms,
+        running: false,
+        config_etag: None,
     };
     let (alive, _) = s.create_run(&leased("alive", 60_000, None)).await.unwrap();
     let (dead, _) = s.create_run(&leased("dead", -1, None)).await.unwrap();
@@ -1182,8 +1204,10 @@ async fn runs_hold_leases_and_are_recovered(b: Backend) {
             again.attempts,
             again.lease_owner.as_deref()
         ),
-        ("queued", 2, Some("runner-b"))
+        ("running", 2, Some("runner-b")),
+        "a resumed run is running again: its new runner executes it at once"
     );
+    assert!(again.started_at.is_some());
     assert_eq!(
         again.reply_to,
         Some(reply.clone()),

@@ -3,10 +3,10 @@
 use serde::Serialize;
 use serde_json::json;
 use switchyard_api::auth::{IntrospectRequest, Introspection};
-use switchyard_api::config::{NodeConfig, RevealedSecret, TeamPipelines};
+use switchyard_api::config::{NodeConfig, TeamPipelines};
 use switchyard_api::routing::{Lookup, LookupRequest, RouteMatch, RoutingVersion};
 use switchyard_api::runs::{
-    AgentRun, CreateRun, Recover, RecoveredRuns, RenewLease, TokenBudgets, UpdateRun,
+    AgentRun, CreateRun, Recover, RecoveredRuns, RenewLease, RunContext, UpdateRun,
 };
 
 use super::{CallError, body, classify, detail, http_client, traced, transport};
@@ -93,22 +93,11 @@ impl ConfigClient {
         body(self.get(&path).await?).await
     }
 
-    /// The token budgets a team's runs draw on today.
-    pub async fn token_budgets(&self, org: &str, team: &str) -> Result<TokenBudgets, CallError> {
-        let path = format!("/api/v1/internal/orgs/{org}/nodes/{team}/token-budget");
+    /// Everything a team's run starts with, in one call: its effective config, the day's token
+    /// budgets and the org secrets the config refers to (agent-runner only).
+    pub async fn run_context(&self, org: &str, team: &str) -> Result<RunContext, CallError> {
+        let path = format!("/api/v1/internal/orgs/{org}/nodes/{team}/run-context");
         body(self.get(&path).await?).await
-    }
-
-    /// A value of the org secrets store (`{"secret": "<name>"}` in config). `Ok(None)`: no such
-    /// secret.
-    pub async fn org_secret(&self, org: &str, name: &str) -> Result<Option<String>, CallError> {
-        let resp = self
-            .get(&format!("/api/v1/internal/orgs/{org}/secrets/{name}"))
-            .await?;
-        if resp.status().as_u16() == 404 {
-            return Ok(None);
-        }
-        Ok(Some(body::<RevealedSecret>(resp).await?.value))
     }
 
     /// Resolves an org admin or team token. `Ok(None)`: not a valid token.

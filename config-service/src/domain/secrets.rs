@@ -35,6 +35,24 @@ pub fn reference(v: &Value) -> Option<&str> {
     m.get("secret")?.as_str().filter(|n| Slug::parse(n).is_ok())
 }
 
+/// Every secret a config refers to, wherever the reference is.
+pub fn references(config: &Value) -> std::collections::BTreeSet<String> {
+    fn walk(v: &Value, out: &mut std::collections::BTreeSet<String>) {
+        if let Some(name) = reference(v) {
+            out.insert(name.to_owned());
+            return;
+        }
+        match v {
+            Value::Object(m) => m.values().for_each(|v| walk(v, out)),
+            Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = std::collections::BTreeSet::new();
+    walk(config, &mut out);
+    out
+}
+
 /// Checks the value at a known secret path: `null` or a reference, never a literal.
 pub fn check_reference(v: &Value, at: &str, errs: &mut Vec<FieldError>) {
     if v.is_null() || reference(v).is_some() {
@@ -81,6 +99,16 @@ pub fn check_integrations(v: &Value, at: &str, errs: &mut Vec<FieldError>) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn references_are_found_wherever_they_are() {
+        let config = json!({"agent": {"api_key": {"secret": "llm"},
+                "toolsets": {"mcp": {"servers": [{"headers": {"x": {"secret": "mcp-key"}}}]}}},
+            "integrations": {"slack": {"bot_token": {"secret": "slack"}}},
+            "odd": {"secret": "Not A Slug"}, "two": {"secret": "a", "b": 1}});
+        let names: Vec<String> = references(&config).into_iter().collect();
+        assert_eq!(names, ["llm", "mcp-key", "slack"]);
+    }
 
     #[test]
     fn literals_are_refused_with_their_path() {

@@ -39,7 +39,7 @@ fn lease_ms(v: Option<i64>) -> Result<i64> {
     }
 }
 
-/// Record a queued run (service JWT). 201 when new, 200 with the existing run for a repeated key.
+/// Record a run (service JWT): `queued`, or `running` when its runner starts it at once. 201 when new, 200 with the existing run for a repeated key.
 #[utoipa::path(post, path = "/api/v1/internal/agent-runs", tag = "internal", request_body = CreateRun,
     responses((status = 201, body = AgentRun), (status = 200, description = "Existing run for this idempotency key", body = AgentRun)),
     security(("service_jwt" = [])))]
@@ -52,6 +52,12 @@ pub async fn create(
     if req.deadline_seconds.is_some_and(|d| d <= 0) {
         return Err(Error::invalid("/deadline_seconds", "must be positive"));
     }
+    if req.running && req.runner.is_none() {
+        return Err(Error::invalid(
+            "/running",
+            "a run is recorded running only with the runner that executes it (`runner`)",
+        ));
+    }
     let (run, created) = state
         .store
         .create_run(&NewRun {
@@ -63,6 +69,8 @@ pub async fn create(
             runner: req.runner.as_deref(),
             lease_ms: lease_ms(req.lease_ms)?,
             deadline_ms: req.deadline_seconds.map(|s| s.saturating_mul(1000)),
+            running: req.running,
+            config_etag: req.config_etag.as_deref(),
         })
         .await?;
     Ok((

@@ -7,10 +7,12 @@ use axum::{Json, Router};
 use switchyard_api::auth::{IntrospectRequest, Introspection};
 use switchyard_api::config::TeamPipelines;
 use switchyard_api::routing::RoutingVersion;
-use switchyard_api::runs::{Budget, TokenBudgets};
+use switchyard_api::runs::{Budget, RunContext, TokenBudgets};
 use switchyard_common::auth::hash_token;
 
 use super::extract::{ApiJson, Service};
+use crate::domain::config::merge_chain;
+use crate::domain::secrets::references;
 use crate::error::Result;
 use crate::state::AppState;
 use crate::store::{AgentRun, EffectiveConfig};
@@ -30,8 +32,8 @@ pub fn router() -> Router<AppState> {
         )
         .route("/api/v1/internal/agent-runs/{id}", get(get_run))
         .route(
-            "/api/v1/internal/orgs/{org}/nodes/{node}/token-budget",
-            get(token_budget),
+            "/api/v1/internal/orgs/{org}/nodes/{node}/run-context",
+            get(run_context),
         )
         .route("/api/v1/internal/routing/version", get(routing_version))
         .route("/api/v1/internal/pipelines", get(pipelines))
@@ -72,37 +74,59 @@ pub async fn node_config(
     ))
 }
 
-/// The token budgets a team's runs draw on today (service JWT): the team's effective
-/// `quotas.tokens_per_day` and the org root's, with the tokens the team's and the org's runs
-/// recorded since midnight UTC (counters kept with each run's usage).
-#[utoipa::path(get, path = "/api/v1/internal/orgs/{org}/nodes/{node}/token-budget", tag = "internal",
+/// Everything a run starts with, in one read (agent-runner only): the team's effective config
+/// unredacted, the day's token budgets (the team's effective `quotas.tokens_per_day` and the org
+/// root's, with the tokens recorded since midnight UTC, read only where there is a limit), and
+/// the value of every org secret the config refers to.
+#[utoipa::path(get, path = "/api/v1/internal/orgs/{org}/nodes/{node}/run-context", tag = "internal",
     params(("org" = String, Path), ("node" = String, Path)),
-    responses((status = 200, body = TokenBudgets), (status = 404, body = switchyard_common::problem::Problem)), security(("service_jwt" = [])))]
-pub async fn token_budget(
+    responses((status = 200, body = RunContext), (status = 403, body = switchyard_common::problem::Problem), (status = 404, body = switchyard_common::problem::Problem)),
+    security(("service_jwt" = [])))]
+pub async fn run_context(
     State(state): State<AppState>,
     s: Service,
     Path((org, node)): Path<(String, String)>,
-) -> Result<Json<TokenBudgets>> {
-    s.require(&["agent-runner"])?;
+) -> Result<Json<RunContext>> {
+    s.require(RUN_READERS)?;
     let limit = |c: &serde_json::Value| {
         c.pointer("/quotas/tokens_per_day")
             .and_then(serde_json::Value::as_i64)
     };
     let team = state.store.effective_config(&org, &node, false).await?;
-    let root = state.store.effective_config(&org, &org, false).await?;
+    // The org root's own value: a team's override does not lift the org's budget.
+    let root = team.chain.iter().find(|l| l.node_id == org);
+    let root_limit =
+        root.and_then(|l| limit(&merge_chain([(l.node_id.as_str(), &l.layer)]).config));
     let midnight = {
         let now = switchyard_common::time::now_ms();
         now - now.rem_euclid(86_400_000)
     };
-    Ok(Json(TokenBudgets {
-        team: Budget {
-            limit: limit(&team.config),
-            used_today: state.store.tokens_used(&org, Some(&node), midnight).await?,
-        },
-        org: Budget {
-            limit: limit(&root.config),
-            used_today: state.store.tokens_used(&org, None, midnight).await?,
-        },
+    let used = async |l: Option<i64>, team: Option<&str>| -> Result<Budget> {
+        Ok(Budget {
+            limit: l,
+            used_today: match l {
+                Some(_) => state.store.tokens_used(&org, team, midnight).await?,
+                None => 0,
+            },
+        })
+    };
+    let budgets = TokenBudgets {
+        team: used(limit(&team.config), Some(&node)).await?,
+        org: used(root_limit, None).await?,
+    };
+    let names = references(&team.config);
+    let secrets = state
+        .store
+        .secret_values(&state.keyring, &org, &names)
+        .await?;
+    if !names.is_empty() {
+        tracing::info!(org = %org, node = %node, secrets = ?names, service = %s.name, "secrets read for a run");
+    }
+    Ok(Json(RunContext {
+        config: team.config,
+        etag: team.etag,
+        budgets,
+        secrets,
     }))
 }
 

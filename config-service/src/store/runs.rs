@@ -56,6 +56,9 @@ pub struct NewRun<'a> {
     pub lease_ms: i64,
     /// How long the run may take in all, resumptions included.
     pub deadline_ms: Option<i64>,
+    /// Recorded `running` (started now) rather than `queued`.
+    pub running: bool,
+    pub config_etag: Option<&'a str>,
 }
 
 /// What a recovery sweep did.
@@ -78,8 +81,8 @@ pub struct RunQuery {
 }
 
 impl Store {
-    /// Records a queued run. With an idempotency key already used in the org, returns the
-    /// existing run and `false`.
+    /// Records a run, `queued` or already `running`. With an idempotency key already used in the
+    /// org, returns the existing run and `false`.
     pub async fn create_run(&self, run: &NewRun<'_>) -> Result<(AgentRun, bool)> {
         let (org, team, idempotency_key) = (run.org, run.team, run.idempotency_key);
         if self.get_node(org, team).await?.is_none() {
@@ -92,8 +95,8 @@ impl Store {
         let now = now_ms();
         let row = sqlx::query(&format!(
             "INSERT INTO cs_agent_runs (id, org_id, team_id, status, trigger_payload, idempotency_key, created_at, \
-               reply_to, lease_owner, lease_until, attempts, deadline_at) \
-             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10, $11) \
+               reply_to, lease_owner, lease_until, attempts, deadline_at, started_at, config_etag) \
+             VALUES ($1, $2, $3, $12, $4, $5, $6, $7, $8, $9, $10, $11, $13, $14) \
              ON CONFLICT (org_id, idempotency_key) DO NOTHING RETURNING {RUN_COLS}"
         ))
         .bind(new_id())
@@ -107,6 +110,9 @@ impl Store {
         .bind(run.runner.map(|_| now + run.lease_ms))
         .bind(if run.runner.is_some() { 1i64 } else { 0i64 })
         .bind(run.deadline_ms.map(|d| now + d))
+        .bind(if run.running { "running" } else { "queued" })
+        .bind(run.running.then_some(now))
+        .bind(run.config_etag)
         .fetch_optional(&self.db.pool)
         .await?;
         if let Some(row) = row {
@@ -252,7 +258,8 @@ impl Store {
 
     /// One recovery sweep, safe from any number of runners at once: unfinished runs past their
     /// deadline are failed; runs whose lease lapsed (their runner died) are failed once they used
-    /// `max_attempts`, and otherwise leased to `runner` (back to `queued`) to execute again.
+    /// `max_attempts`, and otherwise leased to `runner` to execute again (`running`, started now: the
+    /// runner executes what it resumes at once).
     pub async fn recover_runs(
         &self,
         runner: &str,
@@ -281,7 +288,7 @@ impl Store {
             switchyard_common::db::Backend::Sqlite => "",
         };
         let resumed_rows = sqlx::query(&format!(
-            "UPDATE cs_agent_runs SET status = 'queued', started_at = NULL, lease_owner = $2, lease_until = $3, \
+            "UPDATE cs_agent_runs SET status = 'running', started_at = $1, lease_owner = $2, lease_until = $3, \
                attempts = attempts + 1 \
              WHERE id IN (SELECT id FROM cs_agent_runs \
                WHERE status IN ('queued', 'running') AND lease_until IS NOT NULL AND lease_until < $1 \

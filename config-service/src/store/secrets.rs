@@ -6,7 +6,9 @@ use sqlx::Row;
 use switchyard_common::crypto::{Keyring, Sealed};
 use switchyard_common::time::now_ms;
 
-use super::{Actor, SecretInfo, Store, ts};
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{Actor, Arg, Filter, SecretInfo, Store, ts};
 use crate::error::{Error, Result};
 
 /// Associated data binding a sealed value to its org and name: a ciphertext copied to another
@@ -126,22 +128,56 @@ impl Store {
     /// A secret's value, decrypted (for the services that need it; never on a public endpoint).
     pub async fn secret_value(&self, keyring: &Keyring, org: &str, name: &str) -> Result<String> {
         let row = sqlx::query(
-            "SELECT key_id, nonce, ciphertext FROM cs_secrets WHERE org_id = $1 AND name = $2",
+            "SELECT name, key_id, nonce, ciphertext FROM cs_secrets WHERE org_id = $1 AND name = $2",
         )
         .bind(org)
         .bind(name)
         .fetch_optional(&self.db.pool)
         .await?
         .ok_or_else(|| Error::not_found(format!("secret {name}")))?;
-        let sealed = Sealed {
-            key_id: row.try_get("key_id")?,
-            nonce: row.try_get("nonce")?,
-            ciphertext: row.try_get("ciphertext")?,
-        };
-        let plain = keyring
-            .open(&sealed, &aad(org, name))
-            .map_err(|e| Error::Internal(anyhow::anyhow!("secret {name} of {org}: {e}")))?;
-        String::from_utf8(plain)
-            .map_err(|_| Error::Internal(anyhow::anyhow!("secret {name} of {org} is not UTF-8")))
+        open(keyring, org, &row).map(|(_, v)| v)
     }
+
+    /// The values of the org's secrets `names`, decrypted, in one query; a name the org does
+    /// not have is absent from the answer.
+    pub async fn secret_values(
+        &self,
+        keyring: &Keyring,
+        org: &str,
+        names: &BTreeSet<String>,
+    ) -> Result<BTreeMap<String, String>> {
+        if names.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let mut f = Filter::default();
+        f.push("org_id = $?", Arg::Text(org.to_owned()));
+        let mut among = Vec::with_capacity(names.len());
+        for n in names {
+            f.args.push(Arg::Text(n.clone()));
+            among.push(format!("${}", f.args.len()));
+        }
+        let sql = format!(
+            "SELECT name, key_id, nonce, ciphertext FROM cs_secrets WHERE {} AND name IN ({})",
+            f.sql(),
+            among.join(", ")
+        );
+        let rows = f.bind(sqlx::query(&sql)).fetch_all(&self.db.pool).await?;
+        rows.iter().map(|r| open(keyring, org, r)).collect()
+    }
+}
+
+/// A secret row's name and decrypted value.
+fn open(keyring: &Keyring, org: &str, row: &sqlx::any::AnyRow) -> Result<(String, String)> {
+    let name: String = row.try_get("name")?;
+    let sealed = Sealed {
+        key_id: row.try_get("key_id")?,
+        nonce: row.try_get("nonce")?,
+        ciphertext: row.try_get("ciphertext")?,
+    };
+    let plain = keyring
+        .open(&sealed, &aad(org, &name))
+        .map_err(|e| Error::Internal(anyhow::anyhow!("secret {name} of {org}: {e}")))?;
+    let value = String::from_utf8(plain)
+        .map_err(|_| Error::Internal(anyhow::anyhow!("secret {name} of {org} is not UTF-8")))?;
+    Ok((name, value))
 }
