@@ -19,6 +19,7 @@
 //!   from; [`evals`]: the eval suite's scenarios, scripted model and recorded tools.
 
 pub mod agent;
+mod context;
 pub mod evals;
 pub mod messages;
 pub mod providers;
@@ -135,6 +136,8 @@ pub struct AppState {
     pub orchestrator: Option<OrchestratorClient>,
     /// Runs in flight per (org, team).
     inflight: Arc<Mutex<HashMap<(String, String), u64>>>,
+    /// Run contexts, read once for the runs of a team that arrive together.
+    contexts: context::Contexts,
 }
 
 impl std::fmt::Debug for AppState {
@@ -198,6 +201,7 @@ impl AppState {
             kube: None,
             orchestrator: None,
             inflight: Arc::default(),
+            contexts: Default::default(),
         }
     }
 }
@@ -281,7 +285,6 @@ pub async fn accept(
     s.require(&["orchestrator"])?;
     // The config is read per run: a change applies to the next run without a restart.
     let ctx = state
-        .config
         .run_context(&req.org_id, &req.team_id)
         .await
         .map_err(unavailable)?;

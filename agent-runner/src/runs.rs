@@ -146,7 +146,7 @@ pub async fn recover_runs(state: AppState) {
                             idempotency_key: idempotency_key.unwrap_or_default(),
                         };
                         tracing::info!(run = %id, org = %req.org_id, team = %req.team_id, "resuming a run whose runner stopped");
-                        let ctx = match state.config.run_context(&req.org_id, &req.team_id).await {
+                        let ctx = match state.run_context(&req.org_id, &req.team_id).await {
                             Ok(c) => c,
                             Err(e) => {
                                 // Leave the lease to lapse: the next sweep tries again.

@@ -21,6 +21,7 @@
 //!   API server that `kube::Client` talks to through its real code path.
 
 pub mod auth;
+pub mod batch;
 pub mod clients;
 pub mod cron;
 pub mod crypto;
