@@ -202,6 +202,7 @@ impl Provider for Scripted {
             let prompt: usize = req.messages.iter().map(|m| format!("{m:?}").len()).sum();
             let text = t.answer.clone();
             Ok(Turn {
+                waited: Default::default(),
                 usage: Usage {
                     input_tokens: (prompt / 4) as u64,
                     output_tokens: text.as_deref().map_or(20, |a| a.len() / 4) as u64,

@@ -80,4 +80,7 @@ pub struct Turn {
     pub text: Option<String>,
     pub tool_calls: Vec<ToolCall>,
     pub usage: Usage,
+    /// How long the turn waited on the model's endpoint (sending, the model's time, receiving,
+    /// retries): the rest of the turn is the runner's own time.
+    pub waited: std::time::Duration,
 }

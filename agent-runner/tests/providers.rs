@@ -255,11 +255,26 @@ async fn a_429_is_retried_after_what_it_asks_and_5xx_with_backoff() {
     )
     .await;
     let started = std::time::Instant::now();
-    let (answer, _) = run(&config("openai", &url, json!({})), &ToolBox::default()).await;
+    let (answer, t) = run(&config("openai", &url, json!({})), &ToolBox::default()).await;
     assert_eq!(answer.unwrap(), "done");
     assert_eq!(f.seen.lock().unwrap().len(), 3);
     // Retry-After: 1 was honoured before the second attempt.
     assert!(started.elapsed() >= Duration::from_secs(1));
+    // The turn's time waiting on the endpoint (the retries and their waits) is not the runner's
+    // own: its own time is the turn's duration less at least that second.
+    let Step::Model {
+        duration_ms,
+        runner_us,
+        ..
+    } = t.steps[0]
+    else {
+        panic!("a model turn first")
+    };
+    assert!(duration_ms >= 1000);
+    assert!(
+        runner_us < (duration_ms + 1) * 1000 - 1_000_000,
+        "{runner_us} us of {duration_ms} ms"
+    );
 }
 
 #[tokio::test]

@@ -5,9 +5,12 @@
 //! asks for two `prometheus_query` calls, its second answers) and a fake Prometheus, points a team
 //! at them, asks the agent-runner for `--runs` runs at once (as the orchestrator does, with its
 //! service JWT), and waits until the config-service has every run succeeded. It reports runs per
-//! second and the runner's own time, from what the fake model saw:
-//! - per turn: from the model's answer leaving to the next request of the same run arriving (the
-//!   tool calls, the loop, building the request);
+//! second and the runner's own time:
+//! - per model turn, as the runner's transcripts record it (`runner_us`: the turn without waiting
+//!   on the model's endpoint or the tool calls);
+//! - per turn as the fake model sees it: from its answer leaving to the next request of the same
+//!   run arriving (the tool calls, the loop, building the request, and any wait for a CPU on a
+//!   shared machine);
 //! - before the first turn: from asking for the run to its first model request (accepting the
 //!   run, reading config, budgets and secrets from the config-service);
 
@@ -229,6 +232,8 @@ pub async fn run(args: LoadgenRunsArgs) -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed();
     let (mut done, mut failed, mut cursor) = (0usize, 0usize, None::<String>);
+    // The runner's own time per model turn, and each tool call's, as its transcripts record them.
+    let (mut own, mut tool_ms) = (Vec::new(), Vec::new());
     loop {
         let mut url = format!("{cs}/api/v1/orgs/{org}/agent-runs?limit=500");
         if let Some(c) = &cursor {
@@ -241,6 +246,22 @@ pub async fn run(args: LoadgenRunsArgs) -> anyhow::Result<()> {
                 Some("failed") | Some("cancelled") => failed += 1,
                 _ => {}
             }
+            let steps = r.pointer("/transcript/steps").and_then(Value::as_array);
+            own.extend(
+                steps
+                    .into_iter()
+                    .flatten()
+                    .filter(|s| s["kind"] == "model")
+                    .filter_map(|s| s["runner_us"].as_f64())
+                    .map(|us| us / 1000.0),
+            );
+            tool_ms.extend(
+                steps
+                    .into_iter()
+                    .flatten()
+                    .filter(|s| s["kind"] == "tool")
+                    .filter_map(|s| s["duration_ms"].as_f64()),
+            );
         }
         cursor = page["next_cursor"].as_str().map(str::to_owned);
         if cursor.is_none() {
@@ -269,7 +290,15 @@ pub async fn run(args: LoadgenRunsArgs) -> anyhow::Result<()> {
         }
     }
     describe(
-        "runner overhead per turn (answer sent -> next request of the run)",
+        "runner's own time per model turn (its transcripts: without waiting on the model or the tools)",
+        own,
+    );
+    describe(
+        "each tool call, from its transcript step (whole milliseconds)",
+        tool_ms,
+    );
+    describe(
+        "seen from the fake model per turn (answer sent -> next request of the run: the tool calls, the loop, and waiting for a CPU)",
         between,
     );
     describe(

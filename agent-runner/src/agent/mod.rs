@@ -33,6 +33,10 @@ pub enum Step {
         tool_calls: Vec<String>,
         usage: Usage,
         duration_ms: u64,
+        /// The runner's own time in this turn (microseconds): from the previous turn's answer
+        /// (the first turn: from its start) to this answer, without the wait for the tool calls
+        /// in between and for the model's endpoint. What the runner adds to a turn.
+        runner_us: u64,
     },
     /// One tool call, with its (truncated) output or error; a sub-agent's with its own steps.
     Tool {
@@ -102,8 +106,11 @@ async fn turns(
         content: cfg.prompts.wrap(trigger),
     }];
     let specs = tools.specs();
+    // When the previous turn's answer arrived, and how long its tool calls took.
+    let mut answered: Option<(Instant, Duration)> = None;
     for turn in 1..=cfg.max_turns {
         let started = Instant::now();
+        let (since, tools_took) = answered.unwrap_or((started, Duration::ZERO));
         let answer = provider
             .turn(&TurnRequest {
                 model: &cfg.model,
@@ -114,6 +121,7 @@ async fn turns(
                 max_tokens: cfg.max_tokens,
             })
             .await?;
+        let arrived = Instant::now();
         transcript.turns = turn;
         transcript.usage.add(answer.usage);
         transcript.steps.push(Step::Model {
@@ -121,7 +129,11 @@ async fn turns(
             text: answer.text.clone(),
             tool_calls: answer.tool_calls.iter().map(|c| c.name.clone()).collect(),
             usage: answer.usage,
-            duration_ms: started.elapsed().as_millis() as u64,
+            duration_ms: arrived.duration_since(started).as_millis() as u64,
+            runner_us: arrived
+                .duration_since(since)
+                .saturating_sub(tools_took + answer.waited)
+                .as_micros() as u64,
         });
         if answer.tool_calls.is_empty() {
             return Ok(answer.text.unwrap_or_default());
@@ -137,12 +149,14 @@ async fn turns(
             });
         }
         // Several calls in one turn run at once; their results go back in the order asked.
+        let calling = Instant::now();
         let results = futures_util::future::join_all(answer.tool_calls.iter().map(|c| async {
             let started = Instant::now();
             let r = tools.call(&c.name, &c.arguments).await;
             (r, started.elapsed())
         }))
         .await;
+        answered = Some((arrived, calling.elapsed()));
         messages.push(Message::Assistant {
             content: answer.text,
             tool_calls: answer.tool_calls.clone(),

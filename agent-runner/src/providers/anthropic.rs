@@ -112,6 +112,7 @@ pub fn parse_answer(v: &Value) -> Result<Turn, ProviderError> {
         return Err(bad("neither text nor tool use"));
     }
     Ok(Turn {
+        waited: Default::default(),
         text: (!text.is_empty()).then_some(text),
         tool_calls,
         usage: Usage {
@@ -130,7 +131,7 @@ pub fn parse_answer(v: &Value) -> Result<Turn, ProviderError> {
 impl Provider for Anthropic {
     fn turn<'a>(&'a self, req: &'a TurnRequest<'a>) -> BoxFuture<'a, Result<Turn, ProviderError>> {
         Box::pin(async move {
-            let answer = self
+            let (answer, waited) = self
                 .http
                 .post_json(
                     "/v1/messages",
@@ -141,7 +142,10 @@ impl Provider for Anthropic {
                     &request_body(req),
                 )
                 .await?;
-            parse_answer(&answer)
+            Ok(Turn {
+                waited,
+                ..parse_answer(&answer)?
+            })
         })
     }
 }

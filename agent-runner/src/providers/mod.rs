@@ -10,7 +10,7 @@ mod anthropic;
 mod offline;
 mod openai;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use serde_json::Value;
@@ -108,15 +108,17 @@ impl Http {
     }
 
     /// POSTs `body` to `path` under the endpoint with `headers` (the key among them), retrying
-    /// 429 and 5xx; answers the JSON body of the first success.
+    /// 429 and 5xx; answers the JSON body of the first success, and how long it waited on the
+    /// endpoint (from sending to the whole answer read, retries and their backoff included).
     pub async fn post_json(
         &self,
         path: &str,
         headers: &[(&str, &str)],
         body: &Value,
-    ) -> Result<Value, ProviderError> {
+    ) -> Result<(Value, Duration), ProviderError> {
         let url = format!("{}{path}", self.endpoint.url.trim_end_matches('/'));
         let mut last = String::new();
+        let mut waited = Duration::ZERO;
         for attempt in 0..ATTEMPTS {
             let mut req = self
                 .client
@@ -126,6 +128,7 @@ impl Http {
             for (k, v) in headers {
                 req = req.header(*k, *v);
             }
+            let sending = Instant::now();
             let wait = match req.send().await {
                 Err(e) if e.is_timeout() => {
                     last = format!("no answer within {:?}", self.endpoint.timeout);
@@ -145,7 +148,9 @@ impl Http {
                                 without_url(&e)
                             ))
                         })?;
+                        waited += sending.elapsed();
                         return serde_json::from_str(&text)
+                            .map(|v| (v, waited))
                             .map_err(|e| ProviderError::Malformed(format!("not JSON ({e})")));
                     }
                     let detail = error_detail(resp).await;
@@ -165,6 +170,7 @@ impl Http {
             if attempt + 1 < ATTEMPTS {
                 tokio::time::sleep(wait.unwrap_or(BACKOFF * 2u32.pow(attempt))).await;
             }
+            waited += sending.elapsed();
         }
         Err(ProviderError::Unavailable(format!(
             "{last} (after {ATTEMPTS} attempts)"

@@ -21,6 +21,7 @@ impl Provider for Offline {
                 text: Some(summary(req.model, req.system, trigger.unwrap_or(""))),
                 tool_calls: Vec::new(),
                 usage: Usage::default(),
+                waited: Default::default(),
             })
         })
     }

@@ -115,6 +115,7 @@ pub fn parse_answer(v: &Value) -> Result<Turn, ProviderError> {
         text,
         tool_calls,
         usage,
+        waited: Default::default(),
     })
 }
 
@@ -122,7 +123,7 @@ impl Provider for OpenAi {
     fn turn<'a>(&'a self, req: &'a TurnRequest<'a>) -> BoxFuture<'a, Result<Turn, ProviderError>> {
         Box::pin(async move {
             let auth = format!("Bearer {}", self.http.endpoint.key.0);
-            let answer = self
+            let (answer, waited) = self
                 .http
                 .post_json(
                     "/chat/completions",
@@ -130,7 +131,10 @@ impl Provider for OpenAi {
                     &request_body(req),
                 )
                 .await?;
-            parse_answer(&answer)
+            Ok(Turn {
+                waited,
+                ..parse_answer(&answer)?
+            })
         })
     }
 }
