@@ -1369,8 +1369,11 @@ async fn throttling_is_capped(b: Backend) {
 }
 
 /// A fake Prometheus (`up` of checkout is 0) and a fake OpenAI-compatible model that asks it once,
-/// then answers from what it was fed back. Answers (model URL, Prometheus URL, Prometheus calls).
-async fn fake_model_and_prometheus() -> (String, String, Arc<Mutex<Vec<String>>>) {
+/// then answers from what it was fed back; its first answer waits until `gate` is open.
+/// Answers (model URL, Prometheus URL, Prometheus calls).
+async fn fake_model_and_prometheus(
+    gate: tokio::sync::watch::Receiver<bool>,
+) -> (String, String, Arc<Mutex<Vec<String>>>) {
     let prom_calls: Arc<Mutex<Vec<String>>> = Arc::default();
     let calls = prom_calls.clone();
     let prom = axum::Router::new().route(
@@ -1386,7 +1389,8 @@ async fn fake_model_and_prometheus() -> (String, String, Arc<Mutex<Vec<String>>>
     );
     let model = axum::Router::new().route(
         "/v1/chat/completions",
-        axum::routing::post(|body: axum::Json<Value>| async move {
+        axum::routing::post(move |body: axum::Json<Value>| async move {
+            let _ = gate.clone().wait_for(|open| *open).await;
             let fed = body["messages"].as_array().unwrap().iter().find(|m| m["role"] == "tool").cloned();
             axum::Json(match fed {
                 None => json!({"choices": [{"message": {"content": null, "tool_calls": [{"id": "q1", "type": "function",
@@ -1416,7 +1420,10 @@ async fn fake_model_and_prometheus() -> (String, String, Arc<Mutex<Vec<String>>>
 /// the answer.
 async fn a_slack_question_is_investigated_by_the_teams_agent(b: Backend) {
     let s = Stack::start(b, Options::default()).await;
-    let (model, prom, prom_calls) = fake_model_and_prometheus().await;
+    // The model answers once the question's dispatch is recorded, so that `switchyard_events`
+    // lists it under the team (the run may start a moment before the orchestrator settles).
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let (model, prom, prom_calls) = fake_model_and_prometheus(gate).await;
     let cs = &s.cs;
     s.must(
         Method::POST,
@@ -1463,6 +1470,11 @@ async fn a_slack_question_is_investigated_by_the_teams_agent(b: Backend) {
         )
         .await;
     assert_eq!(st, 200);
+    eventually("the question is dispatched", 20, || async {
+        s.events("acme", "dispatched").await.len() == 1
+    })
+    .await;
+    open.send(true).unwrap();
     eventually("the run succeeded", 20, || async {
         !s.runs("acme", "succeeded").await.is_empty()
     })
@@ -1542,7 +1554,8 @@ async fn a_slack_question_is_investigated_by_the_teams_agent(b: Backend) {
 /// starts; each event's timeline says why.
 async fn the_timeline_says_when_the_token_budget_ends_a_run(b: Backend) {
     let s = Stack::start(b, Options::default()).await;
-    let (model, prom, _) = fake_model_and_prometheus().await;
+    let (_open, gate) = tokio::sync::watch::channel(true);
+    let (model, prom, _) = fake_model_and_prometheus(gate).await;
     let cs = &s.cs;
     s.must(
         Method::POST,

@@ -172,12 +172,16 @@ impl Store {
             }
         };
         let (_g, mut tx) = self.begin().await?;
-        let found: Option<(String,)> =
-            sqlx::query_as("SELECT id FROM or_events WHERE id = $1 AND org_id = $2")
-                .bind(event_id)
-                .bind(org)
-                .fetch_optional(&mut *tx)
-                .await?;
+        // An event of a shared app has no org until its dispatch is settled, which may come a
+        // moment after a fast run's outcome: the org the run was dispatched for is then the one
+        // the settlement records.
+        let found: Option<(String,)> = sqlx::query_as(
+            "SELECT id FROM or_events WHERE id = $1 AND (org_id = $2 OR org_id IS NULL)",
+        )
+        .bind(event_id)
+        .bind(org)
+        .fetch_optional(&mut *tx)
+        .await?;
         if found.is_none() {
             return Err(Error::not_found(format!("event {event_id}")));
         }
