@@ -473,6 +473,18 @@ async fn internal_endpoints_need_a_service_jwt(b: Backend) {
     );
 
     let jwt = app.service_jwt_of("agent-runner");
+    // Running from the start only with the runner that executes it (and holds its lease).
+    let mut running = body.clone();
+    running["running"] = json!(true);
+    let r = app
+        .post("/api/v1/internal/agent-runs", Some(&jwt), running)
+        .await;
+    assert_eq!(
+        (r.status, r.body["errors"][0]["pointer"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("/running")),
+        "{}",
+        r.body
+    );
     let r = app
         .post("/api/v1/internal/agent-runs", Some(&jwt), body.clone())
         .await;
