@@ -32,6 +32,7 @@ pub mod http;
 pub mod ids;
 #[cfg(feature = "k8s-fake")]
 pub mod k8s_fake;
+pub mod net;
 pub mod problem;
 pub mod routing;
 pub mod settings;

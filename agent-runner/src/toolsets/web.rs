@@ -4,7 +4,7 @@
 //! loopback, private or link-local address unless `toolsets.http.allow_private` is true; the
 //! connection goes to the address that was checked. Bodies are read up to 256 KiB.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -74,28 +74,7 @@ impl HttpGet {
     }
 }
 
-/// Loopback, private, link-local, unspecified, shared (CGNAT) and unique-local addresses.
-pub fn is_private(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
-        }
-        IpAddr::V6(v6) => {
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || (v6.segments()[0] & 0xfe00) == 0xfc00
-                || (v6.segments()[0] & 0xffc0) == 0xfe80
-                || v6
-                    .to_ipv4_mapped()
-                    .is_some_and(|v4| is_private(IpAddr::V4(v4)))
-        }
-    }
-}
+pub use switchyard_common::net::is_private;
 
 impl Tool for HttpGet {
     fn spec(&self) -> ToolSpec {
