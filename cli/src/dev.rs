@@ -143,7 +143,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         config_service_url: format!("http://{cs_addr}"),
         agent_runner_url: format!("http://{runner_addr}"),
         db_max_connections: 8,
-        limits: switchyard_orchestrator::settings::Limits::default(),
+        limits: switchyard_orchestrator::settings::Limits {
+            // Local receivers (http://127.0.0.1:...) for subscriptions.
+            allow_private_subscription_targets: true,
+            ..Default::default()
+        },
         secrets: secrets("orchestrator"),
         log_json: false,
         kubernetes: "none".into(),

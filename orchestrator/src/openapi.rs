@@ -8,7 +8,7 @@ use crate::http::*;
 #[openapi(
     info(
         title = "Switchyard orchestrator",
-        description = "Webhook front door, integrations and the events API. Webhook endpoints: POST /webhooks/slack/{events,commands,interactions}, /webhooks/github, /webhooks/{source}/{integration_id}; each verifies its sender's signature."
+        description = "Webhook front door, integrations, the events API and outbound subscriptions. Webhook endpoints: POST /webhooks/slack/{events,commands,interactions}, /webhooks/github, /webhooks/{source}/{integration_id}; each verifies its sender's signature."
     ),
     paths(
         healthz,
@@ -32,6 +32,12 @@ use crate::http::*;
         events::bulk_replay,
         events::bulk_replay_all,
         events::purge,
+        subscriptions::create,
+        subscriptions::list,
+        subscriptions::get_one,
+        subscriptions::update,
+        subscriptions::remove,
+        subscriptions::rotate_secret,
         internal::team_events,
         internal::run_outcome,
     )

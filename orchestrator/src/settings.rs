@@ -124,6 +124,11 @@ pub struct Limits {
         default_value_t = 60
     )]
     pub reconcile_interval_seconds: u64,
+
+    /// Lets outbound subscriptions target `http` URLs and private, loopback or link-local
+    /// addresses (off: `https` to public addresses only). `switchyard dev` turns it on.
+    #[arg(long, env = "SWITCHYARD_ALLOW_PRIVATE_SUBSCRIPTION_TARGETS")]
+    pub allow_private_subscription_targets: bool,
 }
 
 impl Default for Limits {
@@ -140,6 +145,7 @@ impl Default for Limits {
             lease_ms: 30_000,
             trusted_proxy_hops: 0,
             reconcile_interval_seconds: 60,
+            allow_private_subscription_targets: false,
         }
     }
 }

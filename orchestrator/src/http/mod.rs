@@ -5,6 +5,7 @@ pub mod events;
 pub mod integrations;
 pub mod internal;
 pub mod provisioning;
+pub mod subscriptions;
 pub mod webhooks;
 
 use axum::extract::{DefaultBodyLimit, State};
@@ -37,6 +38,7 @@ pub fn app(state: AppState) -> Router {
         .merge(integrations::router())
         .merge(events::router())
         .merge(provisioning::router())
+        .merge(subscriptions::router())
         .merge(internal::router())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

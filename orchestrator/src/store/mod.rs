@@ -17,6 +17,7 @@ mod inbox;
 mod integrations;
 mod leadership;
 mod provisioning;
+mod subscriptions;
 
 use std::sync::Arc;
 
@@ -32,6 +33,7 @@ pub use inbox::{Claimed, Settlement, Stored};
 pub use integrations::{Integration, IntegrationChange, NewIntegration, SecretInfo};
 pub use leadership::{Leadership, Wakeups};
 pub use provisioning::{Run, RunOutcome, Step, StepStatus};
+pub use subscriptions::{Subscription, SubscriptionFields, SubscriptionSecret};
 
 /// The statuses an event moves through: `received` → `dispatching` → `dispatched`, or waiting in
 /// `retrying` / `throttled`, or finished as `unrouted` (kept for replay) or `dead_lettered`.

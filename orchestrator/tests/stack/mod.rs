@@ -97,6 +97,7 @@ impl Default for Options {
             start_runner: true,
             limits: Limits {
                 retry_base_ms: 50,
+                allow_private_subscription_targets: true,
                 ..Limits::default()
             },
             cluster: false,
