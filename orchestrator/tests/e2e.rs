@@ -1415,15 +1415,10 @@ async fn fake_model_and_prometheus(
     (model_url, serve(prom).await, prom_calls)
 }
 
-/// A signed Slack question reaches the team's agent, which investigates with its Prometheus tool
-/// on its model and answers in the thread; the run records the tool call, the model's tokens and
-/// the answer.
-async fn a_slack_question_is_investigated_by_the_teams_agent(b: Backend) {
-    let s = Stack::start(b, Options::default()).await;
-    // The model answers once the question's dispatch is recorded, so that `switchyard_events`
-    // lists it under the team (the run may start a moment before the orchestrator settles).
-    let (open, gate) = tokio::sync::watch::channel(false);
-    let (model, prom, prom_calls) = fake_model_and_prometheus(gate).await;
+/// Org acme with team checkout, which owns Slack channel C0CHECKOUT of workspace T0001 and has a
+/// bot token and a model key in the secrets store; `agent` is merged into the team's layer (its
+/// `agent`, `quotas`, `notifications`). The shared Slack app is registered.
+async fn slack_agent_team(s: &Stack, agent: Value) {
     let cs = &s.cs;
     s.must(
         Method::POST,
@@ -1447,19 +1442,36 @@ async fn a_slack_question_is_investigated_by_the_teams_agent(b: Backend) {
     }
     s.layer("acme", "acme", json!({"routing": {"slack_team": "T0001"}}))
         .await;
-    s.layer("acme", "checkout", json!({
+    let mut layer = json!({
         "routing": {"slack_channel": "C0CHECKOUT"},
         "integrations": {"slack": {"bot_token": {"secret": "slack-bot"}}},
-        "agent": {"provider": "openai", "endpoint": model, "model": "gpt-test", "api_key": {"secret": "llm"},
-            "tools": ["prometheus_query", "switchyard_events"], "toolsets": {"prometheus": {"url": prom}}},
-        "notifications": {"slack": {"channel": "C0OPS"}}
-    })).await;
+    });
+    for (k, v) in agent.as_object().unwrap() {
+        layer[k] = v.clone();
+    }
+    s.layer("acme", "checkout", layer).await;
     s.must(
         Method::POST,
         format!("{}/api/v1/platform/integrations", s.orch),
         Some(json!({"source": "slack", "name": "Slack app", "secrets": [SLACK_SECRET]})),
     )
     .await;
+}
+
+/// A signed Slack question reaches the team's agent, which investigates with its Prometheus tool
+/// on its model and answers in the thread; the run records the tool call, the model's tokens and
+/// the answer.
+async fn a_slack_question_is_investigated_by_the_teams_agent(b: Backend) {
+    let s = Stack::start(b, Options::default()).await;
+    // The model answers once the question's dispatch is recorded, so that `switchyard_events`
+    // lists it under the team (the run may start a moment before the orchestrator settles).
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let (model, prom, prom_calls) = fake_model_and_prometheus(gate).await;
+    slack_agent_team(&s, json!({
+        "agent": {"provider": "openai", "endpoint": model, "model": "gpt-test", "api_key": {"secret": "llm"},
+            "tools": ["prometheus_query", "switchyard_events"], "toolsets": {"prometheus": {"url": prom}}},
+        "notifications": {"slack": {"channel": "C0OPS"}}
+    })).await;
     let slack = json!({"type": "event_callback", "team_id": "T0001", "event_id": "EvAgent1", "event": {"type": "app_mention",
         "channel": "C0CHECKOUT", "ts": "1700000000.000200", "text": "<@U1> is checkout down?"}}).to_string();
     let (st, _, _) = s
@@ -1556,43 +1568,12 @@ async fn the_timeline_says_when_the_token_budget_ends_a_run(b: Backend) {
     let s = Stack::start(b, Options::default()).await;
     let (_open, gate) = tokio::sync::watch::channel(true);
     let (model, prom, _) = fake_model_and_prometheus(gate).await;
-    let cs = &s.cs;
-    s.must(
-        Method::POST,
-        format!("{cs}/api/v1/orgs"),
-        Some(json!({"id": "acme", "name": "Acme"})),
-    )
-    .await;
-    s.must(
-        Method::POST,
-        format!("{cs}/api/v1/orgs/acme/nodes"),
-        Some(json!({"id": "checkout", "kind": "team", "name": "c"})),
-    )
-    .await;
-    for (name, value) in [("slack-bot", "xoxb-checkout"), ("llm", "sk-model-0123")] {
-        s.must(
-            Method::PUT,
-            format!("{cs}/api/v1/orgs/acme/secrets/{name}"),
-            Some(json!({"value": value})),
-        )
-        .await;
-    }
-    s.layer("acme", "acme", json!({"routing": {"slack_team": "T0001"}}))
-        .await;
     // The fake model's first turn costs 320 tokens.
-    s.layer("acme", "checkout", json!({
-        "routing": {"slack_channel": "C0CHECKOUT"},
-        "integrations": {"slack": {"bot_token": {"secret": "slack-bot"}}},
+    slack_agent_team(&s, json!({
         "quotas": {"tokens_per_day": 300},
         "agent": {"provider": "openai", "endpoint": model, "model": "gpt-test", "api_key": {"secret": "llm"},
             "tools": ["prometheus_query"], "toolsets": {"prometheus": {"url": prom}}}
     })).await;
-    s.must(
-        Method::POST,
-        format!("{}/api/v1/platform/integrations", s.orch),
-        Some(json!({"source": "slack", "name": "Slack app", "secrets": [SLACK_SECRET]})),
-    )
-    .await;
     let mut timelines = Vec::new();
     for (n, ts) in [(1, "1700000000.000301"), (2, "1700000000.000302")] {
         let slack = json!({"type": "event_callback", "team_id": "T0001", "event_id": format!("EvBudget{n}"), "event": {"type": "app_mention",

@@ -21,6 +21,16 @@ impl OrchestratorClient {
         }
     }
 
+    /// A request to an internal endpoint (`path` under the base URL) with the agent-runner's
+    /// service JWT.
+    fn internal(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        traced(&self.http, method, format!("{}{path}", self.base)).bearer_auth(self.key.mint(
+            "agent-runner",
+            "orchestrator",
+            60,
+        ))
+    }
+
     /// The team's recent events, newest first.
     pub async fn team_events(
         &self,
@@ -28,19 +38,15 @@ impl OrchestratorClient {
         team: &str,
         q: &TeamEventsQuery,
     ) -> Result<Vec<TeamEvent>, CallError> {
-        let resp = traced(
-            &self.http,
-            reqwest::Method::GET,
-            format!(
-                "{}/api/v1/internal/orgs/{org}/teams/{team}/events",
-                self.base
-            ),
-        )
-        .bearer_auth(self.key.mint("agent-runner", "orchestrator", 60))
-        .query(q)
-        .send()
-        .await
-        .map_err(transport)?;
+        let resp = self
+            .internal(
+                reqwest::Method::GET,
+                &format!("/api/v1/internal/orgs/{org}/teams/{team}/events"),
+            )
+            .query(q)
+            .send()
+            .await
+            .map_err(transport)?;
         body(resp).await
     }
 
@@ -51,19 +57,15 @@ impl OrchestratorClient {
         event_id: &str,
         outcome: &RunOutcome,
     ) -> Result<(), CallError> {
-        let resp = traced(
-            &self.http,
-            reqwest::Method::POST,
-            format!(
-                "{}/api/v1/internal/orgs/{org}/events/{event_id}/run-outcome",
-                self.base
-            ),
-        )
-        .bearer_auth(self.key.mint("agent-runner", "orchestrator", 60))
-        .json(outcome)
-        .send()
-        .await
-        .map_err(transport)?;
+        let resp = self
+            .internal(
+                reqwest::Method::POST,
+                &format!("/api/v1/internal/orgs/{org}/events/{event_id}/run-outcome"),
+            )
+            .json(outcome)
+            .send()
+            .await
+            .map_err(transport)?;
         super::classify(resp).await.map(|_| ())
     }
 }

@@ -11,7 +11,6 @@ use switchyard_api::runs::{Budget, RunContext, TokenBudgets};
 use switchyard_common::auth::hash_token;
 
 use super::extract::{ApiJson, Service};
-use crate::domain::config::merge_chain;
 use crate::domain::secrets::references;
 use crate::error::Result;
 use crate::state::AppState;
@@ -94,9 +93,11 @@ pub async fn run_context(
     };
     let team = state.store.effective_config(&org, &node, false).await?;
     // The org root's own value: a team's override does not lift the org's budget.
-    let root = team.chain.iter().find(|l| l.node_id == org);
-    let root_limit =
-        root.and_then(|l| limit(&merge_chain([(l.node_id.as_str(), &l.layer)]).config));
+    let root_limit = team
+        .chain
+        .iter()
+        .find(|l| l.node_id == org)
+        .and_then(|l| limit(&l.layer));
     let midnight = {
         let now = switchyard_common::time::now_ms();
         now - now.rem_euclid(86_400_000)

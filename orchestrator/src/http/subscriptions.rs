@@ -275,14 +275,20 @@ pub async fn list(
     Ok(Json(all.into_iter().filter(|s| scope.sees(s)).collect()))
 }
 
-/// One subscription the caller may see, with the fingerprints of the secrets signing now.
-async fn visible(state: &AppState, caller: &Caller, org: &str, id: &str) -> Result<Scope> {
+/// One subscription the caller may see, with the fingerprints of the secrets signing now, and
+/// the caller's scope.
+async fn visible(
+    state: &AppState,
+    caller: &Caller,
+    org: &str,
+    id: &str,
+) -> Result<(Scope, Subscription)> {
     let scope = scope(caller, org)?;
     let s = state.store.get_subscription(org, id).await?;
     if !scope.sees(&s) {
         return Err(Error::not_found(format!("subscription {id}")));
     }
-    Ok(scope)
+    Ok((scope, s))
 }
 
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/subscriptions/{id}", tag = "subscriptions",
@@ -293,8 +299,7 @@ pub async fn get_one(
     caller: Caller,
     Path((org, id)): Path<(String, String)>,
 ) -> Result<Json<Subscription>> {
-    visible(&state, &caller, &org, &id).await?;
-    Ok(Json(state.store.get_subscription(&org, &id).await?))
+    Ok(Json(visible(&state, &caller, &org, &id).await?.1))
 }
 
 /// Change a subscription; `enabled` stops or resumes its deliveries.
@@ -308,7 +313,7 @@ pub async fn update(
     Path((org, id)): Path<(String, String)>,
     switchyard_common::http::ApiJson(req): switchyard_common::http::ApiJson<UpdateSubscription>,
 ) -> Result<Json<Subscription>> {
-    let scope = visible(&state, &caller, &org, &id).await?;
+    let (scope, _) = visible(&state, &caller, &org, &id).await?;
     let teams = match req.teams {
         None => None,
         Some(None) if matches!(scope, Scope::Team(_)) => {
