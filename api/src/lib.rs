@@ -10,9 +10,12 @@
 //!   config-service).
 //! - [`config`]: effective config and pipelines as services read them.
 //! - [`events`]: a team's recent events (agent-runner → orchestrator).
+//! - [`outbound`]: the envelope of Switchyard's own events, and the relay of the config-service's
+//!   run events to the orchestrator.
 
 pub mod auth;
 pub mod config;
 pub mod events;
+pub mod outbound;
 pub mod routing;
 pub mod runs;

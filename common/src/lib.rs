@@ -13,6 +13,7 @@
 //! - `db` (the `db` feature: services with a database): connecting to PostgreSQL or SQLite by URL
 //!   scheme, the SQLite write lock, and the migrations; `db::testing` (fresh test databases) with
 //!   the `testing` feature only.
+//! - `outbox` (the `db` feature): the transactional outbox of Switchyard's own events.
 //! - [`telemetry`]: `tracing` set-up and Prometheus HTTP metrics.
 //! - [`trace`]: W3C `traceparent` propagation between the services.
 //! - [`routing`]: routing identifier kinds, their precedence and validation.
@@ -33,6 +34,8 @@ pub mod ids;
 #[cfg(feature = "k8s-fake")]
 pub mod k8s_fake;
 pub mod net;
+#[cfg(feature = "db")]
+pub mod outbox;
 pub mod problem;
 pub mod routing;
 pub mod settings;

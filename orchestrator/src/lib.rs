@@ -12,6 +12,7 @@
 //! | [`reconcile`] | keeps team CronJobs as their config says (one leader among replicas) |
 //! | [`k8s`] | the tenant namespace's client and the objects Switchyard manages |
 //! | [`audit`] | relays control actions from the outbox to the config-service's audit log |
+//! | [`outbound`] | delivers Switchyard's own events to subscriptions, signed, with retries |
 //! | [`state`] | the application state: the contexts above, built once |
 
 pub mod abuse;
@@ -21,6 +22,7 @@ pub mod http;
 pub mod ingress;
 pub mod k8s;
 pub mod openapi;
+pub mod outbound;
 pub mod provision;
 pub mod reconcile;
 pub mod settings;
@@ -49,8 +51,8 @@ pub async fn run(
     Ok(())
 }
 
-/// Serves the HTTP API and runs the dispatcher, the reconciler, the audit relay and the retention
-/// purge until `shutdown`; then stops accepting, finishes in-flight requests and provisioning runs
+/// Serves the HTTP API and runs the dispatcher, the reconciler, the audit relay, outbound delivery
+/// and the retention purge until `shutdown`; then stops accepting, finishes in-flight requests and provisioning runs
 /// (up to a minute), and releases claimed events.
 pub async fn serve(
     listener: TcpListener,
@@ -70,6 +72,13 @@ pub async fn serve(
         state.config.clone(),
         stop_rx.clone(),
     ));
+    let delivering = match state.outbound() {
+        Ok(o) => Some(tokio::spawn(o.run(stop_rx.clone()))),
+        Err(e) => {
+            tracing::error!(error = %e, "outbound delivery is off: its settings are invalid");
+            None
+        }
+    };
     let purging = tokio::spawn(purge(
         state.store.clone(),
         state.limits.retention_days,
@@ -96,6 +105,9 @@ pub async fn serve(
     let _ = reconciling.await;
     let _ = purging.await;
     let _ = auditing.await;
+    if let Some(d) = delivering {
+        let _ = d.await;
+    }
     result
 }
 

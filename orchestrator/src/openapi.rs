@@ -38,6 +38,9 @@ use crate::http::*;
         subscriptions::update,
         subscriptions::remove,
         subscriptions::rotate_secret,
+        deliveries::attempts,
+        deliveries::resend,
+        deliveries::recover,
         internal::team_events,
         internal::run_outcome,
     )

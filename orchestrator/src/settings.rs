@@ -129,6 +129,39 @@ pub struct Limits {
     /// addresses (off: `https` to public addresses only). `switchyard dev` turns it on.
     #[arg(long, env = "SWITCHYARD_ALLOW_PRIVATE_SUBSCRIPTION_TARGETS")]
     pub allow_private_subscription_targets: bool,
+
+    /// The waits between attempts of one outbound delivery, comma-separated (the Standard
+    /// Webhooks schedule by default; ±10% jitter, or a later `Retry-After`). A delivery gets one
+    /// attempt more than there are waits, then it is `failed` and kept for resend and recover.
+    #[arg(
+        long,
+        env = "SWITCHYARD_DELIVERY_SCHEDULE",
+        default_value = "5s,5m,30m,2h,5h,10h,10h"
+    )]
+    pub delivery_schedule: String,
+
+    /// Outbound deliveries in flight at once on one replica: the delivery worker's memory bound,
+    /// whatever the backlog.
+    #[arg(long, env = "SWITCHYARD_DELIVERY_CONCURRENCY", default_value_t = 64)]
+    pub delivery_concurrency: usize,
+
+    /// Outbound deliveries in flight at once to one subscription, across replicas, so one slow
+    /// endpoint neither takes every slot nor gets flooded.
+    #[arg(long, env = "SWITCHYARD_DELIVERY_PER_ENDPOINT", default_value_t = 8)]
+    pub delivery_per_endpoint: i64,
+
+    /// How long one outbound delivery may take, from connecting to the end of the answer (ms).
+    #[arg(long, env = "SWITCHYARD_DELIVERY_TIMEOUT_MS", default_value_t = 10_000)]
+    pub delivery_timeout_ms: u64,
+
+    /// A subscription whose every attempt has failed for this long is disabled, and the org's
+    /// other subscriptions get `subscription.disabled` (seconds; 5 days).
+    #[arg(
+        long,
+        env = "SWITCHYARD_SUBSCRIPTION_DISABLE_AFTER_SECONDS",
+        default_value_t = 5 * 86_400
+    )]
+    pub subscription_disable_after_seconds: i64,
 }
 
 impl Default for Limits {
@@ -146,6 +179,11 @@ impl Default for Limits {
             trusted_proxy_hops: 0,
             reconcile_interval_seconds: 60,
             allow_private_subscription_targets: false,
+            delivery_schedule: "5s,5m,30m,2h,5h,10h,10h".into(),
+            delivery_concurrency: 64,
+            delivery_per_endpoint: 8,
+            delivery_timeout_ms: 10_000,
+            subscription_disable_after_seconds: 5 * 86_400,
         }
     }
 }

@@ -89,6 +89,7 @@ impl AppState {
             .await
             .with_context(|| format!("connecting to {}", redact_url(&s.database_url)))?;
         db.migrate().await.context("applying migrations")?;
+        crate::outbound::parse_schedule(&s.limits.delivery_schedule).map_err(anyhow::Error::msg)?;
         let mut state = Self::new(
             Store::new(db),
             keyring,
@@ -120,6 +121,18 @@ impl AppState {
     pub fn with_cluster(mut self, cluster: Cluster) -> Self {
         self.provisioner.cluster = Some(cluster);
         self
+    }
+
+    /// The outbound delivery worker over this state's store, keyring and config-service client;
+    /// fails when `--delivery-schedule` does not parse.
+    pub fn outbound(&self) -> anyhow::Result<Arc<crate::outbound::Outbound>> {
+        crate::outbound::Outbound::new(
+            self.store.clone(),
+            self.keyring.clone(),
+            self.config.clone(),
+            self.limits.clone(),
+            &self.metrics,
+        )
     }
 
     /// A dispatcher over this state's store and clients, its counters in this state's registry.

@@ -17,17 +17,8 @@ struct Api<'a> {
 
 impl Api<'_> {
     async fn call(&self, token: &str, m: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self
-            .s
-            .http
-            .request(m, format!("{}{path}", self.s.orch))
-            .bearer_auth(token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
+        let url = format!("{}{path}", self.s.orch);
+        self.s.call(token, m, url, body).await
     }
 
     async fn token(&self, org: &str, node: Option<&str>) -> String {

@@ -4,6 +4,7 @@ use serde::Serialize;
 use serde_json::json;
 use switchyard_api::auth::{IntrospectRequest, Introspection};
 use switchyard_api::config::{NodeConfig, TeamPipelines};
+use switchyard_api::outbound::{OutboundEvent, OutboxAck, OutboxBatch};
 use switchyard_api::routing::{Lookup, LookupRequest, RouteMatch, RoutingVersion};
 use switchyard_api::runs::{
     AgentRun, CreateRun, Recover, RecoveredRuns, RenewLease, RunContext, UpdateRun,
@@ -131,6 +132,26 @@ impl ConfigClient {
         let req = json!({ "entries": entries });
         let resp = self
             .internal(reqwest::Method::POST, "/api/v1/internal/audit", Some(&req))
+            .await?;
+        classify(resp).await?;
+        Ok(())
+    }
+
+    /// The config-service's run events waiting to be delivered, oldest first.
+    pub async fn pending_run_events(&self, limit: u32) -> Result<Vec<OutboundEvent>, CallError> {
+        let path = format!("/api/v1/internal/outbox?limit={limit}");
+        Ok(body::<OutboxBatch>(self.get(&path).await?).await?.events)
+    }
+
+    /// Tells the config-service these run events are stored on this side; it drops them.
+    pub async fn ack_run_events(&self, ids: &[String]) -> Result<(), CallError> {
+        let req = OutboxAck { ids: ids.to_vec() };
+        let resp = self
+            .internal(
+                reqwest::Method::POST,
+                "/api/v1/internal/outbox/ack",
+                Some(&req),
+            )
             .await?;
         classify(resp).await?;
         Ok(())

@@ -1,16 +1,18 @@
 //! Internal endpoints other services use (service JWT only): token introspection, a node's
-//! effective config, one agent run, the routing version.
+//! effective config, one agent run, the routing version, and the run events waiting for the
+//! orchestrator to deliver them.
 
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use switchyard_api::auth::{IntrospectRequest, Introspection};
 use switchyard_api::config::TeamPipelines;
+use switchyard_api::outbound::{OutboxAck, OutboxBatch};
 use switchyard_api::routing::RoutingVersion;
 use switchyard_api::runs::{Budget, RunContext, TokenBudgets};
 use switchyard_common::auth::hash_token;
 
-use super::extract::{ApiJson, Service};
+use super::extract::{ApiJson, ApiQuery, Service};
 use crate::domain::secrets::references;
 use crate::error::Result;
 use crate::state::AppState;
@@ -36,6 +38,8 @@ pub fn router() -> Router<AppState> {
         )
         .route("/api/v1/internal/routing/version", get(routing_version))
         .route("/api/v1/internal/pipelines", get(pipelines))
+        .route("/api/v1/internal/outbox", get(outbox))
+        .route("/api/v1/internal/outbox/ack", post(ack_outbox))
 }
 
 /// Resolve an org admin or team token (service JWT). Unknown, revoked and expired tokens answer
@@ -177,4 +181,48 @@ pub async fn pipelines(
             })
             .collect(),
     ))
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+pub struct OutboxParams {
+    /// 1 to 500, default 100.
+    pub limit: Option<u32>,
+}
+
+/// Run events waiting to be delivered, oldest first (service JWT of the orchestrator, which
+/// takes them over and acknowledges them).
+#[utoipa::path(get, path = "/api/v1/internal/outbox", tag = "internal", params(OutboxParams),
+    responses((status = 200, body = OutboxBatch), (status = 403, body = switchyard_common::problem::Problem)),
+    security(("service_jwt" = [])))]
+pub async fn outbox(
+    State(state): State<AppState>,
+    s: Service,
+    ApiQuery(p): ApiQuery<OutboxParams>,
+) -> Result<Json<OutboxBatch>> {
+    s.require(ROUTING_READERS)?;
+    let limit = i64::from(p.limit.unwrap_or(100).clamp(1, 500));
+    Ok(Json(OutboxBatch {
+        events: state.store.pending_run_events(limit).await?,
+    }))
+}
+
+/// Drop run events the orchestrator has stored in its own outbox (service JWT of the orchestrator).
+#[utoipa::path(post, path = "/api/v1/internal/outbox/ack", tag = "internal", request_body = OutboxAck,
+    responses((status = 204), (status = 403, body = switchyard_common::problem::Problem),
+        (status = 422, body = switchyard_common::problem::Problem)),
+    security(("service_jwt" = [])))]
+pub async fn ack_outbox(
+    State(state): State<AppState>,
+    s: Service,
+    ApiJson(req): ApiJson<OutboxAck>,
+) -> Result<axum::http::StatusCode> {
+    s.require(ROUTING_READERS)?;
+    if req.ids.len() > 500 {
+        return Err(crate::error::Error::invalid(
+            "/ids",
+            "at most 500 ids at once",
+        ));
+    }
+    state.store.ack_run_events(&req.ids).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
 }

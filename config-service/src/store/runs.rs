@@ -3,8 +3,10 @@
 use serde_json::Value;
 use sqlx::Row;
 use sqlx::any::AnyRow;
+use switchyard_api::outbound::OutboundEvent;
 use switchyard_api::runs::{RunUsage, UpdateRun};
 use switchyard_common::ids::new_id;
+use switchyard_common::outbox::{Outbox, Publish};
 use switchyard_common::time::now_ms;
 
 use super::{AgentRun, Arg, Filter, Page, Store, json_col, opt_ts, page_limit, ts};
@@ -42,6 +44,48 @@ fn run_row(r: &AnyRow) -> Result<AgentRun> {
         },
         config_etag: r.try_get("config_etag")?,
     })
+}
+
+/// Run events wait here until the orchestrator takes them over and delivers them (ADR 0011).
+pub const OUTBOX: Outbox = Outbox("cs_outbox");
+
+/// The event a run's new status publishes: `run.started` when it starts running, `run.<status>`
+/// when it finishes.
+fn run_event(run: &AgentRun) -> Option<Publish<'_>> {
+    let event_type = match run.status.as_str() {
+        "running" => "run.started",
+        "succeeded" => "run.succeeded",
+        "failed" => "run.failed",
+        "cancelled" => "run.cancelled",
+        _ => return None,
+    };
+    Some(Publish {
+        org: &run.org_id,
+        team: Some(&run.team_id),
+        event_type,
+        data: serde_json::json!({
+            "run_id": run.id,
+            "status": run.status,
+            "trigger_event_id": run.trigger.get("event_id"),
+            "idempotency_key": run.idempotency_key,
+            "summary": run.summary,
+            "error": run.error,
+            "created_at": run.created_at,
+            "started_at": run.started_at,
+            "finished_at": run.finished_at,
+            "attempts": run.attempts,
+            "usage": run.usage,
+            "config_etag": run.config_etag,
+        }),
+    })
+}
+
+/// Publishes the run's event, if its status has one, in the transaction that set the status.
+async fn publish(tx: &mut sqlx::Transaction<'static, sqlx::Any>, run: &AgentRun) -> Result<()> {
+    if let Some(event) = run_event(run) {
+        OUTBOX.publish(tx, event, None).await?;
+    }
+    Ok(())
 }
 
 /// A run to record. With `runner`, the run is leased to that agent-runner from the start.
@@ -91,7 +135,8 @@ impl Store {
                 format!("node {team} does not exist in {org}"),
             ));
         }
-        let _guard = self.write_guard().await;
+        // The run and its `run.started` event (when created running) commit together.
+        let (_guard, mut tx) = self.db.begin_write().await?;
         let now = now_ms();
         let row = sqlx::query(&format!(
             "INSERT INTO cs_agent_runs (id, org_id, team_id, status, trigger_payload, idempotency_key, created_at, \
@@ -113,11 +158,15 @@ impl Store {
         .bind(if run.running { "running" } else { "queued" })
         .bind(run.running.then_some(now))
         .bind(run.config_etag)
-        .fetch_optional(&self.db.pool)
+        .fetch_optional(&mut *tx)
         .await?;
         if let Some(row) = row {
-            return Ok((run_row(&row)?, true));
+            let created = run_row(&row)?;
+            publish(&mut tx, &created).await?;
+            tx.commit().await?;
+            return Ok((created, true));
         }
+        drop(tx);
         let row = sqlx::query(&format!(
             "SELECT {RUN_COLS} FROM cs_agent_runs WHERE org_id = $1 AND idempotency_key = $2"
         ))
@@ -204,6 +253,7 @@ impl Store {
             )
         })?;
         let run = run_row(&row)?;
+        publish(&mut tx, &run).await?;
         let added = (run.usage.input_tokens + run.usage.output_tokens)
             - (current.usage.input_tokens + current.usage.output_tokens);
         if added != 0 {
@@ -301,10 +351,17 @@ impl Store {
         .bind(limit)
         .fetch_all(&mut *tx)
         .await?;
+        let failed = failed_rows
+            .iter()
+            .map(run_row)
+            .collect::<Result<Vec<_>>>()?;
+        for run in &failed {
+            publish(&mut tx, run).await?;
+        }
         tx.commit().await?;
         Ok(Recovered {
             resumed: resumed_rows.iter().map(run_row).collect::<Result<_>>()?,
-            failed: failed_rows.iter().map(run_row).collect::<Result<_>>()?,
+            failed,
         })
     }
 
@@ -336,5 +393,20 @@ impl Store {
             None
         };
         Ok(Page { items, next_cursor })
+    }
+}
+
+impl Store {
+    /// Run events waiting for the orchestrator, oldest first.
+    pub async fn pending_run_events(&self, limit: i64) -> Result<Vec<OutboundEvent>> {
+        Ok(OUTBOX.pending(&self.db.pool, limit).await?)
+    }
+
+    /// Drops run events the orchestrator has taken over; answers how many were still here.
+    pub async fn ack_run_events(&self, ids: &[String]) -> Result<u64> {
+        let (_guard, mut tx) = self.db.begin_write().await?;
+        let n = OUTBOX.delete(&mut tx, ids).await?;
+        tx.commit().await?;
+        Ok(n)
     }
 }

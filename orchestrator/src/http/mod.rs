@@ -1,6 +1,7 @@
-//! The orchestrator's HTTP surface: webhooks, integrations, events, provisioning, the internal
-//! endpoints other services call, health.
+//! The orchestrator's HTTP surface: webhooks, integrations, events, provisioning, outbound
+//! subscriptions and their deliveries, the internal endpoints other services call, health.
 
+pub mod deliveries;
 pub mod events;
 pub mod integrations;
 pub mod internal;
@@ -39,6 +40,7 @@ pub fn app(state: AppState) -> Router {
         .merge(events::router())
         .merge(provisioning::router())
         .merge(subscriptions::router())
+        .merge(deliveries::router())
         .merge(internal::router())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

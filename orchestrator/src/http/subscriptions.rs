@@ -30,6 +30,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "incident.resolved",
     "provisioning.succeeded",
     "provisioning.rolled_back",
+    "provisioning.failed",
     "integration.secret_rotated",
     "subscription.disabled",
 ];
@@ -111,7 +112,7 @@ pub struct WithSecret {
 
 /// Who may touch the org's subscriptions: its admins (all of them), or a team token (those
 /// limited to exactly its team). Another org answers 404.
-enum Scope {
+pub(super) enum Scope {
     Org,
     Team(String),
 }
@@ -160,7 +161,8 @@ fn pattern_known(p: &str) -> bool {
 fn check_fields(state: &AppState, f: &SubscriptionFields) -> Result<()> {
     let mut errs = Vec::new();
     if let Some(url) = &f.url
-        && let Err(detail) = check_url(url, state.limits.allow_private_subscription_targets)
+        && let Err(detail) =
+            crate::outbound::target::check_url(url, state.limits.allow_private_subscription_targets)
     {
         errs.push(FieldError {
             pointer: "/url".into(),
@@ -199,33 +201,6 @@ fn check_fields(state: &AppState, f: &SubscriptionFields) -> Result<()> {
     } else {
         Err(Error::Validation(errs))
     }
-}
-
-/// `https` to a public host; with private targets allowed, `http` and any host too. A name is
-/// checked again, resolved, when each delivery is made.
-fn check_url(url: &str, allow_private: bool) -> std::result::Result<(), String> {
-    let u = reqwest::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
-    match u.scheme() {
-        "https" => {}
-        "http" if allow_private => {}
-        other => return Err(format!("must be https (not {other})")),
-    }
-    if !u.username().is_empty() || u.password().is_some() {
-        return Err("must not carry credentials; deliveries are signed instead".into());
-    }
-    let host = u.host_str().ok_or("must name a host")?;
-    if allow_private {
-        return Ok(());
-    }
-    let literal = host.trim_start_matches('[').trim_end_matches(']');
-    let private = match literal.parse::<std::net::IpAddr>() {
-        Ok(ip) => switchyard_common::net::is_private(ip),
-        Err(_) => host.eq_ignore_ascii_case("localhost") || host.ends_with(".localhost"),
-    };
-    if private {
-        return Err("must be a public address (private, loopback and link-local targets are off on this platform)".into());
-    }
-    Ok(())
 }
 
 /// Subscribe to the org's events (an org admin), or to its own team's (a team token).
@@ -277,7 +252,7 @@ pub async fn list(
 
 /// One subscription the caller may see, with the fingerprints of the secrets signing now, and
 /// the caller's scope.
-async fn visible(
+pub(super) async fn visible(
     state: &AppState,
     caller: &Caller,
     org: &str,
@@ -394,30 +369,6 @@ pub async fn rotate_secret(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn targets_are_public_https_unless_the_platform_allows_private_ones() {
-        assert_eq!(
-            check_url("https://hooks.example.com/switchyard", false),
-            Ok(())
-        );
-        for bad in [
-            "http://hooks.example.com/",
-            "https://10.1.2.3/",
-            "https://127.0.0.1:8443/",
-            "https://[::1]/",
-            "https://[fe80::1]/",
-            "https://169.254.169.254/latest/meta-data",
-            "https://localhost/",
-            "https://api.localhost/",
-            "https://u:p@hooks.example.com/",
-            "not a url",
-        ] {
-            assert!(check_url(bad, false).is_err(), "{bad}");
-        }
-        assert_eq!(check_url("http://127.0.0.1:9000/", true), Ok(()));
-        assert!(check_url("ftp://127.0.0.1/", true).is_err());
-    }
 
     #[test]
     fn patterns_are_types_prefixes_or_everything() {

@@ -8,13 +8,15 @@
 //! earlier event of the same integration with the same correlation key is still pending, which
 //! keeps one incident's events in arrival order without one tenant waiting on another's.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use sqlx::Row;
 use switchyard_common::db::Backend;
 use switchyard_common::error::Result;
 use switchyard_common::ids::new_id;
+use switchyard_common::outbox::Publish;
 use switchyard_common::time::now_ms;
 
+use super::outbound::{event_data, publish};
 use super::{Status, Store, sql_list, timeline};
 use crate::sources::Envelope;
 use crate::store::Integration;
@@ -142,6 +144,20 @@ impl Store {
         );
         timeline(&mut tx, &id, now, "received", Some(&received)).await?;
         timeline(&mut tx, &id, now, "verified", None).await?;
+        if let Some(org) = org {
+            let data = json!({"event_id": id, "source": env.source.as_str(), "event_type": env.event_type,
+                "integration_id": integration.id, "delivery_id": env.delivery_id, "status": "received"});
+            publish(
+                &mut tx,
+                Publish {
+                    org,
+                    team: None,
+                    event_type: "event.received",
+                    data,
+                },
+            )
+            .await?;
+        }
         self.notify_in(&mut tx).await?;
         tx.commit().await?;
         self.wake.notify_one();
@@ -224,13 +240,14 @@ impl Store {
     pub async fn settle(&self, id: &str, worker: &str, s: &Settlement) -> Result<bool> {
         let (_g, mut tx) = self.begin().await?;
         let now = now_ms();
-        let n = sqlx::query(
+        let row = sqlx::query(
             "UPDATE or_events SET status = $2, org_id = COALESCE($3, org_id), team_id = COALESCE($4, team_id), \
              next_attempt_at = COALESCE($5, next_attempt_at), run_id = COALESCE($6, run_id), last_error = $7, \
              claimed_by = NULL, claimed_until = NULL, updated_at = $8, \
              attempts = CASE WHEN $9 = 1 AND attempts > 0 THEN attempts - 1 ELSE attempts END, \
              throttled_since = CASE WHEN $2 = 'throttled' THEN COALESCE(throttled_since, $8) ELSE NULL END \
-             WHERE id = $1 AND claimed_by = $10 AND status = 'dispatching'",
+             WHERE id = $1 AND claimed_by = $10 AND status = 'dispatching' \
+             RETURNING org_id, team_id, source, event_type, integration_id, status, run_id, last_error",
         )
         .bind(id)
         .bind(s.status.as_str())
@@ -242,14 +259,33 @@ impl Store {
         .bind(now)
         .bind(if s.refund_attempt { 1i64 } else { 0i64 })
         .bind(worker)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if n == 0 {
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
             return Ok(false);
-        }
+        };
         for (kind, detail) in &s.timeline {
             timeline(&mut tx, id, now, kind, detail.as_deref()).await?;
+        }
+        let event_type = match s.status {
+            Status::Dispatched => Some("event.dispatched"),
+            Status::DeadLettered => Some("event.dead_lettered"),
+            Status::Unrouted => Some("event.unrouted"),
+            _ => None,
+        };
+        let org: Option<String> = row.try_get("org_id")?;
+        if let (Some(event_type), Some(org)) = (event_type, org.as_deref()) {
+            let team: Option<String> = row.try_get("team_id")?;
+            publish(
+                &mut tx,
+                Publish {
+                    org,
+                    team: team.as_deref(),
+                    event_type,
+                    data: event_data(id, &row)?,
+                },
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(true)

@@ -11,6 +11,7 @@ use switchyard_common::db::Backend;
 use switchyard_common::error::{Error, Result};
 use switchyard_common::http::Actor;
 use switchyard_common::ids::new_id;
+use switchyard_common::outbox::Publish;
 use switchyard_common::time::{now_ms, rfc3339};
 use utoipa::ToSchema;
 
@@ -315,6 +316,19 @@ impl Store {
             Some(&after),
         )
         .await?;
+        if let Some(org) = org {
+            let data = json!({"integration_id": id, "source": i.source.as_str(), "secret": after});
+            super::outbound::publish(
+                &mut tx,
+                Publish {
+                    org,
+                    team: i.default_team.as_deref(),
+                    event_type: "integration.secret_rotated",
+                    data,
+                },
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(info)
     }

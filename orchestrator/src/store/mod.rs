@@ -6,16 +6,22 @@
 //! - [`events`]: listing and reading events, replay, retention purge;
 //! - [`audit`]: the audit outbox, written in the transaction of the change it records;
 //! - [`provisioning`]: provisioning runs and their steps;
+//! - [`outbound`]: the outbox of Switchyard's own events and its fan-out to subscriptions;
+//! - [`deliveries`]: the outbound deliveries' queue; [`attempts`]: its log, resend and recover;
+//! - [`subscriptions`]: outbound subscriptions and their signing secrets;
 //! - [`leadership`]: wake-ups and single-replica leadership, so callers never see a backend.
 //!
 //! Writes go through [`Db::begin_write`] / [`Db::write_guard`], which queue SQLite's single writer
 //! in-process; nothing outside this module sees a pool or a [`Backend`].
 
+mod attempts;
 mod audit;
+mod deliveries;
 mod events;
 mod inbox;
 mod integrations;
 mod leadership;
+mod outbound;
 mod provisioning;
 mod subscriptions;
 
@@ -27,11 +33,14 @@ use switchyard_common::error::Result;
 use switchyard_common::ids::new_id;
 use tokio::sync::{Notify, OwnedMutexGuard};
 
+pub use attempts::Attempt;
 pub use audit::OutboxEntry;
+pub use deliveries::{AttemptOutcome, Disabled, DueDelivery, Next};
 pub use events::{Event, EventDetail, EventQuery, TimelineEntry};
 pub use inbox::{Claimed, Settlement, Stored};
 pub use integrations::{Integration, IntegrationChange, NewIntegration, SecretInfo};
 pub use leadership::{Leadership, Wakeups};
+pub use outbound::{OUTBOX, type_matches};
 pub use provisioning::{Run, RunOutcome, Step, StepStatus};
 pub use subscriptions::{Subscription, SubscriptionFields, SubscriptionSecret};
 

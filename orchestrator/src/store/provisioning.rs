@@ -10,6 +10,7 @@ use sqlx::any::AnyRow;
 use switchyard_common::error::{Error, Result};
 use switchyard_common::http::Actor;
 use switchyard_common::ids::new_id;
+use switchyard_common::outbox::Publish;
 use switchyard_common::time::{now_ms, rfc3339};
 use utoipa::ToSchema;
 
@@ -251,6 +252,22 @@ impl Store {
                 &target,
                 None,
                 Some(&after),
+            )
+            .await?;
+            let event_type = match outcome {
+                RunOutcome::Succeeded => "provisioning.succeeded",
+                RunOutcome::RolledBack => "provisioning.rolled_back",
+                RunOutcome::Failed => "provisioning.failed",
+            };
+            let data = json!({"run_id": id, "kind": kind, "team_id": team, "status": status, "error": error});
+            super::outbound::publish(
+                &mut tx,
+                Publish {
+                    org: &org,
+                    team: Some(&team),
+                    event_type,
+                    data,
+                },
             )
             .await?;
         }

@@ -67,7 +67,7 @@ fn fingerprint(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))[..12].to_owned()
 }
 
-fn secret_aad(subscription: &str, secret: &str) -> String {
+pub(super) fn secret_aad(subscription: &str, secret: &str) -> String {
     format!("or_subscription_secrets/{subscription}/{secret}")
 }
 

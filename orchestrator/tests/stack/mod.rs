@@ -265,7 +265,18 @@ impl Stack {
         url: String,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut req = self.http.request(method, &url).bearer_auth(ADMIN);
+        self.call(ADMIN, method, url, body).await
+    }
+
+    /// A JSON call with `token`; answers the status and the body (`null` when not JSON).
+    pub async fn call(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        url: String,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self.http.request(method, &url).bearer_auth(token);
         if let Some(b) = body {
             req = req.json(&b);
         }

@@ -1,0 +1,351 @@
+//! The deliveries' queue (ADR 0011) and its attempts log.
+//!
+//! - **Claims** work as the inbox's: leased (`claimed_until`), `FOR UPDATE SKIP LOCKED` on
+//!   PostgreSQL, at most `per_endpoint` in flight per subscription across replicas, and for an
+//!   `ordered` subscription only its earliest unfinished delivery.
+//! - **Settling** records the attempt, schedules the next one or gives up, and tracks since when a
+//!   subscription has failed; past the platform's limit it is disabled and `subscription.disabled`
+//!   goes to the org's other subscriptions.
+//! - The attempts log, resend and recover are [`super::attempts`].
+
+use std::collections::HashMap;
+
+use serde_json::json;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+use switchyard_common::crypto::{Keyring, Sealed};
+use switchyard_common::db::Backend;
+use switchyard_common::error::{Error, Result};
+use switchyard_common::http::Actor;
+use switchyard_common::ids::new_id;
+use switchyard_common::outbox::Publish;
+use switchyard_common::time::{now_ms, rfc3339};
+
+use super::Store;
+use super::audit::note;
+use super::outbound::publish;
+use super::subscriptions::secret_aad;
+
+/// A claimed delivery, with what the worker needs to make the attempt.
+#[derive(Debug, Clone)]
+pub struct DueDelivery {
+    pub id: String,
+    pub subscription_id: String,
+    /// The published event's id: `webhook-id`.
+    pub event_id: String,
+    pub event_type: String,
+    /// The envelope, exactly as signed and sent on every attempt.
+    pub body: String,
+    /// This attempt's number (1 for the first).
+    pub attempt: i64,
+    pub url: String,
+    /// `webhook`.
+    pub kind: String,
+}
+
+/// What one attempt gave.
+#[derive(Debug, Clone, Default)]
+pub struct AttemptOutcome {
+    pub succeeded: bool,
+    pub response_code: Option<u16>,
+    pub latency_ms: i64,
+    /// The first 1 KB of the receiver's answer.
+    pub response_body: Option<String>,
+    /// Why it failed without an answer (timeout, refused, private target).
+    pub error: Option<String>,
+}
+
+/// What happens to the delivery after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    Done,
+    /// Try again at this time (ms).
+    RetryAt(i64),
+    /// The schedule ran out: `failed`, kept for resend and recover.
+    GiveUp,
+}
+
+/// A subscription Switchyard disabled after it failed for too long.
+#[derive(Debug, Clone)]
+pub struct Disabled {
+    pub subscription_id: String,
+    pub failing_since: i64,
+}
+
+impl Store {
+    /// Claims up to `limit` due deliveries of enabled subscriptions for `worker`, leased for
+    /// `lease_ms`: at most `per_endpoint` in flight per subscription (counting other replicas'
+    /// claims), and for an ordered subscription only its earliest unfinished delivery.
+    pub async fn claim_deliveries(
+        &self,
+        worker: &str,
+        limit: i64,
+        lease_ms: i64,
+        per_endpoint: i64,
+    ) -> Result<Vec<DueDelivery>> {
+        let now = now_ms();
+        let lock = match self.db.backend {
+            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let _g = self.write_guard().await;
+        // Candidates: due deliveries of enabled subscriptions, numbered per subscription; a
+        // subscription takes as many as its free slots (its limit less those in flight).
+        let rows = sqlx::query(&format!(
+            "UPDATE or_deliveries SET status = 'delivering', claimed_by = $3, claimed_until = $4, attempts = attempts + 1, updated_at = $1 \
+             WHERE id IN ( \
+               SELECT id FROM or_deliveries WHERE id IN ( \
+                 SELECT c.id FROM ( \
+                   SELECT d.id, d.next_attempt_at, s.ordered, \
+                     ROW_NUMBER() OVER (PARTITION BY d.subscription_id ORDER BY d.occurred_at, d.id) AS rn, \
+                     (SELECT COUNT(*) FROM or_deliveries x WHERE x.subscription_id = d.subscription_id \
+                        AND x.status = 'delivering' AND x.claimed_until >= $1) AS busy \
+                   FROM or_deliveries d JOIN or_subscriptions s ON s.id = d.subscription_id \
+                   WHERE s.enabled = 1 \
+                     AND ((d.status = 'pending' AND d.next_attempt_at <= $1) \
+                          OR (d.status = 'delivering' AND d.claimed_until < $1)) \
+                     AND (s.ordered = 0 OR NOT EXISTS (SELECT 1 FROM or_deliveries p \
+                          WHERE p.subscription_id = d.subscription_id AND p.status IN ('pending', 'delivering') \
+                            AND (p.occurred_at < d.occurred_at OR (p.occurred_at = d.occurred_at AND p.id < d.id)))) \
+                 ) c \
+                 WHERE c.rn + c.busy <= CASE WHEN c.ordered = 1 THEN 1 ELSE $5 END \
+                 ORDER BY c.next_attempt_at LIMIT $2) \
+               {lock}) \
+             RETURNING id, subscription_id, event_id, event_type, body, attempts",
+        ))
+        .bind(now)
+        .bind(limit)
+        .bind(worker)
+        .bind(now + lease_ms)
+        .bind(per_endpoint.max(1))
+        .fetch_all(&self.db.pool)
+        .await?;
+        drop(_g);
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::with_capacity(rows.len());
+        let mut targets: HashMap<String, (String, String)> = HashMap::new();
+        for r in rows {
+            let subscription_id: String = r.try_get("subscription_id")?;
+            if !targets.contains_key(&subscription_id) {
+                let t = sqlx::query("SELECT url, kind FROM or_subscriptions WHERE id = $1")
+                    .bind(&subscription_id)
+                    .fetch_optional(&self.db.pool)
+                    .await?;
+                if let Some(t) = t {
+                    targets.insert(
+                        subscription_id.clone(),
+                        (t.try_get("url")?, t.try_get("kind")?),
+                    );
+                }
+            }
+            let Some((url, kind)) = targets.get(&subscription_id).cloned() else {
+                continue;
+            };
+            out.push(DueDelivery {
+                id: r.try_get("id")?,
+                subscription_id,
+                event_id: r.try_get("event_id")?,
+                event_type: r.try_get("event_type")?,
+                body: r.try_get("body")?,
+                attempt: r.try_get("attempts")?,
+                url,
+                kind,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The earliest time a pending delivery becomes due or a claim runs out (to sleep until).
+    pub async fn next_delivery_due(&self) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(CASE WHEN status = 'delivering' THEN claimed_until ELSE next_attempt_at END) \
+             FROM or_deliveries WHERE status IN ('pending', 'delivering')",
+        )
+        .fetch_one(&self.db.pool)
+        .await?)
+    }
+
+    /// Records an attempt and what follows it. Moves the delivery only while `worker` still holds
+    /// the claim; the attempt is logged either way (it was made). A failure starts or continues
+    /// the subscription's failing streak, and one that has lasted `disable_after_ms` disables it
+    /// and publishes `subscription.disabled`; a success ends the streak.
+    pub async fn settle_delivery(
+        &self,
+        d: &DueDelivery,
+        worker: &str,
+        outcome: &AttemptOutcome,
+        next: Next,
+        disable_after_ms: i64,
+    ) -> Result<Option<Disabled>> {
+        let now = now_ms();
+        let (status, next_at) = match next {
+            Next::Done => ("succeeded", None),
+            Next::RetryAt(at) => ("pending", Some(at)),
+            Next::GiveUp => ("failed", None),
+        };
+        let (_g, mut tx) = self.begin().await?;
+        sqlx::query(
+            "UPDATE or_deliveries SET status = $3, next_attempt_at = COALESCE($4, next_attempt_at), \
+               claimed_by = NULL, claimed_until = NULL, updated_at = $5 \
+             WHERE id = $1 AND claimed_by = $2 AND status = 'delivering'",
+        )
+        .bind(&d.id)
+        .bind(worker)
+        .bind(status)
+        .bind(next_at)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO or_delivery_attempts (id, delivery_id, subscription_id, attempt, at, status, response_code, latency_ms, response_body, error) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(new_id())
+        .bind(&d.id)
+        .bind(&d.subscription_id)
+        .bind(d.attempt)
+        .bind(now)
+        .bind(if outcome.succeeded { "succeeded" } else { "failed" })
+        .bind(outcome.response_code.map(i64::from))
+        .bind(outcome.latency_ms)
+        .bind(outcome.response_body.as_deref())
+        .bind(outcome.error.as_deref())
+        .execute(&mut *tx)
+        .await?;
+        let mut disabled = None;
+        if outcome.succeeded {
+            sqlx::query("UPDATE or_subscriptions SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL")
+                .bind(&d.subscription_id)
+                .execute(&mut *tx)
+                .await?;
+        } else {
+            let row = sqlx::query(
+                "UPDATE or_subscriptions SET failing_since = COALESCE(failing_since, $2) WHERE id = $1 \
+                 RETURNING org_id, team_ids, url, enabled, failing_since",
+            )
+            .bind(&d.subscription_id)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(r) = row {
+                let since: i64 = r.try_get("failing_since")?;
+                let enabled = r.try_get::<i64, _>("enabled")? == 1;
+                if enabled && now - since >= disable_after_ms {
+                    disabled = Some(
+                        self.disable_failing(&mut tx, &d.subscription_id, &r, since)
+                            .await?,
+                    );
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(disabled)
+    }
+
+    /// Disables a subscription that has failed since `since`, audits it and tells the org's other
+    /// subscriptions (`subscription.disabled`).
+    async fn disable_failing(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        id: &str,
+        r: &AnyRow,
+        since: i64,
+    ) -> Result<Disabled> {
+        let org: String = r.try_get("org_id")?;
+        let url: String = r.try_get("url")?;
+        let teams: Option<Vec<String>> = r
+            .try_get::<Option<String>, _>("team_ids")?
+            .and_then(|s| serde_json::from_str(&s).ok());
+        let reason = format!(
+            "every delivery failed since {}; re-enable it once the endpoint answers 2xx",
+            rfc3339(since)
+        );
+        sqlx::query("UPDATE or_subscriptions SET enabled = 0, disabled_reason = $2, updated_at = $3 WHERE id = $1")
+            .bind(id)
+            .bind(&reason)
+            .bind(now_ms())
+            .execute(&mut **tx)
+            .await?;
+        let target = format!("subscription/{id}");
+        let after = json!({"enabled": false, "disabled_reason": reason});
+        note(
+            tx,
+            Some(&org),
+            &Actor::system("system:outbound"),
+            "subscription.disabled",
+            &target,
+            None,
+            Some(&after),
+        )
+        .await?;
+        // A subscription of exactly one team is that team's news; otherwise the org's.
+        let team = match teams.as_deref() {
+            Some([one]) => Some(one.as_str()),
+            _ => None,
+        };
+        publish(
+            tx,
+            Publish {
+                org: &org,
+                team,
+                event_type: "subscription.disabled",
+                data: json!({"subscription_id": id, "url": url, "reason": reason,
+                    "failing_since": rfc3339(since)}),
+            },
+        )
+        .await?;
+        Ok(Disabled {
+            subscription_id: id.to_owned(),
+            failing_since: since,
+        })
+    }
+
+    /// Puts `worker`'s claimed deliveries back without counting the attempt (shutdown).
+    pub async fn release_deliveries(&self, worker: &str) -> Result<u64> {
+        let _g = self.write_guard().await;
+        Ok(sqlx::query(
+            "UPDATE or_deliveries SET status = 'pending', attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, \
+             claimed_by = NULL, claimed_until = NULL WHERE status = 'delivering' AND claimed_by = $1",
+        )
+        .bind(worker)
+        .execute(&self.db.pool)
+        .await?
+        .rows_affected())
+    }
+
+    /// The secrets that sign a subscription's deliveries now (two during a rotation's overlap).
+    pub async fn signing_secrets(
+        &self,
+        keyring: &Keyring,
+        subscription: &str,
+    ) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT id, key_id, nonce, ciphertext FROM or_subscription_secrets \
+             WHERE subscription_id = $1 AND (expires_at IS NULL OR expires_at > $2) ORDER BY created_at DESC",
+        )
+        .bind(subscription)
+        .bind(now_ms())
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let sid: String = r.try_get("id")?;
+                let sealed = Sealed {
+                    key_id: r.try_get("key_id")?,
+                    nonce: r.try_get("nonce")?,
+                    ciphertext: r.try_get("ciphertext")?,
+                };
+                let plain = keyring
+                    .open(&sealed, &secret_aad(subscription, &sid))
+                    .map_err(|e| {
+                        Error::Internal(anyhow::anyhow!("subscription secret {sid}: {e}"))
+                    })?;
+                String::from_utf8(plain).map_err(|_| {
+                    Error::Internal(anyhow::anyhow!("subscription secret {sid} is not text"))
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,219 @@
+//! Publishing Switchyard's own events (ADR 0011): the outbox and its fan-out to the subscriptions
+//! that match (the deliveries' queue itself is [`super::deliveries`]).
+//!
+//! - **Publish**: a change writes its event to `or_outbox` in its own transaction, and only when
+//!   its org has an enabled subscription at that moment (nobody else could receive it).
+//! - **Fan-out**: claims outbox rows (`FOR UPDATE SKIP LOCKED` on PostgreSQL), writes one delivery
+//!   per matching subscription (unique on subscription and event, so a repeated fan-out adds
+//!   nothing) and deletes the rows, in one transaction.
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+use switchyard_api::outbound::OutboundEvent;
+use switchyard_common::db::Backend;
+use switchyard_common::error::Result;
+use switchyard_common::ids::new_id;
+use switchyard_common::outbox::{Outbox, Publish, envelope};
+use switchyard_common::time::now_ms;
+
+use super::Store;
+
+/// The orchestrator's outbox.
+pub const OUTBOX: Outbox = Outbox("or_outbox");
+
+/// Written only when the org (`$2`) has an enabled subscription.
+const SUBSCRIBED: &str =
+    "EXISTS (SELECT 1 FROM or_subscriptions WHERE org_id = $2 AND enabled = 1)";
+
+/// Writes `event` to the outbox in `tx`, if anyone in its org subscribes.
+pub(super) async fn publish(tx: &mut Transaction<'static, Any>, event: Publish<'_>) -> Result<()> {
+    OUTBOX.publish(tx, event, Some(SUBSCRIBED)).await?;
+    Ok(())
+}
+
+/// Whether a subscription's pattern takes an event type: the type itself, `prefix.*`, or `*`.
+pub fn type_matches(pattern: &str, event_type: &str) -> bool {
+    pattern == "*"
+        || pattern == event_type
+        || pattern.strip_suffix(".*").is_some_and(|p| {
+            event_type
+                .split_once('.')
+                .is_some_and(|(head, _)| head == p)
+        })
+}
+
+impl Store {
+    /// Fans up to `limit` outbox rows out to the deliveries of the subscriptions they match, and
+    /// deletes them. Answers how many rows it took (0: the outbox is empty).
+    pub async fn fan_out(&self, limit: i64) -> Result<usize> {
+        let lock = match self.db.backend {
+            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let (_g, mut tx) = self.begin().await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {} FROM or_outbox ORDER BY id LIMIT $1 {lock}",
+            Outbox::columns()
+        ))
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let events = rows
+            .iter()
+            .map(envelope)
+            .collect::<sqlx::Result<Vec<_>>>()?;
+        let mut subscriptions: HashMap<String, Vec<Target>> = HashMap::new();
+        let now = now_ms();
+        for e in &events {
+            if !subscriptions.contains_key(&e.org_id) {
+                let targets = enabled_subscriptions(&mut tx, &e.org_id).await?;
+                subscriptions.insert(e.org_id.clone(), targets);
+            }
+            let body = serde_json::to_string(e).unwrap_or_default();
+            let occurred = switchyard_common::time::parse_rfc3339(&e.timestamp).unwrap_or(now);
+            for t in &subscriptions[&e.org_id] {
+                if !t.takes(e) {
+                    continue;
+                }
+                sqlx::query(
+                    "INSERT INTO or_deliveries (id, subscription_id, event_id, org_id, team_id, event_type, body, occurred_at, \
+                       status, attempts, next_attempt_at, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9, $9, $9) \
+                     ON CONFLICT (subscription_id, event_id) DO NOTHING",
+                )
+                .bind(new_id())
+                .bind(&t.id)
+                .bind(&e.id)
+                .bind(&e.org_id)
+                .bind(e.team_id.as_deref())
+                .bind(&e.event_type)
+                .bind(&body)
+                .bind(occurred)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
+        OUTBOX.delete(&mut tx, &ids).await?;
+        tx.commit().await?;
+        Ok(events.len())
+    }
+
+    /// Stores events taken over from the config-service's outbox (an event already here is
+    /// skipped), for the fan-out.
+    pub async fn import_outbox(&self, events: &[OutboundEvent]) -> Result<()> {
+        let (_g, mut tx) = self.begin().await?;
+        OUTBOX.import(&mut tx, events).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// An enabled subscription as the fan-out matches events against it.
+struct Target {
+    id: String,
+    patterns: Vec<String>,
+    teams: Option<Vec<String>>,
+}
+
+impl Target {
+    /// Its patterns take the event's type, and its teams (if it names any) the event's team:
+    /// a subscription limited to teams never gets org-wide events.
+    fn takes(&self, e: &OutboundEvent) -> bool {
+        self.patterns.iter().any(|p| type_matches(p, &e.event_type))
+            && match (&self.teams, &e.team_id) {
+                (None, _) => true,
+                (Some(teams), Some(t)) => teams.contains(t),
+                (Some(_), None) => false,
+            }
+    }
+}
+
+async fn enabled_subscriptions(
+    tx: &mut Transaction<'static, Any>,
+    org: &str,
+) -> Result<Vec<Target>> {
+    let rows = sqlx::query(
+        "SELECT id, event_types, team_ids FROM or_subscriptions WHERE org_id = $1 AND enabled = 1",
+    )
+    .bind(org)
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let list = |col: &str| -> Result<Option<Vec<String>>> {
+                Ok(r.try_get::<Option<String>, _>(col)?
+                    .and_then(|s| serde_json::from_str(&s).ok()))
+            };
+            Ok(Target {
+                id: r.try_get("id")?,
+                patterns: list("event_types")?.unwrap_or_default(),
+                teams: list("team_ids")?,
+            })
+        })
+        .collect()
+}
+
+/// The data of an event's status change, for `event.*`.
+pub(super) fn event_data(id: &str, r: &AnyRow) -> Result<Value> {
+    Ok(json!({
+        "event_id": id,
+        "source": r.try_get::<String, _>("source")?,
+        "event_type": r.try_get::<String, _>("event_type")?,
+        "integration_id": r.try_get::<String, _>("integration_id")?,
+        "status": r.try_get::<String, _>("status")?,
+        "run_id": r.try_get::<Option<String>, _>("run_id")?,
+        "error": r.try_get::<Option<String>, _>("last_error")?,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_common::time::rfc3339;
+
+    #[test]
+    fn patterns_take_their_types() {
+        assert!(type_matches("*", "run.failed"));
+        assert!(type_matches("run.*", "run.failed"));
+        assert!(type_matches("run.failed", "run.failed"));
+        assert!(!type_matches("run.*", "runs.failed"));
+        assert!(!type_matches("run.succeeded", "run.failed"));
+        assert!(!type_matches("incident.*", "run.failed"));
+    }
+
+    #[test]
+    fn team_limited_subscriptions_get_only_their_teams_events() {
+        let event = |team: Option<&str>| OutboundEvent {
+            id: "e".into(),
+            event_type: "run.succeeded".into(),
+            version: 1,
+            timestamp: rfc3339(0),
+            org_id: "acme".into(),
+            team_id: team.map(str::to_owned),
+            data: Value::Null,
+        };
+        let org_wide = Target {
+            id: "a".into(),
+            patterns: vec!["run.*".into()],
+            teams: None,
+        };
+        let checkout = Target {
+            id: "b".into(),
+            patterns: vec!["*".into()],
+            teams: Some(vec!["checkout".into()]),
+        };
+        assert!(org_wide.takes(&event(Some("search"))));
+        assert!(org_wide.takes(&event(None)));
+        assert!(checkout.takes(&event(Some("checkout"))));
+        assert!(!checkout.takes(&event(Some("search"))));
+        assert!(!checkout.takes(&event(None)));
+    }
+}

@@ -1,0 +1,518 @@
+//! Outbound delivery (ADR 0011) through the real services, on PostgreSQL and SQLite: receivers
+//! verify every delivery with the Standard Webhooks reference library; a run that went through
+//! end to end arrives as `run.succeeded`; a failing receiver gets the event on the third attempt
+//! with the attempts log showing all three; disabled and other teams' subscriptions get nothing;
+//! resend and recover send again with the same `webhook-id`; a subscription that keeps failing is
+//! disabled and the org's other subscriptions hear of it.
+
+mod stack;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use reqwest::Method;
+use serde_json::{Value, json};
+use stack::{ADMIN, Options, Stack, eventually};
+use switchyard_common::db::Backend;
+use switchyard_orchestrator::settings::Limits;
+use switchyard_orchestrator::sources::verify::sign::hmac_hex;
+use tokio::net::TcpListener;
+
+const PD_SECRET: &str = "pagerduty-secret-outbound";
+
+/// A delivery as a receiver saw it.
+#[derive(Debug, Clone)]
+struct Got {
+    id: String,
+    event_type: String,
+    body: Value,
+    /// The Standard Webhooks library accepted the signature.
+    verified: bool,
+}
+
+/// A receiver that verifies with the `standardwebhooks` library and answers from a script (then
+/// 200).
+#[derive(Clone, Default)]
+struct Receiver {
+    secret: Arc<Mutex<Option<String>>>,
+    script: Arc<Mutex<VecDeque<(u16, String)>>>,
+    got: Arc<Mutex<Vec<Got>>>,
+}
+
+impl Receiver {
+    async fn start() -> (Receiver, String) {
+        let r = Receiver::default();
+        let app = axum::Router::new()
+            .route("/hook", axum::routing::post(receive))
+            .with_state(r.clone());
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", l.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+        (r, url)
+    }
+
+    fn got(&self) -> Vec<Got> {
+        self.got.lock().unwrap().clone()
+    }
+
+    fn of_type(&self, t: &str) -> Vec<Got> {
+        self.got()
+            .into_iter()
+            .filter(|g| g.event_type == t)
+            .collect()
+    }
+
+    fn answer(&self, answers: &[(u16, &str)]) {
+        let mut s = self.script.lock().unwrap();
+        for (code, body) in answers {
+            s.push_back((*code, (*body).to_owned()));
+        }
+    }
+}
+
+async fn receive(
+    State(r): State<Receiver>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, String) {
+    let secret = r.secret.lock().unwrap().clone();
+    let verified = secret.is_some_and(|s| {
+        standardwebhooks::Webhook::new(&s)
+            .unwrap()
+            .verify(&body, &headers)
+            .is_ok()
+    });
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    r.got.lock().unwrap().push(Got {
+        id: headers["webhook-id"].to_str().unwrap().to_owned(),
+        event_type: v["type"].as_str().unwrap_or("").to_owned(),
+        body: v,
+        verified,
+    });
+    let (code, answer) = r
+        .script
+        .lock()
+        .unwrap()
+        .pop_front()
+        .unwrap_or((200, "ok".into()));
+    (StatusCode::from_u16(code).unwrap(), answer)
+}
+
+struct Api<'a> {
+    s: &'a Stack,
+}
+
+impl Api<'_> {
+    async fn call(&self, token: &str, m: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let url = format!("{}/api/v1/orgs/acme{path}", self.s.orch);
+        self.s.call(token, m, url, body).await
+    }
+
+    /// Subscribes `receiver` (which then verifies with the secret); answers the subscription id.
+    async fn subscribe(&self, receiver: &Receiver, url: &str, body: Value) -> String {
+        let mut body = body;
+        body["url"] = json!(url);
+        let (st, v) = self
+            .call(ADMIN, Method::POST, "/subscriptions", Some(body))
+            .await;
+        assert_eq!(st, 201, "{v}");
+        *receiver.secret.lock().unwrap() = Some(v["secret"].as_str().unwrap().to_owned());
+        v["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn attempts(&self, sub: &str) -> Vec<Value> {
+        let (st, v) = self
+            .call(
+                ADMIN,
+                Method::GET,
+                &format!("/subscriptions/{sub}/attempts"),
+                None,
+            )
+            .await;
+        assert_eq!(st, 200, "{v}");
+        v["items"].as_array().cloned().unwrap()
+    }
+}
+
+/// Org acme, teams checkout (PagerDuty service PSVC1) and search, and a PagerDuty integration.
+async fn acme(s: &Stack) -> String {
+    s.acme_checkout().await;
+    s.must(
+        Method::POST,
+        format!("{}/api/v1/orgs/acme/nodes", s.cs),
+        Some(json!({"id": "search", "kind": "team", "name": "Search"})),
+    )
+    .await;
+    let pd = s
+        .must(
+            Method::POST,
+            format!("{}/api/v1/orgs/acme/integrations", s.orch),
+            Some(json!({"source": "pagerduty", "name": "PD", "secrets": [PD_SECRET]})),
+        )
+        .await;
+    pd["id"].as_str().unwrap().to_owned()
+}
+
+/// Sends a signed PagerDuty `incident.triggered` for service PSVC1; answers the event id.
+async fn page(s: &Stack, pd: &str, incident: &str) -> String {
+    let body = json!({"event": {"id": format!("ev-{incident}"), "event_type": "incident.triggered",
+        "occurred_at": "2026-12-04T08:00:00Z",
+        "data": {"id": incident, "type": "incident", "title": "checkout is down",
+                 "service": {"id": "PSVC1", "type": "service_reference", "summary": "checkout"}}}})
+    .to_string()
+    .into_bytes();
+    let headers = vec![
+        (
+            "x-pagerduty-signature",
+            format!("v1={}", hmac_hex(PD_SECRET.as_bytes(), &[&body])),
+        ),
+        ("x-webhook-id", format!("delivery-{incident}")),
+        ("content-type", "application/json".into()),
+    ];
+    let (st, v, _) = s
+        .webhook(&format!("/webhooks/pagerduty/{pd}"), &headers, &body)
+        .await;
+    assert_eq!(st, 200, "{v}");
+    v["event_id"].as_str().unwrap().to_owned()
+}
+
+fn fast(limits: Limits) -> Options {
+    Options {
+        limits: Limits {
+            delivery_schedule: "20ms,20ms".into(),
+            ..limits
+        },
+        ..Options::default()
+    }
+}
+
+async fn a_run_reaches_a_receiver_verifying_with_the_standard_webhooks_library(b: Backend) {
+    let s = Stack::start(b, fast(Options::default().limits)).await;
+    let pd = acme(&s).await;
+    let api = Api { s: &s };
+    let (ops, ops_url) = Receiver::start().await;
+    let (off, off_url) = Receiver::start().await;
+    let (search, search_url) = Receiver::start().await;
+    let ops_sub = api
+        .subscribe(
+            &ops,
+            &ops_url,
+            json!({"event_types": ["run.*", "event.dispatched"]}),
+        )
+        .await;
+    let off_sub = api
+        .subscribe(&off, &off_url, json!({"event_types": ["*"]}))
+        .await;
+    let (st, _) = api
+        .call(
+            ADMIN,
+            Method::PATCH,
+            &format!("/subscriptions/{off_sub}"),
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let search_sub = api
+        .subscribe(
+            &search,
+            &search_url,
+            json!({"event_types": ["*"], "teams": ["search"]}),
+        )
+        .await;
+
+    let event = page(&s, &pd, "PINC1").await;
+    eventually("run.succeeded reaches the receiver", 30, || async {
+        !ops.of_type("run.succeeded").is_empty()
+    })
+    .await;
+    let got = ops.got();
+    assert!(
+        got.iter().all(|g| g.verified),
+        "every delivery verifies: {got:?}"
+    );
+    let done = &ops.of_type("run.succeeded")[0];
+    assert_eq!(done.body["version"], 1);
+    assert_eq!(done.body["org_id"], "acme");
+    assert_eq!(done.body["team_id"], "checkout");
+    assert_eq!(
+        done.body["id"],
+        json!(done.id),
+        "the envelope's id is the webhook-id"
+    );
+    assert_eq!(done.body["data"]["trigger_event_id"], json!(event));
+    assert_eq!(done.body["data"]["status"], "succeeded");
+    let run_id = done.body["data"]["run_id"].as_str().unwrap();
+    let started = ops.of_type("run.started");
+    assert_eq!(started.len(), 1, "{got:?}");
+    assert_eq!(started[0].body["data"]["run_id"], json!(run_id));
+    let dispatched = ops.of_type("event.dispatched");
+    assert_eq!(dispatched.len(), 1, "{got:?}");
+    assert_eq!(dispatched[0].body["data"]["event_id"], json!(event));
+    assert_eq!(dispatched[0].body["data"]["run_id"], json!(run_id));
+    assert!(
+        ops.of_type("event.received").is_empty(),
+        "not subscribed: {got:?}"
+    );
+
+    // The fan-out that queued run.succeeded had every earlier event: the disabled subscription
+    // and the one limited to another team got nothing, and have no attempts.
+    assert!(off.got().is_empty(), "{:?}", off.got());
+    assert!(search.got().is_empty(), "{:?}", search.got());
+    assert!(api.attempts(&off_sub).await.is_empty());
+    assert!(api.attempts(&search_sub).await.is_empty());
+    let attempts = api.attempts(&ops_sub).await;
+    assert_eq!(attempts.len(), got.len());
+    assert!(
+        attempts
+            .iter()
+            .all(|a| a["status"] == "succeeded" && a["response_code"] == 200)
+    );
+
+    // A team token sees its own team's subscription's attempts, never another team's.
+    let token = |node: &str| {
+        let s = &s;
+        let node = node.to_owned();
+        async move {
+            s.must(
+                Method::POST,
+                format!("{}/api/v1/orgs/acme/nodes/{node}/tokens", s.cs),
+                Some(json!({"label": "t", "subject": "t@acme.example"})),
+            )
+            .await["secret"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let (search_token, checkout_token) = (token("search").await, token("checkout").await);
+    let path = format!("/subscriptions/{search_sub}/attempts");
+    assert_eq!(
+        api.call(&search_token, Method::GET, &path, None).await.0,
+        200
+    );
+    assert_eq!(
+        api.call(&checkout_token, Method::GET, &path, None).await.0,
+        404
+    );
+    let path = format!("/subscriptions/{ops_sub}/attempts");
+    assert_eq!(
+        api.call(&checkout_token, Method::GET, &path, None).await.0,
+        404
+    );
+}
+
+async fn a_failing_receiver_gets_it_on_the_third_attempt(b: Backend) {
+    let s = Stack::start(
+        b,
+        Options {
+            start_runner: false,
+            ..fast(Options::default().limits)
+        },
+    )
+    .await;
+    let pd = acme(&s).await;
+    let api = Api { s: &s };
+    let (flaky, url) = Receiver::start().await;
+    let long = "x".repeat(5000);
+    flaky.answer(&[(500, &long), (500, "still down")]);
+    let sub = api
+        .subscribe(&flaky, &url, json!({"event_types": ["event.received"]}))
+        .await;
+    let event = page(&s, &pd, "PINC2").await;
+    eventually("the third attempt succeeds", 30, || async {
+        api.attempts(&sub)
+            .await
+            .first()
+            .is_some_and(|a| a["status"] == "succeeded")
+    })
+    .await;
+    let got = flaky.got();
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert!(
+        got.iter().all(|g| g.verified && g.id == got[0].id),
+        "{got:?}"
+    );
+    assert_eq!(got[0].body["data"]["event_id"], json!(event));
+    let log = api.attempts(&sub).await;
+    assert_eq!(log.len(), 3, "{log:?}");
+    let codes: Vec<_> = log
+        .iter()
+        .map(|a| {
+            (
+                a["attempt"].as_i64().unwrap(),
+                a["response_code"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(codes, [(3, 200), (2, 500), (1, 500)]);
+    assert_eq!(
+        log[2]["response_body"].as_str().unwrap().len(),
+        1024,
+        "the first 1 KB of the answer"
+    );
+    assert_eq!(log[1]["response_body"], "still down");
+    assert_eq!(log[0]["delivery_status"], "succeeded");
+
+    // Resend: the same webhook-id again, one more attempt in the log.
+    let (st, v) = api
+        .call(
+            ADMIN,
+            Method::POST,
+            &format!(
+                "/subscriptions/{sub}/attempts/{}/resend",
+                log[0]["id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(st, 202, "{v}");
+    eventually("the resend arrives", 30, || async {
+        flaky.got().len() == 4
+    })
+    .await;
+    assert_eq!(flaky.got()[3].id, got[0].id);
+    eventually("the resend is logged", 30, || async {
+        api.attempts(&sub).await.len() == 4
+    })
+    .await;
+
+    // A delivery whose schedule runs out is failed; recover sends it again.
+    flaky.answer(&[(503, ""), (503, ""), (503, "")]);
+    let second = page(&s, &pd, "PINC3").await;
+    eventually("the delivery fails after three attempts", 30, || async {
+        let log = api.attempts(&sub).await;
+        log.len() == 7 && log[0]["delivery_status"] == "failed"
+    })
+    .await;
+    let (st, v) = api
+        .call(
+            ADMIN,
+            Method::POST,
+            &format!("/subscriptions/{sub}/recover"),
+            Some(json!({"since": "2026-01-01T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!((st, v["recovered"].as_u64()), (202, Some(1)), "{v}");
+    eventually("the recovered delivery succeeds", 30, || async {
+        api.attempts(&sub).await[0]["status"] == "succeeded"
+    })
+    .await;
+    let for_second: Vec<_> = flaky
+        .got()
+        .into_iter()
+        .filter(|g| g.body["data"]["event_id"] == json!(second))
+        .collect();
+    assert_eq!(for_second.len(), 4);
+    assert!(
+        for_second
+            .iter()
+            .all(|g| g.id == for_second[0].id && g.verified)
+    );
+
+    // Bad input.
+    let (st, v) = api
+        .call(
+            ADMIN,
+            Method::POST,
+            &format!("/subscriptions/{sub}/recover"),
+            Some(json!({"since": "yesterday"})),
+        )
+        .await;
+    assert_eq!(st, 422, "{v}");
+    let (st, _) = api
+        .call(
+            ADMIN,
+            Method::POST,
+            &format!("/subscriptions/{sub}/attempts/nope/resend"),
+            None,
+        )
+        .await;
+    assert_eq!(st, 404);
+}
+
+async fn a_subscription_failing_too_long_is_disabled_and_the_org_told(b: Backend) {
+    let s = Stack::start(
+        b,
+        Options {
+            start_runner: false,
+            ..fast(Limits {
+                subscription_disable_after_seconds: 0,
+                ..Options::default().limits
+            })
+        },
+    )
+    .await;
+    let pd = acme(&s).await;
+    let api = Api { s: &s };
+    let (down, down_url) = Receiver::start().await;
+    down.answer(&[(500, ""); 10]);
+    let (watch, watch_url) = Receiver::start().await;
+    let down_sub = api
+        .subscribe(&down, &down_url, json!({"event_types": ["event.received"]}))
+        .await;
+    api.subscribe(
+        &watch,
+        &watch_url,
+        json!({"event_types": ["subscription.disabled", "event.received"]}),
+    )
+    .await;
+    page(&s, &pd, "PINC4").await;
+    eventually(
+        "the org hears the subscription was disabled",
+        30,
+        || async { !watch.of_type("subscription.disabled").is_empty() },
+    )
+    .await;
+    let told = &watch.of_type("subscription.disabled")[0];
+    assert!(told.verified);
+    assert_eq!(told.body["data"]["subscription_id"], json!(down_sub));
+    let (_, read) = api
+        .call(
+            ADMIN,
+            Method::GET,
+            &format!("/subscriptions/{down_sub}"),
+            None,
+        )
+        .await;
+    assert_eq!(read["enabled"], false);
+    assert!(
+        read["disabled_reason"]
+            .as_str()
+            .unwrap()
+            .contains("failed since"),
+        "{read}"
+    );
+    // Disabled: the next event reaches the other subscription, not this one.
+    let next = page(&s, &pd, "PINC5").await;
+    eventually("the next event is delivered", 30, || async {
+        watch
+            .of_type("event.received")
+            .iter()
+            .any(|g| g.body["data"]["event_id"] == json!(next))
+    })
+    .await;
+    assert_eq!(down.got().len(), 1, "one attempt, then disabled");
+    eventually("the audit log records it", 30, || async {
+        let v = s
+            .must(
+                Method::GET,
+                format!(
+                    "{}/api/v1/orgs/acme/audit?action=subscription.disabled",
+                    s.cs
+                ),
+                None,
+            )
+            .await;
+        !v["items"].as_array().unwrap().is_empty()
+    })
+    .await;
+}
+
+switchyard_common::on_both_backends!(
+    a_run_reaches_a_receiver_verifying_with_the_standard_webhooks_library,
+    a_failing_receiver_gets_it_on_the_third_attempt,
+    a_subscription_failing_too_long_is_disabled_and_the_org_told,
+);
