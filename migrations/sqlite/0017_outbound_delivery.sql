@@ -42,7 +42,7 @@ CREATE TABLE or_deliveries (
     UNIQUE (subscription_id, event_id)
 );
 CREATE INDEX or_deliveries_due ON or_deliveries (status, next_attempt_at);
-CREATE INDEX or_deliveries_order ON or_deliveries (subscription_id, occurred_at);
+CREATE INDEX or_deliveries_of ON or_deliveries (subscription_id, status, occurred_at);
 
 -- Every attempt: what the receiver answered (code, the first 1 KB of the body) or why it failed.
 CREATE TABLE or_delivery_attempts (

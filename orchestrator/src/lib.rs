@@ -7,6 +7,7 @@
 //! | [`ingress`] | the webhook pipeline and its context (limiters, secret cache, counters) |
 //! | [`http`] | HTTP only: webhooks, integrations, events, provisioning, health |
 //! | [`store`] | one `impl Store` slice per area; the only place with SQL or a backend |
+//! | [`incidents`] | the teams' correlation rules and what a signal means for its incident's runs |
 //! | [`dispatch`] | claims events, decides their team and triggers the agent-runner |
 //! | [`provision`] | onboarding and offboarding runs with rollback |
 //! | [`reconcile`] | keeps team CronJobs as their config says (one leader among replicas) |
@@ -19,6 +20,7 @@ pub mod abuse;
 pub mod audit;
 pub mod dispatch;
 pub mod http;
+pub mod incidents;
 pub mod ingress;
 pub mod k8s;
 pub mod openapi;

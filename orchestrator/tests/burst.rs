@@ -64,6 +64,7 @@ async fn two_replicas_dispatch_a_burst_exactly_once() {
                     correlation_key: format!("pagerduty:INC{i}"),
                     payload: json!({"n": i}),
                     reply_to: None,
+                    facts: Default::default(),
                 };
                 store
                     .store_event(&integration, &env, Some("acme"))

@@ -63,7 +63,8 @@ async fn onboard(s: &Stack) -> (String, String, String, String) {
         )
         .await;
     }
-    s.layer("acme", "acme", json!({"routing": {"slack_team": "T0001", "github_owner": "acme"}, "agent": {"provider": "offline", "model": "triage-1"}})).await;
+    // One run per event (not per incident): this suite checks each sender's own run and reply.
+    s.layer("acme", "acme", json!({"routing": {"slack_team": "T0001", "github_owner": "acme"}, "agent": {"provider": "offline", "model": "triage-1", "trigger": "event"}})).await;
     for (name, value) in [
         ("slack-bot", "xoxb-checkout"),
         ("github-token", "ghp-checkout"),

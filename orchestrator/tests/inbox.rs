@@ -48,6 +48,7 @@ fn env(delivery: &str, correlation: &str) -> Envelope {
         correlation_key: correlation.into(),
         payload: json!({"d": delivery}),
         reply_to: None,
+        facts: Default::default(),
     }
 }
 

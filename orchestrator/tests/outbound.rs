@@ -7,99 +7,14 @@
 
 mod stack;
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
-
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
 use reqwest::Method;
 use serde_json::{Value, json};
-use stack::{ADMIN, Options, Stack, eventually};
+use stack::{ADMIN, Options, Receiver, Stack, eventually};
 use switchyard_common::db::Backend;
 use switchyard_orchestrator::settings::Limits;
 use switchyard_orchestrator::sources::verify::sign::hmac_hex;
-use tokio::net::TcpListener;
 
 const PD_SECRET: &str = "pagerduty-secret-outbound";
-
-/// A delivery as a receiver saw it.
-#[derive(Debug, Clone)]
-struct Got {
-    id: String,
-    event_type: String,
-    body: Value,
-    /// The Standard Webhooks library accepted the signature.
-    verified: bool,
-}
-
-/// A receiver that verifies with the `standardwebhooks` library and answers from a script (then
-/// 200).
-#[derive(Clone, Default)]
-struct Receiver {
-    secret: Arc<Mutex<Option<String>>>,
-    script: Arc<Mutex<VecDeque<(u16, String)>>>,
-    got: Arc<Mutex<Vec<Got>>>,
-}
-
-impl Receiver {
-    async fn start() -> (Receiver, String) {
-        let r = Receiver::default();
-        let app = axum::Router::new()
-            .route("/hook", axum::routing::post(receive))
-            .with_state(r.clone());
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/hook", l.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-        (r, url)
-    }
-
-    fn got(&self) -> Vec<Got> {
-        self.got.lock().unwrap().clone()
-    }
-
-    fn of_type(&self, t: &str) -> Vec<Got> {
-        self.got()
-            .into_iter()
-            .filter(|g| g.event_type == t)
-            .collect()
-    }
-
-    fn answer(&self, answers: &[(u16, &str)]) {
-        let mut s = self.script.lock().unwrap();
-        for (code, body) in answers {
-            s.push_back((*code, (*body).to_owned()));
-        }
-    }
-}
-
-async fn receive(
-    State(r): State<Receiver>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> (StatusCode, String) {
-    let secret = r.secret.lock().unwrap().clone();
-    let verified = secret.is_some_and(|s| {
-        standardwebhooks::Webhook::new(&s)
-            .unwrap()
-            .verify(&body, &headers)
-            .is_ok()
-    });
-    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    r.got.lock().unwrap().push(Got {
-        id: headers["webhook-id"].to_str().unwrap().to_owned(),
-        event_type: v["type"].as_str().unwrap_or("").to_owned(),
-        body: v,
-        verified,
-    });
-    let (code, answer) = r
-        .script
-        .lock()
-        .unwrap()
-        .pop_front()
-        .unwrap_or((200, "ok".into()));
-    (StatusCode::from_u16(code).unwrap(), answer)
-}
 
 struct Api<'a> {
     s: &'a Stack,

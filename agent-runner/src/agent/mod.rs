@@ -206,9 +206,62 @@ pub fn render_trigger(team: &str, trigger: &Value, budget: usize) -> String {
             .collect();
         out.push_str(&format!("\nidentifiers: {}", ids.join(", ")));
     }
+    if let Some(i) = trigger.get("incident") {
+        out.push_str(&render_incident(i));
+    }
     if let Some(p) = trigger.get("payload") {
         out.push_str("\npayload: ");
         out.push_str(&tools::truncate(&p.to_string(), budget));
+    }
+    out
+}
+
+/// The incident the trigger belongs to: its facts, its signals (those no earlier run saw marked
+/// `new`), and what earlier runs found, so a follow-up run starts from their findings.
+fn render_incident(i: &Value) -> String {
+    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+    let mut out = format!(
+        "\nincident {}: {} (severity {}, service {}, first seen {})",
+        s(i, "incident_id"),
+        or(&s(i, "title"), "untitled"),
+        or(&s(i, "severity"), "unknown"),
+        or(&s(i, "service"), "unknown"),
+        s(i, "first_seen"),
+    );
+    if let Some(members) = i.get("members").and_then(Value::as_array) {
+        out.push_str(&format!("\nsignals ({}):", members.len()));
+        for m in members.iter().rev() {
+            let new = if m.get("new").and_then(Value::as_bool) == Some(true) {
+                " [new]"
+            } else {
+                ""
+            };
+            let state = match m.get("resolved").and_then(Value::as_bool) {
+                Some(true) => " resolved",
+                Some(false) => " firing",
+                None => "",
+            };
+            out.push_str(&format!(
+                "\n- {} {} {}{state} at {}{new}",
+                s(m, "source"),
+                s(m, "event_type"),
+                or(&s(m, "service"), "-"),
+                s(m, "joined_at")
+            ));
+        }
+    }
+    if let Some(runs) = i.get("previous_runs").and_then(Value::as_array)
+        && !runs.is_empty()
+    {
+        out.push_str("\nearlier runs of this incident:");
+        for r in runs {
+            out.push_str(&format!(
+                "\n- run {} {}: {}",
+                s(r, "run_id"),
+                s(r, "status"),
+                or(&s(r, "findings"), "no findings recorded")
+            ));
+        }
     }
     out
 }

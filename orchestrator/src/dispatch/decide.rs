@@ -11,6 +11,7 @@ use switchyard_common::clients::{CallError, Lookup, RunRequest};
 
 use super::Dispatcher;
 use super::settle::Settle;
+use crate::incidents::{Rules, RunPlan};
 use crate::store::{Claimed, Integration};
 
 /// How long a team's quotas (and an integration) are reused before being read again.
@@ -20,6 +21,8 @@ pub(super) struct TeamQuota {
     fetched: Instant,
     per_minute: u32,
     limiter: Option<Arc<DefaultDirectRateLimiter>>,
+    /// The team's correlation rules, read with its quotas.
+    rules: Rules,
 }
 
 impl Dispatcher {
@@ -78,7 +81,9 @@ impl Dispatcher {
                     fetched: Instant::now(),
                     per_minute: 0,
                     limiter: None,
+                    rules: Rules::default(),
                 });
+                entry.rules = Rules::from_config(&config);
                 if entry.per_minute != per_minute || entry.limiter.is_none() && per_minute > 0 {
                     entry.per_minute = per_minute;
                     entry.limiter = NonZeroU32::new(per_minute)
@@ -100,6 +105,28 @@ impl Dispatcher {
                 }
             },
         })
+    }
+
+    /// The team's turn to correlate in this replica (see `Dispatcher::team_turns`).
+    fn team_turn(&self, org: &str, team: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut turns = self.team_turns.lock().expect("poisoned");
+        if turns.len() > 10_000 {
+            turns.retain(|_, t| Arc::strong_count(t) > 1);
+        }
+        turns
+            .entry((org.to_owned(), team.to_owned()))
+            .or_default()
+            .clone()
+    }
+
+    /// The team's correlation rules, as read with its quotas (the defaults if never read).
+    fn rules(&self, org: &str, team: &str) -> Rules {
+        self.quotas
+            .lock()
+            .expect("poisoned")
+            .get(&(org.to_owned(), team.to_owned()))
+            .map(|q| q.rules.clone())
+            .unwrap_or_default()
     }
 
     async fn integration(&self, id: &str) -> switchyard_common::error::Result<Option<Integration>> {
@@ -215,18 +242,89 @@ impl Dispatcher {
                 };
             }
         }
-        // 3. The run.
+        // 3. The incident: the signal opens or joins one, and the plan says whether it runs.
+        // A team that runs per event (`agent.trigger: "event"`) keeps no incidents: its events
+        // go straight to their runs, as before incidents, and pay nothing for correlation.
+        let rules = self.rules(&org, &team);
+        let correlated = if rules.per_incident {
+            let turn = self.team_turn(&org, &team);
+            let _turn = turn.lock().await;
+            self.store.correlate(e, &org, &team, &rules).await
+        } else {
+            Ok(None)
+        };
+        let context = match correlated {
+            Err(err) => {
+                return Settle::Retry {
+                    org: Some(org),
+                    team: Some(team),
+                    error: format!("store: {err}"),
+                    retry_after_ms: None,
+                };
+            }
+            Ok(None) if rules.per_incident => {
+                return Settle::Joined {
+                    org,
+                    team,
+                    matched,
+                    incident: None,
+                    run_id: None,
+                    why: "a resolution of no open incident starts no run".into(),
+                };
+            }
+            Ok(None) => None,
+            Ok(Some(c)) => match c.plan {
+                RunPlan::Start => c.context.map(|ctx| (c.incident_id, ctx)),
+                RunPlan::Wait { run_id } => {
+                    return Settle::Joined {
+                        org,
+                        team,
+                        matched,
+                        incident: Some(c.incident_id),
+                        run_id: None,
+                        why: format!(
+                            "run {run_id} is going; a follow-up run takes this signal when it ends"
+                        ),
+                    };
+                }
+                RunPlan::Seen { run_id } => {
+                    return Settle::Joined {
+                        org,
+                        team,
+                        matched,
+                        incident: Some(c.incident_id),
+                        why: format!("run {run_id} had it in its context"),
+                        run_id: Some(run_id),
+                    };
+                }
+                RunPlan::None(why) => {
+                    return Settle::Joined {
+                        org,
+                        team,
+                        matched,
+                        incident: Some(c.incident_id),
+                        run_id: None,
+                        why,
+                    };
+                }
+            },
+        };
+        // 4. The run.
+        let mut trigger = json!({
+            "event_id": e.id,
+            "source": e.source,
+            "event_type": e.event_type,
+            "correlation_key": e.correlation_key,
+            "identifiers": e.identifiers,
+            "payload": e.payload,
+        });
+        if let Some((_, ctx)) = &context {
+            trigger["incident"] = ctx.clone();
+        }
         let req = RunRequest {
             org_id: org.clone(),
             team_id: team.clone(),
-            trigger: json!({
-                "event_id": e.id,
-                "source": e.source,
-                "event_type": e.event_type,
-                "correlation_key": e.correlation_key,
-                "identifiers": e.identifiers,
-                "payload": e.payload,
-            }),
+            trigger,
             reply_to: e.reply_to.clone(),
             idempotency_key: e.idempotency_key(),
         };

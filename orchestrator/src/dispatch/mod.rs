@@ -67,7 +67,15 @@ pub struct Dispatcher {
     /// Integrations by id, reused for `decide::QUOTA_TTL` (they change rarely; two queries per
     /// event otherwise).
     integrations: Mutex<HashMap<String, (Instant, Option<Integration>)>>,
+    /// One correlation at a time per team in this replica: the store serialises a team's
+    /// correlations across replicas with a lock held in a transaction, and tasks queued here
+    /// instead of there hold no database connection while they wait (a storm on one team must not
+    /// take the connections the webhook path needs).
+    team_turns: Mutex<HashMap<(String, String), TeamTurn>>,
 }
+
+/// A team's turn to correlate (see `Dispatcher::team_turns`).
+type TeamTurn = Arc<tokio::sync::Mutex<()>>;
 
 #[derive(Default)]
 struct RouteCache {
@@ -108,6 +116,7 @@ impl Dispatcher {
             routes: Mutex::default(),
             quotas: Mutex::default(),
             integrations: Mutex::default(),
+            team_turns: Mutex::default(),
         })
     }
 

@@ -38,6 +38,16 @@ pub(super) enum Settle {
         error: String,
         why: String,
     },
+    /// The signal joined an incident and starts no run of its own: a run had it (`run_id`), or
+    /// none will (`why`).
+    Joined {
+        org: String,
+        team: String,
+        matched: String,
+        incident: Option<String>,
+        run_id: Option<String>,
+        why: String,
+    },
 }
 
 impl Dispatcher {
@@ -141,6 +151,30 @@ impl Dispatcher {
                 error,
                 why,
             } => dead(org, team, error, &attempt, why),
+            Settle::Joined {
+                org,
+                team,
+                matched,
+                incident,
+                run_id,
+                why,
+            } => {
+                let joined = match &incident {
+                    Some(i) => format!("incident {i}: {why}"),
+                    None => why,
+                };
+                Settlement {
+                    status: Status::Dispatched,
+                    timeline: vec![
+                        ("routed", Some(format!("team {team} ({matched})"))),
+                        ("joined_incident", Some(joined)),
+                    ],
+                    org: Some(org),
+                    team: Some(team),
+                    run_id,
+                    ..Settlement::to(Status::Received)
+                }
+            }
         }
     }
 }

@@ -1,8 +1,9 @@
-//! The orchestrator's HTTP surface: webhooks, integrations, events, provisioning, outbound
-//! subscriptions and their deliveries, the internal endpoints other services call, health.
+//! The orchestrator's HTTP surface: webhooks, integrations, events, incidents, provisioning,
+//! outbound subscriptions and their deliveries, the internal endpoints other services call, health.
 
 pub mod deliveries;
 pub mod events;
+pub mod incidents;
 pub mod integrations;
 pub mod internal;
 pub mod provisioning;
@@ -41,6 +42,7 @@ pub fn app(state: AppState) -> Router {
         .merge(provisioning::router())
         .merge(subscriptions::router())
         .merge(deliveries::router())
+        .merge(incidents::router())
         .merge(internal::router())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

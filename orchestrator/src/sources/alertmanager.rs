@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::fields::{json_body, push, s};
 use super::verify::configured_token;
-use super::{Delivery, Envelope, Outcome, Refusal, Sender, Source};
+use super::{Delivery, Envelope, Facts, Outcome, Refusal, Sender, Source};
 
 pub(super) const SENDER: Sender = Sender {
     verify: configured_token,
@@ -77,6 +77,21 @@ pub(super) fn normalise_group(source: Source, d: &Delivery<'_>) -> Result<Outcom
     ids.truncate(48);
     let status = s(&v, "/status").unwrap_or_else(|| "unknown".into());
     let group = s(&v, "/groupKey").unwrap_or_else(|| delivery.clone());
+    // The group's `service` label (common to its alerts, or the first alert's), its highest
+    // `severity`, and the group as the alert: `resolved` when the whole group has.
+    let service = label_sets
+        .iter()
+        .find_map(|l| l.get("service").and_then(Value::as_str).map(str::to_owned));
+    let severity = label_sets
+        .iter()
+        .filter_map(|l| l.get("severity").and_then(Value::as_str))
+        .filter_map(super::facts::severity)
+        .max_by_key(|s| super::facts::rank(Some(s)))
+        .map(str::to_owned);
+    let facts = Facts::default().service(service).severity(severity).alert(
+        Some(format!("{}:{group}", source.as_str())),
+        status == "resolved",
+    );
     Ok(Outcome::Event(Envelope {
         source,
         event_type: format!("alert.{status}"),
@@ -85,6 +100,7 @@ pub(super) fn normalise_group(source: Source, d: &Delivery<'_>) -> Result<Outcom
         correlation_key: format!("{}:{group}", source.as_str()),
         payload: v,
         reply_to: None,
+        facts,
     }))
 }
 

@@ -5,7 +5,7 @@
 
 use super::fields::{body_hash, header, json_body, push, s};
 use super::verify::{VerifyError, any_secret, v1_hex_list};
-use super::{Delivery, Envelope, Outcome, Refusal, Sender, Source};
+use super::{Delivery, Envelope, Facts, Outcome, Refusal, Sender, Source};
 
 pub(super) const SENDER: Sender = Sender {
     verify,
@@ -45,6 +45,7 @@ fn normalise(d: &Delivery<'_>) -> Result<Outcome, Refusal> {
         correlation_key: format!("circleci:{pipeline}"),
         payload: v,
         reply_to: None,
+        facts: Facts::default(),
     }))
 }
 

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::fields::{body_hash, first, json_body, push};
 use super::verify::configured_token;
-use super::{Delivery, Envelope, Outcome, Refusal, Sender, Source};
+use super::{Delivery, Envelope, Facts, Outcome, Refusal, Sender, Source};
 
 pub(super) const SENDER: Sender = Sender {
     verify: configured_token,
@@ -54,6 +54,7 @@ pub(super) fn normalise_alert(source: Source, d: &Delivery<'_>) -> Result<Outcom
         correlation_key: format!("{}:{group}", source.as_str()),
         payload: v,
         reply_to: None,
+        facts: Facts::default(),
     }))
 }
 

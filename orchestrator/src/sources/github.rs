@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::fields::{body_hash, first, header, json_body, push, s};
 use super::verify::{VerifyError, prefixed_hex};
-use super::{Delivery, Envelope, Outcome, Refusal, Sender, Source};
+use super::{Delivery, Envelope, Facts, Outcome, Refusal, Sender, Source};
 
 pub(super) const SENDER: Sender = Sender {
     verify,
@@ -87,6 +87,7 @@ fn normalise(d: &Delivery<'_>) -> Result<Outcome, Refusal> {
         correlation_key: correlation,
         payload: v,
         reply_to,
+        facts: Facts::default(),
     }))
 }
 

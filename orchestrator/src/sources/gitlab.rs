@@ -6,7 +6,7 @@
 
 use super::fields::{body_hash, first, header, json_body, push, s};
 use super::verify::{Presented, VerifyError, shared_secret};
-use super::{Delivery, Envelope, Outcome, Refusal, Sender, Source};
+use super::{Delivery, Envelope, Facts, Outcome, Refusal, Sender, Source};
 
 pub(super) const SENDER: Sender = Sender {
     verify,
@@ -41,6 +41,7 @@ fn normalise(d: &Delivery<'_>) -> Result<Outcome, Refusal> {
         delivery_id: delivery,
         identifiers: ids,
         correlation_key: correlation,
+        facts: Facts::default().service(s(&v, "/project/name").or_else(|| s(&v, "/project/path"))),
         payload: v,
         reply_to: None,
     }))

@@ -5,7 +5,7 @@
 
 use super::fields::{body_hash, header, json_body, push, s};
 use super::verify::{VerifyError, prefixed_hex};
-use super::{Delivery, Envelope, Outcome, Refusal, Sender, Source};
+use super::{Delivery, Envelope, Facts, Outcome, Refusal, Sender, Source};
 
 pub(super) const SENDER: Sender = Sender {
     verify,
@@ -34,6 +34,7 @@ fn normalise(d: &Delivery<'_>) -> Result<Outcome, Refusal> {
         correlation_key: format!("jira:{issue}"),
         payload: v,
         reply_to: None,
+        facts: Facts::default(),
     }))
 }
 

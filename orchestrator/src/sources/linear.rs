@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::fields::{body_hash, first, header, json_body, push, s};
 use super::verify::{VerifyError, any_secret, check_age, hex_sig};
-use super::{Delivery, Envelope, Outcome, Refusal, Sender, Source};
+use super::{Delivery, Envelope, Facts, Outcome, Refusal, Sender, Source};
 
 pub(super) const SENDER: Sender = Sender {
     verify,
@@ -60,6 +60,7 @@ fn normalise(d: &Delivery<'_>) -> Result<Outcome, Refusal> {
         correlation_key: format!("linear:{object}"),
         payload: v,
         reply_to: None,
+        facts: Facts::default(),
     }))
 }
 

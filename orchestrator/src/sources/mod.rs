@@ -7,6 +7,7 @@
 //! Adding a sender: write `sources/<name>.rs` with a `pub(super) const SENDER: Sender`, and add
 //! one line to the [`senders!`] registry below (the variant's serialised name is the module's).
 
+pub mod facts;
 mod fields;
 pub mod verify;
 
@@ -32,6 +33,7 @@ use switchyard_common::routing::clean_identifiers;
 use utoipa::ToSchema;
 
 pub use alertmanager::alert_group_delivery_id;
+pub use facts::{AlertState, Facts};
 pub use verify::VerifyError;
 
 /// One delivery as the hot path received it, before anything is trusted.
@@ -76,8 +78,13 @@ pub struct Envelope {
     /// Where the agent's answer goes (the Slack thread, the GitHub issue), if the sender has a
     /// place for one: read here, with the fields normalisation reads, never again at dispatch.
     pub reply_to: Option<Value>,
+    /// What correlation compares across senders: service, severity, the alert's state.
+    pub facts: Facts,
 }
 
+/// One per request, moved straight into storage: boxing the envelope would only add an
+/// allocation to the hot path.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     Event(Envelope),

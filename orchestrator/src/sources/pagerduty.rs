@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::fields::{body_hash, first, header, json_body, push, s};
 use super::verify::{VerifyError, any_secret, v1_hex_list};
-use super::{Delivery, Envelope, Outcome, Refusal, Sender, Source};
+use super::{Delivery, Envelope, Facts, Outcome, Refusal, Sender, Source};
 
 pub(super) const SENDER: Sender = Sender {
     verify,
@@ -52,6 +52,30 @@ fn normalise(d: &Delivery<'_>) -> Result<Outcome, Refusal> {
         }
         _ => None,
     };
+    // The service by name, as the other senders name it; the alert is the PagerDuty incident.
+    let facts = Facts::default()
+        .service(first(
+            &v,
+            &[
+                "/event/data/service/summary",
+                "/event/data/incident/service/summary",
+            ],
+        ))
+        .severity(
+            first(
+                &v,
+                &[
+                    "/event/data/priority/summary",
+                    "/event/data/incident/priority/summary",
+                ],
+            )
+            .filter(|p| super::facts::severity(p).is_some())
+            .or_else(|| first(&v, &["/event/data/urgency", "/event/data/incident/urgency"])),
+        )
+        .alert(
+            incident_id.as_ref().map(|i| format!("pagerduty:{i}")),
+            event_type == "incident.resolved",
+        );
     let incident = incident_id.unwrap_or_else(|| delivery.clone());
     Ok(Outcome::Event(Envelope {
         source: Source::Pagerduty,
@@ -61,6 +85,7 @@ fn normalise(d: &Delivery<'_>) -> Result<Outcome, Refusal> {
         correlation_key: format!("pagerduty:{incident}"),
         payload: v,
         reply_to,
+        facts,
     }))
 }
 

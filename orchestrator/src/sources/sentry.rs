@@ -6,7 +6,7 @@
 
 use super::fields::{body_hash, first, header, json_body, push, s};
 use super::verify::{VerifyError, any_secret, hex_sig};
-use super::{Delivery, Envelope, Outcome, Refusal, Sender, Source};
+use super::{Delivery, Envelope, Facts, Outcome, Refusal, Sender, Source};
 
 pub(super) const SENDER: Sender = Sender {
     verify,
@@ -47,6 +47,21 @@ fn normalise(d: &Delivery<'_>) -> Result<Outcome, Refusal> {
         Some(a) => format!("{resource}.{a}"),
         None => resource,
     };
+    // The project is the service; the issue is the alert, resolved by its `resolved` action.
+    let facts = Facts::default()
+        .service(first(
+            &v,
+            &[
+                "/data/issue/project/slug",
+                "/data/event/project_slug",
+                "/data/project/slug",
+            ],
+        ))
+        .severity(first(&v, &["/data/issue/level", "/data/event/level"]))
+        .alert(
+            Some(format!("sentry:{issue}")),
+            s(&v, "/action").as_deref() == Some("resolved"),
+        );
     Ok(Outcome::Event(Envelope {
         source: Source::Sentry,
         event_type,
@@ -55,6 +70,7 @@ fn normalise(d: &Delivery<'_>) -> Result<Outcome, Refusal> {
         correlation_key: format!("sentry:{issue}"),
         payload: v,
         reply_to: None,
+        facts,
     }))
 }
 

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::fields::{body_hash, first, json_body, push, s};
 use super::verify::{VerifyError, any_secret, check_age, header, hex_sig};
-use super::{Delivery, Envelope, Outcome, Refusal, Sender, Source};
+use super::{Delivery, Envelope, Facts, Outcome, Refusal, Sender, Source};
 
 pub(super) const SENDER: Sender = Sender {
     verify,
@@ -125,6 +125,7 @@ fn normalise(d: &Delivery<'_>) -> Result<Outcome, Refusal> {
         correlation_key: correlation,
         payload,
         reply_to,
+        facts: Facts::default(),
     }))
 }
 

@@ -5,9 +5,11 @@
 //! (`webhook-signature: v1,<base64> ...`, one per key during rotation; 5 minutes tolerance);
 //! `webhook-id` is the delivery id. Retries a 429.
 
+use serde_json::Value;
+
 use super::fields::{body_hash, first, header, json_body, nested, push};
 use super::verify::{self, VerifyError, standard_key};
-use super::{Delivery, Envelope, Outcome, Refusal, Sender, Source};
+use super::{Delivery, Envelope, Facts, Outcome, Refusal, Sender, Source};
 
 pub(super) const SENDER: Sender = Sender {
     verify,
@@ -40,7 +42,9 @@ pub(super) fn normalise_as(source: Source, d: &Delivery<'_>) -> Result<Outcome, 
         "service",
         first(&v, &["/service", "/data/service"]),
     );
-    let incident = nested(&v, &["/incident/id", "/id"]).unwrap_or_else(|| delivery.clone());
+    let incident_id = nested(&v, &["/incident/id", "/id"]);
+    let facts = facts(source, &v, &event_type, incident_id.as_deref());
+    let incident = incident_id.unwrap_or_else(|| delivery.clone());
     Ok(Outcome::Event(Envelope {
         source,
         event_type,
@@ -49,7 +53,78 @@ pub(super) fn normalise_as(source: Source, d: &Delivery<'_>) -> Result<Outcome, 
         correlation_key: format!("{}:{incident}", source.as_str()),
         payload: v,
         reply_to: None,
+        facts,
     }))
+}
+
+/// incident.io names the affected services (`custom_field_entries` of the catalog's Service
+/// type, or `affected_services`), a severity and a status whose category says when it is over;
+/// its incidents and alerts are the alert. A plain Standard Webhooks sender: `service` and
+/// `severity` at the top level or under `data`.
+fn facts(source: Source, v: &Value, event_type: &str, id: Option<&str>) -> Facts {
+    let service = nested(
+        v,
+        &[
+            "/affected_services/0/name",
+            "/incident/affected_services/0/name",
+            "/service",
+            "/data/service",
+        ],
+    )
+    .or_else(|| incidentio_service_field(v));
+    let severity = nested(
+        v,
+        &[
+            "/severity/name",
+            "/incident/severity/name",
+            "/severity",
+            "/data/severity",
+        ],
+    );
+    let category = nested(
+        v,
+        &[
+            "/incident_status/category",
+            "/incident/incident_status/category",
+            "/status",
+        ],
+    )
+    .unwrap_or_default();
+    let resolved = matches!(
+        category.as_str(),
+        "closed" | "resolved" | "post-incident" | "canceled"
+    ) || event_type.ends_with("resolved_v1")
+        || event_type.ends_with(".resolved");
+    Facts::default()
+        .service(service)
+        .severity(severity)
+        .alert(id.map(|i| format!("{}:{i}", source.as_str())), resolved)
+}
+
+/// The first value of a custom field named like "Affected services" (incident.io's catalog).
+fn incidentio_service_field(v: &Value) -> Option<String> {
+    let resource = v
+        .get(v.get("event_type").and_then(Value::as_str).unwrap_or(""))
+        .unwrap_or(v);
+    let entries = resource
+        .pointer("/custom_field_entries")
+        .or_else(|| resource.pointer("/incident/custom_field_entries"))?
+        .as_array()?;
+    entries.iter().find_map(|e| {
+        let name = e
+            .pointer("/custom_field/name")?
+            .as_str()?
+            .to_ascii_lowercase();
+        if !name.contains("service") {
+            return None;
+        }
+        let first = e.pointer("/values/0")?;
+        first
+            .pointer("/value_catalog_entry/name")
+            .or_else(|| first.pointer("/value_text"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    })
 }
 
 #[cfg(test)]

@@ -8,8 +8,6 @@
 //!   goes to the org's other subscriptions.
 //! - The attempts log, resend and recover are [`super::attempts`].
 
-use std::collections::HashMap;
-
 use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
@@ -74,8 +72,13 @@ pub struct Disabled {
 
 impl Store {
     /// Claims up to `limit` due deliveries of enabled subscriptions for `worker`, leased for
-    /// `lease_ms`: at most `per_endpoint` in flight per subscription (counting other replicas'
-    /// claims), and for an ordered subscription only its earliest unfinished delivery.
+    /// `lease_ms`: at most `per_endpoint` in flight per subscription, counting other replicas'
+    /// claims, and for an ordered subscription only its earliest unfinished delivery.
+    ///
+    /// Subscriptions with due deliveries are taken oldest-due first; each is claimed from in a
+    /// transaction that locks its row (`FOR UPDATE SKIP LOCKED`: a replica claiming for it
+    /// already makes this one pass it by), counts what is in flight and takes its free slots.
+    /// Every statement reads one subscription's rows through an index, whatever the backlog.
     pub async fn claim_deliveries(
         &self,
         worker: &str,
@@ -84,77 +87,109 @@ impl Store {
         per_endpoint: i64,
     ) -> Result<Vec<DueDelivery>> {
         let now = now_ms();
+        let due: Vec<(String,)> = sqlx::query_as(
+            "SELECT d.subscription_id FROM or_deliveries d JOIN or_subscriptions s ON s.id = d.subscription_id \
+             WHERE s.enabled = 1 AND ((d.status = 'pending' AND d.next_attempt_at <= $1) \
+                                      OR (d.status = 'delivering' AND d.claimed_until < $1)) \
+             GROUP BY d.subscription_id ORDER BY MIN(d.next_attempt_at) LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit.max(1))
+        .fetch_all(&self.db.pool)
+        .await?;
+        let mut out = Vec::new();
+        for (subscription,) in due {
+            let room = limit - out.len() as i64;
+            if room <= 0 {
+                break;
+            }
+            out.extend(
+                self.claim_for(&subscription, worker, room, lease_ms, per_endpoint, now)
+                    .await?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Claims up to `room` due deliveries of one subscription (see [`Store::claim_deliveries`]).
+    async fn claim_for(
+        &self,
+        subscription: &str,
+        worker: &str,
+        room: i64,
+        lease_ms: i64,
+        per_endpoint: i64,
+        now: i64,
+    ) -> Result<Vec<DueDelivery>> {
         let lock = match self.db.backend {
             Backend::Postgres => "FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
-        let _g = self.write_guard().await;
-        // Candidates: due deliveries of enabled subscriptions, numbered per subscription; a
-        // subscription takes as many as its free slots (its limit less those in flight).
-        let rows = sqlx::query(&format!(
-            "UPDATE or_deliveries SET status = 'delivering', claimed_by = $3, claimed_until = $4, attempts = attempts + 1, updated_at = $1 \
-             WHERE id IN ( \
-               SELECT id FROM or_deliveries WHERE id IN ( \
-                 SELECT c.id FROM ( \
-                   SELECT d.id, d.next_attempt_at, s.ordered, \
-                     ROW_NUMBER() OVER (PARTITION BY d.subscription_id ORDER BY d.occurred_at, d.id) AS rn, \
-                     (SELECT COUNT(*) FROM or_deliveries x WHERE x.subscription_id = d.subscription_id \
-                        AND x.status = 'delivering' AND x.claimed_until >= $1) AS busy \
-                   FROM or_deliveries d JOIN or_subscriptions s ON s.id = d.subscription_id \
-                   WHERE s.enabled = 1 \
-                     AND ((d.status = 'pending' AND d.next_attempt_at <= $1) \
-                          OR (d.status = 'delivering' AND d.claimed_until < $1)) \
-                     AND (s.ordered = 0 OR NOT EXISTS (SELECT 1 FROM or_deliveries p \
-                          WHERE p.subscription_id = d.subscription_id AND p.status IN ('pending', 'delivering') \
-                            AND (p.occurred_at < d.occurred_at OR (p.occurred_at = d.occurred_at AND p.id < d.id)))) \
-                 ) c \
-                 WHERE c.rn + c.busy <= CASE WHEN c.ordered = 1 THEN 1 ELSE $5 END \
-                 ORDER BY c.next_attempt_at LIMIT $2) \
-               {lock}) \
-             RETURNING id, subscription_id, event_id, event_type, body, attempts",
+        let (_g, mut tx) = self.begin().await?;
+        let Some(sub) = sqlx::query(&format!(
+            "SELECT url, kind, ordered FROM or_subscriptions WHERE id = $1 AND enabled = 1 {lock}"
         ))
+        .bind(subscription)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Ok(Vec::new());
+        };
+        let busy: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM or_deliveries WHERE subscription_id = $1 AND status = 'delivering' AND claimed_until >= $2",
+        )
+        .bind(subscription)
         .bind(now)
-        .bind(limit)
-        .bind(worker)
-        .bind(now + lease_ms)
-        .bind(per_endpoint.max(1))
-        .fetch_all(&self.db.pool)
+        .fetch_one(&mut *tx)
         .await?;
-        drop(_g);
-        if rows.is_empty() {
+        let ordered = sub.try_get::<i64, _>("ordered")? == 1;
+        let free = if ordered {
+            1 - busy
+        } else {
+            per_endpoint.max(1) - busy
+        }
+        .min(room);
+        if free <= 0 {
             return Ok(Vec::new());
         }
-        let mut out = Vec::with_capacity(rows.len());
-        let mut targets: HashMap<String, (String, String)> = HashMap::new();
-        for r in rows {
-            let subscription_id: String = r.try_get("subscription_id")?;
-            if !targets.contains_key(&subscription_id) {
-                let t = sqlx::query("SELECT url, kind FROM or_subscriptions WHERE id = $1")
-                    .bind(&subscription_id)
-                    .fetch_optional(&self.db.pool)
-                    .await?;
-                if let Some(t) = t {
-                    targets.insert(
-                        subscription_id.clone(),
-                        (t.try_get("url")?, t.try_get("kind")?),
-                    );
-                }
-            }
-            let Some((url, kind)) = targets.get(&subscription_id).cloned() else {
-                continue;
-            };
-            out.push(DueDelivery {
-                id: r.try_get("id")?,
-                subscription_id,
-                event_id: r.try_get("event_id")?,
-                event_type: r.try_get("event_type")?,
-                body: r.try_get("body")?,
-                attempt: r.try_get("attempts")?,
-                url,
-                kind,
-            });
-        }
-        Ok(out)
+        // Ordered: only the earliest unfinished delivery, and only once it is due.
+        let candidates = if ordered {
+            "SELECT id FROM or_deliveries WHERE id = (SELECT id FROM or_deliveries WHERE subscription_id = $1 \
+               AND status IN ('pending', 'delivering') ORDER BY occurred_at, id LIMIT 1) \
+               AND ((status = 'pending' AND next_attempt_at <= $2) OR (status = 'delivering' AND claimed_until < $2)) \
+               AND $3 > 0"
+        } else {
+            "SELECT id FROM or_deliveries WHERE subscription_id = $1 \
+               AND ((status = 'pending' AND next_attempt_at <= $2) OR (status = 'delivering' AND claimed_until < $2)) \
+             ORDER BY occurred_at, id LIMIT $3"
+        };
+        let rows = sqlx::query(&format!(
+            "UPDATE or_deliveries SET status = 'delivering', claimed_by = $4, claimed_until = $5, attempts = attempts + 1, updated_at = $2 \
+             WHERE id IN ({candidates}) RETURNING id, event_id, event_type, body, attempts"
+        ))
+        .bind(subscription)
+        .bind(now)
+        .bind(free)
+        .bind(worker)
+        .bind(now + lease_ms)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let (url, kind): (String, String) = (sub.try_get("url")?, sub.try_get("kind")?);
+        rows.iter()
+            .map(|r| {
+                Ok(DueDelivery {
+                    id: r.try_get("id")?,
+                    subscription_id: subscription.to_owned(),
+                    event_id: r.try_get("event_id")?,
+                    event_type: r.try_get("event_type")?,
+                    body: r.try_get("body")?,
+                    attempt: r.try_get("attempts")?,
+                    url: url.clone(),
+                    kind: kind.clone(),
+                })
+            })
+            .collect()
     }
 
     /// The earliest time a pending delivery becomes due or a claim runs out (to sleep until).

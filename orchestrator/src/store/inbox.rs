@@ -18,7 +18,7 @@ use switchyard_common::time::now_ms;
 
 use super::outbound::{event_data, publish};
 use super::{Status, Store, sql_list, timeline};
-use crate::sources::Envelope;
+use crate::sources::{Envelope, Facts};
 use crate::store::Integration;
 
 /// What storing a delivery did.
@@ -50,6 +50,8 @@ pub struct Claimed {
     pub throttled_since: Option<i64>,
     /// Replays so far (0: the original delivery).
     pub generation: i64,
+    /// Service, severity and the alert's state, for correlation.
+    pub facts: Facts,
 }
 
 impl Claimed {
@@ -109,8 +111,8 @@ impl Store {
         let id = new_id();
         let now = now_ms();
         let inserted: Option<String> = sqlx::query_scalar(
-            "INSERT INTO or_events (id, integration_id, delivery_id, org_id, source, event_type, correlation_key, identifiers, payload, status, next_attempt_at, received_at, updated_at, traceparent, reply_to) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'received', $10, $10, $10, $11, $12) \
+            "INSERT INTO or_events (id, integration_id, delivery_id, org_id, source, event_type, correlation_key, identifiers, payload, status, next_attempt_at, received_at, updated_at, traceparent, reply_to, facts) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'received', $10, $10, $10, $11, $12, $13) \
              ON CONFLICT (integration_id, delivery_id) DO NOTHING RETURNING id",
         )
         .bind(&id)
@@ -125,6 +127,7 @@ impl Store {
         .bind(now)
         .bind(switchyard_common::trace::TraceContext::current().map(|c| c.header()))
         .bind(env.reply_to.as_ref().map(Value::to_string))
+        .bind(serde_json::to_string(&env.facts).unwrap_or_default())
         .fetch_optional(&mut *tx)
         .await?;
         let Some(id) = inserted else {
@@ -186,7 +189,7 @@ impl Store {
                                  AND p.correlation_key = e.correlation_key AND p.id < e.id \
                                  AND p.status IN ({pending})) \
                ORDER BY e.id LIMIT $2 {lock}) \
-             RETURNING id, integration_id, org_id, source, event_type, correlation_key, identifiers, payload, reply_to, team_id, attempts, traceparent, throttled_since, generation",
+             RETURNING id, integration_id, org_id, source, event_type, correlation_key, identifiers, payload, reply_to, team_id, attempts, traceparent, throttled_since, generation, facts",
         ))
         .bind(now)
         .bind(limit)
@@ -214,6 +217,10 @@ impl Store {
                 traceparent: row.try_get("traceparent")?,
                 throttled_since: row.try_get("throttled_since")?,
                 generation: row.try_get("generation")?,
+                facts: row
+                    .try_get::<Option<String>, _>("facts")?
+                    .and_then(|f| serde_json::from_str(&f).ok())
+                    .unwrap_or_default(),
             });
         }
         // RETURNING has no order; dispatch in arrival order.
@@ -266,6 +273,21 @@ impl Store {
         };
         for (kind, detail) in &s.timeline {
             timeline(&mut tx, id, now, kind, detail.as_deref()).await?;
+        }
+        match (s.status, &s.run_id) {
+            (Status::Dispatched, Some(run)) => {
+                sqlx::query(
+                    "UPDATE or_incident_runs SET run_id = COALESCE(run_id, $2) WHERE event_id = $1",
+                )
+                .bind(id)
+                .bind(run)
+                .execute(&mut *tx)
+                .await?;
+            }
+            (Status::DeadLettered | Status::Unrouted, _) => {
+                Store::run_never_started(&mut tx, self.db.backend, id).await?
+            }
+            _ => {}
         }
         let event_type = match s.status {
             Status::Dispatched => Some("event.dispatched"),

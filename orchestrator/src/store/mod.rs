@@ -5,6 +5,8 @@
 //! - [`inbox`]: storing deliveries, claiming, settling, releasing (the dispatcher's queue);
 //! - [`events`]: listing and reading events, replay, retention purge;
 //! - [`audit`]: the audit outbox, written in the transaction of the change it records;
+//! - [`correlate`]: routed events into incidents; [`incident_runs`]: the incidents' agent runs;
+//!   [`incidents`]: the incidents as the API shows and changes them;
 //! - [`provisioning`]: provisioning runs and their steps;
 //! - [`outbound`]: the outbox of Switchyard's own events and its fan-out to subscriptions;
 //! - [`deliveries`]: the outbound deliveries' queue; [`attempts`]: its log, resend and recover;
@@ -16,9 +18,12 @@
 
 mod attempts;
 mod audit;
+mod correlate;
 mod deliveries;
 mod events;
 mod inbox;
+mod incident_runs;
+mod incidents;
 mod integrations;
 mod leadership;
 mod outbound;
@@ -35,9 +40,11 @@ use tokio::sync::{Notify, OwnedMutexGuard};
 
 pub use attempts::Attempt;
 pub use audit::OutboxEntry;
+pub use correlate::Correlation;
 pub use deliveries::{AttemptOutcome, Disabled, DueDelivery, Next};
 pub use events::{Event, EventDetail, EventQuery, TimelineEntry};
 pub use inbox::{Claimed, Settlement, Stored};
+pub use incidents::{Incident, IncidentDetail, IncidentEntry, IncidentQuery, IncidentRun, Member};
 pub use integrations::{Integration, IntegrationChange, NewIntegration, SecretInfo};
 pub use leadership::{Leadership, Wakeups};
 pub use outbound::{OUTBOX, type_matches};

@@ -111,6 +111,25 @@ impl Store {
     pub async fn import_outbox(&self, events: &[OutboundEvent]) -> Result<()> {
         let (_g, mut tx) = self.begin().await?;
         OUTBOX.import(&mut tx, events).await?;
+        // An incident's runs follow their runs' events.
+        for e in events.iter().filter(|e| e.event_type.starts_with("run.")) {
+            let d = &e.data;
+            if let (Some(trigger), Some(run), Some(status)) = (
+                d["trigger_event_id"].as_str(),
+                d["run_id"].as_str(),
+                d["status"].as_str(),
+            ) {
+                Store::follow_run(
+                    &mut tx,
+                    self.db.backend,
+                    trigger,
+                    run,
+                    status,
+                    d["summary"].as_str(),
+                )
+                .await?;
+            }
+        }
         tx.commit().await?;
         Ok(())
     }

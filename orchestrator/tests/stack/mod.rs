@@ -2,6 +2,7 @@
 //! orchestrator over real HTTP, plus fake Slack and GitHub APIs that record what they receive.
 #![allow(dead_code)]
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -480,7 +481,8 @@ pub async fn fake_runner_busy_for(addr: SocketAddr, busy: &[&str]) -> (RunnerCal
 }
 
 impl Stack {
-    /// Org `acme` with team `checkout` routing PagerDuty service `PSVC1`.
+    /// Org `acme` with team `checkout` routing PagerDuty service `PSVC1`, one run per event (the
+    /// tests using it count runs per event; incidents have their own tests).
     pub async fn acme_checkout(&self) {
         self.must(
             reqwest::Method::POST,
@@ -497,7 +499,7 @@ impl Stack {
         self.layer(
             "acme",
             "checkout",
-            json!({"routing": {"pagerduty_service": "PSVC1"}}),
+            json!({"routing": {"pagerduty_service": "PSVC1"}, "agent": {"trigger": "event"}}),
         )
         .await;
     }
@@ -520,4 +522,82 @@ where
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// A delivery as a receiver saw it.
+#[derive(Debug, Clone)]
+pub struct Got {
+    pub id: String,
+    pub event_type: String,
+    pub body: Value,
+    /// The Standard Webhooks library accepted the signature.
+    pub verified: bool,
+}
+
+/// A receiver that verifies with the `standardwebhooks` library and answers from a script (then
+/// 200).
+#[derive(Clone, Default)]
+pub struct Receiver {
+    pub secret: Arc<Mutex<Option<String>>>,
+    script: Arc<Mutex<VecDeque<(u16, String)>>>,
+    got: Arc<Mutex<Vec<Got>>>,
+}
+
+impl Receiver {
+    pub async fn start() -> (Receiver, String) {
+        let r = Receiver::default();
+        let app = axum::Router::new()
+            .route("/hook", axum::routing::post(receive))
+            .with_state(r.clone());
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", l.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+        (r, url)
+    }
+
+    pub fn got(&self) -> Vec<Got> {
+        self.got.lock().unwrap().clone()
+    }
+
+    pub fn of_type(&self, t: &str) -> Vec<Got> {
+        self.got()
+            .into_iter()
+            .filter(|g| g.event_type == t)
+            .collect()
+    }
+
+    pub fn answer(&self, answers: &[(u16, &str)]) {
+        let mut s = self.script.lock().unwrap();
+        for (code, body) in answers {
+            s.push_back((*code, (*body).to_owned()));
+        }
+    }
+}
+
+async fn receive(
+    State(r): State<Receiver>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> (axum::http::StatusCode, String) {
+    let secret = r.secret.lock().unwrap().clone();
+    let verified = secret.is_some_and(|s| {
+        standardwebhooks::Webhook::new(&s)
+            .unwrap()
+            .verify(&body, &headers)
+            .is_ok()
+    });
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    r.got.lock().unwrap().push(Got {
+        id: headers["webhook-id"].to_str().unwrap().to_owned(),
+        event_type: v["type"].as_str().unwrap_or("").to_owned(),
+        body: v,
+        verified,
+    });
+    let (code, answer) = r
+        .script
+        .lock()
+        .unwrap()
+        .pop_front()
+        .unwrap_or((200, "ok".into()));
+    (axum::http::StatusCode::from_u16(code).unwrap(), answer)
 }

@@ -44,12 +44,24 @@ fn agent_fields() -> Vec<(&'static str, Ty)> {
     ]
 }
 
+/// What starts a run: one per incident (the default), or one per event.
+const TRIGGERS: &[&str] = &["incident", "event"];
+
 pub(super) fn validate(v: &Value, at: &str, errs: &mut Vec<FieldError>) {
     let Some(m) = object(v, at, errs) else { return };
     let mut fields = agent_fields();
     fields.push(("toolsets", Ty::Any));
     fields.push(("sub_agents", Ty::Any));
+    fields.push(("trigger", Ty::Str));
     check_fields(m, at, &fields, errs);
+    if let Some(t) = m.get("trigger").and_then(Value::as_str)
+        && !TRIGGERS.contains(&t)
+    {
+        errs.push(err(
+            &format!("{at}/trigger"),
+            &format!("must be one of {}", TRIGGERS.join(", ")),
+        ));
+    }
     let sub_agents = m.get("sub_agents").and_then(Value::as_object);
     let mcp: BTreeSet<&str> = m
         .get("toolsets")
@@ -299,6 +311,30 @@ mod tests {
             Ok(()) => vec![],
             Err(e) => e.into_iter().map(|f| f.pointer).collect(),
         }
+    }
+
+    #[test]
+    fn incident_rules_and_the_trigger_are_checked() {
+        assert!(
+            pointers(json!({"incidents": {"window": "10m", "group_by": ["service", "source"], "reopen_grace": "1h"},
+                "agent": {"trigger": "event"}}))
+            .is_empty()
+        );
+        let mut found = pointers(
+            json!({"incidents": {"window": "10s", "group_by": ["colour"],
+            "reopen_grace": "soon", "x": 1}, "agent": {"trigger": "always"}}),
+        );
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                "/agent/trigger",
+                "/incidents/group_by/0",
+                "/incidents/reopen_grace",
+                "/incidents/window",
+                "/incidents/x",
+            ]
+        );
     }
 
     #[test]

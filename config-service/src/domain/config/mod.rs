@@ -18,13 +18,14 @@ pub use agent::BUILTIN_TOOLS;
 pub use validate::validate_layer;
 
 /// The top-level sections a layer may hold.
-pub const SECTIONS: [&str; 6] = [
+pub const SECTIONS: [&str; 7] = [
     "agent",
     "routing",
     "pipelines",
     "quotas",
     "notifications",
     "integrations",
+    "incidents",
 ];
 
 /// Result of merging a chain of layers.

@@ -25,6 +25,7 @@ pub fn validate_layer(layer: &Value) -> Result<(), Vec<FieldError>> {
             "pipelines" => validate_pipelines(value, &at, &mut errs),
             "quotas" => validate_quotas(value, &at, &mut errs),
             "notifications" => validate_notifications(value, &at, &mut errs),
+            "incidents" => validate_incidents(value, &at, &mut errs),
             "integrations" => {
                 if value.is_object() {
                     crate::domain::secrets::check_integrations(value, &at, &mut errs);
@@ -40,6 +41,48 @@ pub fn validate_layer(layer: &Value) -> Result<(), Vec<FieldError>> {
     }
     if errs.is_empty() { Ok(()) } else { Err(errs) }
 }
+
+/// `incidents`: how the orchestrator groups a team's signals into incidents (ADR 0012):
+/// `window` and `reopen_grace` are durations (`10m`, `1h`; a minute to a day), `group_by` names
+/// the fields whose values must match (`service`, `source`; empty: the window alone groups).
+fn validate_incidents(v: &Value, at: &str, errs: &mut Vec<FieldError>) {
+    let Some(m) = object(v, at, errs) else { return };
+    check_fields(
+        m,
+        at,
+        &[
+            ("window", Ty::Str),
+            ("reopen_grace", Ty::Str),
+            ("group_by", Ty::StrArray),
+        ],
+        errs,
+    );
+    for key in ["window", "reopen_grace"] {
+        if let Some(s) = m.get(key).and_then(Value::as_str) {
+            let here = format!("{at}/{key}");
+            match switchyard_common::time::parse_duration(s) {
+                Ok(d) if (60..=86_400).contains(&d.as_secs()) => {}
+                Ok(_) => errs.push(err(&here, "must be between 1m and 24h")),
+                Err(e) => errs.push(err(&here, &e)),
+            }
+        }
+    }
+    if let Some(fields) = m.get("group_by").and_then(Value::as_array) {
+        for (i, f) in fields.iter().enumerate() {
+            if let Some(f) = f.as_str()
+                && !GROUP_FIELDS.contains(&f)
+            {
+                errs.push(err(
+                    &format!("{at}/group_by/{i}"),
+                    &format!("unknown field; known: {}", GROUP_FIELDS.join(", ")),
+                ));
+            }
+        }
+    }
+}
+
+/// The fields an incident rule may group by (the orchestrator's `incidents::GROUP_FIELDS`).
+const GROUP_FIELDS: [&str; 2] = ["service", "source"];
 
 /// `notifications`: where every answer of the team goes besides the event's own reply target.
 /// `slack`: `{"channel": "C123"}`, or `"off"` to turn off one inherited from a higher layer.

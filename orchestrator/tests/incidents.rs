@@ -1,0 +1,443 @@
+//! Incidents (ADR 0012) through the real orchestrator and config-service, on PostgreSQL and
+//! SQLite: an Alertmanager alert, a PagerDuty incident and a Slack mention for one service make
+//! one incident with three members and one agent run; the alert and the PagerDuty incident
+//! resolving resolve it; a new alert afterwards opens a second incident that links to the first.
+//! Incident events reach subscriptions; team tokens see only their team's incidents.
+
+mod stack;
+
+use std::collections::HashSet;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use stack::{ADMIN, Options, Receiver, Stack, eventually, fake_runner};
+use switchyard_common::db::Backend;
+use switchyard_common::time::now_ms;
+use switchyard_orchestrator::sources::verify::sign::hmac_hex;
+
+const PD_SECRET: &str = "pagerduty-secret-incidents";
+const SLACK_SECRET: &str = "slack-signing-secret-incidents";
+const AM_TOKEN: &str = "alertmanager-token-incidents";
+
+struct Senders {
+    pd: String,
+    am: String,
+}
+
+/// acme/checkout owning the PagerDuty service, the Slack channel and the `service=checkout`
+/// alerts, with the default rules (one run per incident, `service` within 10 minutes).
+async fn acme(s: &Stack) -> Senders {
+    let cs = &s.cs;
+    s.must(
+        Method::POST,
+        format!("{cs}/api/v1/orgs"),
+        Some(json!({"id": "acme", "name": "Acme"})),
+    )
+    .await;
+    for team in ["checkout", "search"] {
+        s.must(
+            Method::POST,
+            format!("{cs}/api/v1/orgs/acme/nodes"),
+            Some(json!({"id": team, "kind": "team", "name": team})),
+        )
+        .await;
+    }
+    s.layer("acme", "acme", json!({"routing": {"slack_team": "T0001"}}))
+        .await;
+    s.layer(
+        "acme",
+        "checkout",
+        json!({"routing": {"slack_channel": "C0CHECKOUT", "pagerduty_service": "PSVC1", "service": "checkout"}}),
+    )
+    .await;
+    let o = &s.orch;
+    s.must(
+        Method::POST,
+        format!("{o}/api/v1/platform/integrations"),
+        Some(json!({"source": "slack", "name": "Slack app", "secrets": [SLACK_SECRET]})),
+    )
+    .await;
+    let id = |v: Value| v["id"].as_str().unwrap().to_owned();
+    let pd = id(s
+        .must(
+            Method::POST,
+            format!("{o}/api/v1/orgs/acme/integrations"),
+            Some(json!({"source": "pagerduty", "name": "PD", "secrets": [PD_SECRET]})),
+        )
+        .await);
+    let am = id(s
+        .must(
+            Method::POST,
+            format!("{o}/api/v1/orgs/acme/integrations"),
+            Some(json!({"source": "alertmanager", "name": "AM", "secrets": [AM_TOKEN]})),
+        )
+        .await);
+    Senders { pd, am }
+}
+
+async fn send(s: &Stack, path: &str, headers: Vec<(&'static str, String)>, body: Value) -> String {
+    let body = body.to_string().into_bytes();
+    let (st, v, _) = s.webhook(path, &headers, &body).await;
+    assert_eq!(st, 200, "{path}: {v}");
+    assert_eq!(v["duplicate"], false, "{v}");
+    v["event_id"].as_str().unwrap().to_owned()
+}
+
+async fn alert(s: &Stack, am: &str, group: &str, status: &str) -> String {
+    let body = json!({"version": "4", "groupKey": group, "receiver": "switchyard", "status": status,
+        "commonLabels": {"alertname": "CheckoutErrors", "service": "checkout", "severity": "warning"},
+        "alerts": [{"status": status, "fingerprint": format!("{group}-f"), "startsAt": "2026-12-04T08:00:00Z",
+                    "labels": {"alertname": "CheckoutErrors", "service": "checkout", "severity": "warning"}}]});
+    let headers = vec![
+        ("authorization", format!("Bearer {AM_TOKEN}")),
+        ("content-type", "application/json".into()),
+    ];
+    send(s, &format!("/webhooks/alertmanager/{am}"), headers, body).await
+}
+
+async fn page(s: &Stack, pd: &str, incident: &str, event_type: &str) -> String {
+    let body = json!({"event": {"id": format!("{incident}-{event_type}"), "event_type": event_type,
+        "occurred_at": "2026-12-04T08:01:00Z",
+        "data": {"id": incident, "type": "incident", "urgency": "high",
+                 "service": {"id": "PSVC1", "type": "service_reference", "summary": "Checkout"}}}});
+    let raw = body.to_string();
+    let headers = vec![
+        (
+            "x-pagerduty-signature",
+            format!("v1={}", hmac_hex(PD_SECRET.as_bytes(), &[raw.as_bytes()])),
+        ),
+        ("x-webhook-id", format!("{incident}-{event_type}")),
+        ("content-type", "application/json".into()),
+    ];
+    send(s, &format!("/webhooks/pagerduty/{pd}"), headers, body).await
+}
+
+async fn mention(s: &Stack, id: &str) -> String {
+    let body = json!({"type": "event_callback", "team_id": "T0001", "event_id": id,
+        "event": {"type": "app_mention", "channel": "C0CHECKOUT", "ts": "1764835200.000100", "text": "<@U1> is checkout down?"}});
+    let raw = body.to_string();
+    let ts = (now_ms() / 1000).to_string();
+    let sig = hmac_hex(
+        SLACK_SECRET.as_bytes(),
+        &[b"v0:", ts.as_bytes(), b":", raw.as_bytes()],
+    );
+    let headers = vec![
+        ("x-slack-request-timestamp", ts),
+        ("x-slack-signature", format!("v0={sig}")),
+        ("content-type", "application/json".into()),
+    ];
+    send(s, "/webhooks/slack/events", headers, body).await
+}
+
+async fn incidents(s: &Stack, query: &str) -> Vec<Value> {
+    let v = s
+        .must(
+            Method::GET,
+            format!("{}/api/v1/orgs/acme/incidents?{query}", s.orch),
+            None,
+        )
+        .await;
+    v["items"].as_array().cloned().unwrap()
+}
+
+async fn detail(s: &Stack, id: &str) -> Value {
+    s.must(
+        Method::GET,
+        format!("{}/api/v1/orgs/acme/incidents/{id}", s.orch),
+        None,
+    )
+    .await
+}
+
+/// Waits until the event's dispatch is settled (dispatched, with or without a run of its own).
+async fn settled(s: &Stack, event: &str) -> Value {
+    let url = format!("{}/api/v1/orgs/acme/events/{event}", s.orch);
+    // A shared Slack app's event belongs to no org until it is routed: 404 until then.
+    eventually(&format!("event {event} is dispatched"), 30, || {
+        let url = url.clone();
+        async move { s.admin(Method::GET, url, None).await.1["status"] == "dispatched" }
+    })
+    .await;
+    s.must(Method::GET, url, None).await
+}
+
+async fn three_senders_make_one_incident_with_one_run(b: Backend) {
+    let s = Stack::start(
+        b,
+        Options {
+            start_runner: false,
+            ..Options::default()
+        },
+    )
+    .await;
+    // A runner that accepts runs and never finishes them: every signal below comes within the
+    // first run's lifetime.
+    let (calls, _) = fake_runner(s.runner_addr).await;
+    let senders = acme(&s).await;
+    let (bus, bus_url) = Receiver::start().await;
+    let sub = s
+        .must(
+            Method::POST,
+            format!("{}/api/v1/orgs/acme/subscriptions", s.orch),
+            Some(json!({"url": bus_url, "event_types": ["incident.*"]})),
+        )
+        .await;
+    *bus.secret.lock().unwrap() = Some(sub["secret"].as_str().unwrap().to_owned());
+
+    let first = alert(
+        &s,
+        &senders.am,
+        "{}:{alertname=\"CheckoutErrors\"}",
+        "firing",
+    )
+    .await;
+    settled(&s, &first).await;
+    let pd = page(&s, &senders.pd, "PINC1", "incident.triggered").await;
+    let slack = mention(&s, "EvIncident1").await;
+    for e in [&pd, &slack] {
+        let ev = settled(&s, e).await;
+        let kinds: Vec<&str> = ev["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["kind"].as_str().unwrap())
+            .collect();
+        assert!(kinds.contains(&"joined_incident"), "{ev}");
+    }
+    let open = incidents(&s, "status=open").await;
+    assert_eq!(open.len(), 1, "{open:?}");
+    let inc = &open[0];
+    assert_eq!(inc["team_id"], "checkout");
+    assert_eq!(inc["members"], 3);
+    assert_eq!(inc["service"], "checkout");
+    assert_eq!(
+        inc["severity"], "high",
+        "PagerDuty's high urgency outranks the alert's warning"
+    );
+    let sources: HashSet<&str> = inc["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        sources,
+        HashSet::from(["alertmanager", "pagerduty", "slack"])
+    );
+    let id = inc["id"].as_str().unwrap().to_owned();
+    let d = detail(&s, &id).await;
+    let members: Vec<&str> = d["member_events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(members, [first.as_str(), pd.as_str(), slack.as_str()]);
+    assert_eq!(
+        calls.lock().unwrap().len(),
+        1,
+        "one agent run for the incident"
+    );
+    assert_eq!(d["runs"].as_array().unwrap().len(), 1, "{d}");
+    assert_eq!(d["runs"][0]["event_id"], json!(first));
+
+    // The alert resolving leaves the PagerDuty incident open; its resolution resolves it.
+    let resolved_alert = alert(
+        &s,
+        &senders.am,
+        "{}:{alertname=\"CheckoutErrors\"}",
+        "resolved",
+    )
+    .await;
+    settled(&s, &resolved_alert).await;
+    assert_eq!(detail(&s, &id).await["status"], "open");
+    let resolved_pd = page(&s, &senders.pd, "PINC1", "incident.resolved").await;
+    settled(&s, &resolved_pd).await;
+    let d = detail(&s, &id).await;
+    assert_eq!(d["status"], "resolved", "{d}");
+    assert_eq!(d["resolved_by"], "signals");
+    assert_eq!(d["members"], 5);
+    assert_eq!(calls.lock().unwrap().len(), 1, "resolutions start no run");
+    // Subscribers heard it all: opened, four updates, resolved, each verified.
+    eventually("incident.resolved reaches the subscriber", 30, || async {
+        !bus.of_type("incident.resolved").is_empty()
+    })
+    .await;
+    assert!(
+        bus.got()
+            .iter()
+            .all(|g| g.verified && g.body["data"]["incident_id"] == json!(id))
+    );
+    assert_eq!(bus.of_type("incident.opened").len(), 1);
+    assert_eq!(bus.of_type("incident.updated").len(), 4);
+    assert_eq!(
+        bus.of_type("incident.resolved")[0].body["data"]["status"],
+        "resolved"
+    );
+
+    // A new alert afterwards opens a second incident that links to the first; the resolved one
+    // absorbs nothing.
+    let again = alert(
+        &s,
+        &senders.am,
+        "{}:{alertname=\"CheckoutLatency\"}",
+        "firing",
+    )
+    .await;
+    settled(&s, &again).await;
+    let open = incidents(&s, "status=open").await;
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_ne!(open[0]["id"], json!(id));
+    assert_eq!(open[0]["previous_id"], json!(id));
+    assert_eq!(open[0]["members"], 1);
+    assert_eq!(detail(&s, &id).await["members"], 5);
+    assert_eq!(calls.lock().unwrap().len(), 2, "the new incident's run");
+    // A resolution of an alert no open incident has opens nothing.
+    let orphan = alert(&s, &senders.am, "{}:{alertname=\"Unknown\"}", "resolved").await;
+    settled(&s, &orphan).await;
+    assert_eq!(incidents(&s, "").await.len(), 2);
+}
+
+async fn incidents_are_resolved_merged_and_reopened_by_hand(b: Backend) {
+    let s = Stack::start(
+        b,
+        Options {
+            start_runner: false,
+            ..Options::default()
+        },
+    )
+    .await;
+    fake_runner(s.runner_addr).await;
+    let senders = acme(&s).await;
+    // Two incidents of one team: the alert's service group, and a PagerDuty incident grouped
+    // by another service.
+    let a = alert(&s, &senders.am, "{}:{alertname=\"A\"}", "firing").await;
+    settled(&s, &a).await;
+    let body = json!({"event": {"id": "pd-other", "event_type": "incident.triggered",
+        "data": {"id": "PINC9", "type": "incident", "service": {"id": "PSVC1", "summary": "payments"}}}});
+    let raw = body.to_string();
+    let headers = vec![
+        (
+            "x-pagerduty-signature",
+            format!("v1={}", hmac_hex(PD_SECRET.as_bytes(), &[raw.as_bytes()])),
+        ),
+        ("x-webhook-id", "pd-other".into()),
+        ("content-type", "application/json".into()),
+    ];
+    let b_ev = send(
+        &s,
+        &format!("/webhooks/pagerduty/{}", senders.pd),
+        headers,
+        body,
+    )
+    .await;
+    settled(&s, &b_ev).await;
+    let open = incidents(&s, "status=open").await;
+    assert_eq!(open.len(), 2, "{open:?}");
+    let (x, y) = (
+        open[0]["id"].as_str().unwrap(),
+        open[1]["id"].as_str().unwrap(),
+    );
+    let url = |id: &str, verb: &str| format!("{}/api/v1/orgs/acme/incidents/{id}/{verb}", s.orch);
+
+    // Merge: y's members move into x.
+    let merged = s
+        .must(Method::POST, url(x, "merge"), Some(json!({"from": y})))
+        .await;
+    assert_eq!(merged["members"], 2, "{merged}");
+    assert_eq!(detail(&s, y).await["status"], "merged");
+    let (st, v) = s
+        .admin(Method::POST, url(x, "merge"), Some(json!({"from": x})))
+        .await;
+    assert_eq!(st, 422, "{v}");
+    // Resolve by hand, then again: 409. Reopen within the grace period.
+    let r = s
+        .must(
+            Method::POST,
+            url(x, "resolve"),
+            Some(json!({"reason": "rolled back"})),
+        )
+        .await;
+    assert_eq!(
+        (r["status"].as_str(), r["resolved_by"].as_str()),
+        (Some("resolved"), Some("platform-admin"))
+    );
+    let (st, _) = s
+        .admin(Method::POST, url(x, "resolve"), Some(json!({})))
+        .await;
+    assert_eq!(st, 409);
+    let r = s.must(Method::POST, url(x, "reopen"), None).await;
+    assert_eq!(r["status"], "open");
+    let kinds: Vec<String> = detail(&s, x).await["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["kind"].as_str().unwrap().to_owned())
+        .collect();
+    for k in ["opened", "merged", "resolved", "reopened"] {
+        assert!(kinds.iter().any(|x| x == k), "{k} in {kinds:?}");
+    }
+
+    // Tenancy: a team token sees its own team's incidents only; another team's answers 404.
+    let token = |node: &'static str| {
+        let s = &s;
+        async move {
+            s.must(
+                Method::POST,
+                format!("{}/api/v1/orgs/acme/nodes/{node}/tokens", s.cs),
+                Some(json!({"label": "t", "subject": "t@acme.example"})),
+            )
+            .await["secret"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let (checkout, search) = (token("checkout").await, token("search").await);
+    let one = format!("{}/api/v1/orgs/acme/incidents/{x}", s.orch);
+    assert_eq!(
+        s.call(&checkout, Method::GET, one.clone(), None).await.0,
+        200
+    );
+    assert_eq!(s.call(&search, Method::GET, one.clone(), None).await.0, 404);
+    assert_eq!(
+        s.call(&search, Method::POST, url(x, "resolve"), Some(json!({})))
+            .await
+            .0,
+        404
+    );
+    let list = s
+        .call(
+            &search,
+            Method::GET,
+            format!("{}/api/v1/orgs/acme/incidents", s.orch),
+            None,
+        )
+        .await
+        .1;
+    assert_eq!(list["items"], json!([]), "{list}");
+    let list = s
+        .call(
+            &checkout,
+            Method::GET,
+            format!("{}/api/v1/orgs/acme/incidents", s.orch),
+            None,
+        )
+        .await
+        .1;
+    assert_eq!(list["items"].as_array().unwrap().len(), 2);
+    let (st, _) = s
+        .admin(
+            Method::GET,
+            format!("{}/api/v1/orgs/acme/incidents?status=closed", s.orch),
+            None,
+        )
+        .await;
+    assert_eq!(st, 422);
+    let _ = ADMIN;
+}
+
+switchyard_common::on_both_backends!(
+    three_senders_make_one_incident_with_one_run,
+    incidents_are_resolved_merged_and_reopened_by_hand,
+);
