@@ -426,8 +426,93 @@ async fn a_subscription_failing_too_long_is_disabled_and_the_org_told(b: Backend
     .await;
 }
 
+async fn an_ordered_subscription_gets_events_in_order_one_at_a_time(b: Backend) {
+    let s = Stack::start(
+        b,
+        Options {
+            start_runner: false,
+            ..fast(Options::default().limits)
+        },
+    )
+    .await;
+    let pd = acme(&s).await;
+    let api = Api { s: &s };
+    let (rx, url) = Receiver::start().await;
+    // The first event's first attempt fails: the second must wait for its retry to succeed.
+    rx.answer(&[(503, "busy")]);
+    api.subscribe(
+        &rx,
+        &url,
+        json!({"event_types": ["event.received"], "ordered": true}),
+    )
+    .await;
+    let first = page(&s, &pd, "PORD1").await;
+    let second = page(&s, &pd, "PORD2").await;
+    eventually("both events are delivered", 30, || async {
+        rx.got().len() == 3
+    })
+    .await;
+    let order: Vec<String> = rx
+        .got()
+        .iter()
+        .map(|g| g.body["data"]["event_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        order,
+        [first.clone(), first, second],
+        "retried first, then the next"
+    );
+}
+
+async fn two_replicas_deliver_each_event_once(b: Backend) {
+    let s = Stack::start(
+        b,
+        Options {
+            start_runner: false,
+            ..fast(Options::default().limits)
+        },
+    )
+    .await;
+    acme(&s).await;
+    let api = Api { s: &s };
+    let (rx, url) = Receiver::start().await;
+    api.subscribe(&rx, &url, json!({"event_types": ["run.*"]}))
+        .await;
+    // A second replica's delivery worker on the same database, beside the stack's own.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let replica = tokio::spawn(s.orch_state.outbound().unwrap().run(stopped));
+    let events: Vec<switchyard_api::outbound::OutboundEvent> = (0..300)
+        .map(|i| switchyard_api::outbound::OutboundEvent {
+            id: format!("replicas-{i:04}"),
+            event_type: "run.succeeded".into(),
+            version: 1,
+            timestamp: switchyard_common::time::rfc3339(switchyard_common::time::now_ms()),
+            org_id: "acme".into(),
+            team_id: Some("checkout".into()),
+            data: json!({"run_id": format!("r{i}")}),
+        })
+        .collect();
+    s.orch_state.store.import_outbox(&events).await.unwrap();
+    eventually("every event is delivered", 60, || async {
+        rx.got().len() >= 300
+    })
+    .await;
+    let _ = stop.send(true);
+    let _ = replica.await;
+    let got = rx.got();
+    let ids: std::collections::HashSet<&str> = got.iter().map(|g| g.id.as_str()).collect();
+    assert_eq!(
+        (got.len(), ids.len()),
+        (300, 300),
+        "each event once, none twice"
+    );
+    assert!(got.iter().all(|g| g.verified));
+}
+
 switchyard_common::on_both_backends!(
     a_run_reaches_a_receiver_verifying_with_the_standard_webhooks_library,
     a_failing_receiver_gets_it_on_the_third_attempt,
     a_subscription_failing_too_long_is_disabled_and_the_org_told,
+    an_ordered_subscription_gets_events_in_order_one_at_a_time,
+    two_replicas_deliver_each_event_once,
 );

@@ -339,3 +339,41 @@ impl Store {
         Ok(!latest.is_empty() && latest.values().all(|r| *r))
     }
 }
+
+/// Helpers for the correlation benchmark (`benches/outbound.rs`), with the `testing` feature only.
+#[cfg(feature = "testing")]
+impl Store {
+    /// Stores a claimed-looking event as dispatching, so correlation can record its incident.
+    pub async fn bench_event(&self, e: &Claimed) -> Result<()> {
+        let _g = self.write_guard().await;
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO or_events (id, integration_id, delivery_id, org_id, source, event_type, correlation_key, identifiers, \
+               payload, status, next_attempt_at, received_at, updated_at, facts) \
+             VALUES ($1, $2, $1, $3, $4, $5, $6, '[]', 'null', 'dispatching', $7, $7, $7, $8)",
+        )
+        .bind(&e.id)
+        .bind(&e.integration_id)
+        .bind(e.org_id.as_deref())
+        .bind(&e.source)
+        .bind(&e.event_type)
+        .bind(&e.correlation_key)
+        .bind(now)
+        .bind(serde_json::to_string(&e.facts).unwrap_or_default())
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// One single-row insert in a transaction: the floor a correlation is compared with.
+    pub async fn bench_insert_row(&self) -> Result<()> {
+        let (_g, mut tx) = self.begin().await?;
+        sqlx::query("INSERT INTO or_incident_timeline (id, incident_id, at, kind) VALUES ($1, 'bench', $2, 'bench')")
+            .bind(switchyard_common::ids::new_id())
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
