@@ -54,7 +54,9 @@ async fn run() {
         _ => Backend::Postgres,
     };
     let db = TestDb::new(backend).await.unwrap();
-    let store = Store::new(Db::connect(&db.url, 16).await.unwrap());
+    let conn = Db::connect(&db.url, 16).await.unwrap();
+    conn.migrate().await.unwrap();
+    let store = Store::new(conn);
     println!("backend: {}", backend.name());
     delivery(&store).await;
     correlation(&store).await;

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use stack::{ADMIN, Options, Receiver, Stack, eventually, fake_runner};
+use stack::{ADMIN, Options, Receiver, Stack, eventually, fake_runner, fake_runner_with_triggers};
 use switchyard_common::db::Backend;
 use switchyard_common::time::now_ms;
 use switchyard_orchestrator::sources::verify::sign::hmac_hex;
@@ -437,7 +437,116 @@ async fn incidents_are_resolved_merged_and_reopened_by_hand(b: Backend) {
     let _ = ADMIN;
 }
 
+async fn signals_during_a_run_go_to_one_follow_up_run_with_its_findings(b: Backend) {
+    let s = Stack::start(
+        b,
+        Options {
+            start_runner: false,
+            ..Options::default()
+        },
+    )
+    .await;
+    let (calls, triggers) = fake_runner_with_triggers(s.runner_addr).await;
+    let senders = acme(&s).await;
+    let first = alert(
+        &s,
+        &senders.am,
+        "{}:{alertname=\"CheckoutErrors\"}",
+        "firing",
+    )
+    .await;
+    settled(&s, &first).await;
+    // Two signals while the first run is going: neither starts a run.
+    let pd = page(&s, &senders.pd, "PINC7", "incident.triggered").await;
+    let slack = mention(&s, "EvFollowUp1").await;
+    for e in [&pd, &slack] {
+        settled(&s, e).await;
+    }
+    assert_eq!(calls.lock().unwrap().len(), 1);
+    let first_trigger = triggers.lock().unwrap()[0].clone();
+    assert_eq!(
+        first_trigger["incident"]["members"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // The run ends, as the config-service's run event relayed to the orchestrator says.
+    let ended = switchyard_api::outbound::OutboundEvent {
+        id: "run-ended-1".into(),
+        event_type: "run.succeeded".into(),
+        version: 1,
+        timestamp: switchyard_common::time::rfc3339(now_ms()),
+        org_id: "acme".into(),
+        team_id: Some("checkout".into()),
+        data: json!({"run_id": calls.lock().unwrap()[0].0, "status": "succeeded",
+            "trigger_event_id": first, "summary": "the deploy at 08:00 broke checkout"}),
+    };
+    s.orch_state.store.import_outbox(&[ended]).await.unwrap();
+    // One follow-up run, started by the latest signal no run had, with every such signal and the
+    // first run's findings.
+    eventually("a follow-up run starts", 30, || async {
+        calls.lock().unwrap().len() == 2
+    })
+    .await;
+    assert_eq!(calls.lock().unwrap()[1].0, format!("{slack}:replay-1"));
+    let follow = triggers.lock().unwrap()[1].clone();
+    let incident = &follow["incident"];
+    let new: Vec<&str> = incident["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["new"] == true)
+        .map(|m| m["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(new.len(), 2, "{incident}");
+    assert!(new.contains(&pd.as_str()) && new.contains(&slack.as_str()));
+    assert_eq!(
+        incident["previous_runs"][0]["findings"],
+        "the deploy at 08:00 broke checkout"
+    );
+    let id = incident["incident_id"].as_str().unwrap();
+    let d = detail(&s, id).await;
+    let runs = d["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{d}");
+    assert_eq!(
+        (runs[0]["status"].as_str(), runs[1]["event_id"].as_str()),
+        (Some("succeeded"), Some(slack.as_str()))
+    );
+    // The first run's end is in the incident's timeline, and the follow-up in the event's.
+    assert!(
+        d["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["kind"] == "run_succeeded"),
+        "{d}"
+    );
+    let ev = s
+        .admin(
+            Method::GET,
+            format!("{}/api/v1/orgs/acme/events/{slack}", s.orch),
+            None,
+        )
+        .await
+        .1;
+    assert!(
+        ev["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["kind"] == "follow_up"),
+        "{ev}"
+    );
+    assert_eq!(
+        calls.lock().unwrap().len(),
+        2,
+        "one follow-up for both signals"
+    );
+}
+
 switchyard_common::on_both_backends!(
     three_senders_make_one_incident_with_one_run,
     incidents_are_resolved_merged_and_reopened_by_hand,
+    signals_during_a_run_go_to_one_follow_up_run_with_its_findings,
 );

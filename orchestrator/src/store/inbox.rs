@@ -310,6 +310,10 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
+        if matches!(s.status, Status::DeadLettered | Status::Unrouted) {
+            // Its incident's run never started: a follow-up may be due.
+            self.wake.notify_one();
+        }
         Ok(true)
     }
 

@@ -131,6 +131,10 @@ impl Store {
             }
         }
         tx.commit().await?;
+        // A run that ended may have sent a signal back to dispatch (a follow-up run).
+        if events.iter().any(|e| e.event_type.starts_with("run.")) {
+            self.wake.notify_one();
+        }
         Ok(())
     }
 }

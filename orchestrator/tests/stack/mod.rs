@@ -422,6 +422,8 @@ struct FakeRunner {
     calls: RunnerCalls,
     /// Teams the fake answers 429 for, as a runner at their concurrent-run quota does.
     busy: Arc<Vec<String>>,
+    /// The trigger of every run accepted, in order.
+    triggers: Arc<Mutex<Vec<Value>>>,
 }
 
 async fn record_run(
@@ -450,6 +452,7 @@ async fn record_run(
         .to_owned();
     let key = req["idempotency_key"].as_str().unwrap_or("").to_owned();
     calls.lock().unwrap().push((key.clone(), tp));
+    runner.triggers.lock().unwrap().push(req["trigger"].clone());
     (
         axum::http::StatusCode::ACCEPTED,
         Json(json!({"run_id": key, "started": true})),
@@ -465,19 +468,35 @@ pub async fn fake_runner(addr: SocketAddr) -> (RunnerCalls, String) {
 /// A fake agent-runner that answers 429 (`Retry-After: 1`) for the `busy` teams and accepts and
 /// records every other run.
 pub async fn fake_runner_busy_for(addr: SocketAddr, busy: &[&str]) -> (RunnerCalls, String) {
+    let (calls, _, url) = start_fake_runner(addr, busy).await;
+    (calls, url)
+}
+
+/// A fake agent-runner that accepts every run and also keeps each run's trigger.
+pub async fn fake_runner_with_triggers(addr: SocketAddr) -> (RunnerCalls, Arc<Mutex<Vec<Value>>>) {
+    let (calls, triggers, _) = start_fake_runner(addr, &[]).await;
+    (calls, triggers)
+}
+
+async fn start_fake_runner(
+    addr: SocketAddr,
+    busy: &[&str],
+) -> (RunnerCalls, Arc<Mutex<Vec<Value>>>, String) {
     let calls: RunnerCalls = Arc::default();
+    let triggers: Arc<Mutex<Vec<Value>>> = Arc::default();
     let app = axum::Router::new()
         .route("/api/v1/run", post(record_run))
         .with_state(FakeRunner {
             calls: calls.clone(),
             busy: Arc::new(busy.iter().map(|t| t.to_string()).collect()),
+            triggers: triggers.clone(),
         });
     let l = TcpListener::bind(addr)
         .await
         .expect("the runner address is free");
     let url = format!("http://{}", l.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-    (calls, url)
+    (calls, triggers, url)
 }
 
 impl Stack {
