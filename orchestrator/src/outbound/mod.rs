@@ -36,7 +36,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::settings::Limits;
-use crate::store::{DueDelivery, Next, Store};
+use crate::store::{DueDelivery, Next, Settled, Store};
 
 /// Outbox rows fanned out per transaction.
 const FAN_OUT_BATCH: i64 = 200;
@@ -44,6 +44,8 @@ const FAN_OUT_BATCH: i64 = 200;
 const RELAY_BATCH: u32 = 200;
 /// How often idle loops look for work another replica or service wrote.
 const IDLE: Duration = Duration::from_millis(200);
+/// Attempts recorded in one transaction at most.
+const SETTLE_BATCH: usize = 256;
 /// How long signing secrets are reused: a rotation signs with the new secret within this time.
 const SECRETS_TTL: Duration = Duration::from_secs(1);
 
@@ -87,6 +89,8 @@ pub struct Outbound {
     pub worker: String,
     /// Rings when the fan-out wrote deliveries.
     fanned: Notify,
+    /// Rings when attempts were recorded: their subscriptions have free slots again.
+    settled: Notify,
     secrets: Mutex<HashMap<String, (Instant, Secrets)>>,
 }
 
@@ -139,6 +143,7 @@ impl Outbound {
             metrics,
             worker: format!("outbound-{}", uuid::Uuid::new_v4().simple()),
             fanned: Notify::new(),
+            settled: Notify::new(),
             secrets: Mutex::default(),
         }))
     }
@@ -148,7 +153,12 @@ impl Outbound {
     pub async fn run(self: Arc<Self>, shutdown: watch::Receiver<bool>) {
         let relay = tokio::spawn(self.clone().relay(shutdown.clone()));
         let fan_out = tokio::spawn(self.clone().fan_out(shutdown.clone()));
-        self.clone().deliver(shutdown).await;
+        let (settle_tx, settle_rx) =
+            tokio::sync::mpsc::channel(self.limits.delivery_concurrency.max(1));
+        let settling = tokio::spawn(self.clone().settle(settle_rx));
+        self.clone().deliver(shutdown, settle_tx).await;
+        // Every attempt made has been handed to the settler, whose channel is now closed.
+        let _ = settling.await;
         let _ = relay.await;
         let _ = fan_out.await;
         match self.store.release_deliveries(&self.worker).await {
@@ -221,7 +231,40 @@ impl Outbound {
         }
     }
 
-    async fn deliver(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+    /// Records finished attempts in batches: whatever is waiting when the previous batch is
+    /// written goes in the next, one transaction for all (a commit per delivery otherwise).
+    async fn settle(self: Arc<Self>, mut done: tokio::sync::mpsc::Receiver<Settled>) {
+        let disable_after = self
+            .limits
+            .subscription_disable_after_seconds
+            .saturating_mul(1000);
+        let mut batch = Vec::with_capacity(SETTLE_BATCH);
+        while done.recv_many(&mut batch, SETTLE_BATCH).await > 0 {
+            match self
+                .store
+                .settle_deliveries(&batch, &self.worker, disable_after)
+                .await
+            {
+                Ok(disabled) => {
+                    for d in disabled {
+                        self.metrics.disabled.inc();
+                        tracing::warn!(subscription = %d.subscription_id, failing_since = d.failing_since,
+                            "subscription disabled: every delivery failed for too long");
+                    }
+                }
+                Err(e) => tracing::error!(deliveries = batch.len(), error = %e,
+                    "could not record attempts; their claims run out and they are made again"),
+            }
+            batch.clear();
+            self.settled.notify_one();
+        }
+    }
+
+    async fn deliver(
+        self: Arc<Self>,
+        mut shutdown: watch::Receiver<bool>,
+        settle: tokio::sync::mpsc::Sender<Settled>,
+    ) {
         let slots = Arc::new(Semaphore::new(self.limits.delivery_concurrency.max(1)));
         let mut running = JoinSet::new();
         while !*shutdown.borrow() {
@@ -262,6 +305,7 @@ impl Outbound {
                 };
                 tokio::select! {
                     _ = self.fanned.notified() => {}
+                    _ = self.settled.notified() => {}
                     _ = running.join_next(), if !running.is_empty() => {}
                     _ = tokio::time::sleep(wait) => {}
                     _ = shutdown.changed() => {}
@@ -273,9 +317,11 @@ impl Outbound {
                     .clone()
                     .try_acquire_owned()
                     .expect("claimed no more than the free slots");
-                let me = self.clone();
+                let (me, settle) = (self.clone(), settle.clone());
                 running.spawn(async move {
-                    me.deliver_one(d).await;
+                    let settled = me.deliver_one(d).await;
+                    // The slot is held until the settler has the attempt: memory stays bounded.
+                    let _ = settle.send(settled).await;
                     drop(permit);
                 });
             }
@@ -312,7 +358,8 @@ impl Outbound {
         Ok(s)
     }
 
-    async fn deliver_one(&self, d: DueDelivery) {
+    /// Makes one attempt; answers what to record.
+    async fn deliver_one(&self, d: DueDelivery) -> Settled {
         let timeout = Duration::from_millis(self.limits.delivery_timeout_ms.max(1));
         let (outcome, retry_after) = match self.signing_secrets(&d.subscription_id).await {
             Ok(secrets) => {
@@ -359,24 +406,10 @@ impl Outbound {
             tracing::info!(subscription = %d.subscription_id, delivery = %d.id, attempt = d.attempt,
                 code = ?outcome.response_code, error = ?outcome.error, next = label, "outbound delivery failed");
         }
-        let disable_after = self
-            .limits
-            .subscription_disable_after_seconds
-            .saturating_mul(1000);
-        match self
-            .store
-            .settle_delivery(&d, &self.worker, &outcome, next, disable_after)
-            .await
-        {
-            Ok(Some(disabled)) => {
-                self.metrics.disabled.inc();
-                tracing::warn!(subscription = %disabled.subscription_id, failing_since = disabled.failing_since,
-                    "subscription disabled: every delivery failed for too long");
-            }
-            Ok(None) => {}
-            Err(e) => {
-                tracing::error!(delivery = %d.id, error = %e, "could not record the attempt; the claim runs out and it is made again")
-            }
+        Settled {
+            delivery: d,
+            outcome,
+            next,
         }
     }
 }

@@ -63,6 +63,22 @@ pub enum Next {
     GiveUp,
 }
 
+/// One attempt to record: the delivery, what the receiver did, and what follows.
+#[derive(Debug, Clone)]
+pub struct Settled {
+    pub delivery: DueDelivery,
+    pub outcome: AttemptOutcome,
+    pub next: Next,
+}
+
+/// `$first, $first+1, ...`: `n` placeholders for an SQL list.
+fn marks(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A subscription Switchyard disabled after it failed for too long.
 #[derive(Debug, Clone)]
 pub struct Disabled {
@@ -75,7 +91,7 @@ impl Store {
     /// `lease_ms`: at most `per_endpoint` in flight per subscription, counting other replicas'
     /// claims, and for an ordered subscription only its earliest unfinished delivery.
     ///
-    /// Subscriptions with due deliveries are taken oldest-due first; each is claimed from in a
+    /// Subscriptions with due deliveries are taken in a random order; each is claimed from in a
     /// transaction that locks its row (`FOR UPDATE SKIP LOCKED`: a replica claiming for it
     /// already makes this one pass it by), counts what is in flight and takes its free slots.
     /// Every statement reads one subscription's rows through an index, whatever the backlog.
@@ -87,11 +103,16 @@ impl Store {
         per_endpoint: i64,
     ) -> Result<Vec<DueDelivery>> {
         let now = now_ms();
+        // Enabled subscriptions with something due, each found through its own index probe (the
+        // cost follows the number of subscriptions, not the backlog), in a random order so that
+        // none waits behind others when there are more than slots.
         let due: Vec<(String,)> = sqlx::query_as(
-            "SELECT d.subscription_id FROM or_deliveries d JOIN or_subscriptions s ON s.id = d.subscription_id \
-             WHERE s.enabled = 1 AND ((d.status = 'pending' AND d.next_attempt_at <= $1) \
-                                      OR (d.status = 'delivering' AND d.claimed_until < $1)) \
-             GROUP BY d.subscription_id ORDER BY MIN(d.next_attempt_at) LIMIT $2",
+            "SELECT s.id FROM or_subscriptions s WHERE s.enabled = 1 AND ( \
+               EXISTS (SELECT 1 FROM or_deliveries d WHERE d.subscription_id = s.id AND d.status = 'pending' \
+                         AND d.next_attempt_at <= $1) \
+               OR EXISTS (SELECT 1 FROM or_deliveries d WHERE d.subscription_id = s.id AND d.status = 'delivering' \
+                         AND d.claimed_until < $1)) \
+             ORDER BY RANDOM() LIMIT $2",
         )
         .bind(now)
         .bind(limit.max(1))
@@ -202,10 +223,7 @@ impl Store {
         .await?)
     }
 
-    /// Records an attempt and what follows it. Moves the delivery only while `worker` still holds
-    /// the claim; the attempt is logged either way (it was made). A failure starts or continues
-    /// the subscription's failing streak, and one that has lasted `disable_after_ms` disables it
-    /// and publishes `subscription.disabled`; a success ends the streak.
+    /// Records an attempt and what follows it (see [`Store::settle_deliveries`]).
     pub async fn settle_delivery(
         &self,
         d: &DueDelivery,
@@ -214,53 +232,129 @@ impl Store {
         next: Next,
         disable_after_ms: i64,
     ) -> Result<Option<Disabled>> {
-        let now = now_ms();
-        let (status, next_at) = match next {
-            Next::Done => ("succeeded", None),
-            Next::RetryAt(at) => ("pending", Some(at)),
-            Next::GiveUp => ("failed", None),
+        let one = Settled {
+            delivery: d.clone(),
+            outcome: outcome.clone(),
+            next,
         };
+        Ok(self
+            .settle_deliveries(std::slice::from_ref(&one), worker, disable_after_ms)
+            .await?
+            .pop())
+    }
+
+    /// Records attempts and what follows each, in one transaction. A delivery moves only while
+    /// `worker` still holds its claim; its attempt is logged either way (it was made). A success
+    /// ends its subscription's failing streak; a failure starts or continues it, and a streak of
+    /// `disable_after_ms` disables the subscription and publishes `subscription.disabled`.
+    /// Successes, the attempts log and the streaks are written with one statement each per batch.
+    pub async fn settle_deliveries(
+        &self,
+        batch: &[Settled],
+        worker: &str,
+        disable_after_ms: i64,
+    ) -> Result<Vec<Disabled>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = now_ms();
         let (_g, mut tx) = self.begin().await?;
-        sqlx::query(
-            "UPDATE or_deliveries SET status = $3, next_attempt_at = COALESCE($4, next_attempt_at), \
-               claimed_by = NULL, claimed_until = NULL, updated_at = $5 \
-             WHERE id = $1 AND claimed_by = $2 AND status = 'delivering'",
-        )
-        .bind(&d.id)
-        .bind(worker)
-        .bind(status)
-        .bind(next_at)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO or_delivery_attempts (id, delivery_id, subscription_id, attempt, at, status, response_code, latency_ms, response_body, error) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(new_id())
-        .bind(&d.id)
-        .bind(&d.subscription_id)
-        .bind(d.attempt)
-        .bind(now)
-        .bind(if outcome.succeeded { "succeeded" } else { "failed" })
-        .bind(outcome.response_code.map(i64::from))
-        .bind(outcome.latency_ms)
-        .bind(outcome.response_body.as_deref())
-        .bind(outcome.error.as_deref())
-        .execute(&mut *tx)
-        .await?;
-        let mut disabled = None;
-        if outcome.succeeded {
-            sqlx::query("UPDATE or_subscriptions SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL")
-                .bind(&d.subscription_id)
-                .execute(&mut *tx)
-                .await?;
-        } else {
+        let succeeded: Vec<&str> = batch
+            .iter()
+            .filter(|s| s.next == Next::Done)
+            .map(|s| s.delivery.id.as_str())
+            .collect();
+        for chunk in succeeded.chunks(500) {
+            let sql = format!(
+                "UPDATE or_deliveries SET status = 'succeeded', claimed_by = NULL, claimed_until = NULL, updated_at = $2 \
+                 WHERE claimed_by = $1 AND status = 'delivering' AND id IN ({})",
+                marks(3, chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(worker).bind(now);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for s in batch.iter().filter(|s| s.next != Next::Done) {
+            let (status, next_at) = match s.next {
+                Next::RetryAt(at) => ("pending", Some(at)),
+                _ => ("failed", None),
+            };
+            sqlx::query(
+                "UPDATE or_deliveries SET status = $3, next_attempt_at = COALESCE($4, next_attempt_at), \
+                   claimed_by = NULL, claimed_until = NULL, updated_at = $5 \
+                 WHERE id = $1 AND claimed_by = $2 AND status = 'delivering'",
+            )
+            .bind(&s.delivery.id)
+            .bind(worker)
+            .bind(status)
+            .bind(next_at)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for chunk in batch.chunks(100) {
+            let rows = (0..chunk.len())
+                .map(|i| format!("({})", marks(i * 10 + 1, 10)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "INSERT INTO or_delivery_attempts (id, delivery_id, subscription_id, attempt, at, status, response_code, \
+                   latency_ms, response_body, error) VALUES {rows}"
+            );
+            let mut q = sqlx::query(&sql);
+            for s in chunk {
+                let o = &s.outcome;
+                q = q
+                    .bind(new_id())
+                    .bind(&s.delivery.id)
+                    .bind(&s.delivery.subscription_id)
+                    .bind(s.delivery.attempt)
+                    .bind(now)
+                    .bind(if o.succeeded { "succeeded" } else { "failed" })
+                    .bind(o.response_code.map(i64::from))
+                    .bind(o.latency_ms)
+                    .bind(o.response_body.clone())
+                    .bind(o.error.clone());
+            }
+            q.execute(&mut *tx).await?;
+        }
+        // Streaks: a subscription with a success in the batch is healthy; one with failures only
+        // keeps failing.
+        let mut healthy: Vec<&str> = batch
+            .iter()
+            .filter(|s| s.outcome.succeeded)
+            .map(|s| s.delivery.subscription_id.as_str())
+            .collect();
+        healthy.sort_unstable();
+        healthy.dedup();
+        if !healthy.is_empty() {
+            let sql = format!(
+                "UPDATE or_subscriptions SET failing_since = NULL WHERE failing_since IS NOT NULL AND id IN ({})",
+                marks(1, healthy.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for id in &healthy {
+                q = q.bind(*id);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        let mut failing: Vec<&str> = batch
+            .iter()
+            .filter(|s| !s.outcome.succeeded)
+            .map(|s| s.delivery.subscription_id.as_str())
+            .filter(|id| healthy.binary_search(id).is_err())
+            .collect();
+        failing.sort_unstable();
+        failing.dedup();
+        let mut disabled = Vec::new();
+        for id in failing {
             let row = sqlx::query(
                 "UPDATE or_subscriptions SET failing_since = COALESCE(failing_since, $2) WHERE id = $1 \
                  RETURNING org_id, team_ids, url, enabled, failing_since",
             )
-            .bind(&d.subscription_id)
+            .bind(id)
             .bind(now)
             .fetch_optional(&mut *tx)
             .await?;
@@ -268,10 +362,7 @@ impl Store {
                 let since: i64 = r.try_get("failing_since")?;
                 let enabled = r.try_get::<i64, _>("enabled")? == 1;
                 if enabled && now - since >= disable_after_ms {
-                    disabled = Some(
-                        self.disable_failing(&mut tx, &d.subscription_id, &r, since)
-                            .await?,
-                    );
+                    disabled.push(self.disable_failing(&mut tx, id, &r, since).await?);
                 }
             }
         }

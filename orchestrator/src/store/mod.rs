@@ -41,7 +41,7 @@ use tokio::sync::{Notify, OwnedMutexGuard};
 pub use attempts::Attempt;
 pub use audit::OutboxEntry;
 pub use correlate::Correlation;
-pub use deliveries::{AttemptOutcome, Disabled, DueDelivery, Next};
+pub use deliveries::{AttemptOutcome, Disabled, DueDelivery, Next, Settled};
 pub use events::{Event, EventDetail, EventQuery, TimelineEntry};
 pub use inbox::{Claimed, Settlement, Stored};
 pub use incidents::{Incident, IncidentDetail, IncidentEntry, IncidentQuery, IncidentRun, Member};
