@@ -96,10 +96,15 @@ async fn alert(s: &Stack, am: &str, group: &str, status: &str) -> String {
 }
 
 async fn page(s: &Stack, pd: &str, incident: &str, event_type: &str) -> String {
+    page_for(s, pd, incident, event_type, "Checkout").await
+}
+
+/// A signed PagerDuty event of PSVC1, whose service PagerDuty calls `service`.
+async fn page_for(s: &Stack, pd: &str, incident: &str, event_type: &str, service: &str) -> String {
     let body = json!({"event": {"id": format!("{incident}-{event_type}"), "event_type": event_type,
         "occurred_at": "2026-12-04T08:01:00Z",
         "data": {"id": incident, "type": "incident", "urgency": "high",
-                 "service": {"id": "PSVC1", "type": "service_reference", "summary": "Checkout"}}}});
+                 "service": {"id": "PSVC1", "type": "service_reference", "summary": service}}}});
     let raw = body.to_string();
     let headers = vec![
         (
@@ -313,24 +318,7 @@ async fn incidents_are_resolved_merged_and_reopened_by_hand(b: Backend) {
     // by another service.
     let a = alert(&s, &senders.am, "{}:{alertname=\"A\"}", "firing").await;
     settled(&s, &a).await;
-    let body = json!({"event": {"id": "pd-other", "event_type": "incident.triggered",
-        "data": {"id": "PINC9", "type": "incident", "service": {"id": "PSVC1", "summary": "payments"}}}});
-    let raw = body.to_string();
-    let headers = vec![
-        (
-            "x-pagerduty-signature",
-            format!("v1={}", hmac_hex(PD_SECRET.as_bytes(), &[raw.as_bytes()])),
-        ),
-        ("x-webhook-id", "pd-other".into()),
-        ("content-type", "application/json".into()),
-    ];
-    let b_ev = send(
-        &s,
-        &format!("/webhooks/pagerduty/{}", senders.pd),
-        headers,
-        body,
-    )
-    .await;
+    let b_ev = page_for(&s, &senders.pd, "PINC9", "incident.triggered", "payments").await;
     settled(&s, &b_ev).await;
     let open = incidents(&s, "status=open").await;
     assert_eq!(open.len(), 2, "{open:?}");
@@ -379,21 +367,10 @@ async fn incidents_are_resolved_merged_and_reopened_by_hand(b: Backend) {
     }
 
     // Tenancy: a team token sees its own team's incidents only; another team's answers 404.
-    let token = |node: &'static str| {
-        let s = &s;
-        async move {
-            s.must(
-                Method::POST,
-                format!("{}/api/v1/orgs/acme/nodes/{node}/tokens", s.cs),
-                Some(json!({"label": "t", "subject": "t@acme.example"})),
-            )
-            .await["secret"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        }
-    };
-    let (checkout, search) = (token("checkout").await, token("search").await);
+    let (checkout, search) = (
+        s.team_token("acme", "checkout").await,
+        s.team_token("acme", "search").await,
+    );
     let one = format!("{}/api/v1/orgs/acme/incidents/{x}", s.orch);
     assert_eq!(
         s.call(&checkout, Method::GET, one.clone(), None).await.0,

@@ -187,22 +187,10 @@ async fn a_run_reaches_a_receiver_verifying_with_the_standard_webhooks_library(b
     );
 
     // A team token sees its own team's subscription's attempts, never another team's.
-    let token = |node: &str| {
-        let s = &s;
-        let node = node.to_owned();
-        async move {
-            s.must(
-                Method::POST,
-                format!("{}/api/v1/orgs/acme/nodes/{node}/tokens", s.cs),
-                Some(json!({"label": "t", "subject": "t@acme.example"})),
-            )
-            .await["secret"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        }
-    };
-    let (search_token, checkout_token) = (token("search").await, token("checkout").await);
+    let (search_token, checkout_token) = (
+        s.team_token("acme", "search").await,
+        s.team_token("acme", "checkout").await,
+    );
     let path = format!("/subscriptions/{search_sub}/attempts");
     assert_eq!(
         api.call(&search_token, Method::GET, &path, None).await.0,

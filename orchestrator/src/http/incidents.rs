@@ -21,19 +21,9 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/orgs/{org}/incidents/{id}/merge", post(merge))
 }
 
-/// The team a caller is limited to (`None`: the whole org). Another org answers 404.
-fn team_of(caller: &Caller, org: &str) -> Result<Option<String>> {
-    match caller {
-        Caller::Team {
-            org_id, node_id, ..
-        } if org_id == org => Ok(Some(node_id.clone())),
-        _ => caller.authorize_org_admin(org).map(|()| None),
-    }
-}
-
 /// The incident, if the caller may see it.
 async fn visible(state: &AppState, caller: &Caller, org: &str, id: &str) -> Result<Incident> {
-    let team = team_of(caller, org)?;
+    let team = super::team_scope(caller, org)?;
     let i = state.store.get_incident(org, id).await?;
     if team.is_some_and(|t| t != i.team_id) {
         return Err(Error::not_found(format!("incident {id}")));
@@ -72,7 +62,7 @@ pub async fn list(
     ApiQuery(p): ApiQuery<IncidentParams>,
 ) -> Result<Json<IncidentPage>> {
     let mut team = p.team;
-    if let Some(own) = team_of(&caller, &org)? {
+    if let Some(own) = super::team_scope(&caller, &org)? {
         if team.as_ref().is_some_and(|t| *t != own) {
             return Ok(Json(IncidentPage {
                 items: Vec::new(),

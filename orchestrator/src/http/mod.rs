@@ -77,3 +77,17 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 pub async fn metrics(State(state): State<AppState>) -> Response {
     metrics_response(&state.metrics)
 }
+
+/// The team a caller is limited to in `org`: a team token's own team, `None` for the org's
+/// admins (and the platform admin). Another org answers 404.
+pub(crate) fn team_scope(
+    caller: &switchyard_common::http::Caller,
+    org: &str,
+) -> switchyard_common::error::Result<Option<String>> {
+    match caller {
+        switchyard_common::http::Caller::Team {
+            org_id, node_id, ..
+        } if org_id == org => Ok(Some(node_id.clone())),
+        _ => caller.authorize_org_admin(org).map(|()| None),
+    }
+}

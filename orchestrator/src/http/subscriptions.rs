@@ -118,12 +118,10 @@ pub(super) enum Scope {
 }
 
 fn scope(caller: &Caller, org: &str) -> Result<Scope> {
-    match caller {
-        Caller::Team {
-            org_id, node_id, ..
-        } if org_id == org => Ok(Scope::Team(node_id.clone())),
-        _ => caller.authorize_org_admin(org).map(|()| Scope::Org),
-    }
+    Ok(match super::team_scope(caller, org)? {
+        Some(team) => Scope::Team(team),
+        None => Scope::Org,
+    })
 }
 
 impl Scope {

@@ -223,26 +223,6 @@ impl Store {
         .await?)
     }
 
-    /// Records an attempt and what follows it (see [`Store::settle_deliveries`]).
-    pub async fn settle_delivery(
-        &self,
-        d: &DueDelivery,
-        worker: &str,
-        outcome: &AttemptOutcome,
-        next: Next,
-        disable_after_ms: i64,
-    ) -> Result<Option<Disabled>> {
-        let one = Settled {
-            delivery: d.clone(),
-            outcome: outcome.clone(),
-            next,
-        };
-        Ok(self
-            .settle_deliveries(std::slice::from_ref(&one), worker, disable_after_ms)
-            .await?
-            .pop())
-    }
-
     /// Records attempts and what follows each, in one transaction. A delivery moves only while
     /// `worker` still holds its claim; its attempt is logged either way (it was made). A success
     /// ends its subscription's failing streak; a failure starts or continues it, and a streak of

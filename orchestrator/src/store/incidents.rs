@@ -8,7 +8,6 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 use switchyard_common::error::{Error, Result};
 use switchyard_common::http::Actor;
-use switchyard_common::ids::new_id;
 use switchyard_common::outbox::Publish;
 use switchyard_common::time::{now_ms, rfc3339};
 use utoipa::ToSchema;
@@ -130,15 +129,7 @@ pub(super) async fn note_incident(
     kind: &str,
     detail: Option<&str>,
 ) -> Result<()> {
-    sqlx::query("INSERT INTO or_incident_timeline (id, incident_id, at, kind, detail) VALUES ($1, $2, $3, $4, $5)")
-        .bind(new_id())
-        .bind(id)
-        .bind(at)
-        .bind(kind)
-        .bind(detail)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+    super::append_entry(tx, super::Timeline::Incident, id, at, kind, detail).await
 }
 
 /// The incident as its outbound events (`incident.*`) carry it.

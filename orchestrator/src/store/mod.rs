@@ -175,9 +175,36 @@ async fn timeline(
     kind: &str,
     detail: Option<&str>,
 ) -> Result<()> {
-    sqlx::query("INSERT INTO or_event_timeline (id, event_id, at, kind, detail) VALUES ($1, $2, $3, $4, $5)")
+    append_entry(tx, Timeline::Event, event, at, kind, detail).await
+}
+
+/// The two timelines: an event's and an incident's.
+#[derive(Clone, Copy)]
+enum Timeline {
+    Event,
+    Incident,
+}
+
+/// Appends an entry to an event's or an incident's timeline.
+async fn append_entry(
+    tx: &mut Transaction<'static, Any>,
+    of: Timeline,
+    owner: &str,
+    at: i64,
+    kind: &str,
+    detail: Option<&str>,
+) -> Result<()> {
+    let sql = match of {
+        Timeline::Event => {
+            "INSERT INTO or_event_timeline (id, event_id, at, kind, detail) VALUES ($1, $2, $3, $4, $5)"
+        }
+        Timeline::Incident => {
+            "INSERT INTO or_incident_timeline (id, incident_id, at, kind, detail) VALUES ($1, $2, $3, $4, $5)"
+        }
+    };
+    sqlx::query(sql)
         .bind(new_id())
-        .bind(event)
+        .bind(owner)
         .bind(at)
         .bind(kind)
         .bind(detail)

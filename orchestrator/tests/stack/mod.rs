@@ -296,6 +296,19 @@ impl Stack {
         v
     }
 
+    /// A new token of team `node` in `org` (its secret).
+    pub async fn team_token(&self, org: &str, node: &str) -> String {
+        self.must(
+            reqwest::Method::POST,
+            format!("{}/api/v1/orgs/{org}/nodes/{node}/tokens", self.cs),
+            Some(json!({"label": "t", "subject": format!("t@{org}.example")})),
+        )
+        .await["secret"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
     /// Writes a node's layer over its current version.
     pub async fn layer(&self, org: &str, node: &str, layer: Value) {
         let url = format!("{}/api/v1/orgs/{org}/nodes/{node}/config/layer", self.cs);
