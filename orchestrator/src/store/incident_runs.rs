@@ -248,7 +248,10 @@ impl Store {
             &[incident], None).await? else {
             return Ok(());
         };
-        let finished = super::sql_list(super::Status::is_final);
+        // Finished, or still being dispatched: a signal that joined while the run was going may
+        // not be settled yet when the run ends. Taking its claim back makes that dispatch's
+        // settle record nothing, and the signal goes through dispatch again for the follow-up.
+        let finished = super::sql_list(|s| s.is_final() || s == super::Status::Dispatching);
         let n = sqlx::query(&format!(
             "UPDATE or_events SET status = 'received', generation = generation + 1, next_attempt_at = $2, attempts = 0, \
                claimed_by = NULL, claimed_until = NULL, updated_at = $2 WHERE id = $1 AND status IN ({finished})"
