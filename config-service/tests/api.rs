@@ -802,6 +802,46 @@ async fn secrets_are_write_only_and_referenced(b: Backend) {
         StatusCode::NOT_FOUND
     );
 
+    // A secret shared with the orchestrator only (a Slack subscription's incoming-webhook URL):
+    // the orchestrator reads it, the agent-runner does not; an unknown reader is refused.
+    let hook = "https://hooks.slack.com/services/T0/B0/secretpart";
+    let r = app
+        .send(
+            Method::PUT,
+            "/api/v1/orgs/acme/secrets/slack-hook",
+            Some(&alice),
+            Some(json!({"value": hook, "readers": ["orchestrator"]})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["readers"], json!(["orchestrator"]));
+    let path = "/api/v1/internal/orgs/acme/secrets/slack-hook";
+    let r = app
+        .get(path, Some(&app.service_jwt_of("orchestrator")))
+        .await;
+    assert_eq!(
+        (r.status, r.body["value"].as_str()),
+        (StatusCode::OK, Some(hook))
+    );
+    assert_eq!(
+        app.get(path, Some(&app.service_jwt_of("agent-runner")))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    let r = app
+        .send(
+            Method::PUT,
+            "/api/v1/orgs/acme/secrets/slack-hook",
+            Some(&alice),
+            Some(json!({"value": hook, "readers": ["everyone"]})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.body["errors"][0]["pointer"], "/readers/0");
+
     // A run's context carries the values the team's config refers to (`llm` is not stored:
     // absent), for the agent-runner only.
     let path = "/api/v1/internal/orgs/acme/nodes/t/run-context";

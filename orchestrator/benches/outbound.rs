@@ -103,6 +103,7 @@ async fn delivery(store: &Store) {
             description: Some(None),
             enabled: Some(true),
             ordered: Some(false),
+            ..SubscriptionFields::default()
         };
         store
             .create_subscription(&keyring, &by, "bench", &fields)

@@ -497,7 +497,137 @@ async fn two_replicas_deliver_each_event_once(b: Backend) {
     assert!(got.iter().all(|g| g.verified));
 }
 
+/// A `slack` subscription posts a readable message per event to the incoming-webhook URL it
+/// reads from an org secret shared with the orchestrator; the URL never appears in what the API
+/// answers; a secret not shared, a missing one, or a `url` are refused with their pointer; it
+/// has no signing secret to rotate.
+async fn a_slack_subscription_posts_readable_messages_to_the_url_in_the_secrets_store(b: Backend) {
+    let s = Stack::start(b, fast(Options::default().limits)).await;
+    let pd = acme(&s).await;
+    let api = Api { s: &s };
+    let (slack, slack_url) = Receiver::start().await;
+    let secret = |name: &str, readers: Value| {
+        let (s, url) = (&s, slack_url.clone());
+        let path = format!("{}/api/v1/orgs/acme/secrets/{name}", s.cs);
+        async move {
+            s.call(
+                ADMIN,
+                Method::PUT,
+                path,
+                Some(json!({"value": url, "readers": readers})),
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        secret("slack-agent-only", json!(["agent-runner"])).await.0,
+        201
+    );
+    assert_eq!(secret("slack-oncall", json!(["orchestrator"])).await.0, 201);
+    let types = json!(["run.*"]);
+    for (body, pointer) in [
+        (
+            json!({"kind": "slack", "url_secret": "slack-agent-only", "event_types": types}),
+            "/url_secret",
+        ),
+        (
+            json!({"kind": "slack", "url_secret": "no-such-secret", "event_types": types}),
+            "/url_secret",
+        ),
+        (
+            json!({"kind": "slack", "url": slack_url, "event_types": types}),
+            "/url",
+        ),
+        (
+            json!({"kind": "slack", "event_types": types}),
+            "/url_secret",
+        ),
+        (
+            json!({"url_secret": "slack-oncall", "url": slack_url, "event_types": types}),
+            "/url_secret",
+        ),
+    ] {
+        let (st, v) = api
+            .call(ADMIN, Method::POST, "/subscriptions", Some(body.clone()))
+            .await;
+        assert_eq!(
+            (st, v["errors"][0]["pointer"].as_str()),
+            (422, Some(pointer)),
+            "{body}: {v}"
+        );
+    }
+    let (st, v) = api
+        .call(
+            ADMIN,
+            Method::POST,
+            "/subscriptions",
+            Some(json!({"kind": "slack", "url_secret": "slack-oncall", "event_types": ["run.*"]})),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(
+        (v["kind"].as_str(), &v["url"]),
+        (Some("slack"), &Value::Null)
+    );
+    assert!(
+        v.get("secret").is_none(),
+        "a slack subscription is not signed: {v}"
+    );
+    let sub = v["id"].as_str().unwrap().to_owned();
+    let (st, _) = api
+        .call(
+            ADMIN,
+            Method::POST,
+            &format!("/subscriptions/{sub}/rotate-secret"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(st, 409);
+
+    page(&s, &pd, "PSLACK1").await;
+    eventually("the run's messages reach Slack", 30, || async {
+        slack
+            .got()
+            .iter()
+            .any(|g| g.body["text"].as_str().unwrap_or("").contains("finished"))
+    })
+    .await;
+    let got = slack.got();
+    let texts: Vec<&str> = got.iter().filter_map(|g| g.body["text"].as_str()).collect();
+    assert!(
+        texts.contains(&":robot_face: Agent run started for team *checkout*"),
+        "{texts:?}"
+    );
+    let finished = got
+        .iter()
+        .find(|g| g.body["text"] == ":white_check_mark: Agent run finished for team *checkout*")
+        .expect("run.succeeded as a message");
+    let section = finished.body["blocks"][0]["text"]["text"].as_str().unwrap();
+    assert!(
+        section.contains("*Summary:*") && section.contains("Run `"),
+        "{section}"
+    );
+    assert!(
+        got.iter().all(|g| g.id.is_empty() && !g.verified),
+        "not signed"
+    );
+    let attempts = api.attempts(&sub).await;
+    assert!(
+        attempts.iter().all(|a| a["status"] == "succeeded"),
+        "{attempts:?}"
+    );
+    let (_, listed) = api
+        .call(ADMIN, Method::GET, &format!("/subscriptions/{sub}"), None)
+        .await;
+    let everything = format!("{listed}{attempts:?}");
+    assert!(
+        !everything.contains(&slack_url),
+        "the URL stays in the secrets store"
+    );
+}
+
 switchyard_common::on_both_backends!(
+    a_slack_subscription_posts_readable_messages_to_the_url_in_the_secrets_store,
     a_run_reaches_a_receiver_verifying_with_the_standard_webhooks_library,
     a_failing_receiver_gets_it_on_the_third_attempt,
     a_subscription_failing_too_long_is_disabled_and_the_org_told,

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use serde_json::json;
 use switchyard_api::auth::{IntrospectRequest, Introspection};
-use switchyard_api::config::{NodeConfig, TeamPipelines};
+use switchyard_api::config::{NodeConfig, RevealedSecret, TeamPipelines};
 use switchyard_api::outbound::{OutboundEvent, OutboxAck, OutboxBatch};
 use switchyard_api::routing::{Lookup, LookupRequest, RouteMatch, RoutingVersion};
 use switchyard_api::runs::{
@@ -218,6 +218,13 @@ impl ConfigClient {
             return Ok(None);
         }
         body(resp).await.map(Some)
+    }
+
+    /// The value of an org secret shared with this service. The org having no secret by that
+    /// name (404), or not sharing it with this service (403), is `Rejected` with the reason.
+    pub async fn secret_value(&self, org: &str, name: &str) -> Result<String, CallError> {
+        let path = format!("/api/v1/internal/orgs/{org}/secrets/{name}");
+        Ok(body::<RevealedSecret>(self.get(&path).await?).await?.value)
     }
 
     /// Every team of every org with its effective config's `pipelines`, for the reconciler.

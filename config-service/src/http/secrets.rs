@@ -28,14 +28,44 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-/// Services allowed to read secret values: the agent-runner (LLM keys, tool tokens, reply tokens).
-const READERS: &[&str] = &["agent-runner"];
+/// Services a secret may be shared with: the agent-runner (LLM keys, tool tokens, reply tokens)
+/// and the orchestrator (the incoming-webhook URL of a `slack` subscription).
+const READERS: &[&str] = &["agent-runner", "orchestrator"];
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecretValue {
     /// The credential. Never returned by any endpoint.
     pub value: String,
+    /// The services that may read it (default `["agent-runner"]`); a `slack` subscription's
+    /// webhook URL is shared with `orchestrator`.
+    #[serde(default)]
+    pub readers: Option<Vec<String>>,
+}
+
+/// The readers asked for (the agent-runner when none), each one of [`READERS`], without repeats.
+fn check_readers(asked: Option<Vec<String>>) -> Result<Vec<String>> {
+    let mut readers = asked.unwrap_or_else(|| vec!["agent-runner".to_owned()]);
+    if readers.is_empty() {
+        return Err(Error::invalid(
+            "/readers",
+            "name at least one service, or leave it out for the agent-runner",
+        ));
+    }
+    for (i, r) in readers.iter().enumerate() {
+        if !READERS.contains(&r.as_str()) {
+            return Err(Error::invalid(
+                &format!("/readers/{i}"),
+                format!(
+                    "{r:?} is not a service that reads secrets: use {}",
+                    READERS.join(" or ")
+                ),
+            ));
+        }
+    }
+    readers.sort();
+    readers.dedup();
+    Ok(readers)
 }
 
 fn check_secret_name(name: &str) -> Result<()> {
@@ -65,6 +95,7 @@ pub async fn put_secret(
             format!("a secret is 1 to {MAX_SECRET_LEN} bytes"),
         ));
     }
+    let readers = check_readers(req.readers)?;
     let (info, created) = state
         .store
         .put_secret(
@@ -73,6 +104,7 @@ pub async fn put_secret(
             &admin.org_id,
             &name,
             &req.value,
+            &readers,
         )
         .await?;
     let status = if created {
@@ -109,7 +141,8 @@ pub async fn delete_secret(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// A secret's value, for the services that use it (service JWT of the agent-runner only).
+/// A secret's value, for the services it is shared with (service JWT of a reader named when it
+/// was set: 403 for any other service).
 #[utoipa::path(get, path = "/api/v1/internal/orgs/{org}/secrets/{name}", tag = "internal",
     params(("org" = String, Path), ("name" = String, Path)),
     responses((status = 200, body = RevealedSecret), (status = 403, body = switchyard_common::problem::Problem), (status = 404, body = switchyard_common::problem::Problem)),
@@ -122,7 +155,7 @@ pub async fn secret_value(
     service.require(READERS)?;
     let value = state
         .store
-        .secret_value(&state.keyring, &org, &name)
+        .secret_value(&state.keyring, &service.name, &org, &name)
         .await?;
     tracing::info!(org = %org, secret = %name, service = %service.name, "secret read");
     Ok(Json(RevealedSecret { name, value }))

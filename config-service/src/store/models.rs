@@ -217,6 +217,9 @@ pub struct SecretInfo {
     pub name: String,
     /// The first 12 hex digits of the value's SHA-256: tells values apart without revealing them.
     pub fingerprint: String,
+    /// The services that may read the value: `agent-runner` (LLM keys, tool and reply tokens),
+    /// `orchestrator` (the incoming-webhook URL of a `slack` subscription).
+    pub readers: Vec<String>,
     pub created_at: String,
     pub updated_at: String,
 }

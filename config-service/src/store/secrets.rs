@@ -26,14 +26,19 @@ fn info(r: &sqlx::any::AnyRow) -> Result<SecretInfo> {
     Ok(SecretInfo {
         name: r.try_get("name")?,
         fingerprint: r.try_get("fingerprint")?,
+        readers: serde_json::from_str(&r.try_get::<String, _>("readers")?).unwrap_or_default(),
         created_at: ts(r, "created_at")?,
         updated_at: ts(r, "updated_at")?,
     })
 }
 
+/// The columns [`info`] reads.
+const INFO: &str = "name, fingerprint, readers, created_at, updated_at";
+
 impl Store {
-    /// Sets a secret (creating or replacing it). Answers its description and whether it is new.
-    /// The audit entry records the change and the fingerprints, never the value.
+    /// Sets a secret (creating or replacing it) with the services that may read it. Answers its
+    /// description and whether it is new. The audit entry records the change and the
+    /// fingerprints, never the value.
     pub async fn put_secret(
         &self,
         actor: &Actor,
@@ -41,11 +46,12 @@ impl Store {
         org: &str,
         name: &str,
         value: &str,
+        readers: &[String],
     ) -> Result<(SecretInfo, bool)> {
         let mut otx = self.org_tx(org, actor).await?;
-        let before = sqlx::query(
-            "SELECT name, fingerprint, created_at, updated_at FROM cs_secrets WHERE org_id = $1 AND name = $2",
-        )
+        let before = sqlx::query(&format!(
+            "SELECT {INFO} FROM cs_secrets WHERE org_id = $1 AND name = $2"
+        ))
         .bind(org)
         .bind(name)
         .fetch_optional(&mut *otx.tx)
@@ -55,11 +61,12 @@ impl Store {
         let sealed = keyring.seal(value.as_bytes(), &aad(org, name));
         let now = now_ms();
         let row = sqlx::query(
-            "INSERT INTO cs_secrets (org_id, name, key_id, nonce, ciphertext, fingerprint, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
+            &format!("INSERT INTO cs_secrets (org_id, name, key_id, nonce, ciphertext, fingerprint, readers, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $8, $7, $7) \
              ON CONFLICT (org_id, name) DO UPDATE SET key_id = excluded.key_id, nonce = excluded.nonce, \
-               ciphertext = excluded.ciphertext, fingerprint = excluded.fingerprint, updated_at = excluded.updated_at \
-             RETURNING name, fingerprint, created_at, updated_at",
+               ciphertext = excluded.ciphertext, fingerprint = excluded.fingerprint, readers = excluded.readers, \
+               updated_at = excluded.updated_at \
+             RETURNING {INFO}"),
         )
         .bind(org)
         .bind(name)
@@ -68,6 +75,7 @@ impl Store {
         .bind(&sealed.ciphertext)
         .bind(fingerprint(value))
         .bind(now)
+        .bind(json!(readers).to_string())
         .fetch_one(&mut *otx.tx)
         .await?;
         let after = info(&row)?;
@@ -91,9 +99,9 @@ impl Store {
         if self.get_org(org).await?.is_none() {
             return Err(Error::not_found(format!("organisation {org}")));
         }
-        sqlx::query(
-            "SELECT name, fingerprint, created_at, updated_at FROM cs_secrets WHERE org_id = $1 ORDER BY name",
-        )
+        sqlx::query(&format!(
+            "SELECT {INFO} FROM cs_secrets WHERE org_id = $1 ORDER BY name"
+        ))
         .bind(org)
         .fetch_all(&self.db.pool)
         .await?
@@ -105,9 +113,9 @@ impl Store {
     /// Deletes a secret; 404 if there is none by that name.
     pub async fn delete_secret(&self, actor: &Actor, org: &str, name: &str) -> Result<()> {
         let mut otx = self.org_tx(org, actor).await?;
-        let row = sqlx::query(
-            "DELETE FROM cs_secrets WHERE org_id = $1 AND name = $2 RETURNING name, fingerprint, created_at, updated_at",
-        )
+        let row = sqlx::query(&format!(
+            "DELETE FROM cs_secrets WHERE org_id = $1 AND name = $2 RETURNING {INFO}"
+        ))
         .bind(org)
         .bind(name)
         .fetch_optional(&mut *otx.tx)
@@ -125,21 +133,35 @@ impl Store {
         Ok(())
     }
 
-    /// A secret's value, decrypted (for the services that need it; never on a public endpoint).
-    pub async fn secret_value(&self, keyring: &Keyring, org: &str, name: &str) -> Result<String> {
+    /// A secret's value, decrypted, for `service` (never on a public endpoint): 404 when the
+    /// org has no such secret, 403 when it is not shared with `service`.
+    pub async fn secret_value(
+        &self,
+        keyring: &Keyring,
+        service: &str,
+        org: &str,
+        name: &str,
+    ) -> Result<String> {
         let row = sqlx::query(
-            "SELECT name, key_id, nonce, ciphertext FROM cs_secrets WHERE org_id = $1 AND name = $2",
+            "SELECT name, key_id, nonce, ciphertext, readers FROM cs_secrets WHERE org_id = $1 AND name = $2",
         )
         .bind(org)
         .bind(name)
         .fetch_optional(&self.db.pool)
         .await?
         .ok_or_else(|| Error::not_found(format!("secret {name}")))?;
+        let readers: Vec<String> =
+            serde_json::from_str(&row.try_get::<String, _>("readers")?).unwrap_or_default();
+        if !readers.iter().any(|r| r == service) {
+            return Err(Error::Forbidden(format!(
+                "secret {name} is not shared with the {service}: set it with \"readers\" naming it"
+            )));
+        }
         open(keyring, org, &row).map(|(_, v)| v)
     }
 
-    /// The values of the org's secrets `names`, decrypted, in one query; a name the org does
-    /// not have is absent from the answer.
+    /// The values of the org's secrets `names` that the agent-runner may read, decrypted, in one
+    /// query; a name the org does not have (or has not shared with it) is absent from the answer.
     pub async fn secret_values(
         &self,
         keyring: &Keyring,
@@ -157,7 +179,8 @@ impl Store {
             among.push(format!("${}", f.args.len()));
         }
         let sql = format!(
-            "SELECT name, key_id, nonce, ciphertext FROM cs_secrets WHERE {} AND name IN ({})",
+            "SELECT name, key_id, nonce, ciphertext FROM cs_secrets WHERE {} AND name IN ({}) \
+             AND readers LIKE '%\"agent-runner\"%'",
             f.sql(),
             among.join(", ")
         );

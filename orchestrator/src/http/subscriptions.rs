@@ -51,12 +51,39 @@ pub fn router() -> Router<AppState> {
         )
 }
 
+/// How a subscription delivers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// The event envelope, signed (Standard Webhooks), POSTed to `url`.
+    #[default]
+    Webhook,
+    /// A readable message per event, POSTed to the Slack incoming webhook held by the org
+    /// secret `url_secret`.
+    Slack,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Webhook => "webhook",
+            Kind::Slack => "slack",
+        }
+    }
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSubscription {
-    /// Where deliveries are POSTed: `https`, resolving to a public address (unless the platform
-    /// allows private targets).
-    pub url: String,
+    /// `webhook` (the default) or `slack`.
+    #[serde(default)]
+    pub kind: Kind,
+    /// `webhook`: where deliveries are POSTed: `https`, resolving to a public address (unless the
+    /// platform allows private targets).
+    pub url: Option<String>,
+    /// `slack`: the org secret holding the incoming-webhook URL, shared with the orchestrator
+    /// (`PUT .../secrets/{name}` with `"readers": ["orchestrator"]`).
+    pub url_secret: Option<String>,
     /// Event types or patterns: `run.succeeded`, `run.*`, `*`.
     pub event_types: Vec<String>,
     /// Only these teams' events (a team token: its own team, the default). Absent: every team.
@@ -70,7 +97,10 @@ pub struct CreateSubscription {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateSubscription {
+    /// A `webhook` subscription's target.
     pub url: Option<String>,
+    /// A `slack` subscription's org secret.
+    pub url_secret: Option<String>,
     pub event_types: Option<Vec<String>>,
     /// `null`: every team (org admins only).
     #[serde(default, with = "double_option")]
@@ -106,8 +136,10 @@ pub struct RotateSecret {
 pub struct WithSecret {
     #[serde(flatten)]
     pub subscription: Subscription,
-    /// `whsec_...`: verify deliveries with it (Standard Webhooks). Never shown again.
-    pub secret: String,
+    /// `whsec_...`: verify deliveries with it (Standard Webhooks). Never shown again. Absent for
+    /// `slack` subscriptions, which are not signed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
 }
 
 /// Who may touch the org's subscriptions: its admins (all of them), or a team token (those
@@ -156,8 +188,48 @@ fn pattern_known(p: &str) -> bool {
         })
 }
 
-fn check_fields(state: &AppState, f: &SubscriptionFields) -> Result<()> {
+/// Checks the fields of a subscription of `kind`; `creating` requires its target.
+async fn check_fields(
+    state: &AppState,
+    org: &str,
+    kind: Kind,
+    creating: bool,
+    f: &SubscriptionFields,
+) -> Result<()> {
     let mut errs = Vec::new();
+    let refuse = |errs: &mut Vec<FieldError>, pointer: &str, detail: &str| {
+        errs.push(FieldError {
+            pointer: pointer.into(),
+            detail: detail.into(),
+        })
+    };
+    match kind {
+        Kind::Webhook if f.url_secret.is_some() => refuse(
+            &mut errs,
+            "/url_secret",
+            "only a slack subscription takes url_secret: a webhook one takes url",
+        ),
+        Kind::Webhook if creating && f.url.is_none() => {
+            refuse(&mut errs, "/url", "a webhook subscription needs its url")
+        }
+        Kind::Slack if f.url.is_some() => refuse(
+            &mut errs,
+            "/url",
+            "a slack subscription takes url_secret, the org secret holding its incoming-webhook URL, not url",
+        ),
+        Kind::Slack if creating && f.url_secret.is_none() => refuse(
+            &mut errs,
+            "/url_secret",
+            "a slack subscription needs url_secret: the org secret holding its incoming-webhook URL",
+        ),
+        _ => {}
+    }
+    if let Some(name) = &f.url_secret
+        && errs.is_empty()
+        && let Err(detail) = check_slack_secret(state, org, name).await?
+    {
+        refuse(&mut errs, "/url_secret", &detail);
+    }
     if let Some(url) = &f.url
         && let Err(detail) =
             crate::outbound::target::check_url(url, state.limits.allow_private_subscription_targets)
@@ -201,11 +273,41 @@ fn check_fields(state: &AppState, f: &SubscriptionFields) -> Result<()> {
     }
 }
 
+/// Whether the org secret `name` holds a URL a Slack subscription may post to: `Ok(Err(why))`
+/// when it does not (never saying the URL), `Err` when the config-service cannot tell now.
+async fn check_slack_secret(
+    state: &AppState,
+    org: &str,
+    name: &str,
+) -> Result<std::result::Result<(), String>> {
+    use switchyard_common::clients::CallError;
+    let value = match state.config.secret_value(org, name).await {
+        Ok(v) => v,
+        Err(CallError::Rejected(why)) => {
+            return Ok(Err(format!(
+                "{why} (a slack subscription's URL is an org secret shared with the orchestrator: \
+                 PUT .../secrets/{name} with \"readers\": [\"orchestrator\"])"
+            )));
+        }
+        Err(e) => {
+            return Err(Error::Unavailable(format!(
+                "the config-service cannot answer for secret {name} now: {e}"
+            )));
+        }
+    };
+    Ok(
+        crate::outbound::target::check_url(&value, state.limits.allow_private_subscription_targets)
+            .map(|_| ())
+            .map_err(|why| format!("the incoming-webhook URL in secret {name} is refused: {why}")),
+    )
+}
+
 /// Subscribe to the org's events (an org admin), or to its own team's (a team token).
 #[utoipa::path(post, path = "/api/v1/orgs/{org}/subscriptions", tag = "subscriptions", params(("org" = String, Path)),
     request_body = CreateSubscription,
     responses((status = 201, body = WithSecret), (status = 403, body = switchyard_common::problem::Problem),
-        (status = 404, body = switchyard_common::problem::Problem), (status = 422, body = switchyard_common::problem::Problem)))]
+        (status = 404, body = switchyard_common::problem::Problem), (status = 422, body = switchyard_common::problem::Problem),
+        (status = 503, body = switchyard_common::problem::Problem)))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -214,14 +316,16 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<WithSecret>)> {
     let scope = scope(&caller, &org)?;
     let fields = SubscriptionFields {
-        url: Some(req.url),
+        kind: Some(req.kind.as_str().to_owned()),
+        url: req.url,
+        url_secret: req.url_secret,
         event_types: Some(req.event_types),
         teams: Some(scope.teams(req.teams)?),
         description: Some(req.description),
         enabled: Some(true),
         ordered: Some(req.ordered),
     };
-    check_fields(&state, &fields)?;
+    check_fields(&state, &org, req.kind, true, &fields).await?;
     let (subscription, secret) = state
         .store
         .create_subscription(&state.keyring, &caller.actor(None), &org, &fields)
@@ -286,7 +390,12 @@ pub async fn update(
     Path((org, id)): Path<(String, String)>,
     switchyard_common::http::ApiJson(req): switchyard_common::http::ApiJson<UpdateSubscription>,
 ) -> Result<Json<Subscription>> {
-    let (scope, _) = visible(&state, &caller, &org, &id).await?;
+    let (scope, before) = visible(&state, &caller, &org, &id).await?;
+    let kind = if before.kind == "slack" {
+        Kind::Slack
+    } else {
+        Kind::Webhook
+    };
     let teams = match req.teams {
         None => None,
         Some(None) if matches!(scope, Scope::Team(_)) => {
@@ -297,14 +406,16 @@ pub async fn update(
         Some(t) => Some(scope.teams(t)?),
     };
     let fields = SubscriptionFields {
+        kind: None,
         url: req.url,
+        url_secret: req.url_secret,
         event_types: req.event_types,
         teams,
         description: req.description,
         enabled: req.enabled,
         ordered: req.ordered,
     };
-    check_fields(&state, &fields)?;
+    check_fields(&state, &org, kind, false, &fields).await?;
     Ok(Json(
         state
             .store
@@ -330,10 +441,11 @@ pub async fn remove(
 }
 
 /// A new secret, shown once; the ones signing until now keep signing for `overlap_seconds`.
+/// A `slack` subscription is not signed: 409.
 #[utoipa::path(post, path = "/api/v1/orgs/{org}/subscriptions/{id}/rotate-secret", tag = "subscriptions",
     params(("org" = String, Path), ("id" = String, Path)), request_body = RotateSecret,
     responses((status = 200, body = WithSecret), (status = 404, body = switchyard_common::problem::Problem),
-        (status = 422, body = switchyard_common::problem::Problem)))]
+        (status = 409, body = switchyard_common::problem::Problem), (status = 422, body = switchyard_common::problem::Problem)))]
 pub async fn rotate_secret(
     State(state): State<AppState>,
     caller: Caller,
@@ -360,7 +472,7 @@ pub async fn rotate_secret(
         .await?;
     Ok(Json(WithSecret {
         subscription,
-        secret,
+        secret: Some(secret),
     }))
 }
 

@@ -78,52 +78,22 @@ fn transport_error(e: &reqwest::Error, timeout: Duration) -> String {
     msg
 }
 
-/// Makes one attempt of `d`, signed with `secrets`. Answers what happened and the wait the
-/// receiver asked for, if it did.
-pub async fn attempt(
-    http: &reqwest::Client,
-    d: &DueDelivery,
-    secrets: &[String],
-    allow_private: bool,
-    timeout: Duration,
-) -> (AttemptOutcome, Option<i64>) {
-    let url = match check_url(&d.url, allow_private) {
-        Ok(u) => u,
-        Err(why) => {
-            return (
-                AttemptOutcome {
-                    error: Some(format!("the target is refused: {why}")),
-                    ..AttemptOutcome::default()
-                },
-                None,
-            );
-        }
-    };
-    if secrets.is_empty() {
-        return (
-            AttemptOutcome {
-                error: Some("the subscription has no signing secret".into()),
-                ..AttemptOutcome::default()
-            },
-            None,
-        );
-    }
-    let ts = switchyard_common::time::now_ms() / 1000;
+/// An attempt that was not made, and why.
+fn not_made(why: String) -> (AttemptOutcome, Option<i64>) {
+    (
+        AttemptOutcome {
+            error: Some(why),
+            ..AttemptOutcome::default()
+        },
+        None,
+    )
+}
+
+/// Sends `req` and records what the receiver answered (or why it did not), with the wait it
+/// asked for, if it did.
+async fn send(req: reqwest::RequestBuilder, timeout: Duration) -> (AttemptOutcome, Option<i64>) {
     let started = Instant::now();
-    let sent = http
-        .post(url)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .header(reqwest::header::USER_AGENT, "Switchyard-Webhooks/1")
-        .header("webhook-id", &d.event_id)
-        .header("webhook-timestamp", ts.to_string())
-        .header(
-            "webhook-signature",
-            signature(secrets, &d.event_id, ts, &d.body),
-        )
-        .body(d.body.clone())
-        .send()
-        .await;
-    match sent {
+    match req.send().await {
         Ok(resp) => {
             let code = resp.status();
             let wait = retry_after(&resp);
@@ -148,6 +118,61 @@ pub async fn attempt(
             None,
         ),
     }
+}
+
+/// Makes one attempt of `d`, signed with `secrets`. Answers what happened and the wait the
+/// receiver asked for, if it did.
+pub async fn attempt(
+    http: &reqwest::Client,
+    d: &DueDelivery,
+    secrets: &[String],
+    allow_private: bool,
+    timeout: Duration,
+) -> (AttemptOutcome, Option<i64>) {
+    let url = match check_url(&d.url, allow_private) {
+        Ok(u) => u,
+        Err(why) => return not_made(format!("the target is refused: {why}")),
+    };
+    if secrets.is_empty() {
+        return not_made("the subscription has no signing secret".into());
+    }
+    let ts = switchyard_common::time::now_ms() / 1000;
+    let req = http
+        .post(url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header(reqwest::header::USER_AGENT, "Switchyard-Webhooks/1")
+        .header("webhook-id", &d.event_id)
+        .header("webhook-timestamp", ts.to_string())
+        .header(
+            "webhook-signature",
+            signature(secrets, &d.event_id, ts, &d.body),
+        )
+        .body(d.body.clone());
+    send(req, timeout).await
+}
+
+/// Makes one attempt of a `slack` delivery: the event as a readable message, POSTed to the
+/// incoming-webhook `url` (read from the secrets store, checked as any target; never recorded).
+pub async fn attempt_slack(
+    http: &reqwest::Client,
+    d: &DueDelivery,
+    url: &str,
+    allow_private: bool,
+    timeout: Duration,
+) -> (AttemptOutcome, Option<i64>) {
+    let url = match check_url(url, allow_private) {
+        Ok(u) => u,
+        Err(why) => return not_made(format!("the incoming-webhook URL is refused: {why}")),
+    };
+    let Ok(envelope) = serde_json::from_str(&d.body) else {
+        return not_made("the published event is not JSON".into());
+    };
+    let req = http
+        .post(url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header(reqwest::header::USER_AGENT, "Switchyard-Webhooks/1")
+        .body(super::slack::message(&envelope).to_string());
+    send(req, timeout).await
 }
 
 #[cfg(test)]

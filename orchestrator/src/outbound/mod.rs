@@ -17,6 +17,7 @@
 //! - [`target`]: which URLs and addresses deliveries may reach.
 
 pub mod deliver;
+pub mod slack;
 pub mod target;
 
 use std::collections::HashMap;
@@ -48,6 +49,10 @@ const IDLE: Duration = Duration::from_millis(200);
 const SETTLE_BATCH: usize = 256;
 /// How long signing secrets are reused: a rotation signs with the new secret within this time.
 const SECRETS_TTL: Duration = Duration::from_secs(1);
+
+/// How long a `slack` subscription's incoming-webhook URL is reused: a new URL set in the
+/// secrets store is used within this time.
+const SLACK_URL_TTL: Duration = Duration::from_secs(10);
 
 /// A subscription's signing secrets, as opened from the store.
 type Secrets = Arc<Vec<String>>;
@@ -92,6 +97,8 @@ pub struct Outbound {
     /// Rings when attempts were recorded: their subscriptions have free slots again.
     settled: Notify,
     secrets: Mutex<HashMap<String, (Instant, Secrets)>>,
+    /// `slack` subscriptions' incoming-webhook URLs by (org, secret name).
+    slack_urls: Mutex<HashMap<(String, String), (Instant, String)>>,
 }
 
 impl Outbound {
@@ -145,6 +152,7 @@ impl Outbound {
             fanned: Notify::new(),
             settled: Notify::new(),
             secrets: Mutex::default(),
+            slack_urls: Mutex::default(),
         }))
     }
 
@@ -358,29 +366,56 @@ impl Outbound {
         Ok(s)
     }
 
+    /// A `slack` subscription's incoming-webhook URL, from the org secret it names (reused for
+    /// [`SLACK_URL_TTL`]); `Err` says why there is none, never the URL.
+    async fn slack_url(&self, org: &str, name: &str) -> Result<String, String> {
+        let key = (org.to_owned(), name.to_owned());
+        if let Some((at, url)) = self.slack_urls.lock().expect("cache poisoned").get(&key)
+            && at.elapsed() < SLACK_URL_TTL
+        {
+            return Ok(url.clone());
+        }
+        let url = self.config.secret_value(org, name).await.map_err(|e| {
+            format!("the incoming-webhook URL in secret {name} cannot be read: {e}")
+        })?;
+        let mut cache = self.slack_urls.lock().expect("cache poisoned");
+        if cache.len() > 10_000 {
+            cache.retain(|_, (at, _)| at.elapsed() < SLACK_URL_TTL);
+        }
+        cache.insert(key, (Instant::now(), url.clone()));
+        Ok(url)
+    }
+
     /// Makes one attempt; answers what to record.
     async fn deliver_one(&self, d: DueDelivery) -> Settled {
         let timeout = Duration::from_millis(self.limits.delivery_timeout_ms.max(1));
-        let (outcome, retry_after) = match self.signing_secrets(&d.subscription_id).await {
-            Ok(secrets) => {
-                deliver::attempt(
-                    &self.http,
-                    &d,
-                    &secrets,
-                    self.limits.allow_private_subscription_targets,
-                    timeout,
-                )
-                .await
+        let allow_private = self.limits.allow_private_subscription_targets;
+        let not_made = |why: String| {
+            (
+                crate::store::AttemptOutcome {
+                    error: Some(why),
+                    ..Default::default()
+                },
+                None,
+            )
+        };
+        let (outcome, retry_after) = if d.kind == "slack" {
+            let name = d.url_secret.as_deref().unwrap_or_default();
+            match self.slack_url(&d.org_id, name).await {
+                Ok(url) => {
+                    deliver::attempt_slack(&self.http, &d, &url, allow_private, timeout).await
+                }
+                Err(why) => not_made(why),
             }
-            Err(e) => {
-                tracing::error!(subscription = %d.subscription_id, error = %e, "cannot open the subscription's signing secrets");
-                (
-                    crate::store::AttemptOutcome {
-                        error: Some("the signing secret could not be opened".into()),
-                        ..Default::default()
-                    },
-                    None,
-                )
+        } else {
+            match self.signing_secrets(&d.subscription_id).await {
+                Ok(secrets) => {
+                    deliver::attempt(&self.http, &d, &secrets, allow_private, timeout).await
+                }
+                Err(e) => {
+                    tracing::error!(subscription = %d.subscription_id, error = %e, "cannot open the subscription's signing secrets");
+                    not_made("the signing secret could not be opened".into())
+                }
             }
         };
         self.metrics

@@ -36,9 +36,14 @@ pub struct DueDelivery {
     pub body: String,
     /// This attempt's number (1 for the first).
     pub attempt: i64,
+    /// The org whose event it is.
+    pub org_id: String,
+    /// A `webhook` subscription's URL (empty for `slack`).
     pub url: String,
-    /// `webhook`.
+    /// `webhook` (signed, Standard Webhooks) or `slack` (a message to an incoming webhook).
     pub kind: String,
+    /// A `slack` subscription's org secret holding its incoming-webhook URL.
+    pub url_secret: Option<String>,
 }
 
 /// What one attempt gave.
@@ -148,7 +153,7 @@ impl Store {
         };
         let (_g, mut tx) = self.begin().await?;
         let Some(sub) = sqlx::query(&format!(
-            "SELECT url, kind, ordered FROM or_subscriptions WHERE id = $1 AND enabled = 1 {lock}"
+            "SELECT url, kind, url_secret, ordered FROM or_subscriptions WHERE id = $1 AND enabled = 1 {lock}"
         ))
         .bind(subscription)
         .fetch_optional(&mut *tx)
@@ -186,7 +191,7 @@ impl Store {
         };
         let rows = sqlx::query(&format!(
             "UPDATE or_deliveries SET status = 'delivering', claimed_by = $4, claimed_until = $5, attempts = attempts + 1, updated_at = $2 \
-             WHERE id IN ({candidates}) RETURNING id, event_id, event_type, body, attempts"
+             WHERE id IN ({candidates}) RETURNING id, org_id, event_id, event_type, body, attempts"
         ))
         .bind(subscription)
         .bind(now)
@@ -197,6 +202,7 @@ impl Store {
         .await?;
         tx.commit().await?;
         let (url, kind): (String, String) = (sub.try_get("url")?, sub.try_get("kind")?);
+        let url_secret: Option<String> = sub.try_get("url_secret")?;
         rows.iter()
             .map(|r| {
                 Ok(DueDelivery {
@@ -206,8 +212,10 @@ impl Store {
                     event_type: r.try_get("event_type")?,
                     body: r.try_get("body")?,
                     attempt: r.try_get("attempts")?,
+                    org_id: r.try_get("org_id")?,
                     url: url.clone(),
                     kind: kind.clone(),
+                    url_secret: url_secret.clone(),
                 })
             })
             .collect()
@@ -332,7 +340,7 @@ impl Store {
         for id in failing {
             let row = sqlx::query(
                 "UPDATE or_subscriptions SET failing_since = COALESCE(failing_since, $2) WHERE id = $1 \
-                 RETURNING org_id, team_ids, url, enabled, failing_since",
+                 RETURNING org_id, team_ids, kind, url, enabled, failing_since",
             )
             .bind(id)
             .bind(now)
@@ -360,7 +368,9 @@ impl Store {
         since: i64,
     ) -> Result<Disabled> {
         let org: String = r.try_get("org_id")?;
-        let url: String = r.try_get("url")?;
+        let kind: String = r.try_get("kind")?;
+        // A `slack` subscription's URL is a credential in the secrets store: never published.
+        let url = Some(r.try_get::<String, _>("url")?).filter(|u| !u.is_empty());
         let teams: Option<Vec<String>> = r
             .try_get::<Option<String>, _>("team_ids")?
             .and_then(|s| serde_json::from_str(&s).ok());
@@ -397,7 +407,7 @@ impl Store {
                 org: &org,
                 team,
                 event_type: "subscription.disabled",
-                data: json!({"subscription_id": id, "url": url, "reason": reason,
+                data: json!({"subscription_id": id, "kind": kind, "url": url, "reason": reason,
                     "failing_since": rfc3339(since)}),
             },
         )

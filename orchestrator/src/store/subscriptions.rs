@@ -21,9 +21,14 @@ use super::audit::note;
 pub struct Subscription {
     pub id: String,
     pub org_id: String,
-    /// `webhook`.
+    /// `webhook` (signed with the `whsec_` secret) or `slack` (a readable message posted to an
+    /// incoming webhook).
     pub kind: String,
-    pub url: String,
+    /// A `webhook` subscription's target; `null` for `slack`.
+    pub url: Option<String>,
+    /// A `slack` subscription's org secret (shared with the orchestrator) that holds its
+    /// incoming-webhook URL.
+    pub url_secret: Option<String>,
     /// Patterns: an event type, `prefix.*`, or `*`.
     pub event_types: Vec<String>,
     /// Only these teams' events; `null`: every team of the org, and org-wide events.
@@ -52,7 +57,10 @@ pub struct SubscriptionSecret {
 /// A validated subscription to create or the fields of one to change.
 #[derive(Debug, Clone, Default)]
 pub struct SubscriptionFields {
+    /// `webhook` or `slack` (set on creation only).
+    pub kind: Option<String>,
     pub url: Option<String>,
+    pub url_secret: Option<String>,
     pub event_types: Option<Vec<String>>,
     /// `Some(None)`: every team.
     pub teams: Option<Option<Vec<String>>>,
@@ -61,7 +69,7 @@ pub struct SubscriptionFields {
     pub ordered: Option<bool>,
 }
 
-const COLS: &str = "id, org_id, kind, url, event_types, team_ids, description, enabled, ordered, disabled_reason, created_at, updated_at";
+const COLS: &str = "id, org_id, kind, url, url_secret, event_types, team_ids, description, enabled, ordered, disabled_reason, created_at, updated_at";
 
 fn fingerprint(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))[..12].to_owned()
@@ -80,7 +88,8 @@ fn row(r: &AnyRow) -> Result<Subscription> {
         id: r.try_get("id")?,
         org_id: r.try_get("org_id")?,
         kind: r.try_get("kind")?,
-        url: r.try_get("url")?,
+        url: Some(r.try_get::<String, _>("url")?).filter(|u| !u.is_empty()),
+        url_secret: r.try_get("url_secret")?,
         event_types: list("event_types")?.unwrap_or_default(),
         teams: list("team_ids")?,
         description: r.try_get("description")?,
@@ -95,7 +104,7 @@ fn row(r: &AnyRow) -> Result<Subscription> {
 
 /// The audited view of a subscription (what it is, not its secrets).
 fn audited(s: &Subscription) -> Value {
-    json!({"url": s.url, "event_types": s.event_types, "teams": s.teams, "description": s.description,
+    json!({"kind": s.kind, "url": s.url, "url_secret": s.url_secret, "event_types": s.event_types, "teams": s.teams, "description": s.description,
         "enabled": s.enabled, "ordered": s.ordered})
 }
 
@@ -110,21 +119,23 @@ pub fn new_secret() -> String {
 }
 
 impl Store {
-    /// Creates a subscription with a new secret; answers it and the secret (shown once).
+    /// Creates a subscription; a `webhook` one with a new signing secret, answered this once
+    /// (`slack` ones are not signed: `None`).
     pub async fn create_subscription(
         &self,
         keyring: &Keyring,
         by: &Actor,
         org: &str,
         new: &SubscriptionFields,
-    ) -> Result<(Subscription, String)> {
+    ) -> Result<(Subscription, Option<String>)> {
         let id = new_id();
         let now = now_ms();
-        let secret = new_secret();
+        let kind = new.kind.as_deref().unwrap_or("webhook");
+        let secret = (kind == "webhook").then(new_secret);
         let (_g, mut tx) = self.begin().await?;
         sqlx::query(
-            "INSERT INTO or_subscriptions (id, org_id, kind, url, event_types, team_ids, description, enabled, ordered, created_at, updated_at) \
-             VALUES ($1, $2, 'webhook', $3, $4, $5, $6, $7, $8, $9, $9)",
+            "INSERT INTO or_subscriptions (id, org_id, kind, url, url_secret, event_types, team_ids, description, enabled, ordered, created_at, updated_at) \
+             VALUES ($1, $2, $10, $3, $11, $4, $5, $6, $7, $8, $9, $9)",
         )
         .bind(&id)
         .bind(org)
@@ -135,10 +146,14 @@ impl Store {
         .bind(i64::from(new.enabled.unwrap_or(true)))
         .bind(i64::from(new.ordered.unwrap_or(false)))
         .bind(now)
+        .bind(kind)
+        .bind(new.url_secret.as_deref())
         .execute(&mut *tx)
         .await?;
-        self.insert_subscription_secret(&mut tx, keyring, &id, &secret, now)
-            .await?;
+        if let Some(secret) = &secret {
+            self.insert_subscription_secret(&mut tx, keyring, &id, secret, now)
+                .await?;
+        }
         let created = self.subscription_in(&mut tx, org, &id).await?;
         let target = format!("subscription/{id}");
         note(
@@ -208,19 +223,26 @@ impl Store {
         let before = self.subscription_in(&mut tx, org, id).await?;
         let enabled = change.enabled.unwrap_or(before.enabled);
         sqlx::query(
-            "UPDATE or_subscriptions SET url = $3, event_types = $4, team_ids = $5, description = $6, enabled = $7, \
+            "UPDATE or_subscriptions SET url = $3, url_secret = $10, event_types = $4, team_ids = $5, description = $6, enabled = $7, \
                ordered = $8, disabled_reason = CASE WHEN $7 = 1 THEN NULL ELSE disabled_reason END, updated_at = $9 \
              WHERE id = $1 AND org_id = $2",
         )
         .bind(id)
         .bind(org)
-        .bind(change.url.as_deref().unwrap_or(&before.url))
+        .bind(
+            change
+                .url
+                .as_deref()
+                .or(before.url.as_deref())
+                .unwrap_or_default(),
+        )
         .bind(json!(change.event_types.as_ref().unwrap_or(&before.event_types)).to_string())
         .bind(change.teams.clone().unwrap_or(before.teams.clone()).map(|t| json!(t).to_string()))
         .bind(change.description.clone().unwrap_or(before.description.clone()))
         .bind(i64::from(enabled))
         .bind(i64::from(change.ordered.unwrap_or(before.ordered)))
         .bind(now_ms())
+        .bind(change.url_secret.clone().or(before.url_secret.clone()))
         .execute(&mut *tx)
         .await?;
         let after = self.subscription_in(&mut tx, org, id).await?;
@@ -279,7 +301,12 @@ impl Store {
         let now = now_ms();
         let secret = new_secret();
         let (_g, mut tx) = self.begin().await?;
-        self.subscription_in(&mut tx, org, id).await?;
+        if self.subscription_in(&mut tx, org, id).await?.kind != "webhook" {
+            return Err(Error::conflict(
+                "not-signed",
+                "a slack subscription is not signed: change its incoming-webhook URL in the secrets store instead",
+            ));
+        }
         // Every secret signing now stops at the end of the overlap (or earlier, as it was set).
         sqlx::query(
             "UPDATE or_subscription_secrets SET expires_at = $2 \

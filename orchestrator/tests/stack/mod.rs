@@ -620,7 +620,11 @@ async fn receive(
     });
     let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     r.got.lock().unwrap().push(Got {
-        id: headers["webhook-id"].to_str().unwrap().to_owned(),
+        // A `slack` delivery is not signed and has no `webhook-id`.
+        id: headers
+            .get("webhook-id")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default(),
         event_type: v["type"].as_str().unwrap_or("").to_owned(),
         body: v,
         verified,
