@@ -275,7 +275,28 @@ async fn execute(
     if !unavailable.is_empty() {
         tracing::info!(run = %id, tools = ?unavailable, "enabled tools not offered (no toolset settings, not in this version, or a sub-agent that cannot run)");
     }
-    let answer = agent::run(provider.as_ref(), &cfg, &trigger, &tools, transcript).await;
+    // An incident's run hears, between turns, of the signals that join its incident meanwhile.
+    let event = req.trigger["event_id"].as_str().unwrap_or_default();
+    let joined: Box<dyn agent::Joined> = match &state.orchestrator {
+        Some(orch) if req.trigger.get("incident").is_some() && !event.is_empty() => {
+            Box::new(IncidentSignals {
+                orch: orch.clone(),
+                org: req.org_id.clone(),
+                event: event.to_owned(),
+                run: id.to_owned(),
+            })
+        }
+        _ => Box::new(agent::NoneJoin),
+    };
+    let answer = agent::run_joined(
+        provider.as_ref(),
+        &cfg,
+        &trigger,
+        &tools,
+        transcript,
+        joined.as_ref(),
+    )
+    .await;
     tracing::info!(run = %id, turns = transcript.turns, input_tokens = transcript.usage.input_tokens,
         output_tokens = transcript.usage.output_tokens, "agent loop ended");
     let summary = answer.map_err(|e| e.to_string())?;
@@ -285,4 +306,30 @@ async fn execute(
         reply::deliver(state, &ctx.secrets, config, &targets, &report).await?;
     }
     Ok(summary)
+}
+
+/// The signals that join an incident run's incident while it is going, from the orchestrator.
+/// Asking is best effort: a signal the run could not take goes to a follow-up run.
+struct IncidentSignals {
+    orch: switchyard_common::clients::OrchestratorClient,
+    org: String,
+    /// The event that started the run.
+    event: String,
+    run: String,
+}
+
+impl agent::Joined for IncidentSignals {
+    fn take(
+        &self,
+    ) -> futures_util::future::BoxFuture<'_, Vec<switchyard_api::events::JoinedSignal>> {
+        Box::pin(async move {
+            match self.orch.joined_signals(&self.org, &self.event).await {
+                Ok(j) => j.signals,
+                Err(e) => {
+                    tracing::warn!(run = %self.run, error = %e, "could not ask for signals that joined the incident; a follow-up run will have them");
+                    Vec::new()
+                }
+            }
+        })
+    }
 }

@@ -176,6 +176,7 @@ async fn openai_tool_calls_are_run_and_fed_back() {
         .map(|s| match s {
             Step::Model { .. } => "model",
             Step::Tool { .. } => "tool",
+            Step::Signals { .. } => "signals",
         })
         .collect();
     assert_eq!(kinds, ["model", "tool", "tool", "model"]);

@@ -41,3 +41,30 @@ pub struct RunOutcome {
     /// Why it failed (a budget used up, the deadline, the provider's refusal...).
     pub error: Option<String>,
 }
+
+/// The signals that joined a run's incident since the run last asked (agent-runner →
+/// orchestrator, between the agent's turns): from now on they are in that run's context, so no
+/// follow-up run is started for them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct JoinedSignals {
+    /// The run's incident (`null`: the run has none, or it is no longer going).
+    pub incident_id: Option<String>,
+    pub signals: Vec<JoinedSignal>,
+}
+
+/// One signal that joined the incident, with what correlation compared.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct JoinedSignal {
+    pub event_id: String,
+    /// RFC 3339: when it joined the incident.
+    pub joined_at: String,
+    pub source: String,
+    pub event_type: String,
+    pub service: Option<String>,
+    pub severity: Option<String>,
+    /// The sender's alert whose state it reports, and whether it says the alert resolved.
+    pub alert: Option<String>,
+    pub resolved: Option<bool>,
+    /// The start of the sender's payload (at most 2 KB).
+    pub excerpt: String,
+}

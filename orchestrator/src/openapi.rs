@@ -48,6 +48,7 @@ use crate::http::*;
         deliveries::recover,
         internal::team_events,
         internal::run_outcome,
+        internal::joined_signals,
     )
 )]
 pub struct ApiDoc;

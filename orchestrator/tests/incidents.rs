@@ -522,7 +522,140 @@ async fn signals_during_a_run_go_to_one_follow_up_run_with_its_findings(b: Backe
     );
 }
 
+/// A fake OpenAI-compatible model: its first answer (after `gate` opens) calls
+/// `switchyard_events`; then it answers whether a signal that joined the incident was in what it
+/// was fed.
+async fn fake_model(gate: tokio::sync::watch::Receiver<bool>) -> String {
+    let model = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move |body: axum::Json<Value>| {
+            let mut gate = gate.clone();
+            async move {
+                let _ = gate.wait_for(|open| *open).await;
+                let messages = body["messages"].as_array().unwrap();
+                let fed_tool = messages.iter().any(|m| m["role"] == "tool");
+                let joined = messages.iter().any(|m| {
+                    m["role"] == "user"
+                        && m["content"].as_str().unwrap_or("").contains("joined this incident")
+                        && m["content"].as_str().unwrap_or("").contains("pagerduty incident.triggered")
+                });
+                axum::Json(if !fed_tool {
+                    json!({"choices": [{"message": {"content": null, "tool_calls": [{"id": "c1", "type": "function",
+                        "function": {"name": "switchyard_events", "arguments": "{}"}}]}}],
+                        "usage": {"prompt_tokens": 100, "completion_tokens": 10}})
+                } else {
+                    let answer = if joined { "PagerDuty paged too: the incident is wider." } else { "no new signal" };
+                    json!({"choices": [{"message": {"content": answer}}], "usage": {"prompt_tokens": 150, "completion_tokens": 10}})
+                })
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, model).await.unwrap() });
+    url
+}
+
+/// A signal that joins while the incident's run is going is added to that run's context
+/// between its turns: the model reads it, the transcript shows after which turn and when, both
+/// timelines say so, and no follow-up run starts for it.
+async fn a_signal_during_a_run_joins_its_context_between_turns(b: Backend) {
+    let s = Stack::start(b, Options::default()).await;
+    let senders = acme(&s).await;
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let model = fake_model(gate).await;
+    s.must(
+        Method::PUT,
+        format!("{}/api/v1/orgs/acme/secrets/llm", s.cs),
+        Some(json!({"value": "sk-incidents"})),
+    )
+    .await;
+    s.layer("acme", "checkout", json!({
+        "routing": {"slack_channel": "C0CHECKOUT", "pagerduty_service": "PSVC1", "service": "checkout"},
+        "agent": {"provider": "openai", "endpoint": model, "model": "gpt-test", "api_key": {"secret": "llm"},
+            "tools": ["switchyard_events"]}
+    }))
+    .await;
+    let first = alert(
+        &s,
+        &senders.am,
+        "{}:{alertname=\"CheckoutErrors\"}",
+        "firing",
+    )
+    .await;
+    settled(&s, &first).await;
+    // The run waits on the model; PagerDuty pages about the same service meanwhile.
+    let pd = page(&s, &senders.pd, "PINC9", "incident.triggered").await;
+    settled(&s, &pd).await;
+    let open_now = incidents(&s, "status=open").await;
+    assert_eq!(
+        open_now.len(),
+        1,
+        "the page joined the alert's incident: {open_now:?}"
+    );
+    assert_eq!(open_now[0]["members"], 2);
+    let id = open_now[0]["id"].as_str().unwrap().to_owned();
+    open.send(true).unwrap();
+    eventually("the incident's run succeeded", 30, || async {
+        detail(&s, &id).await["runs"][0]["status"] == "succeeded"
+    })
+    .await;
+    let runs = s.runs("acme", "succeeded").await;
+    assert_eq!(runs.len(), 1, "one run for the incident");
+    assert_eq!(
+        runs[0]["summary"],
+        "PagerDuty paged too: the incident is wider."
+    );
+    let run_id = runs[0]["id"].as_str().unwrap();
+    let run = s
+        .must(
+            Method::GET,
+            format!("{}/api/v1/orgs/acme/agent-runs/{run_id}", s.cs),
+            None,
+        )
+        .await;
+    let steps = run["transcript"]["steps"].as_array().unwrap();
+    let kinds: Vec<&str> = steps.iter().map(|s| s["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["model", "tool", "signals", "model"], "{run}");
+    assert_eq!(
+        (
+            steps[2]["turn"].as_u64(),
+            steps[2]["signals"][0]["event_id"].as_str()
+        ),
+        (Some(1), Some(pd.as_str()))
+    );
+    assert!(
+        steps[2]["at"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{run}"
+    );
+    // Both timelines say so; the run's end, already followed, started no follow-up run.
+    let d = detail(&s, &id).await;
+    assert_eq!(d["runs"].as_array().unwrap().len(), 1, "{d}");
+    let kinds = |v: &Value| -> Vec<String> {
+        v["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["kind"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(kinds(&d).contains(&"signal_joined_run".to_owned()), "{d}");
+    let ev = s
+        .must(
+            Method::GET,
+            format!("{}/api/v1/orgs/acme/events/{pd}", s.orch),
+            None,
+        )
+        .await;
+    assert!(
+        kinds(&ev).contains(&"joined_run".to_owned())
+            && !kinds(&ev).contains(&"follow_up".to_owned()),
+        "{ev}"
+    );
+}
+
 switchyard_common::on_both_backends!(
+    a_signal_during_a_run_joins_its_context_between_turns,
     three_senders_make_one_incident_with_one_run,
     incidents_are_resolved_merged_and_reopened_by_hand,
     signals_during_a_run_go_to_one_follow_up_run_with_its_findings,

@@ -13,8 +13,10 @@ pub mod tools;
 
 use std::time::{Duration, Instant};
 
+use futures_util::future::BoxFuture;
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Value, json};
+use switchyard_api::events::JoinedSignal;
 
 use self::config::AgentConfig;
 use self::tools::ToolBox;
@@ -49,6 +51,27 @@ pub enum Step {
         #[serde(skip_serializing_if = "Option::is_none")]
         sub_agent: Option<Box<Transcript>>,
     },
+    /// Signals that joined the run's incident while it was going, added to its context after
+    /// `turn` (RFC 3339 `at`).
+    Signals {
+        turn: u32,
+        at: String,
+        signals: Vec<Value>,
+    },
+}
+
+/// Where a run hears of signals that join its incident while it is going; asked between turns.
+pub trait Joined: Send + Sync {
+    fn take(&self) -> BoxFuture<'_, Vec<JoinedSignal>>;
+}
+
+/// A run that no signal can join (one per event, a sub-agent, an eval).
+pub struct NoneJoin;
+
+impl Joined for NoneJoin {
+    fn take(&self) -> BoxFuture<'_, Vec<JoinedSignal>> {
+        Box::pin(async { Vec::new() })
+    }
 }
 
 /// A run's record, finished or not.
@@ -88,11 +111,51 @@ pub async fn run(
     tools: &ToolBox,
     transcript: &mut Transcript,
 ) -> Result<String, AgentError> {
+    run_joined(provider, cfg, trigger, tools, transcript, &NoneJoin).await
+}
+
+/// [`run`], with the signals that join the run's incident while it is going added to the
+/// conversation between turns (and to the transcript, saying when).
+pub async fn run_joined(
+    provider: &dyn Provider,
+    cfg: &AgentConfig,
+    trigger: &str,
+    tools: &ToolBox,
+    transcript: &mut Transcript,
+    joined: &dyn Joined,
+) -> Result<String, AgentError> {
     let deadline = Duration::from_secs(cfg.deadline_seconds);
-    match tokio::time::timeout(deadline, turns(provider, cfg, trigger, tools, transcript)).await {
+    let going = turns(provider, cfg, trigger, tools, transcript, joined);
+    match tokio::time::timeout(deadline, going).await {
         Ok(r) => r,
         Err(_) => Err(AgentError::Deadline(cfg.deadline_seconds)),
     }
+}
+
+/// The message that tells the model of signals that joined while it worked.
+fn render_joined(signals: &[JoinedSignal]) -> String {
+    let mut out = format!(
+        "While you were investigating, {} new signal(s) joined this incident. Take them into account:",
+        signals.len()
+    );
+    for j in signals {
+        let state = match j.resolved {
+            Some(true) => ", says its alert resolved",
+            Some(false) => ", its alert is firing",
+            None => "",
+        };
+        out.push_str(&format!(
+            "\n- {} {} at {} (service {}, severity {}{state}), event {}: {}",
+            j.source,
+            j.event_type,
+            j.joined_at,
+            j.service.as_deref().unwrap_or("unknown"),
+            j.severity.as_deref().unwrap_or("unknown"),
+            j.event_id,
+            tools::truncate(&j.excerpt, 1024)
+        ));
+    }
+    out
 }
 
 async fn turns(
@@ -101,6 +164,7 @@ async fn turns(
     trigger: &str,
     tools: &ToolBox,
     transcript: &mut Transcript,
+    joined: &dyn Joined,
 ) -> Result<String, AgentError> {
     let mut messages = vec![Message::User {
         content: cfg.prompts.wrap(trigger),
@@ -179,6 +243,21 @@ async fn turns(
                 call_id: call.id,
                 name: call.name,
                 content: result.output,
+            });
+        }
+        let signals = joined.take().await;
+        if !signals.is_empty() {
+            transcript.steps.push(Step::Signals {
+                turn,
+                at: switchyard_common::time::rfc3339(switchyard_common::time::now_ms()),
+                signals: signals
+                    .iter()
+                    .map(|j| json!({"event_id": j.event_id, "source": j.source, "event_type": j.event_type,
+                        "service": j.service, "severity": j.severity, "resolved": j.resolved, "joined_at": j.joined_at}))
+                    .collect(),
+            });
+            messages.push(Message::User {
+                content: render_joined(&signals),
             });
         }
     }

@@ -21,14 +21,26 @@ impl Anthropic {
     }
 }
 
-/// The request body for one turn. Consecutive tool results go in one user message, as the API
-/// requires.
+/// The request body for one turn. Consecutive tool results (and text that follows them) go in
+/// one user message, as the API requires.
 pub fn request_body(req: &TurnRequest<'_>) -> Value {
     let mut messages: Vec<Value> = Vec::new();
     for m in req.messages {
         match m {
-            Message::User { content } => messages
-                .push(json!({"role": "user", "content": [{"type": "text", "text": content}]})),
+            // Text after tool results (signals that joined between turns) goes in the same user
+            // message, after its tool_result blocks, as the API wants roles to alternate.
+            Message::User { content } => {
+                let block = json!({"type": "text", "text": content});
+                match messages.last_mut() {
+                    Some(last)
+                        if last["role"] == "user"
+                            && last["content"][0]["type"] == "tool_result" =>
+                    {
+                        last["content"].as_array_mut().expect("blocks").push(block);
+                    }
+                    _ => messages.push(json!({"role": "user", "content": [block]})),
+                }
+            }
             Message::Assistant {
                 content,
                 tool_calls,
@@ -155,7 +167,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tool_results_of_one_turn_share_a_user_message() {
+    fn tool_results_of_one_turn_and_text_after_them_share_a_user_message() {
         let call = |id: &str| ToolCall {
             id: id.into(),
             name: "t".into(),
@@ -176,6 +188,9 @@ mod tests {
             },
             result("a"),
             result("b"),
+            Message::User {
+                content: "a signal joined".into(),
+            },
         ];
         let body = request_body(&TurnRequest {
             model: "claude",
@@ -188,8 +203,10 @@ mod tests {
         assert_eq!(body["system"], "sys");
         assert_eq!(body["messages"].as_array().unwrap().len(), 3);
         assert_eq!(body["messages"][1]["content"][1]["type"], "tool_use");
-        assert_eq!(body["messages"][2]["content"].as_array().unwrap().len(), 2);
+        // The two results, then the text that followed them, in one user message.
+        assert_eq!(body["messages"][2]["content"].as_array().unwrap().len(), 3);
         assert_eq!(body["messages"][2]["content"][1]["tool_use_id"], "b");
+        assert_eq!(body["messages"][2]["content"][2]["text"], "a signal joined");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The orchestrator's internal endpoints (agent-runner → orchestrator).
 
-use switchyard_api::events::{RunOutcome, TeamEvent, TeamEventsQuery};
+use switchyard_api::events::{JoinedSignals, RunOutcome, TeamEvent, TeamEventsQuery};
 
 use super::{CallError, body, http_client, traced, transport};
 use crate::auth::ServiceKey;
@@ -67,5 +67,23 @@ impl OrchestratorClient {
             .await
             .map_err(transport)?;
         super::classify(resp).await.map(|_| ())
+    }
+
+    /// The signals that joined the incident of the run `event_id` started since it last asked;
+    /// they are that run's from now on.
+    pub async fn joined_signals(
+        &self,
+        org: &str,
+        event_id: &str,
+    ) -> Result<JoinedSignals, CallError> {
+        let resp = self
+            .internal(
+                reqwest::Method::POST,
+                &format!("/api/v1/internal/orgs/{org}/events/{event_id}/joined-signals"),
+            )
+            .send()
+            .await
+            .map_err(transport)?;
+        body(resp).await
     }
 }

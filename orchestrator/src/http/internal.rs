@@ -4,7 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use switchyard_api::events::{RunOutcome, TeamEvent, TeamEventsQuery};
+use switchyard_api::events::{JoinedSignals, RunOutcome, TeamEvent, TeamEventsQuery};
 use switchyard_common::error::{Error, Result};
 use switchyard_common::http::{ApiJson, ApiQuery, Service};
 use switchyard_common::time::{now_ms, parse_rfc3339};
@@ -22,6 +22,26 @@ pub fn router() -> Router<AppState> {
             "/api/v1/internal/orgs/{org}/events/{id}/run-outcome",
             post(run_outcome),
         )
+        .route(
+            "/api/v1/internal/orgs/{org}/events/{id}/joined-signals",
+            post(joined_signals),
+        )
+}
+
+/// The signals that joined the incident of the run this event started, since the run last
+/// asked; from now on they are in its context (the agent-runner asks between the agent's turns).
+/// Nothing when the event started no incident run, or its run has ended.
+#[utoipa::path(post, path = "/api/v1/internal/orgs/{org}/events/{id}/joined-signals", tag = "internal",
+    params(("org" = String, Path), ("id" = String, Path)),
+    responses((status = 200, body = JoinedSignals), (status = 403, body = switchyard_common::problem::Problem)),
+    security(("service_jwt" = [])))]
+pub async fn joined_signals(
+    State(state): State<AppState>,
+    service: Service,
+    Path((org, id)): Path<(String, String)>,
+) -> Result<Json<JoinedSignals>> {
+    service.require(&["agent-runner"])?;
+    Ok(Json(state.store.take_joined_signals(&org, &id).await?))
 }
 
 /// How the event's run ended, for its timeline: the agent-runner tells it when a run ends (a

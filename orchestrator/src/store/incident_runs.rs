@@ -4,6 +4,7 @@
 
 use serde_json::{Value, json};
 use sqlx::{Any, Row, Transaction};
+use switchyard_api::events::{JoinedSignal, JoinedSignals};
 use switchyard_common::db::Backend;
 use switchyard_common::error::Result;
 use switchyard_common::time::{now_ms, rfc3339};
@@ -16,6 +17,10 @@ use crate::store::Claimed;
 
 /// Members a run's context lists at most (the latest).
 const CONTEXT_MEMBERS: i64 = 50;
+/// Signals a going run takes at once at most (the earliest; the rest at its next turn).
+const JOINED_AT_ONCE: i64 = 20;
+/// How much of a joined signal's payload its run reads.
+const EXCERPT: usize = 2048;
 
 impl Store {
     /// What the signal means for the incident's runs (`incidents::RunPlan`). Starting one records
@@ -134,6 +139,84 @@ impl Store {
         incident["members"] = json!(members);
         incident["previous_runs"] = json!(runs);
         Ok(incident)
+    }
+
+    /// The signals of `org`'s incident whose run `trigger` started that no run has had, now in
+    /// that run's context (the agent-runner asks between the agent's turns): each is marked seen
+    /// by the run, and its event's and the incident's timelines say when. Nothing once the run has
+    /// ended: a signal it did not take goes to a follow-up run (the team lock orders the two).
+    pub async fn take_joined_signals(&self, org: &str, trigger: &str) -> Result<JoinedSignals> {
+        let (_g, mut tx) = self.begin().await?;
+        let Some(incident) = Self::lock_incident_of_run(&mut tx, self.db.backend, trigger).await?
+        else {
+            return Ok(JoinedSignals::default());
+        };
+        let going = sqlx::query(
+            "SELECT r.run_id FROM or_incident_runs r JOIN or_incidents i ON i.id = r.incident_id \
+             WHERE r.event_id = $1 AND i.org_id = $2 AND r.status IN ('starting', 'running')",
+        )
+        .bind(trigger)
+        .bind(org)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(going) = going else {
+            return Ok(JoinedSignals::default());
+        };
+        let run = going
+            .try_get::<Option<String>, _>("run_id")?
+            .unwrap_or_else(|| format!("of event {trigger}"));
+        let rows = sqlx::query(
+            "SELECT m.event_id, m.joined_at, m.source, m.event_type, m.service, m.severity, m.alert_key, \
+               m.alert_resolved, e.payload FROM or_incident_members m JOIN or_events e ON e.id = m.event_id \
+             WHERE m.incident_id = $1 AND m.seen_by IS NULL AND m.event_id <> $2 \
+             ORDER BY m.joined_at, m.event_id LIMIT $3",
+        )
+        .bind(&incident)
+        .bind(trigger)
+        .bind(JOINED_AT_ONCE)
+        .fetch_all(&mut *tx)
+        .await?;
+        let now = now_ms();
+        let mut signals = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let payload: String = r.try_get("payload")?;
+            let mut cut = payload.len().min(EXCERPT);
+            while !payload.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let signal = JoinedSignal {
+                event_id: r.try_get("event_id")?,
+                joined_at: rfc3339(r.try_get("joined_at")?),
+                source: r.try_get("source")?,
+                event_type: r.try_get("event_type")?,
+                service: r.try_get("service")?,
+                severity: r.try_get("severity")?,
+                alert: r.try_get("alert_key")?,
+                resolved: r
+                    .try_get::<Option<i64>, _>("alert_resolved")?
+                    .map(|x| x == 1),
+                excerpt: payload[..cut].to_owned(),
+            };
+            sqlx::query("UPDATE or_incident_members SET seen_by = $3 WHERE incident_id = $1 AND event_id = $2")
+                .bind(&incident)
+                .bind(&signal.event_id)
+                .bind(trigger)
+                .execute(&mut *tx)
+                .await?;
+            let added = format!("added to the context of run {run} while it was going");
+            super::timeline(&mut tx, &signal.event_id, now, "joined_run", Some(&added)).await?;
+            let joined = format!(
+                "event {} joined run {run} while it was going",
+                signal.event_id
+            );
+            note_incident(&mut tx, &incident, now, "signal_joined_run", Some(&joined)).await?;
+            signals.push(signal);
+        }
+        tx.commit().await?;
+        Ok(JoinedSignals {
+            incident_id: Some(incident),
+            signals,
+        })
     }
 
     /// Follows an incident run from the config-service's run events (relayed in `tx`): its run id,
