@@ -268,10 +268,14 @@ async fn three_senders_make_one_incident_with_one_run(b: Backend) {
         !bus.of_type("incident.resolved").is_empty()
     })
     .await;
+    let got = bus.got();
     assert!(
-        bus.got()
-            .iter()
-            .all(|g| g.verified && g.body["data"]["incident_id"] == json!(id))
+        got.iter()
+            .all(|g| g.verified && g.body["data"]["incident_id"] == json!(id)),
+        "{:?}",
+        got.iter()
+            .map(|g| (g.verified, &g.event_type, &g.body["data"]["incident_id"]))
+            .collect::<Vec<_>>()
     );
     assert_eq!(bus.of_type("incident.opened").len(), 1);
     assert_eq!(bus.of_type("incident.updated").len(), 4);

@@ -13,20 +13,15 @@
 //! runs are kept by the event that starts each, so a run that ends before its dispatch is settled
 //! is still known.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx::{Any, Row, Transaction};
 use switchyard_common::db::Backend;
 use switchyard_common::error::Result;
-use switchyard_common::ids::new_id;
-use switchyard_common::outbox::Publish;
 use switchyard_common::time::now_ms;
 
 use super::Store;
-use super::incidents::{incident_data, note_incident};
-use super::outbound::publish;
 use crate::incidents::{Rules, RunPlan};
-use crate::sources::facts::rank;
 use crate::store::Claimed;
 
 /// What correlating one event did.
@@ -41,6 +36,29 @@ pub struct Correlation {
     pub context: Option<Value>,
 }
 
+/// What a signal may join ([`Store::candidates`]).
+#[derive(Debug, Default)]
+struct Candidates {
+    /// The incident this event joined at an earlier dispatch.
+    already: Option<String>,
+    /// The open incident with its alert, or else its correlation key.
+    by_signal: Option<String>,
+    /// The open incident of its group within the window.
+    by_group: Option<String>,
+    /// The resolved incident of its group (within the window) a new incident follows.
+    previous: Option<String>,
+    /// The org has an enabled subscription: `incident.*` events are published (none are kept
+    /// for an org nobody subscribes to, as `publish` decides).
+    subscribed: bool,
+}
+
+/// The PostgreSQL advisory lock a team's correlations (and its runs' ends) take.
+fn team_lock_key(org: &str, team: &str) -> i64 {
+    let digest = Sha256::digest(format!("incidents/{org}/{team}").as_bytes());
+    i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+}
+
+/// Takes the team's lock in `tx` (PostgreSQL; SQLite's single writer already excludes others).
 pub(super) async fn lock_team(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
@@ -48,10 +66,8 @@ pub(super) async fn lock_team(
     team: &str,
 ) -> Result<()> {
     if backend == Backend::Postgres {
-        let digest = Sha256::digest(format!("incidents/{org}/{team}").as_bytes());
-        let key = i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(key)
+            .bind(team_lock_key(org, team))
             .execute(&mut **tx)
             .await?;
     }
@@ -84,18 +100,16 @@ impl Store {
         team: &str,
         rules: &Rules,
     ) -> Result<Option<Correlation>> {
-        let (_g, mut tx) = self.begin().await?;
-        lock_team(&mut tx, self.db.backend, org, team).await?;
+        let (_g, mut tx) = self.db.begin_write_locked(team_lock_key(org, team)).await?;
         let now = now_ms();
+        let group = rules.group_key(&e.source, &e.facts);
+        let cutoff = now - rules.window_ms;
+        let resolution = e.facts.alert.as_ref().is_some_and(|a| a.resolved);
+        let found = self
+            .candidates(&mut tx, e, org, team, group.as_deref(), cutoff)
+            .await?;
         // A repeated dispatch of an event already correlated.
-        if let Some(id) = one(
-            &mut tx,
-            "SELECT incident_id FROM or_events WHERE id = $1 AND incident_id IS NOT NULL",
-            &[&e.id],
-            None,
-        )
-        .await?
-        {
+        if let Some(id) = found.already {
             let (plan, context) = self.plan(&mut tx, &id, e).await?;
             tx.commit().await?;
             return Ok(Some(Correlation {
@@ -106,237 +120,115 @@ impl Store {
                 context,
             }));
         }
-        let alert_key = e.facts.alert.as_ref().map(|a| a.key.as_str()).unwrap_or("");
-        let resolution = e.facts.alert.as_ref().is_some_and(|a| a.resolved);
-        // Each through its own index: an incident may have thousands of members.
-        let mut found = None;
-        for (column, value) in [
-            ("alert_key", alert_key),
-            ("correlation_key", e.correlation_key.as_str()),
-        ] {
-            if found.is_some() || value.is_empty() {
-                continue;
+        // A resolution joins only the incident that has its alert (or correlation key).
+        let joining = match (found.by_signal, found.by_group) {
+            (Some(id), _) => Some(id),
+            (None, _) if resolution => {
+                tx.commit().await?;
+                return Ok(None);
             }
-            found = one(
-                &mut tx,
-                &format!(
-                    "SELECT i.id FROM or_incident_members m JOIN or_incidents i ON i.id = m.incident_id \
-                     WHERE m.{column} = $3 AND i.org_id = $1 AND i.team_id = $2 AND i.status = 'open' \
-                     ORDER BY i.last_seen DESC LIMIT 1"
-                ),
-                &[org, team, value],
-                None,
-            )
-            .await?;
-        }
-        if found.is_none() && resolution {
-            tx.commit().await?;
-            return Ok(None);
-        }
-        let group = rules.group_key(&e.source, &e.facts);
-        let cutoff = now - rules.window_ms;
-        if found.is_none() {
-            found = match &group {
-                Some(k) => one(&mut tx,
-                    "SELECT id FROM or_incidents WHERE org_id = $1 AND team_id = $2 AND status = 'open' AND group_key = $3 \
-                       AND last_seen >= $4 ORDER BY last_seen DESC LIMIT 1",
-                    &[org, team, k], Some(cutoff)).await?,
-                None => one(&mut tx,
-                    "SELECT id FROM or_incidents WHERE org_id = $1 AND team_id = $2 AND status = 'open' \
-                       AND last_seen >= $3 ORDER BY last_seen DESC LIMIT 1",
-                    &[org, team], Some(cutoff)).await?,
-            };
-        }
-        let opened = found.is_none();
-        let id = match found {
-            Some(id) => id,
-            None => {
-                self.open_incident(
+            (None, g) => g,
+        };
+        let correlation = match joining {
+            Some(id) => {
+                self.join(
                     &mut tx,
                     e,
-                    org,
-                    team,
-                    group.as_deref().unwrap_or(""),
-                    cutoff,
+                    (org, team),
+                    &id,
+                    resolution,
+                    found.subscribed,
+                    now,
+                )
+                .await?
+            }
+            None => {
+                let previous = found.previous.clone();
+                self.open(
+                    &mut tx,
+                    e,
+                    (org, team),
+                    &group,
+                    previous,
+                    found.subscribed,
                     now,
                 )
                 .await?
             }
         };
-        sqlx::query(
-            "INSERT INTO or_incident_members (incident_id, event_id, joined_at, source, event_type, correlation_key, service, \
-               severity, alert_key, alert_resolved) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(&id)
-        .bind(&e.id)
-        .bind(now)
-        .bind(&e.source)
-        .bind(&e.event_type)
-        .bind(&e.correlation_key)
-        .bind(e.facts.service.as_deref())
-        .bind(e.facts.severity.as_deref())
-        .bind(e.facts.alert.as_ref().map(|a| a.key.as_str()))
-        .bind(e.facts.alert.as_ref().map(|a| i64::from(a.resolved)))
-        .execute(&mut *tx)
-        .await?;
-        self.absorb(&mut tx, &id, e, now).await?;
-        sqlx::query("UPDATE or_events SET incident_id = $2 WHERE id = $1")
-            .bind(&e.id)
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
-        if opened {
-            let detail = format!("{} {} (event {})", e.source, e.event_type, e.id);
-            note_incident(&mut tx, &id, now, "opened", Some(&detail)).await?;
-        }
-        let resolved = resolution && self.all_resolved(&mut tx, &id).await?;
-        if resolved {
-            sqlx::query("UPDATE or_incidents SET status = 'resolved', resolved_at = $2, resolved_by = 'signals', updated_at = $2 WHERE id = $1")
-                .bind(&id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            note_incident(
-                &mut tx,
-                &id,
-                now,
-                "resolved",
-                Some("every alert of the incident resolved"),
-            )
-            .await?;
-        }
-        let data = incident_data(&mut tx, &id).await?;
-        let types: &[&'static str] = match (opened, resolved) {
-            (true, false) => &["incident.opened"],
-            (true, true) => &["incident.opened", "incident.resolved"],
-            (false, false) => &["incident.updated"],
-            (false, true) => &["incident.updated", "incident.resolved"],
-        };
-        for t in types {
-            publish(
-                &mut tx,
-                Publish {
-                    org,
-                    team: Some(team),
-                    event_type: t,
-                    data: data.clone(),
-                },
-            )
-            .await?;
-        }
-        let (plan, context) = self.plan(&mut tx, &id, e).await?;
         tx.commit().await?;
-        Ok(Some(Correlation {
-            incident_id: id,
-            opened,
-            resolved,
-            plan,
-            context,
-        }))
+        Ok(Some(correlation))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn open_incident(
+    /// What the signal may join, read in one statement: the incident this event already joined
+    /// (a repeated dispatch); the open incident that has its alert, or else its correlation key,
+    /// whatever its age; the open incident of its group within the window (with no group: the
+    /// team's latest within the window); and the resolved incident of its group an incident it
+    /// opens would follow. Each through its own index: an incident may have thousands of members.
+    async fn candidates(
         &self,
         tx: &mut Transaction<'static, Any>,
         e: &Claimed,
         org: &str,
         team: &str,
-        group: &str,
+        group: Option<&str>,
         cutoff: i64,
-        now: i64,
-    ) -> Result<String> {
-        // The incident this one follows: the same group's, resolved within the window.
-        let previous = one(tx,
-            "SELECT id FROM or_incidents WHERE org_id = $1 AND team_id = $2 AND status = 'resolved' AND group_key = $3 \
-               AND resolved_at >= $4 ORDER BY resolved_at DESC LIMIT 1",
-            &[org, team, group], Some(cutoff)).await?;
-        let id = new_id();
-        let title = match &e.facts.service {
-            Some(s) => format!("{s}: {} {}", e.source, e.event_type),
-            None => format!("{}: {} {}", team, e.source, e.event_type),
-        };
-        sqlx::query(
-            "INSERT INTO or_incidents (id, org_id, team_id, status, group_key, title, service, severity, severity_rank, sources, \
-               members, first_seen, last_seen, previous_id, created_at, updated_at) \
-             VALUES ($1, $2, $3, 'open', $4, $5, NULL, NULL, 0, '[]', 0, $6, $6, $7, $6, $6)",
-        )
-        .bind(&id)
-        .bind(org)
-        .bind(team)
-        .bind(group)
-        .bind(&title)
-        .bind(now)
-        .bind(previous.as_deref())
-        .execute(&mut **tx)
-        .await?;
-        if let Some(p) = previous {
-            note_incident(
-                tx,
-                &id,
-                now,
-                "follows",
-                Some(&format!("incident {p}, resolved within the window")),
+    ) -> Result<Candidates> {
+        let by_member = |p: i64, column: &str| {
+            format!(
+                "SELECT * FROM (SELECT CAST({p} AS BIGINT) AS p, i.id AS id FROM or_incident_members m \
+                   JOIN or_incidents i ON i.id = m.incident_id WHERE m.{column} = ${p} AND i.org_id = $4 \
+                   AND i.team_id = $5 AND i.status = 'open' ORDER BY i.last_seen DESC LIMIT 1) q{p}"
             )
+        };
+        let in_group = if group.is_some() {
+            "AND group_key = $6"
+        } else {
+            "AND $6 = $6"
+        };
+        let sql = format!(
+            "SELECT CAST(0 AS BIGINT) AS p, incident_id AS id FROM or_incident_members WHERE event_id = $3 \
+             UNION ALL {} UNION ALL {} \
+             UNION ALL SELECT * FROM (SELECT CAST(3 AS BIGINT) AS p, id FROM or_incidents WHERE org_id = $4 AND team_id = $5 \
+               AND status = 'open' {in_group} AND last_seen >= $7 ORDER BY last_seen DESC LIMIT 1) q3 \
+             UNION ALL SELECT * FROM (SELECT CAST(4 AS BIGINT) AS p, id FROM or_incidents WHERE org_id = $4 AND team_id = $5 \
+               AND status = 'resolved' AND group_key = $8 AND resolved_at >= $7 ORDER BY resolved_at DESC LIMIT 1) q4 \
+             UNION ALL SELECT * FROM (SELECT CAST(5 AS BIGINT) AS p, id FROM or_subscriptions WHERE org_id = $4 \
+               AND enabled = 1 LIMIT 1) q5",
+            by_member(1, "alert_key"),
+            by_member(2, "correlation_key"),
+        );
+        let rows = sqlx::query(&sql)
+            // An empty key compares with nothing (`= NULL`).
+            .bind(
+                e.facts
+                    .alert
+                    .as_ref()
+                    .map(|a| a.key.as_str())
+                    .filter(|k| !k.is_empty()),
+            )
+            .bind(Some(e.correlation_key.as_str()).filter(|k| !k.is_empty()))
+            .bind(&e.id)
+            .bind(org)
+            .bind(team)
+            .bind(group.unwrap_or(""))
+            .bind(cutoff)
+            .bind(group.unwrap_or(""))
+            .fetch_all(&mut **tx)
             .await?;
+        let mut c = Candidates::default();
+        for r in rows {
+            let id: String = r.try_get("id")?;
+            match r.try_get::<i64, _>("p")? {
+                0 => c.already = Some(id),
+                1 => c.by_signal = Some(id),
+                2 => c.by_signal = c.by_signal.or(Some(id)),
+                3 => c.by_group = Some(id),
+                4 => c.previous = Some(id),
+                _ => c.subscribed = true,
+            }
         }
-        Ok(id)
-    }
-
-    /// The incident takes a member's facts: last seen, count, the highest severity, its sources.
-    async fn absorb(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        id: &str,
-        e: &Claimed,
-        now: i64,
-    ) -> Result<()> {
-        let r = sqlx::query("SELECT sources, severity_rank FROM or_incidents WHERE id = $1")
-            .bind(id)
-            .fetch_one(&mut **tx)
-            .await?;
-        let mut sources: Vec<String> =
-            serde_json::from_str(&r.try_get::<String, _>("sources")?).unwrap_or_default();
-        if !sources.contains(&e.source) {
-            sources.push(e.source.clone());
-        }
-        let higher = rank(e.facts.severity.as_deref()) > r.try_get::<i64, _>("severity_rank")?;
-        sqlx::query(
-            "UPDATE or_incidents SET last_seen = $2, members = members + 1, sources = $3, updated_at = $2, \
-               service = COALESCE(service, $4), \
-               severity = CASE WHEN $5 = 1 THEN $6 ELSE severity END, \
-               severity_rank = CASE WHEN $5 = 1 THEN $7 ELSE severity_rank END \
-             WHERE id = $1",
-        )
-        .bind(id)
-        .bind(now)
-        .bind(json!(sources).to_string())
-        .bind(e.facts.service.as_deref())
-        .bind(i64::from(higher))
-        .bind(e.facts.severity.as_deref())
-        .bind(rank(e.facts.severity.as_deref()))
-        .execute(&mut **tx)
-        .await?;
-        Ok(())
-    }
-
-    /// Whether every alert of the incident says, in its latest signal, that it resolved.
-    async fn all_resolved(&self, tx: &mut Transaction<'static, Any>, id: &str) -> Result<bool> {
-        let rows = sqlx::query(
-            "SELECT alert_key, alert_resolved FROM or_incident_members WHERE incident_id = $1 AND alert_key IS NOT NULL \
-             ORDER BY joined_at, event_id",
-        )
-        .bind(id)
-        .fetch_all(&mut **tx)
-        .await?;
-        let mut latest = std::collections::HashMap::new();
-        for r in &rows {
-            latest.insert(
-                r.try_get::<String, _>("alert_key")?,
-                r.try_get::<i64, _>("alert_resolved")? == 1,
-            );
-        }
-        Ok(!latest.is_empty() && latest.values().all(|r| *r))
+        Ok(c)
     }
 }
 
@@ -362,6 +254,13 @@ impl Store {
         .bind(serde_json::to_string(&e.facts).unwrap_or_default())
         .execute(&self.db.pool)
         .await?;
+        Ok(())
+    }
+
+    /// Gathers the planner's statistics, as autovacuum does in a live database once tables have
+    /// grown (a benchmark's freshly seeded tables may not have been analysed yet).
+    pub async fn bench_analyze(&self) -> Result<()> {
+        sqlx::query("ANALYZE").execute(&self.db.pool).await?;
         Ok(())
     }
 

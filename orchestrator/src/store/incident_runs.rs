@@ -13,7 +13,30 @@ use super::Store;
 use super::correlate::{lock_team, one};
 use super::incidents::{incident_data, note_incident};
 use crate::incidents::RunPlan;
+use crate::sources::facts::{AlertState, Facts};
 use crate::store::Claimed;
+
+/// One signal as a run's context lists it; `new`: no earlier run had it.
+fn member_context(
+    event_id: &str,
+    joined_at: i64,
+    source: &str,
+    event_type: &str,
+    f: &Facts,
+    new: bool,
+) -> Value {
+    json!({
+        "event_id": event_id,
+        "joined_at": rfc3339(joined_at),
+        "source": source,
+        "event_type": event_type,
+        "service": f.service,
+        "severity": f.severity,
+        "alert": f.alert.as_ref().map(|a| &a.key),
+        "resolved": f.alert.as_ref().map(|a| a.resolved),
+        "new": new,
+    })
+}
 
 /// Members a run's context lists at most (the latest).
 const CONTEXT_MEMBERS: i64 = 50;
@@ -92,7 +115,11 @@ impl Store {
 
     /// The incident as a run's trigger carries it: its facts, its latest members (`new` for those
     /// no earlier run had), and how earlier runs ended, with their findings.
-    async fn run_context(&self, tx: &mut Transaction<'static, Any>, id: &str) -> Result<Value> {
+    pub(super) async fn run_context(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        id: &str,
+    ) -> Result<Value> {
         let mut incident = incident_data(tx, id).await?;
         let members = sqlx::query(
             "SELECT event_id, joined_at, source, event_type, service, severity, alert_key, alert_resolved, seen_by \
@@ -105,17 +132,27 @@ impl Store {
         let members: Vec<Value> = members
             .iter()
             .map(|r| {
-                Ok(json!({
-                    "event_id": r.try_get::<String, _>("event_id")?,
-                    "joined_at": rfc3339(r.try_get("joined_at")?),
-                    "source": r.try_get::<String, _>("source")?,
-                    "event_type": r.try_get::<String, _>("event_type")?,
-                    "service": r.try_get::<Option<String>, _>("service")?,
-                    "severity": r.try_get::<Option<String>, _>("severity")?,
-                    "alert": r.try_get::<Option<String>, _>("alert_key")?,
-                    "resolved": r.try_get::<Option<i64>, _>("alert_resolved")?.map(|x| x == 1),
-                    "new": r.try_get::<Option<String>, _>("seen_by")?.is_none(),
-                }))
+                Ok(member_context(
+                    &r.try_get::<String, _>("event_id")?,
+                    r.try_get("joined_at")?,
+                    &r.try_get::<String, _>("source")?,
+                    &r.try_get::<String, _>("event_type")?,
+                    &Facts {
+                        service: r.try_get("service")?,
+                        severity: r.try_get("severity")?,
+                        alert: r
+                            .try_get::<Option<String>, _>("alert_key")?
+                            .map(|key| AlertState {
+                                key,
+                                resolved: r
+                                    .try_get::<Option<i64>, _>("alert_resolved")
+                                    .ok()
+                                    .flatten()
+                                    == Some(1),
+                            }),
+                    },
+                    r.try_get::<Option<String>, _>("seen_by")?.is_none(),
+                ))
             })
             .collect::<Result<_>>()?;
         let runs = sqlx::query(
@@ -217,6 +254,15 @@ impl Store {
             incident_id: Some(incident),
             signals,
         })
+    }
+
+    /// The context of the run a new incident's first signal starts: the incident (`data`, as
+    /// just written), that one signal, no earlier runs. What [`Self::run_context`] would read.
+    pub(super) fn first_run_context(mut data: Value, e: &Claimed, now: i64) -> Value {
+        let member = member_context(&e.id, now, &e.source, &e.event_type, &e.facts, true);
+        data["members"] = json!([member]);
+        data["previous_runs"] = json!([]);
+        data
     }
 
     /// Follows an incident run from the config-service's run events (relayed in `tx`): its run id,

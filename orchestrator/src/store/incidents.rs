@@ -97,10 +97,10 @@ pub struct IncidentQuery {
     pub limit: i64,
 }
 
-const COLS: &str = "id, org_id, team_id, status, title, service, severity, sources, members, group_key, first_seen, \
+pub(super) const COLS: &str = "id, org_id, team_id, status, title, service, severity, sources, members, group_key, first_seen, \
     last_seen, resolved_at, resolved_by, previous_id, merged_into";
 
-fn row(r: &AnyRow) -> Result<Incident> {
+pub(super) fn row(r: &AnyRow) -> Result<Incident> {
     Ok(Incident {
         id: r.try_get("id")?,
         org_id: r.try_get("org_id")?,
@@ -138,13 +138,15 @@ pub(super) async fn incident_data(tx: &mut Transaction<'static, Any>, id: &str) 
         .bind(id)
         .fetch_one(&mut **tx)
         .await?;
-    let i = row(&r)?;
-    Ok(
-        json!({"incident_id": i.id, "team_id": i.team_id, "status": i.status, "title": i.title, "service": i.service,
+    Ok(data_of(&row(&r)?))
+}
+
+/// [`incident_data`] of an incident already read.
+pub(super) fn data_of(i: &Incident) -> Value {
+    json!({"incident_id": i.id, "team_id": i.team_id, "status": i.status, "title": i.title, "service": i.service,
         "severity": i.severity, "sources": i.sources, "members": i.members, "first_seen": i.first_seen,
         "last_seen": i.last_seen, "resolved_at": i.resolved_at, "resolved_by": i.resolved_by,
-        "previous_id": i.previous_id, "merged_into": i.merged_into}),
-    )
+        "previous_id": i.previous_id, "merged_into": i.merged_into})
 }
 
 impl Store {
@@ -391,11 +393,6 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query("UPDATE or_events SET incident_id = $1 WHERE incident_id = $2")
-            .bind(into)
-            .bind(from)
-            .execute(&mut *tx)
-            .await?;
         let mut sources = a.sources.clone();
         sources.extend(b.sources.iter().filter(|s| !a.sources.contains(s)).cloned());
         sqlx::query(

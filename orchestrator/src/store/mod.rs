@@ -22,6 +22,7 @@ mod correlate;
 mod deliveries;
 mod events;
 mod inbox;
+mod incident_members;
 mod incident_runs;
 mod incidents;
 mod integrations;
