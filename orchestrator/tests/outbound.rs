@@ -7,6 +7,8 @@
 
 mod stack;
 
+use std::sync::Arc;
+
 use reqwest::Method;
 use serde_json::{Value, json};
 use stack::{ADMIN, Options, Receiver, Stack, eventually};
@@ -626,7 +628,191 @@ async fn a_slack_subscription_posts_readable_messages_to_the_url_in_the_secrets_
     );
 }
 
+/// At most `--delivery-per-endpoint` deliveries of one subscription are in flight, counting
+/// every worker's claims: with two held open by the receiver, another claim takes nothing; with
+/// a limit of three it takes exactly one more.
+async fn deliveries_in_flight_stay_within_the_per_endpoint_limit(b: Backend) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let s = Stack::start(
+        b,
+        Options {
+            start_runner: false,
+            ..fast(Limits {
+                delivery_per_endpoint: 2,
+                ..Options::default().limits
+            })
+        },
+    )
+    .await;
+    acme(&s).await;
+    // A receiver that holds every request until the gate opens, counting those in flight.
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let (now_in, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let done = Arc::new(AtomicUsize::new(0));
+    let (n, m, d) = (now_in.clone(), most.clone(), done.clone());
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let (n, m, d, mut gate) = (n.clone(), m.clone(), d.clone(), gate.clone());
+            async move {
+                m.fetch_max(n.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                let _ = gate.wait_for(|o| *o).await;
+                n.fetch_sub(1, Ordering::SeqCst);
+                d.fetch_add(1, Ordering::SeqCst);
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    let api = Api { s: &s };
+    let (st, v) = api
+        .call(
+            ADMIN,
+            Method::POST,
+            "/subscriptions",
+            Some(json!({"url": url, "event_types": ["run.*"]})),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let events: Vec<switchyard_api::outbound::OutboundEvent> = (0..10)
+        .map(|i| switchyard_api::outbound::OutboundEvent {
+            id: format!("limit-{i:02}"),
+            event_type: "run.succeeded".into(),
+            version: 1,
+            timestamp: switchyard_common::time::rfc3339(switchyard_common::time::now_ms()),
+            org_id: "acme".into(),
+            team_id: Some("checkout".into()),
+            data: json!({"run_id": format!("r{i}")}),
+        })
+        .collect();
+    s.orch_state.store.import_outbox(&events).await.unwrap();
+    eventually("two deliveries are held by the receiver", 30, || async {
+        now_in.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    let store = &s.orch_state.store;
+    let more = store
+        .claim_deliveries("test-worker", 64, 60_000, 2)
+        .await
+        .unwrap();
+    assert!(
+        more.is_empty(),
+        "the limit counts the worker's claims: {more:?}"
+    );
+    let one = store
+        .claim_deliveries("test-worker", 64, 60_000, 3)
+        .await
+        .unwrap();
+    assert_eq!(one.len(), 1, "a limit of three leaves room for one");
+    store.release_deliveries("test-worker").await.unwrap();
+    open.send(true).unwrap();
+    eventually("every event is delivered", 30, || async {
+        done.load(Ordering::SeqCst) >= 10
+    })
+    .await;
+    assert_eq!(
+        most.load(Ordering::SeqCst),
+        2,
+        "never more than two at once"
+    );
+}
+
+/// A redirect is a failed attempt, not followed; a receiver slower than the timeout is a failed
+/// attempt that says so.
+async fn redirects_are_not_followed_and_slow_receivers_time_out(b: Backend) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let s = Stack::start(
+        b,
+        Options {
+            start_runner: false,
+            ..fast(Limits {
+                delivery_timeout_ms: 300,
+                ..Options::default().limits
+            })
+        },
+    )
+    .await;
+    acme(&s).await;
+    let followed = Arc::new(AtomicUsize::new(0));
+    let f = followed.clone();
+    let (_never, gate) = tokio::sync::watch::channel(false);
+    let app = axum::Router::new()
+        .route(
+            "/moved",
+            axum::routing::post(|| async {
+                (
+                    axum::http::StatusCode::TEMPORARY_REDIRECT,
+                    [("location", "/target")],
+                )
+            }),
+        )
+        .route(
+            "/target",
+            axum::routing::post(move || {
+                f.fetch_add(1, Ordering::SeqCst);
+                async { axum::http::StatusCode::NO_CONTENT }
+            }),
+        )
+        .route(
+            "/slow",
+            axum::routing::post(move || {
+                let mut gate = gate.clone();
+                async move {
+                    let _ = gate.wait_for(|o| *o).await;
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            }),
+        );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    let api = Api { s: &s };
+    let mut subs = Vec::new();
+    for path in ["/moved", "/slow"] {
+        let body = json!({"url": format!("{base}{path}"), "event_types": ["run.*"]});
+        let (st, v) = api
+            .call(ADMIN, Method::POST, "/subscriptions", Some(body))
+            .await;
+        assert_eq!(st, 201, "{v}");
+        subs.push(v["id"].as_str().unwrap().to_owned());
+    }
+    let event = switchyard_api::outbound::OutboundEvent {
+        id: "redirect-1".into(),
+        event_type: "run.succeeded".into(),
+        version: 1,
+        timestamp: switchyard_common::time::rfc3339(switchyard_common::time::now_ms()),
+        org_id: "acme".into(),
+        team_id: Some("checkout".into()),
+        data: json!({"run_id": "r1"}),
+    };
+    s.orch_state.store.import_outbox(&[event]).await.unwrap();
+    for sub in &subs {
+        eventually("the first attempt is logged", 30, || async {
+            !api.attempts(sub).await.is_empty()
+        })
+        .await;
+    }
+    let moved = api.attempts(&subs[0]).await.last().cloned().unwrap();
+    assert_eq!(
+        (moved["status"].as_str(), moved["response_code"].as_u64()),
+        (Some("failed"), Some(307)),
+        "{moved}"
+    );
+    assert_eq!(
+        followed.load(Ordering::SeqCst),
+        0,
+        "the redirect is not followed"
+    );
+    let slow = api.attempts(&subs[1]).await.last().cloned().unwrap();
+    assert_eq!(slow["status"], "failed", "{slow}");
+    assert_eq!(slow["error"], "no answer within 300 ms", "{slow}");
+}
+
 switchyard_common::on_both_backends!(
+    redirects_are_not_followed_and_slow_receivers_time_out,
+    deliveries_in_flight_stay_within_the_per_endpoint_limit,
     a_slack_subscription_posts_readable_messages_to_the_url_in_the_secrets_store,
     a_run_reaches_a_receiver_verifying_with_the_standard_webhooks_library,
     a_failing_receiver_gets_it_on_the_third_attempt,

@@ -96,8 +96,8 @@ impl Store {
     /// `lease_ms`: at most `per_endpoint` in flight per subscription, counting other replicas'
     /// claims, and for an ordered subscription only its earliest unfinished delivery.
     ///
-    /// Subscriptions with due deliveries are taken in a random order; each is claimed from in a
-    /// transaction that locks its row (`FOR UPDATE SKIP LOCKED`: a replica claiming for it
+    /// Subscriptions with due deliveries are taken in a random order and claimed from at once;
+    /// each in a transaction that locks its row (`FOR UPDATE SKIP LOCKED`: a replica claiming for it
     /// already makes this one pass it by), counts what is in flight and takes its free slots.
     /// Every statement reads one subscription's rows through an index, whatever the backlog.
     pub async fn claim_deliveries(
@@ -123,18 +123,39 @@ impl Store {
         .bind(limit.max(1))
         .fetch_all(&self.db.pool)
         .await?;
-        let mut out = Vec::new();
+        // Each subscription gets up to its per-endpoint share of the room, handed out before
+        // the claims start, so that all of them claim at once (each its own transaction on its
+        // own connection) and together never take more than `limit`.
+        let mut left = limit;
+        let mut shares = Vec::new();
         for (subscription,) in due {
-            let room = limit - out.len() as i64;
+            let room = per_endpoint.max(1).min(left);
             if room <= 0 {
                 break;
             }
-            out.extend(
-                self.claim_for(&subscription, worker, room, lease_ms, per_endpoint, now)
-                    .await?,
-            );
+            left -= room;
+            shares.push((subscription, room));
         }
-        Ok(out)
+        let claims = shares.iter().map(|(subscription, room)| {
+            self.claim_for(subscription, worker, *room, lease_ms, per_endpoint, now)
+        });
+        // What was claimed is answered even when another subscription's claim failed (it would
+        // otherwise wait for its lease to run out).
+        let (mut out, mut failed) = (Vec::new(), None);
+        for claimed in futures_util::future::join_all(claims).await {
+            match claimed {
+                Ok(c) => out.extend(c),
+                Err(e) => failed = Some(e),
+            }
+        }
+        match failed {
+            Some(e) if out.is_empty() => Err(e),
+            Some(e) => {
+                tracing::warn!(error = %e, "claiming one subscription's deliveries failed");
+                Ok(out)
+            }
+            None => Ok(out),
+        }
     }
 
     /// Claims up to `room` due deliveries of one subscription (see [`Store::claim_deliveries`]).
