@@ -157,22 +157,6 @@ impl Db {
         Ok((guard, tx))
     }
 
-    /// [`Db::begin_write`] holding PostgreSQL transaction advisory lock `key` from the start:
-    /// `BEGIN` and the lock go in one round trip. (SQLite has one writer: the write guard and
-    /// `BEGIN IMMEDIATE` already exclude every other writer.)
-    pub async fn begin_write_locked(&self, key: i64) -> Result<WriteTx, sqlx::Error> {
-        let guard = self.write_guard().await;
-        let tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => {
-                // A number, formatted by Rust: nothing to escape.
-                let sql = format!("BEGIN; SELECT pg_advisory_xact_lock({key})");
-                self.pool.begin_with(sql).await?
-            }
-        };
-        Ok((guard, tx))
-    }
-
     /// Applies every pending migration of this backend. Safe to run from several replicas at once
     /// on PostgreSQL (sqlx takes an advisory lock).
     pub async fn migrate(&self) -> anyhow::Result<()> {

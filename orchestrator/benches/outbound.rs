@@ -11,8 +11,8 @@
 //!   the same receiver at the same concurrency, with no database.
 //! - **Correlation.** `BENCH_INCIDENTS` open incidents spread over 100 teams, then
 //!   `BENCH_CORRELATIONS` events correlated one after another (half join an incident of their
-//!   service, half open a new one), after the tables are analysed (as autovacuum would have done
-//!   by then in a live database). Reference: a single-row INSERT round trip on the same database.
+//!   service, half open a new one), after the tables are vacuumed and analysed (as autovacuum
+//!   would have done by then in a live database). Reference: a single-row INSERT round trip on the same database.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,160 +1,100 @@
 //! How a signal becomes an incident's member (ADR 0012), once [`super::correlate`] has found
-//! what it joins: opening an incident with it, or joining one (the incident takes its facts, a
-//! resolution may resolve it, and the run plan follows). On PostgreSQL each is one statement
-//! besides the lookup; SQLite, in-process, runs the same writes one after another.
+//! what it joins. On PostgreSQL the lookups and these writes are one call of the `or_correlate`
+//! function (migration 0021); SQLite, in process, runs the same steps from here: opening an
+//! incident with the signal ([`Store::open_steps`]) or adding it to one ([`Store::join_steps`]).
+//! Then, for both, what follows ([`Store::opened`], [`Store::joined`]): the published events, a
+//! resolution, and the run plan.
 
 use serde_json::json;
 use sqlx::{Any, Row, Transaction};
-use switchyard_common::db::Backend;
 use switchyard_common::error::Result;
 use switchyard_common::ids::new_id;
 use switchyard_common::outbox::Publish;
 use switchyard_common::time::rfc3339;
 
 use super::Store;
-use super::correlate::Correlation;
-use super::incidents::{COLS, data_of, note_incident, row};
+use super::correlate::{Correlation, Found};
+use super::incidents::{COLS, Incident, data_of, note_incident, row};
 use super::outbound::publish;
 use crate::incidents::RunPlan;
 use crate::sources::facts::rank;
 use crate::store::Claimed;
 
-/// A member row's columns, in the order correlation writes them.
-const MEMBER: &str = "or_incident_members (incident_id, event_id, joined_at, source, event_type, correlation_key, \
-    service, severity, alert_key, alert_resolved, seen_by)";
+/// The title of an incident a signal opens.
+pub(super) fn title(e: &Claimed, team: &str) -> String {
+    match &e.facts.service {
+        Some(s) => format!("{s}: {} {}", e.source, e.event_type),
+        None => format!("{}: {} {}", team, e.source, e.event_type),
+    }
+}
 
-/// A new incident's first run, starting ($1 the incident, $12 the event, $10 now).
-const INSERT_RUN: &str = "INSERT INTO or_incident_runs (incident_id, event_id, started_at, status) VALUES ($1, $12, $10, 'starting')";
+/// The `opened` timeline entry's detail.
+pub(super) fn opened_detail(e: &Claimed) -> String {
+    format!("{} {} (event {})", e.source, e.event_type, e.id)
+}
 
 impl Store {
-    /// Opens an incident with the signal as its first member, and starts its run (the member is
-    /// in that run's context from the start).
-    #[allow(clippy::too_many_arguments)]
-    pub(super) async fn open(
+    /// SQLite: opens an incident with the signal as its first member (seen by the run it
+    /// starts), its timeline's `opened` (and `follows`) and that run.
+    pub(super) async fn open_steps(
         &self,
         tx: &mut Transaction<'static, Any>,
         e: &Claimed,
         (org, team): (&str, &str),
-        group: &Option<String>,
+        group: Option<&str>,
         previous: Option<String>,
-        subscribed: bool,
         now: i64,
-    ) -> Result<Correlation> {
+    ) -> Result<Incident> {
         let id = new_id();
-        let title = match &e.facts.service {
-            Some(s) => format!("{s}: {} {}", e.source, e.event_type),
-            None => format!("{}: {} {}", team, e.source, e.event_type),
-        };
         // A severity the scale does not rank is not the incident's (as when a signal joins).
         let severity = e.facts.severity.as_deref().filter(|s| rank(Some(s)) > 0);
-        // PostgreSQL: the incident, its first member, the timeline's `opened` and the run in one
-        // statement (a round trip each otherwise); SQLite runs in-process, one after another.
-        let pg = self.db.backend == Backend::Postgres;
-        let detail = format!("{} {} (event {})", e.source, e.event_type, e.id);
-        let insert = format!(
+        let r = sqlx::query(&format!(
             "INSERT INTO or_incidents (id, org_id, team_id, status, group_key, title, service, severity, severity_rank, sources, \
                members, first_seen, last_seen, previous_id, created_at, updated_at) \
              VALUES ($1, $2, $3, 'open', $4, $5, $6, $7, $8, $9, 1, $10, $10, $11, $10, $10) RETURNING {COLS}"
-        );
-        let sql = if pg {
-            format!(
-                "WITH inc AS ({insert}), \
-                 m AS (INSERT INTO {MEMBER} VALUES ($1, $12, $10, $13, $14, $15, $6, $16, $17, $18, $12)), \
-                 n AS (INSERT INTO or_incident_timeline (id, incident_id, at, kind, detail) VALUES ($19, $1, $10, 'opened', $20)), \
-                 r AS ({INSERT_RUN}) \
-                 SELECT * FROM inc"
-            )
-        } else {
-            insert
-        };
-        let q = sqlx::query(&sql)
-            .bind(&id)
-            .bind(org)
-            .bind(team)
-            .bind(group.as_deref().unwrap_or(""))
-            .bind(&title)
-            .bind(e.facts.service.as_deref())
-            .bind(severity)
-            .bind(rank(severity))
-            .bind(json!([e.source]).to_string())
-            .bind(now)
-            .bind(previous.as_deref());
-        let q = if pg {
-            let alert = e.facts.alert.as_ref();
-            q.bind(&e.id)
-                .bind(&e.source)
-                .bind(&e.event_type)
-                .bind(&e.correlation_key)
-                .bind(e.facts.severity.as_deref())
-                .bind(alert.map(|a| a.key.as_str()))
-                .bind(alert.map(|a| i64::from(a.resolved)))
-                .bind(new_id())
-                .bind(&detail)
-        } else {
-            q
-        };
-        let r = q.fetch_one(&mut **tx).await?;
-        let data = data_of(&row(&r)?);
-        if !pg {
-            self.add_member(tx, &id, e, now, Some(&e.id)).await?;
-            note_incident(tx, &id, now, "opened", Some(&detail)).await?;
-            sqlx::query("INSERT INTO or_incident_runs (incident_id, event_id, started_at, status) VALUES ($1, $2, $3, 'starting')")
-                .bind(&id)
-                .bind(&e.id)
-                .bind(now)
-                .execute(&mut **tx)
-                .await?;
-        }
+        ))
+        .bind(&id)
+        .bind(org)
+        .bind(team)
+        .bind(group.unwrap_or(""))
+        .bind(title(e, team))
+        .bind(e.facts.service.as_deref())
+        .bind(severity)
+        .bind(rank(severity))
+        .bind(json!([e.source]).to_string())
+        .bind(now)
+        .bind(previous.as_deref())
+        .fetch_one(&mut **tx)
+        .await?;
+        self.add_member(tx, &id, e, now, Some(&e.id)).await?;
+        note_incident(tx, &id, now, "opened", Some(&opened_detail(e))).await?;
         if let Some(p) = previous {
             let detail = format!("incident {p}, resolved within the window");
             note_incident(tx, &id, now, "follows", Some(&detail)).await?;
         }
-        let opened = Publish {
-            org,
-            team: Some(team),
-            event_type: "incident.opened",
-            data: data.clone(),
-        };
-        if subscribed {
-            publish(tx, opened).await?;
-        }
-        Ok(Correlation {
-            context: Some(Self::first_run_context(data, e, now)),
-            incident_id: id,
-            opened: true,
-            resolved: false,
-            plan: RunPlan::Start,
-        })
+        sqlx::query("INSERT INTO or_incident_runs (incident_id, event_id, started_at, status) VALUES ($1, $2, $3, 'starting')")
+            .bind(&id)
+            .bind(&e.id)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        row(&r)
     }
 
-    /// The signal joins incident `id`: the incident takes its facts (last seen, count, the highest
-    /// severity, its source) in the statement that also answers the incident and whether a run of
-    /// it is going; a resolution may resolve it. The run plan is `plan`'s for a fresh signal.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) async fn join(
+    /// SQLite: adds the signal to incident `id`, which takes its facts (last seen, count, the
+    /// highest severity, its source); answers the incident and the run of it that is going.
+    pub(super) async fn join_steps(
         &self,
         tx: &mut Transaction<'static, Any>,
         e: &Claimed,
-        (org, team): (&str, &str),
         id: &str,
-        resolution: bool,
-        subscribed: bool,
         now: i64,
-    ) -> Result<Correlation> {
-        // PostgreSQL: the member goes in with the update (one round trip); SQLite runs in-process.
-        let pg = self.db.backend == Backend::Postgres;
-        let with_member = if pg {
-            format!(
-                "WITH m AS (INSERT INTO {MEMBER} VALUES ($1, $8, $2, $4, $9, $10, $5, $7, $11, $12, NULL)) "
-            )
-        } else {
-            self.add_member(tx, id, e, now, None).await?;
-            String::new()
-        };
+    ) -> Result<(Incident, Option<String>)> {
+        self.add_member(tx, id, e, now, None).await?;
         let severity = e.facts.severity.as_deref();
         // `sources` is a JSON array of sender names (slugs: nothing to escape).
-        let sql = format!(
-            "{with_member}UPDATE or_incidents SET last_seen = $2, members = members + 1, updated_at = $2, \
+        let r = sqlx::query(&format!(
+            "UPDATE or_incidents SET last_seen = $2, members = members + 1, updated_at = $2, \
                sources = CASE WHEN sources LIKE $3 THEN sources WHEN sources = '[]' THEN '[\"' || $4 || '\"]' \
                  ELSE substr(sources, 1, length(sources) - 1) || ',\"' || $4 || '\"]' END, \
                service = COALESCE(service, $5), \
@@ -163,37 +103,75 @@ impl Store {
              WHERE id = $1 RETURNING {COLS}, \
                (SELECT COALESCE(r.run_id, r.event_id) FROM or_incident_runs r WHERE r.incident_id = $1 \
                   AND r.status IN ('starting', 'running') LIMIT 1) AS going"
-        );
-        let q = sqlx::query(&sql)
-            .bind(id)
-            .bind(now)
-            .bind(format!("%\"{}\"%", e.source))
-            .bind(&e.source)
-            .bind(e.facts.service.as_deref())
-            .bind(rank(severity))
-            .bind(severity);
-        let q = if pg {
-            let alert = e.facts.alert.as_ref();
-            q.bind(&e.id)
-                .bind(&e.event_type)
-                .bind(&e.correlation_key)
-                .bind(alert.map(|a| a.key.as_str()))
-                .bind(alert.map(|a| i64::from(a.resolved)))
-        } else {
-            q
-        };
-        let r = q.fetch_one(&mut **tx).await?;
-        let going: Option<String> = r.try_get("going")?;
-        let mut incident = row(&r)?;
-        let resolved = resolution && self.all_resolved(tx, id).await?;
+        ))
+        .bind(id)
+        .bind(now)
+        .bind(format!("%\"{}\"%", e.source))
+        .bind(&e.source)
+        .bind(e.facts.service.as_deref())
+        .bind(rank(severity))
+        .bind(severity)
+        .fetch_one(&mut **tx)
+        .await?;
+        Ok((row(&r)?, r.try_get("going")?))
+    }
+
+    /// What follows a signal opening `incident`: `incident.opened` (when the org subscribes),
+    /// and its run, which starts with the incident and this one signal in view.
+    pub(super) async fn opened(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        e: &Claimed,
+        (org, team): (&str, &str),
+        incident: Incident,
+        subscribed: bool,
+        now: i64,
+    ) -> Result<Correlation> {
+        let data = data_of(&incident);
+        if subscribed {
+            let opened = Publish {
+                org,
+                team: Some(team),
+                event_type: "incident.opened",
+                data: data.clone(),
+            };
+            publish(tx, opened).await?;
+        }
+        Ok(Correlation {
+            context: Some(Self::first_run_context(data, e, now)),
+            incident_id: incident.id,
+            opened: true,
+            resolved: false,
+            plan: RunPlan::Start,
+        })
+    }
+
+    /// What follows a signal joining `incident`: a resolution may resolve it, `incident.updated`
+    /// (and `.resolved`) when the org subscribes, and the run plan (`plan`'s for a fresh signal:
+    /// wait for the run that is going, none for a resolution or an incident no longer open, or
+    /// start one with every signal no run had).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn joined(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        e: &Claimed,
+        (org, team): (&str, &str),
+        mut incident: Incident,
+        going: Option<String>,
+        subscribed: bool,
+        now: i64,
+    ) -> Result<Correlation> {
+        let id = incident.id.clone();
+        let resolution = e.facts.alert.as_ref().is_some_and(|a| a.resolved);
+        let resolved = resolution && self.all_resolved(tx, &id).await?;
         if resolved {
             sqlx::query("UPDATE or_incidents SET status = 'resolved', resolved_at = $2, resolved_by = 'signals', updated_at = $2 WHERE id = $1")
-                .bind(id)
+                .bind(&id)
                 .bind(now)
                 .execute(&mut **tx)
                 .await?;
             let why = "every alert of the incident resolved";
-            note_incident(tx, id, now, "resolved", Some(why)).await?;
+            note_incident(tx, &id, now, "resolved", Some(why)).await?;
             incident.status = "resolved".into();
             incident.resolved_at = Some(rfc3339(now));
             incident.resolved_by = Some("signals".into());
@@ -222,25 +200,61 @@ impl Store {
             (RunPlan::None(why), None)
         } else {
             sqlx::query("INSERT INTO or_incident_runs (incident_id, event_id, started_at, status) VALUES ($1, $2, $3, 'starting')")
-                .bind(id)
+                .bind(&id)
                 .bind(&e.id)
                 .bind(now)
                 .execute(&mut **tx)
                 .await?;
-            let context = self.run_context(tx, id).await?;
+            let context = self.run_context(tx, &id).await?;
             sqlx::query("UPDATE or_incident_members SET seen_by = $2 WHERE incident_id = $1 AND seen_by IS NULL")
-                .bind(id)
+                .bind(&id)
                 .bind(&e.id)
                 .execute(&mut **tx)
                 .await?;
             (RunPlan::Start, Some(context))
         };
         Ok(Correlation {
-            incident_id: id.to_owned(),
+            incident_id: id,
             opened: false,
             resolved,
             plan,
             context,
+        })
+    }
+
+    /// Completes a correlation from what was found (see [`Found`]).
+    pub(super) async fn follow_found(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        e: &Claimed,
+        scope: (&str, &str),
+        found: Found,
+        now: i64,
+    ) -> Result<Option<Correlation>> {
+        Ok(match found {
+            Found::Already(id) => {
+                let (plan, context) = self.plan(tx, &id, e).await?;
+                Some(Correlation {
+                    incident_id: id,
+                    opened: false,
+                    resolved: false,
+                    plan,
+                    context,
+                })
+            }
+            Found::Nothing => None,
+            Found::Opened {
+                incident,
+                subscribed,
+            } => Some(self.opened(tx, e, scope, incident, subscribed, now).await?),
+            Found::Joined {
+                incident,
+                going,
+                subscribed,
+            } => Some(
+                self.joined(tx, e, scope, incident, going, subscribed, now)
+                    .await?,
+            ),
         })
     }
 
@@ -253,9 +267,10 @@ impl Store {
         now: i64,
         seen_by: Option<&str>,
     ) -> Result<()> {
-        sqlx::query(&format!(
-            "INSERT INTO {MEMBER} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-        ))
+        sqlx::query(
+            "INSERT INTO or_incident_members (incident_id, event_id, joined_at, source, event_type, correlation_key, \
+               service, severity, alert_key, alert_resolved, seen_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
         .bind(id)
         .bind(&e.id)
         .bind(now)
@@ -271,7 +286,6 @@ impl Store {
         .await?;
         Ok(())
     }
-
     /// Whether every alert of the incident says, in its latest signal, that it resolved.
     async fn all_resolved(&self, tx: &mut Transaction<'static, Any>, id: &str) -> Result<bool> {
         let rows = sqlx::query(

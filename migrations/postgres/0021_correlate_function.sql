@@ -1,0 +1,102 @@
+-- Correlation on PostgreSQL in one call (ADR 0012): the team's lock, the lookups and the write,
+-- each statement with its own snapshot (taken after the lock), so a correlation is three round
+-- trips (BEGIN, this, COMMIT). SQLite runs the same steps from Rust (store/correlate.rs,
+-- store/incident_members.rs); both are held to the same tests.
+--
+-- outcome: 'already' (the event joined `inc` at an earlier dispatch: nothing written),
+-- 'none' (a resolution that matches no open incident: nothing written), 'opened' (`inc` is new,
+-- with the event as its first member, seen by the run it starts, its `opened` (and `follows`)
+-- timeline entries and that run), 'joined' (the event is a member of `inc`, which took its
+-- facts; `going` is the run of it that is going, if any). `subscribed`: the org has an enabled
+-- subscription.
+CREATE FUNCTION or_correlate(
+    p_lock BIGINT, p_event TEXT, p_org TEXT, p_team TEXT, p_source TEXT, p_event_type TEXT,
+    p_correlation_key TEXT, p_service TEXT, p_severity TEXT, p_rank BIGINT, p_alert_key TEXT,
+    p_alert_resolved BIGINT, p_group TEXT, p_cutoff BIGINT, p_now BIGINT, p_new_id TEXT,
+    p_title TEXT, p_opened_entry TEXT, p_opened_detail TEXT, p_follows_entry TEXT)
+RETURNS TABLE (outcome TEXT, going TEXT, subscribed BOOLEAN, inc or_incidents)
+LANGUAGE plpgsql VOLATILE AS $$
+#variable_conflict use_column
+DECLARE
+    v_id TEXT;
+    v_previous TEXT;
+BEGIN
+    PERFORM pg_advisory_xact_lock(p_lock);
+    subscribed := EXISTS (SELECT 1 FROM or_subscriptions s WHERE s.org_id = p_org AND s.enabled = 1);
+    SELECT m.incident_id INTO v_id FROM or_incident_members m WHERE m.event_id = p_event LIMIT 1;
+    IF v_id IS NOT NULL THEN
+        outcome := 'already';
+        SELECT * INTO inc FROM or_incidents i WHERE i.id = v_id;
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    IF p_alert_key IS NOT NULL AND p_alert_key <> '' THEN
+        SELECT i.id INTO v_id FROM or_incident_members m JOIN or_incidents i ON i.id = m.incident_id
+        WHERE m.alert_key = p_alert_key AND i.org_id = p_org AND i.team_id = p_team AND i.status = 'open'
+        ORDER BY i.last_seen DESC LIMIT 1;
+    END IF;
+    IF v_id IS NULL AND p_correlation_key <> '' THEN
+        SELECT i.id INTO v_id FROM or_incident_members m JOIN or_incidents i ON i.id = m.incident_id
+        WHERE m.correlation_key = p_correlation_key AND i.org_id = p_org AND i.team_id = p_team
+          AND i.status = 'open'
+        ORDER BY i.last_seen DESC LIMIT 1;
+    END IF;
+    IF v_id IS NULL AND p_alert_resolved = 1 THEN
+        outcome := 'none';
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    IF v_id IS NULL AND p_group IS NOT NULL THEN
+        SELECT i.id INTO v_id FROM or_incidents i WHERE i.org_id = p_org AND i.team_id = p_team
+          AND i.group_key = p_group AND i.status = 'open' AND i.last_seen >= p_cutoff
+        ORDER BY i.last_seen DESC LIMIT 1;
+    ELSIF v_id IS NULL THEN
+        SELECT i.id INTO v_id FROM or_incidents i WHERE i.org_id = p_org AND i.team_id = p_team
+          AND i.status = 'open' AND i.last_seen >= p_cutoff
+        ORDER BY i.last_seen DESC LIMIT 1;
+    END IF;
+    IF v_id IS NULL THEN
+        SELECT i.id INTO v_previous FROM or_incidents i WHERE i.org_id = p_org AND i.team_id = p_team
+          AND i.group_key = COALESCE(p_group, '') AND i.status = 'resolved' AND i.resolved_at >= p_cutoff
+        ORDER BY i.resolved_at DESC LIMIT 1;
+        INSERT INTO or_incidents (id, org_id, team_id, status, group_key, title, service, severity,
+            severity_rank, sources, members, first_seen, last_seen, previous_id, created_at, updated_at)
+        VALUES (p_new_id, p_org, p_team, 'open', COALESCE(p_group, ''), p_title, p_service,
+            CASE WHEN p_rank > 0 THEN p_severity END, GREATEST(p_rank, 0), json_build_array(p_source)::text,
+            1, p_now, p_now, v_previous, p_now, p_now)
+        RETURNING * INTO inc;
+        INSERT INTO or_incident_members (incident_id, event_id, joined_at, source, event_type,
+            correlation_key, service, severity, alert_key, alert_resolved, seen_by)
+        VALUES (p_new_id, p_event, p_now, p_source, p_event_type, p_correlation_key, p_service,
+            p_severity, p_alert_key, p_alert_resolved, p_event);
+        INSERT INTO or_incident_timeline (id, incident_id, at, kind, detail)
+        VALUES (p_opened_entry, p_new_id, p_now, 'opened', p_opened_detail);
+        IF v_previous IS NOT NULL THEN
+            INSERT INTO or_incident_timeline (id, incident_id, at, kind, detail)
+            VALUES (p_follows_entry, p_new_id, p_now, 'follows',
+                'incident ' || v_previous || ', resolved within the window');
+        END IF;
+        INSERT INTO or_incident_runs (incident_id, event_id, started_at, status)
+        VALUES (p_new_id, p_event, p_now, 'starting');
+        outcome := 'opened';
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    INSERT INTO or_incident_members (incident_id, event_id, joined_at, source, event_type,
+        correlation_key, service, severity, alert_key, alert_resolved, seen_by)
+    VALUES (v_id, p_event, p_now, p_source, p_event_type, p_correlation_key, p_service,
+        p_severity, p_alert_key, p_alert_resolved, NULL);
+    UPDATE or_incidents i SET last_seen = p_now, members = i.members + 1, updated_at = p_now,
+        sources = CASE WHEN i.sources::jsonb ? p_source THEN i.sources
+                       ELSE (i.sources::jsonb || to_jsonb(p_source))::text END,
+        service = COALESCE(i.service, p_service),
+        severity = CASE WHEN i.severity_rank < p_rank THEN p_severity ELSE i.severity END,
+        severity_rank = GREATEST(i.severity_rank, p_rank)
+    WHERE i.id = v_id
+    RETURNING * INTO inc;
+    SELECT COALESCE(r.run_id, r.event_id) INTO going FROM or_incident_runs r
+    WHERE r.incident_id = v_id AND r.status IN ('starting', 'running') LIMIT 1;
+    outcome := 'joined';
+    RETURN NEXT;
+END
+$$;
