@@ -96,6 +96,22 @@ async fn page(s: &Stack, pd: &str, incident: &str) -> String {
     v["event_id"].as_str().unwrap().to_owned()
 }
 
+/// `n` relayed `run.succeeded` events of acme/checkout, as the config-service's outbox has them
+/// (ids `<prefix>-0000`...).
+fn run_events(prefix: &str, n: usize) -> Vec<switchyard_api::outbound::OutboundEvent> {
+    (0..n)
+        .map(|i| switchyard_api::outbound::OutboundEvent {
+            id: format!("{prefix}-{i:04}"),
+            event_type: "run.succeeded".into(),
+            version: 1,
+            timestamp: switchyard_common::time::rfc3339(switchyard_common::time::now_ms()),
+            org_id: "acme".into(),
+            team_id: Some("checkout".into()),
+            data: json!({"run_id": format!("r{i}")}),
+        })
+        .collect()
+}
+
 fn fast(limits: Limits) -> Options {
     Options {
         limits: Limits {
@@ -471,17 +487,7 @@ async fn two_replicas_deliver_each_event_once(b: Backend) {
     // A second replica's delivery worker on the same database, beside the stack's own.
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let replica = tokio::spawn(s.orch_state.outbound().unwrap().run(stopped));
-    let events: Vec<switchyard_api::outbound::OutboundEvent> = (0..300)
-        .map(|i| switchyard_api::outbound::OutboundEvent {
-            id: format!("replicas-{i:04}"),
-            event_type: "run.succeeded".into(),
-            version: 1,
-            timestamp: switchyard_common::time::rfc3339(switchyard_common::time::now_ms()),
-            org_id: "acme".into(),
-            team_id: Some("checkout".into()),
-            data: json!({"run_id": format!("r{i}")}),
-        })
-        .collect();
+    let events = run_events("replicas", 300);
     s.orch_state.store.import_outbox(&events).await.unwrap();
     eventually("every event is delivered", 60, || async {
         rx.got().len() >= 300
@@ -629,8 +635,8 @@ async fn a_slack_subscription_posts_readable_messages_to_the_url_in_the_secrets_
 }
 
 /// At most `--delivery-per-endpoint` deliveries of one subscription are in flight, counting
-/// every worker's claims: with two held open by the receiver, another claim takes nothing; with
-/// a limit of three it takes exactly one more.
+/// every worker's claims: with two held open by the receiver, another worker with a limit of
+/// three takes exactly one more, and the receiver never sees more than two at once.
 async fn deliveries_in_flight_stay_within_the_per_endpoint_limit(b: Backend) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let s = Stack::start(
@@ -676,36 +682,34 @@ async fn deliveries_in_flight_stay_within_the_per_endpoint_limit(b: Backend) {
         )
         .await;
     assert_eq!(st, 201, "{v}");
-    let events: Vec<switchyard_api::outbound::OutboundEvent> = (0..10)
-        .map(|i| switchyard_api::outbound::OutboundEvent {
-            id: format!("limit-{i:02}"),
-            event_type: "run.succeeded".into(),
-            version: 1,
-            timestamp: switchyard_common::time::rfc3339(switchyard_common::time::now_ms()),
-            org_id: "acme".into(),
-            team_id: Some("checkout".into()),
-            data: json!({"run_id": format!("r{i}")}),
-        })
-        .collect();
+    let events = run_events("limit", 10);
     s.orch_state.store.import_outbox(&events).await.unwrap();
     eventually("two deliveries are held by the receiver", 30, || async {
         now_in.load(Ordering::SeqCst) == 2
     })
     .await;
+    // Another worker with a limit of three gets exactly one: the two in flight count. (Its
+    // claim passes the subscription by while the stack's worker holds the row: ask again.)
     let store = &s.orch_state.store;
-    let more = store
-        .claim_deliveries("test-worker", 64, 60_000, 2)
-        .await
-        .unwrap();
-    assert!(
-        more.is_empty(),
-        "the limit counts the worker's claims: {more:?}"
+    let one = Arc::new(std::sync::Mutex::new(Vec::new()));
+    eventually("another worker claims", 30, || {
+        let one = one.clone();
+        async move {
+            let got = store
+                .claim_deliveries("test-worker", 64, 60_000, 3)
+                .await
+                .unwrap();
+            *one.lock().unwrap() = got;
+            !one.lock().unwrap().is_empty()
+        }
+    })
+    .await;
+    let one = one.lock().unwrap().clone();
+    assert_eq!(
+        one.len(),
+        1,
+        "a limit of three leaves room for one of the eight due"
     );
-    let one = store
-        .claim_deliveries("test-worker", 64, 60_000, 3)
-        .await
-        .unwrap();
-    assert_eq!(one.len(), 1, "a limit of three leaves room for one");
     store.release_deliveries("test-worker").await.unwrap();
     open.send(true).unwrap();
     eventually("every event is delivered", 30, || async {
@@ -778,16 +782,8 @@ async fn redirects_are_not_followed_and_slow_receivers_time_out(b: Backend) {
         assert_eq!(st, 201, "{v}");
         subs.push(v["id"].as_str().unwrap().to_owned());
     }
-    let event = switchyard_api::outbound::OutboundEvent {
-        id: "redirect-1".into(),
-        event_type: "run.succeeded".into(),
-        version: 1,
-        timestamp: switchyard_common::time::rfc3339(switchyard_common::time::now_ms()),
-        org_id: "acme".into(),
-        team_id: Some("checkout".into()),
-        data: json!({"run_id": "r1"}),
-    };
-    s.orch_state.store.import_outbox(&[event]).await.unwrap();
+    let events = run_events("redirect", 1);
+    s.orch_state.store.import_outbox(&events).await.unwrap();
     for sub in &subs {
         eventually("the first attempt is logged", 30, || async {
             !api.attempts(sub).await.is_empty()

@@ -21,6 +21,17 @@ impl Anthropic {
     }
 }
 
+/// Adds a user block: to the user message of the tool results just before it, if there is one
+/// (the API wants roles to alternate), or as a new user message.
+fn after_results(messages: &mut Vec<Value>, block: Value) {
+    match messages.last_mut() {
+        Some(last) if last["role"] == "user" && last["content"][0]["type"] == "tool_result" => {
+            last["content"].as_array_mut().expect("blocks").push(block);
+        }
+        _ => messages.push(json!({"role": "user", "content": [block]})),
+    }
+}
+
 /// The request body for one turn. Consecutive tool results (and text that follows them) go in
 /// one user message, as the API requires.
 pub fn request_body(req: &TurnRequest<'_>) -> Value {
@@ -30,16 +41,7 @@ pub fn request_body(req: &TurnRequest<'_>) -> Value {
             // Text after tool results (signals that joined between turns) goes in the same user
             // message, after its tool_result blocks, as the API wants roles to alternate.
             Message::User { content } => {
-                let block = json!({"type": "text", "text": content});
-                match messages.last_mut() {
-                    Some(last)
-                        if last["role"] == "user"
-                            && last["content"][0]["type"] == "tool_result" =>
-                    {
-                        last["content"].as_array_mut().expect("blocks").push(block);
-                    }
-                    _ => messages.push(json!({"role": "user", "content": [block]})),
-                }
+                after_results(&mut messages, json!({"type": "text", "text": content}))
             }
             Message::Assistant {
                 content,
@@ -61,15 +63,7 @@ pub fn request_body(req: &TurnRequest<'_>) -> Value {
             } => {
                 let block =
                     json!({"type": "tool_result", "tool_use_id": call_id, "content": content});
-                match messages.last_mut() {
-                    Some(last)
-                        if last["role"] == "user"
-                            && last["content"][0]["type"] == "tool_result" =>
-                    {
-                        last["content"].as_array_mut().expect("blocks").push(block);
-                    }
-                    _ => messages.push(json!({"role": "user", "content": [block]})),
-                }
+                after_results(&mut messages, block);
             }
         }
     }

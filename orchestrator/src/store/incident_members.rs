@@ -33,6 +33,22 @@ pub(super) fn opened_detail(e: &Claimed) -> String {
     format!("{} {} (event {})", e.source, e.event_type, e.id)
 }
 
+/// Records the incident's run that `event` starts (`starting` until the agent-runner reports it).
+pub(super) async fn start_run(
+    tx: &mut Transaction<'static, Any>,
+    incident: &str,
+    event: &str,
+    now: i64,
+) -> Result<()> {
+    sqlx::query("INSERT INTO or_incident_runs (incident_id, event_id, started_at, status) VALUES ($1, $2, $3, 'starting')")
+        .bind(incident)
+        .bind(event)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 impl Store {
     /// SQLite: opens an incident with the signal as its first member (seen by the run it
     /// starts), its timeline's `opened` (and `follows`) and that run.
@@ -72,12 +88,7 @@ impl Store {
             let detail = format!("incident {p}, resolved within the window");
             note_incident(tx, &id, now, "follows", Some(&detail)).await?;
         }
-        sqlx::query("INSERT INTO or_incident_runs (incident_id, event_id, started_at, status) VALUES ($1, $2, $3, 'starting')")
-            .bind(&id)
-            .bind(&e.id)
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
+        start_run(tx, &id, &e.id, now).await?;
         row(&r)
     }
 
@@ -199,12 +210,7 @@ impl Store {
             let why = format!("the incident is {}", incident.status);
             (RunPlan::None(why), None)
         } else {
-            sqlx::query("INSERT INTO or_incident_runs (incident_id, event_id, started_at, status) VALUES ($1, $2, $3, 'starting')")
-                .bind(&id)
-                .bind(&e.id)
-                .bind(now)
-                .execute(&mut **tx)
-                .await?;
+            start_run(tx, &id, &e.id, now).await?;
             let context = self.run_context(tx, &id).await?;
             sqlx::query("UPDATE or_incident_members SET seen_by = $2 WHERE incident_id = $1 AND seen_by IS NULL")
                 .bind(&id)

@@ -98,12 +98,7 @@ impl Store {
             ));
         }
         let now = now_ms();
-        sqlx::query("INSERT INTO or_incident_runs (incident_id, event_id, started_at, status) VALUES ($1, $2, $3, 'starting')")
-            .bind(id)
-            .bind(&e.id)
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
+        super::incident_members::start_run(tx, id, &e.id, now).await?;
         let context = self.run_context(tx, id).await?;
         sqlx::query("UPDATE or_incident_members SET seen_by = $2 WHERE incident_id = $1 AND seen_by IS NULL")
             .bind(id)
