@@ -26,13 +26,18 @@ use switchyard_common::error::Error;
 use switchyard_common::telemetry::Metrics;
 
 use crate::abuse::FailureLimiter;
+use crate::group_commit::GroupCommit;
 use crate::settings::Limits;
 use crate::sources::{Delivery, Outcome, Refusal, Source};
-use crate::store::{Integration, Store, Stored};
+use crate::store::{Integration, NewEvent, Store, Stored};
 
-/// How long decrypted secrets are reused. Retiring a secret takes effect on every replica within
-/// this time (at once on the replica that retired it).
+/// How long integrations and their decrypted secrets are reused. Retiring a secret, or changing
+/// or deleting an integration, takes effect on every replica within this time (at once on the
+/// replica that made the change).
 pub const SECRETS_TTL: Duration = Duration::from_secs(10);
+
+/// Integrations cached at most (the expired ones are dropped when there are more).
+const CACHED_INTEGRATIONS: usize = 10_000;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WebhookLabels {
@@ -129,7 +134,11 @@ pub struct Ingress {
     /// Failed verifications and unknown-integration probes per client address.
     pub unverified: Arc<FailureLimiter>,
     secrets: Arc<Mutex<HashMap<String, (Instant, Secrets)>>>,
+    /// Integrations by id (`platform:<source>` for the platform's), as the last read found them.
+    integrations: Arc<Mutex<HashMap<String, (Instant, Integration)>>>,
     webhooks: Family<WebhookLabels, Counter>,
+    /// Stores verified deliveries many to a transaction.
+    writer: Arc<GroupCommit>,
 }
 
 impl Ingress {
@@ -143,7 +152,6 @@ impl Ingress {
         let per_sec = NonZeroU32::new(limits.ingress_per_second.max(1)).expect("non-zero");
         let burst = per_sec.saturating_mul(NonZeroU32::new(2).expect("2"));
         Self {
-            store,
             keyring,
             ceiling: Arc::new(RateLimiter::keyed(
                 Quota::per_second(per_sec).allow_burst(burst),
@@ -151,7 +159,10 @@ impl Ingress {
             unverified: Arc::new(FailureLimiter::new(limits.unverified_per_minute)),
             limits,
             secrets: Arc::default(),
+            integrations: Arc::default(),
             webhooks,
+            writer: Arc::new(GroupCommit::new(store.clone())),
+            store,
         }
     }
 
@@ -180,12 +191,36 @@ impl Ingress {
         }
     }
 
-    /// The integration a request is for.
+    /// The integration a request is for (reused for [`SECRETS_TTL`]; an unknown one is read
+    /// every time, and its probes counted against the address).
     pub async fn find(
         &self,
         target: Target<'_>,
         ip: Option<IpAddr>,
     ) -> Result<Integration, Rejected> {
+        let key = match target {
+            Target::Platform(source, _) => format!("platform:{}", source.as_str()),
+            Target::Integration(_, id) => id.to_owned(),
+        };
+        if let Some((at, i)) = self.integrations.lock().expect("cache poisoned").get(&key)
+            && at.elapsed() < SECRETS_TTL
+            && match target {
+                Target::Integration(source, _) => i.source.as_str() == source,
+                Target::Platform(..) => true,
+            }
+        {
+            return Ok(i.clone());
+        }
+        let found = self.read(target, ip).await?;
+        let mut cache = self.integrations.lock().expect("cache poisoned");
+        if cache.len() >= CACHED_INTEGRATIONS {
+            cache.retain(|_, (at, _)| at.elapsed() < SECRETS_TTL);
+        }
+        cache.insert(key, (Instant::now(), found.clone()));
+        Ok(found)
+    }
+
+    async fn read(&self, target: Target<'_>, ip: Option<IpAddr>) -> Result<Integration, Rejected> {
         match target {
             Target::Platform(source, _) => match self.store.platform_integration(source).await {
                 Ok(Some(i)) => Ok(i),
@@ -245,16 +280,24 @@ impl Ingress {
             Err(Refusal::Invalid(why)) => return Err(Rejected::Invalid(why)),
         };
         let org = integration.org_id.as_deref();
-        match self.store.store_event(integration, &env, org).await {
+        let delivery_id = env.delivery_id.clone();
+        let event = NewEvent {
+            integration_id: integration.id.clone(),
+            webhook_path: integration.webhook_path.clone(),
+            org: org.map(str::to_owned),
+            env,
+            traceparent: switchyard_common::trace::TraceContext::current().map(|c| c.header()),
+        };
+        match self.writer.store(event).await {
             Ok(Stored::New(id)) => {
-                tracing::info!(event = %id, integration = %integration.id, delivery = %env.delivery_id, event_type = %env.event_type, "event stored");
+                tracing::info!(event = %id, integration = %integration.id, delivery = %delivery_id, "event stored");
                 Ok(Accepted::Stored {
                     event_id: id,
                     duplicate: false,
                 })
             }
             Ok(Stored::Duplicate(id)) => {
-                tracing::info!(event = %id, delivery = %env.delivery_id, "duplicate delivery acknowledged");
+                tracing::info!(event = %id, delivery = %delivery_id, "duplicate delivery acknowledged");
                 Ok(Accepted::Stored {
                     event_id: id,
                     duplicate: true,
@@ -288,11 +331,16 @@ impl Ingress {
         Ok(s)
     }
 
-    /// Forgets cached secrets of an integration after a change on this replica.
-    pub fn forget_secrets(&self, integration: &str) {
+    /// Forgets a cached integration and its secrets after a change on this replica.
+    pub fn forget(&self, integration: &str) {
         self.secrets
             .lock()
             .expect("cache poisoned")
             .remove(integration);
+        // A platform integration is cached by its source: forget those too (they are few).
+        self.integrations
+            .lock()
+            .expect("cache poisoned")
+            .retain(|key, (_, i)| key != integration && i.id != integration);
     }
 }

@@ -19,6 +19,7 @@
 pub mod abuse;
 pub mod audit;
 pub mod dispatch;
+pub mod group_commit;
 pub mod http;
 pub mod incidents;
 pub mod ingress;

@@ -7,10 +7,13 @@ use switchyard_common::db::Backend;
 use switchyard_common::db::testing::TestDb;
 use switchyard_common::http::Actor;
 use switchyard_common::time::now_ms;
+use switchyard_orchestrator::group_commit::GroupCommit;
 use switchyard_orchestrator::sources::Envelope;
 use switchyard_orchestrator::sources::Source;
 use switchyard_orchestrator::store::NewIntegration;
-use switchyard_orchestrator::store::{EventQuery, Integration, Settlement, Status, Store, Stored};
+use switchyard_orchestrator::store::{
+    EventQuery, Integration, NewEvent, Settlement, Status, Store, Stored,
+};
 
 async fn setup(b: Backend) -> (TestDb, Store, Integration) {
     let db = TestDb::new(b).await.unwrap();
@@ -361,7 +364,100 @@ async fn throttling_is_timed(b: Backend) {
     );
 }
 
+fn new_event(i: &Integration, delivery: &str) -> NewEvent {
+    NewEvent {
+        integration_id: i.id.clone(),
+        webhook_path: i.webhook_path.clone(),
+        org: Some("acme".into()),
+        env: env(delivery, &format!("pagerduty:{delivery}")),
+        traceparent: None,
+    }
+}
+
+/// Many deliveries in one transaction: each stored once with its timeline, a delivery repeated
+/// within the batch or from an earlier one answered with the id it was first stored under.
+async fn a_batch_stores_each_delivery_once(b: Backend) {
+    let (_db, store, i) = setup(b).await;
+    let first = store
+        .store_events(&[new_event(&i, "a"), new_event(&i, "b"), new_event(&i, "a")])
+        .await
+        .unwrap();
+    let (Stored::New(a), Stored::New(bid)) = (&first[0], &first[1]) else {
+        panic!("{first:?}")
+    };
+    assert_ne!(a, bid);
+    assert_eq!(
+        first[2],
+        Stored::Duplicate(a.clone()),
+        "repeated within the batch"
+    );
+    let second = store
+        .store_events(&[new_event(&i, "c"), new_event(&i, "a")])
+        .await
+        .unwrap();
+    assert!(matches!(&second[0], Stored::New(_)), "{second:?}");
+    assert_eq!(
+        second[1],
+        Stored::Duplicate(a.clone()),
+        "repeated from an earlier batch"
+    );
+    let (events, _) = store
+        .list_events(&EventQuery {
+            org: Some("acme".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 3, "a, b and c, once each");
+    let detail = store.get_event(Some("acme"), a).await.unwrap();
+    let kinds: Vec<&str> = detail.timeline.iter().map(|t| t.kind.as_str()).collect();
+    assert_eq!(kinds, ["received", "verified"]);
+}
+
+/// Concurrent requests through the group-commit writer: 300 deliveries, each of 100 ids sent
+/// three times at once, give 100 stored events and every repeat the first one's id.
+async fn group_commit_answers_each_request_after_its_batch(b: Backend) {
+    let (_db, store, i) = setup(b).await;
+    let writer = std::sync::Arc::new(GroupCommit::new(store.clone()));
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..300 {
+        let (writer, e) = (writer.clone(), new_event(&i, &format!("d{}", n % 100)));
+        tasks.spawn(async move { (n % 100, writer.store(e).await.unwrap()) });
+    }
+    let mut ids: std::collections::HashMap<usize, Vec<Stored>> = Default::default();
+    while let Some(r) = tasks.join_next().await {
+        let (k, stored) = r.unwrap();
+        ids.entry(k).or_default().push(stored);
+    }
+    for (k, answers) in &ids {
+        let new: Vec<&String> = answers
+            .iter()
+            .filter_map(|s| match s {
+                Stored::New(id) => Some(id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(new.len(), 1, "delivery d{k} stored once: {answers:?}");
+        for s in answers {
+            if let Stored::Duplicate(id) = s {
+                assert_eq!(id, new[0], "a repeat answers the first id");
+            }
+        }
+    }
+    let (events, _) = store
+        .list_events(&EventQuery {
+            org: Some("acme".into()),
+            limit: Some(500),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 100);
+}
+
 switchyard_common::on_both_backends!(
+    a_batch_stores_each_delivery_once,
+    group_commit_answers_each_request_after_its_batch,
     only_the_claim_holder_settles,
     ordering_is_per_integration,
     throttling_is_timed,

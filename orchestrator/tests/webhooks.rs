@@ -417,7 +417,7 @@ async fn secrets_rotate_without_dropping_deliveries(b: Backend) {
         )
         .await
         .unwrap();
-    c.state.ingress.forget_secrets(&i.id);
+    c.state.ingress.forget(&i.id);
     for (n, s) in [(1, "old-github-secret-01"), (2, "new-github-secret-01")] {
         let (body, h) = signed(Source::Github, s, n);
         assert_eq!(
@@ -446,7 +446,7 @@ async fn secrets_rotate_without_dropping_deliveries(b: Backend) {
         )
         .await
         .unwrap();
-    c.state.ingress.forget_secrets(&i.id);
+    c.state.ingress.forget(&i.id);
     let (body, h) = signed(Source::Github, "old-github-secret-01", 3);
     assert_eq!(
         send(&c, &path, &h, &body, IP).await.0,

@@ -224,20 +224,20 @@ pub async fn update(
         return Err(Error::invalid("/settings", "must be an object"));
     }
     let dt = req.default_team.as_ref().map(|o| o.as_deref());
-    Ok(Json(
-        state
-            .store
-            .update_integration(
-                &admin.actor,
-                &id,
-                &IntegrationChange {
-                    name: req.name.as_deref(),
-                    default_team: dt,
-                    settings: req.settings.as_ref(),
-                },
-            )
-            .await?,
-    ))
+    let updated = state
+        .store
+        .update_integration(
+            &admin.actor,
+            &id,
+            &IntegrationChange {
+                name: req.name.as_deref(),
+                default_team: dt,
+                settings: req.settings.as_ref(),
+            },
+        )
+        .await?;
+    state.ingress.forget(&id);
+    Ok(Json(updated))
 }
 
 /// Delete an integration: its URL answers 404 from now on; stored events stay.
@@ -249,7 +249,7 @@ pub async fn remove(
 ) -> Result<StatusCode> {
     owned(&state, Some(&admin.org_id), &id).await?;
     state.store.delete_integration(&admin.actor, &id).await?;
-    state.ingress.forget_secrets(&id);
+    state.ingress.forget(&id);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -266,7 +266,7 @@ async fn add_in(
         .store
         .add_secret(&state.keyring, by, id, &req.secret)
         .await?;
-    state.ingress.forget_secrets(id);
+    state.ingress.forget(id);
     Ok(info)
 }
 
@@ -279,7 +279,7 @@ async fn retire_in(
 ) -> Result<StatusCode> {
     owned(state, org, id).await?;
     state.store.retire_secret(by, id, secret_id).await?;
-    state.ingress.forget_secrets(id);
+    state.ingress.forget(id);
     Ok(StatusCode::NO_CONTENT)
 }
 

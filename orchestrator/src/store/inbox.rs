@@ -1,21 +1,21 @@
 //! The inbox: `or_events` as the dispatcher's queue.
 //!
-//! Storing is one atomic `INSERT ... ON CONFLICT DO NOTHING RETURNING` per delivery, so a duplicate
-//! can never slip in between a check and an insert. Dispatchers claim due events with
+//! Storing is an atomic `INSERT ... ON CONFLICT DO NOTHING RETURNING` (many deliveries to one,
+//! `ingest`), so a duplicate can never slip in between a check and an insert. Dispatchers claim due events with
 //! `FOR UPDATE SKIP LOCKED` on PostgreSQL (replicas never claim the same event) and a lease
 //! (`claimed_until`): an event claimed by a replica that died is claimable again once the lease
 //! runs out; settling checks the claim is still this worker's. An event is not claimed while an
 //! earlier event of the same integration with the same correlation key is still pending, which
 //! keeps one incident's events in arrival order without one tenant waiting on another's.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlx::Row;
 use switchyard_common::db::Backend;
 use switchyard_common::error::Result;
-use switchyard_common::ids::new_id;
 use switchyard_common::outbox::Publish;
 use switchyard_common::time::now_ms;
 
+use super::ingest::NewEvent;
 use super::outbound::{event_data, publish};
 use super::{Status, Store, sql_list, timeline};
 use crate::sources::{Envelope, Facts};
@@ -100,71 +100,23 @@ impl Settlement {
 }
 
 impl Store {
-    /// Stores a verified delivery, or finds the one it duplicates. Commits before returning.
+    /// Stores one verified delivery, or finds the one it duplicates, in a transaction of its own
+    /// (the webhook path batches them: [`Store::store_events`]). Commits before returning.
     pub async fn store_event(
         &self,
         integration: &Integration,
         env: &Envelope,
         org: Option<&str>,
     ) -> Result<Stored> {
-        let (_g, mut tx) = self.begin().await?;
-        let id = new_id();
-        let now = now_ms();
-        let inserted: Option<String> = sqlx::query_scalar(
-            "INSERT INTO or_events (id, integration_id, delivery_id, org_id, source, event_type, correlation_key, identifiers, payload, status, next_attempt_at, received_at, updated_at, traceparent, reply_to, facts) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'received', $10, $10, $10, $11, $12, $13) \
-             ON CONFLICT (integration_id, delivery_id) DO NOTHING RETURNING id",
-        )
-        .bind(&id)
-        .bind(&integration.id)
-        .bind(&env.delivery_id)
-        .bind(org)
-        .bind(env.source.as_str())
-        .bind(&env.event_type)
-        .bind(&env.correlation_key)
-        .bind(serde_json::to_string(&env.identifiers).unwrap_or_default())
-        .bind(env.payload.to_string())
-        .bind(now)
-        .bind(switchyard_common::trace::TraceContext::current().map(|c| c.header()))
-        .bind(env.reply_to.as_ref().map(Value::to_string))
-        .bind(serde_json::to_string(&env.facts).unwrap_or_default())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(id) = inserted else {
-            let existing: String = sqlx::query_scalar(
-                "SELECT id FROM or_events WHERE integration_id = $1 AND delivery_id = $2",
-            )
-            .bind(&integration.id)
-            .bind(&env.delivery_id)
-            .fetch_one(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            return Ok(Stored::Duplicate(existing));
+        let e = NewEvent {
+            integration_id: integration.id.clone(),
+            webhook_path: integration.webhook_path.clone(),
+            org: org.map(str::to_owned),
+            env: env.clone(),
+            traceparent: switchyard_common::trace::TraceContext::current().map(|c| c.header()),
         };
-        let received = format!(
-            "delivery {} via {}",
-            env.delivery_id, integration.webhook_path
-        );
-        timeline(&mut tx, &id, now, "received", Some(&received)).await?;
-        timeline(&mut tx, &id, now, "verified", None).await?;
-        if let Some(org) = org {
-            let data = json!({"event_id": id, "source": env.source.as_str(), "event_type": env.event_type,
-                "integration_id": integration.id, "delivery_id": env.delivery_id, "status": "received"});
-            publish(
-                &mut tx,
-                Publish {
-                    org,
-                    team: None,
-                    event_type: "event.received",
-                    data,
-                },
-            )
-            .await?;
-        }
-        self.notify_in(&mut tx).await?;
-        tx.commit().await?;
-        self.wake.notify_one();
-        Ok(Stored::New(id))
+        let mut stored = self.store_events(std::slice::from_ref(&e)).await?;
+        Ok(stored.remove(0))
     }
 
     /// Claims up to `limit` due events for `worker`, leasing them for `lease_ms`.

@@ -1,0 +1,215 @@
+//! Storing verified deliveries many to a transaction (group commit, issue 11): one multi-row
+//! `INSERT ... ON CONFLICT DO NOTHING RETURNING` for the events, one for their timeline entries,
+//! the published `event.received` of orgs that subscribe, one `NOTIFY` and one commit for the
+//! whole batch. A duplicate (of an earlier delivery, or of another one in the same batch) is
+//! answered with the id its delivery was first stored under; nothing is answered before the
+//! commit.
+
+use std::collections::HashSet;
+
+use serde_json::{Value, json};
+use sqlx::Row;
+use switchyard_common::error::Result;
+use switchyard_common::ids::new_id;
+use switchyard_common::outbox::Publish;
+use switchyard_common::time::now_ms;
+
+use super::Store;
+use super::inbox::Stored;
+use super::outbound::publish;
+use crate::sources::Envelope;
+
+/// Deliveries stored in one statement at most (12 parameters each, under every backend's limit).
+pub const MAX_BATCH: usize = 256;
+
+/// A verified, normalised delivery to store.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub integration_id: String,
+    /// The integration's webhook path, for the `received` timeline entry.
+    pub webhook_path: String,
+    /// The integration's org (`None`: a platform integration's event, routed later).
+    pub org: Option<String>,
+    pub env: Envelope,
+    /// The webhook request's trace, continued by dispatch.
+    pub traceparent: Option<String>,
+}
+
+/// `($first, $first+1, ...)` with `n` placeholders, and the constants between them as given.
+fn row(first: usize, n: usize) -> String {
+    let marks: Vec<String> = (first..first + n).map(|i| format!("${i}")).collect();
+    marks.join(", ")
+}
+
+impl Store {
+    /// Stores `batch` in one transaction (see the module's description); answers each delivery
+    /// in the order given. At most [`MAX_BATCH`] deliveries.
+    pub async fn store_events(&self, batch: &[NewEvent]) -> Result<Vec<Stored>> {
+        assert!(batch.len() <= MAX_BATCH, "at most {MAX_BATCH} deliveries");
+        let now = now_ms();
+        let ids: Vec<String> = batch.iter().map(|_| new_id()).collect();
+        let (_g, mut tx) = self.begin().await?;
+        // $1 is the time; each delivery has 12 parameters after it.
+        let rows: Vec<String> = (0..batch.len())
+            .map(|i| {
+                let b = 2 + 12 * i;
+                format!("({}, 'received', $1, $1, $1, {})", row(b, 9), row(b + 9, 3))
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO or_events (id, integration_id, delivery_id, org_id, source, event_type, correlation_key, identifiers, \
+               payload, status, next_attempt_at, received_at, updated_at, traceparent, reply_to, facts) \
+             VALUES {} ON CONFLICT (integration_id, delivery_id) DO NOTHING RETURNING id",
+            rows.join(", ")
+        );
+        let mut q = sqlx::query_scalar::<_, String>(&sql).bind(now);
+        for (e, id) in batch.iter().zip(&ids) {
+            q = q
+                .bind(id)
+                .bind(&e.integration_id)
+                .bind(&e.env.delivery_id)
+                .bind(e.org.as_deref())
+                .bind(e.env.source.as_str())
+                .bind(&e.env.event_type)
+                .bind(&e.env.correlation_key)
+                .bind(serde_json::to_string(&e.env.identifiers).unwrap_or_default())
+                .bind(e.env.payload.to_string())
+                .bind(e.traceparent.as_deref())
+                .bind(e.env.reply_to.as_ref().map(Value::to_string))
+                .bind(serde_json::to_string(&e.env.facts).unwrap_or_default());
+        }
+        let inserted: HashSet<String> = q.fetch_all(&mut *tx).await?.into_iter().collect();
+        // The ids the others were stored under (earlier, or by another delivery of this batch).
+        let repeated: Vec<usize> = (0..batch.len())
+            .filter(|i| !inserted.contains(&ids[*i]))
+            .collect();
+        let mut existing = std::collections::HashMap::new();
+        if !repeated.is_empty() {
+            let keys: Vec<String> = (0..repeated.len())
+                .map(|k| {
+                    format!(
+                        "(integration_id = ${} AND delivery_id = ${})",
+                        2 * k + 1,
+                        2 * k + 2
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "SELECT id, integration_id, delivery_id FROM or_events WHERE {}",
+                keys.join(" OR ")
+            );
+            let mut q = sqlx::query(&sql);
+            for i in &repeated {
+                q = q
+                    .bind(&batch[*i].integration_id)
+                    .bind(&batch[*i].env.delivery_id);
+            }
+            for r in q.fetch_all(&mut *tx).await? {
+                let key: (String, String) =
+                    (r.try_get("integration_id")?, r.try_get("delivery_id")?);
+                existing.insert(key, r.try_get::<String, _>("id")?);
+            }
+        }
+        let fresh: Vec<usize> = (0..batch.len())
+            .filter(|i| inserted.contains(&ids[*i]))
+            .collect();
+        if !fresh.is_empty() {
+            self.note_received(&mut tx, batch, &ids, &fresh, now)
+                .await?;
+            self.notify_in(&mut tx).await?;
+        }
+        tx.commit().await?;
+        if !fresh.is_empty() {
+            self.wake.notify_one();
+        }
+        Ok((0..batch.len())
+            .map(|i| {
+                if inserted.contains(&ids[i]) {
+                    Stored::New(ids[i].clone())
+                } else {
+                    let key = (
+                        batch[i].integration_id.clone(),
+                        batch[i].env.delivery_id.clone(),
+                    );
+                    Stored::Duplicate(existing.get(&key).cloned().unwrap_or_default())
+                }
+            })
+            .collect())
+    }
+
+    /// The new events' `received` and `verified` timeline entries (one statement), and
+    /// `event.received` for those of orgs with an enabled subscription.
+    async fn note_received(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        batch: &[NewEvent],
+        ids: &[String],
+        fresh: &[usize],
+        now: i64,
+    ) -> Result<()> {
+        let values: Vec<String> = (0..fresh.len() * 2)
+            .map(|k| {
+                format!(
+                    "(${}, ${}, $1, ${}, ${})",
+                    4 * k + 2,
+                    4 * k + 3,
+                    4 * k + 4,
+                    4 * k + 5
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO or_event_timeline (id, event_id, at, kind, detail) VALUES {}",
+            values.join(", ")
+        );
+        let mut q = sqlx::query(&sql).bind(now);
+        for i in fresh {
+            let e = &batch[*i];
+            let received = format!("delivery {} via {}", e.env.delivery_id, e.webhook_path);
+            q = q
+                .bind(new_id())
+                .bind(&ids[*i])
+                .bind("received")
+                .bind(Some(received))
+                .bind(new_id())
+                .bind(&ids[*i])
+                .bind("verified")
+                .bind(None::<String>);
+        }
+        q.execute(&mut **tx).await?;
+        let mut orgs: Vec<&str> = fresh
+            .iter()
+            .filter_map(|i| batch[*i].org.as_deref())
+            .collect();
+        orgs.sort_unstable();
+        orgs.dedup();
+        if orgs.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "SELECT DISTINCT org_id FROM or_subscriptions WHERE enabled = 1 AND org_id IN ({})",
+            row(1, orgs.len())
+        );
+        let mut q = sqlx::query_scalar::<_, String>(&sql);
+        for o in &orgs {
+            q = q.bind(*o);
+        }
+        let subscribed: HashSet<String> = q.fetch_all(&mut **tx).await?.into_iter().collect();
+        for i in fresh {
+            let e = &batch[*i];
+            let Some(org) = e.org.as_deref().filter(|o| subscribed.contains(*o)) else {
+                continue;
+            };
+            let data = json!({"event_id": ids[*i], "source": e.env.source.as_str(), "event_type": e.env.event_type,
+                "integration_id": e.integration_id, "delivery_id": e.env.delivery_id, "status": "received"});
+            let event = Publish {
+                org,
+                team: None,
+                event_type: "event.received",
+                data,
+            };
+            publish(tx, event).await?;
+        }
+        Ok(())
+    }
+}
