@@ -47,6 +47,9 @@ pub struct LoadgenArgs {
     /// transport error, 429 or 5xx. Backoff from 250 ms, doubling, at most 4 s. 0: never.
     #[arg(long, default_value_t = 0)]
     pub retries: u32,
+    /// Every delivery reports the same PagerDuty incident (one correlation key: a storm).
+    #[arg(long)]
+    pub same_incident: bool,
 }
 
 fn pct(sorted: &[Duration], p: f64) -> f64 {
@@ -85,10 +88,15 @@ pub async fn run(a: LoadgenArgs) -> anyhow::Result<()> {
             run_tag.clone(),
             a.retries,
         );
+        let incident = if a.same_incident {
+            format!("INC-{run_tag}")
+        } else {
+            format!("INC-{run_tag}-{i}")
+        };
         tasks.push(tokio::spawn(async move {
             let delivery = format!("lg-{tag}-{i}");
             let body = json!({"event": {"id": delivery, "event_type": "incident.triggered",
-                "data": {"id": format!("INC-{tag}-{i}"), "type": "incident", "service": {"id": service}}}})
+                "data": {"id": incident, "type": "incident", "service": {"id": service}}}})
             .to_string();
             let sig = pagerduty_signature(secret.as_bytes(), body.as_bytes());
             let mut backoff = Duration::from_millis(250);
@@ -186,7 +194,8 @@ pub async fn run(a: LoadgenArgs) -> anyhow::Result<()> {
         results.len(),
         acked - missing - mismatched
     );
-    // Acknowledgement to dispatch: from the event's receipt to the runner accepting the run.
+    // Acknowledgement to dispatch: from the event's receipt to the runner accepting its run, or
+    // to its joining an incident whose run has it (one run per incident).
     let deadline = Instant::now() + Duration::from_secs(a.dispatch_wait_seconds);
     let prefix = format!("lg-{run_tag}-%");
     loop {
@@ -207,13 +216,25 @@ pub async fn run(a: LoadgenArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let rows = sqlx::query(
-        "SELECT e.received_at, t.at FROM or_events e JOIN or_event_timeline t ON t.event_id = e.id AND t.kind = 'dispatched' \
+        "SELECT e.received_at, t.at FROM or_events e JOIN or_event_timeline t ON t.event_id = e.id \
+           AND t.kind IN ('dispatched', 'joined_incident') \
          WHERE e.integration_id = $1 AND e.delivery_id LIKE $2",
     )
     .bind(&a.integration)
     .bind(&prefix)
     .fetch_all(&db.pool)
     .await?;
+    let at = |col: &'static str| {
+        rows.iter()
+            .filter_map(move |r| r.try_get::<i64, _>(col).ok())
+    };
+    if let (Some(first), Some(last)) = (at("received_at").min(), at("at").max()) {
+        println!(
+            "drained: the last of {} events dispatched {:.2} s after the first was received",
+            rows.len(),
+            (last - first) as f64 / 1e3
+        );
+    }
     let mut d: Vec<Duration> = rows
         .iter()
         .filter_map(|r| {

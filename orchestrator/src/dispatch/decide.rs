@@ -283,7 +283,7 @@ impl Dispatcher {
                         incident: Some(c.incident_id),
                         run_id: None,
                         why: format!(
-                            "run {run_id} is going; a follow-up run takes this signal when it ends"
+                            "run {run_id} is going: it takes this signal between its turns, or a follow-up run does once it ends"
                         ),
                     };
                 }

@@ -130,16 +130,18 @@ impl Store {
         let pending = sql_list(Status::is_pending);
         let _g = self.write_guard().await;
         // One statement: pick due events (waiting, or claimed by a replica whose lease ran out)
-        // whose correlation key has no earlier pending event, lock them, lease them.
+        // that are the earliest pending event of their correlation key, lock them, lease them.
+        // The earliest of each key is read from the pending events alone (a partial index), once
+        // per claim: comparing every pending event with every earlier one of its key was
+        // quadratic, seconds a claim with thousands of one key pending (a storm).
         let rows = sqlx::query(&format!(
             "UPDATE or_events SET status = 'dispatching', claimed_by = $3, claimed_until = $4, attempts = attempts + 1, updated_at = $1 \
              WHERE id IN ( \
                SELECT e.id FROM or_events e \
-               WHERE ((e.status IN ({waiting}) AND e.next_attempt_at <= $1) \
+               WHERE e.id IN (SELECT MIN(p.id) FROM or_events p WHERE p.status IN ({pending}) \
+                              GROUP BY p.integration_id, p.correlation_key) \
+                 AND ((e.status IN ({waiting}) AND e.next_attempt_at <= $1) \
                       OR (e.status = 'dispatching' AND e.claimed_until < $1)) \
-                 AND NOT EXISTS (SELECT 1 FROM or_events p WHERE p.integration_id = e.integration_id \
-                                 AND p.correlation_key = e.correlation_key AND p.id < e.id \
-                                 AND p.status IN ({pending})) \
                ORDER BY e.id LIMIT $2 {lock}) \
              RETURNING id, integration_id, org_id, source, event_type, correlation_key, identifiers, payload, reply_to, team_id, attempts, traceparent, throttled_since, generation, facts",
         ))
