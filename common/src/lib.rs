@@ -40,5 +40,6 @@ pub mod problem;
 pub mod routing;
 pub mod settings;
 pub mod telemetry;
+pub mod text;
 pub mod time;
 pub mod trace;

@@ -554,10 +554,7 @@ async fn fake_model(gate: tokio::sync::watch::Receiver<bool>) -> String {
             }
         }),
     );
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/v1", l.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(l, model).await.unwrap() });
-    url
+    format!("{}/v1", stack::serve(model).await)
 }
 
 /// A signal that joins while the incident's run is going is added to that run's context

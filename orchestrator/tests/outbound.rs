@@ -669,9 +669,7 @@ async fn deliveries_in_flight_stay_within_the_per_endpoint_limit(b: Backend) {
             }
         }),
     );
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", l.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    let url = format!("{}/hook", stack::serve(app).await);
     let api = Api { s: &s };
     let (st, v) = api
         .call(
@@ -769,9 +767,7 @@ async fn redirects_are_not_followed_and_slow_receivers_time_out(b: Backend) {
                 }
             }),
         );
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", l.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    let base = stack::serve(app).await;
     let api = Api { s: &s };
     let mut subs = Vec::new();
     for path in ["/moved", "/slow"] {

@@ -100,11 +100,8 @@ pub fn truncate(s: &str, budget: usize) -> String {
     if s.len() <= budget {
         return s.to_owned();
     }
-    let mut end = budget;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}… [{} more bytes cut]", &s[..end], s.len() - end)
+    let kept = switchyard_common::text::prefix(s, budget);
+    format!("{kept}… [{} more bytes cut]", s.len() - kept.len())
 }
 
 #[cfg(test)]

@@ -22,16 +22,11 @@ fn field(data: &Value, key: &str) -> String {
         Value::Null => return "-".into(),
         other => other.to_string(),
     };
-    let mut s = escape(&s);
-    if s.len() > MAX_TEXT {
-        let mut cut = MAX_TEXT;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-        s.push('…');
+    let s = escape(&s);
+    match switchyard_common::text::prefix(&s, MAX_TEXT) {
+        kept if kept.len() < s.len() => format!("{kept}…"),
+        _ => s,
     }
-    s
 }
 
 /// `a, b, c` of a list of strings.

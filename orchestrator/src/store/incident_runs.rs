@@ -11,7 +11,7 @@ use switchyard_common::time::{now_ms, rfc3339};
 
 use super::Store;
 use super::correlate::{lock_team, one};
-use super::incidents::{incident_data, note_incident};
+use super::incidents::{incident_data, member, note_incident};
 use crate::incidents::RunPlan;
 use crate::sources::facts::{AlertState, Facts};
 use crate::store::Claimed;
@@ -212,22 +212,17 @@ impl Store {
         let mut signals = Vec::with_capacity(rows.len());
         for r in &rows {
             let payload: String = r.try_get("payload")?;
-            let mut cut = payload.len().min(EXCERPT);
-            while !payload.is_char_boundary(cut) {
-                cut -= 1;
-            }
+            let m = member(r)?;
             let signal = JoinedSignal {
-                event_id: r.try_get("event_id")?,
-                joined_at: rfc3339(r.try_get("joined_at")?),
-                source: r.try_get("source")?,
-                event_type: r.try_get("event_type")?,
-                service: r.try_get("service")?,
-                severity: r.try_get("severity")?,
-                alert: r.try_get("alert_key")?,
-                resolved: r
-                    .try_get::<Option<i64>, _>("alert_resolved")?
-                    .map(|x| x == 1),
-                excerpt: payload[..cut].to_owned(),
+                event_id: m.event_id,
+                joined_at: m.joined_at,
+                source: m.source,
+                event_type: m.event_type,
+                service: m.service,
+                severity: m.severity,
+                alert: m.alert,
+                resolved: m.resolved,
+                excerpt: switchyard_common::text::prefix(&payload, EXCERPT).to_owned(),
             };
             sqlx::query("UPDATE or_incident_members SET seen_by = $3 WHERE incident_id = $1 AND event_id = $2")
                 .bind(&incident)

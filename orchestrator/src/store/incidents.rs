@@ -121,6 +121,23 @@ pub(super) fn row(r: &AnyRow) -> Result<Incident> {
     })
 }
 
+/// A member row (`event_id, joined_at, source, event_type, service, severity, alert_key,
+/// alert_resolved`).
+pub(super) fn member(r: &AnyRow) -> Result<Member> {
+    Ok(Member {
+        event_id: r.try_get("event_id")?,
+        joined_at: rfc3339(r.try_get("joined_at")?),
+        source: r.try_get("source")?,
+        event_type: r.try_get("event_type")?,
+        service: r.try_get("service")?,
+        severity: r.try_get("severity")?,
+        alert: r.try_get("alert_key")?,
+        resolved: r
+            .try_get::<Option<i64>, _>("alert_resolved")?
+            .map(|x| x == 1),
+    })
+}
+
 /// Adds an entry to an incident's timeline.
 pub(super) async fn note_incident(
     tx: &mut Transaction<'static, Any>,
@@ -201,18 +218,7 @@ impl Store {
         .fetch_all(&self.db.pool)
         .await?
         .iter()
-        .map(|r| {
-            Ok(Member {
-                event_id: r.try_get("event_id")?,
-                joined_at: rfc3339(r.try_get("joined_at")?),
-                source: r.try_get("source")?,
-                event_type: r.try_get("event_type")?,
-                service: r.try_get("service")?,
-                severity: r.try_get("severity")?,
-                alert: r.try_get("alert_key")?,
-                resolved: r.try_get::<Option<i64>, _>("alert_resolved")?.map(|x| x == 1),
-            })
-        })
+        .map(member)
         .collect::<Result<Vec<_>>>()?;
         let runs = sqlx::query("SELECT run_id, event_id, started_at, status, summary FROM or_incident_runs WHERE incident_id = $1 ORDER BY started_at")
             .bind(id)

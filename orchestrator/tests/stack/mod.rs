@@ -72,10 +72,15 @@ async fn fake(route: &str, answer: Value) -> (Recorded, String) {
     let app = axum::Router::new()
         .route(route, post(record))
         .with_state((log.clone(), answer));
+    (log, serve(app).await)
+}
+
+/// Serves `app` on a free loopback port; answers its base URL (`http://127.0.0.1:<port>`).
+pub async fn serve(app: axum::Router) -> String {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", l.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-    (log, url)
+    url
 }
 
 fn stopper(tx: &broadcast::Sender<()>) -> impl std::future::Future<Output = ()> + Send + 'static {
@@ -581,9 +586,7 @@ impl Receiver {
         let app = axum::Router::new()
             .route("/hook", axum::routing::post(receive))
             .with_state(r.clone());
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/hook", l.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+        let url = format!("{}/hook", serve(app).await);
         (r, url)
     }
 
