@@ -78,25 +78,24 @@ async fn new_id(store: &Store, i: &Integration, e: &Envelope) -> String {
     }
 }
 
+/// The ids `worker` claims: up to `keys` correlation keys, `per_key` events of each.
+async fn claim_ids(store: &Store, worker: &str, keys: i64, per_key: i64) -> Vec<String> {
+    let claimed = store.claim(worker, keys, per_key, 30_000).await.unwrap();
+    claimed.into_iter().map(|c| c.id).collect()
+}
+
 async fn one_incident_in_arrival_order(b: Backend) {
     let (_db, store, i) = setup(b).await;
     let first = new_id(&store, &i, &env("d1", "pagerduty:INC1")).await;
     let second = new_id(&store, &i, &env("d2", "pagerduty:INC1")).await;
     let other = new_id(&store, &i, &env("d3", "pagerduty:INC2")).await;
-    let claimed: Vec<String> = store
-        .claim("w1", 10, 30_000)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| c.id)
-        .collect();
     assert_eq!(
-        claimed,
+        claim_ids(&store, "w1", 10, 1).await,
         vec![first.clone(), other.clone()],
         "the second event of INC1 waits for the first"
     );
     assert!(
-        store.claim("w2", 10, 30_000).await.unwrap().is_empty(),
+        claim_ids(&store, "w2", 10, 1).await.is_empty(),
         "claimed events are not claimed again"
     );
     // While the first is retrying, the second still waits: only the first is claimed again.
@@ -106,28 +105,64 @@ async fn one_incident_in_arrival_order(b: Backend) {
             .await
             .unwrap()
     );
-    let claimed: Vec<String> = store
-        .claim("w1", 10, 30_000)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| c.id)
-        .collect();
-    assert_eq!(claimed, vec![first.clone()]);
+    assert_eq!(claim_ids(&store, "w1", 10, 1).await, vec![first.clone()]);
     assert!(
         store
             .settle(&first, "w1", &dispatched("run-1"))
             .await
             .unwrap()
     );
-    let claimed: Vec<String> = store
-        .claim("w1", 10, 30_000)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| c.id)
-        .collect();
-    assert_eq!(claimed, vec![second]);
+    assert_eq!(claim_ids(&store, "w1", 10, 1).await, vec![second]);
+}
+
+/// A claim takes a key's events that follow its earliest, in order, while they are due: a storm
+/// on one key drains a chain per claim, and an event that must wait holds back those after it.
+async fn a_key_is_claimed_as_a_chain_in_order(b: Backend) {
+    let (_db, store, i) = setup(b).await;
+    let mut storm = Vec::new();
+    for n in 0..5 {
+        storm.push(new_id(&store, &i, &env(&format!("s{n}"), "pagerduty:STORM")).await);
+    }
+    let other = new_id(&store, &i, &env("o", "pagerduty:OTHER")).await;
+    let mut expected = storm[..3].to_vec();
+    expected.push(other.clone());
+    assert_eq!(claim_ids(&store, "w1", 10, 3).await, expected);
+    assert!(
+        claim_ids(&store, "w2", 10, 10).await.is_empty(),
+        "no event of a key whose earlier events are claimed"
+    );
+    // The second fails and is due again at once; the third is put back: the next claim takes the
+    // second and everything after it, in order, with their attempts as counted.
+    assert!(
+        store
+            .settle(&storm[0], "w1", &dispatched("run-1"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .settle(&storm[1], "w1", &retry_now("down"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.release("w1", Some(&storm[2..3])).await.unwrap(), 1);
+    let claimed = store.claim("w2", 10, 10, 30_000).await.unwrap();
+    let ids: Vec<_> = claimed.iter().map(|c| c.id.clone()).collect();
+    assert_eq!(ids, storm[1..].to_vec());
+    let attempts: Vec<_> = claimed.iter().map(|c| c.attempts).collect();
+    assert_eq!(
+        attempts,
+        vec![2, 1, 1, 1],
+        "putting back does not count an attempt"
+    );
+    // Now the second must wait a minute: none after it is claimed meanwhile.
+    let later = Settlement {
+        next_attempt_at: Some(now_ms() + 60_000),
+        ..retry_now("down")
+    };
+    assert!(store.settle(&storm[1], "w2", &later).await.unwrap());
+    assert_eq!(store.release("w2", Some(&storm[2..])).await.unwrap(), 3);
+    assert!(claim_ids(&store, "w3", 10, 10).await.is_empty());
 }
 
 async fn leases_expire_and_shutdown_releases(b: Backend) {
@@ -135,14 +170,14 @@ async fn leases_expire_and_shutdown_releases(b: Backend) {
     let a = new_id(&store, &i, &env("a", "k:a")).await;
     let bb = new_id(&store, &i, &env("b", "k:b")).await;
     // A lease that has already run out: another worker may take the event (a replica died).
-    let claimed = store.claim("dead", 1, -1).await.unwrap();
+    let claimed = store.claim("dead", 1, 1, -1).await.unwrap();
     assert_eq!(claimed.len(), 1);
-    let taken = store.claim("alive", 10, 30_000).await.unwrap();
+    let taken = store.claim("alive", 10, 1, 30_000).await.unwrap();
     assert_eq!(taken.len(), 2, "the expired claim and the other event");
     assert_eq!(taken.iter().find(|c| c.id == a).unwrap().attempts, 2);
     // Graceful shutdown gives back what was claimed, without counting the attempt.
-    assert_eq!(store.release("alive").await.unwrap(), 2);
-    let again = store.claim("next", 10, 30_000).await.unwrap();
+    assert_eq!(store.release("alive", None).await.unwrap(), 2);
+    let again = store.claim("next", 10, 1, 30_000).await.unwrap();
     assert_eq!(again.iter().find(|c| c.id == bb).unwrap().attempts, 1);
 }
 
@@ -150,7 +185,7 @@ async fn replay_and_purge(b: Backend) {
     let (_db, store, i) = setup(b).await;
     let x = new_id(&store, &i, &env("x", "k:x")).await;
     let y = new_id(&store, &i, &env("y", "k:y")).await;
-    store.claim("w", 10, 30_000).await.unwrap();
+    store.claim("w", 10, 1, 30_000).await.unwrap();
     let unrouted = Settlement {
         error: Some("no route".into()),
         timeline: vec![("unrouted", None)],
@@ -235,7 +270,7 @@ async fn replay_and_purge(b: Backend) {
         Stored::New(_)
     ));
     // A replay is a new generation: its run gets a new idempotency key.
-    let again = store.claim("w", 10, 30_000).await.unwrap();
+    let again = store.claim("w", 10, 1, 30_000).await.unwrap();
     let x_again = again.iter().find(|c| c.id == x).unwrap();
     assert_eq!(x_again.generation, 1);
     assert_eq!(x_again.idempotency_key(), format!("{x}:replay-1"));
@@ -273,10 +308,22 @@ async fn replay_and_purge(b: Backend) {
 async fn only_the_claim_holder_settles(b: Backend) {
     let (_db, store, i) = setup(b).await;
     let id = new_id(&store, &i, &env("a", "k:a")).await;
-    assert_eq!(store.claim("stale", 1, -1).await.unwrap().len(), 1);
-    assert_eq!(store.claim("fresh", 1, 30_000).await.unwrap().len(), 1);
-    assert!(!store.renew_claim(&id, "stale", 30_000).await.unwrap());
-    assert!(store.renew_claim(&id, "fresh", 30_000).await.unwrap());
+    assert_eq!(store.claim("stale", 1, 1, -1).await.unwrap().len(), 1);
+    assert_eq!(store.claim("fresh", 1, 1, 30_000).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .renew_claims(std::slice::from_ref(&id), "stale", 30_000)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .renew_claims(std::slice::from_ref(&id), "fresh", 30_000)
+            .await
+            .unwrap(),
+        1
+    );
     assert!(
         !store
             .settle(&id, "stale", &retry_now("late"))
@@ -308,7 +355,7 @@ async fn ordering_is_per_integration(b: Backend) {
     let (_db, store, mine) = setup(b).await;
     let theirs = integration(&store, "other", Source::Jira).await;
     let blocked = new_id(&store, &mine, &env("m1", "jira:OPS-1")).await;
-    assert_eq!(store.claim("w", 1, 30_000).await.unwrap()[0].id, blocked);
+    assert_eq!(store.claim("w", 1, 1, 30_000).await.unwrap()[0].id, blocked);
     // Mine is stuck retrying; theirs, with the same key, goes ahead.
     let settle = Settlement {
         next_attempt_at: Some(now_ms() + 3_600_000),
@@ -325,7 +372,7 @@ async fn ordering_is_per_integration(b: Backend) {
     };
     let mine_later = new_id(&store, &mine, &env("m2", "jira:OPS-1")).await;
     let claimed: Vec<String> = store
-        .claim("w", 10, 30_000)
+        .claim("w", 10, 1, 30_000)
         .await
         .unwrap()
         .into_iter()
@@ -347,19 +394,19 @@ async fn throttling_is_timed(b: Backend) {
         refund_attempt: true,
         ..Settlement::to(Status::Throttled)
     };
-    let c = store.claim("w", 1, 30_000).await.unwrap();
+    let c = store.claim("w", 1, 1, 30_000).await.unwrap();
     assert_eq!(c[0].throttled_since, None);
     assert!(store.settle(&id, "w", &throttled).await.unwrap());
-    let since = store.claim("w", 1, 30_000).await.unwrap()[0]
+    let since = store.claim("w", 1, 1, 30_000).await.unwrap()[0]
         .throttled_since
         .expect("set by the first throttling");
     assert!(store.settle(&id, "w", &throttled).await.unwrap());
-    let c = store.claim("w", 1, 30_000).await.unwrap();
+    let c = store.claim("w", 1, 1, 30_000).await.unwrap();
     assert_eq!(c[0].throttled_since, Some(since), "kept while throttled");
     assert_eq!(c[0].attempts, 1, "throttling spends no attempt");
     assert!(store.settle(&id, "w", &retry_now("x")).await.unwrap());
     assert_eq!(
-        store.claim("w", 1, 30_000).await.unwrap()[0].throttled_since,
+        store.claim("w", 1, 1, 30_000).await.unwrap()[0].throttled_since,
         None
     );
 }
@@ -462,6 +509,7 @@ switchyard_common::on_both_backends!(
     ordering_is_per_integration,
     throttling_is_timed,
     one_incident_in_arrival_order,
+    a_key_is_claimed_as_a_chain_in_order,
     leases_expire_and_shutdown_releases,
     replay_and_purge
 );

@@ -10,9 +10,10 @@ use serde_json::{Value, json};
 use switchyard_common::clients::{CallError, Lookup, RunRequest};
 
 use super::Dispatcher;
+use super::chain::Segment;
 use super::settle::Settle;
 use crate::incidents::{Rules, RunPlan};
-use crate::store::{Claimed, Integration};
+use crate::store::{Claimed, Correlation, Integration};
 
 /// How long a team's quotas (and an integration) are reused before being read again.
 pub(super) const QUOTA_TTL: Duration = Duration::from_secs(30);
@@ -108,7 +109,7 @@ impl Dispatcher {
     }
 
     /// The team's turn to correlate in this replica (see `Dispatcher::team_turns`).
-    fn team_turn(&self, org: &str, team: &str) -> Arc<tokio::sync::Mutex<()>> {
+    pub(super) fn team_turn(&self, org: &str, team: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut turns = self.team_turns.lock().expect("poisoned");
         if turns.len() > 10_000 {
             turns.retain(|_, t| Arc::strong_count(t) > 1);
@@ -143,7 +144,24 @@ impl Dispatcher {
         Ok(i)
     }
 
-    pub(super) async fn decide(&self, e: &Claimed) -> Settle {
+    /// Correlates `e` in the segment, on the team's turn (a statement that fails ends the
+    /// segment: see `Segment::failed`).
+    async fn correlate(
+        &self,
+        seg: &mut Segment,
+        e: &Claimed,
+        (org, team): (&str, &str),
+        rules: &Rules,
+    ) -> Result<Option<Correlation>, String> {
+        seg.turn(self, org, team).await?;
+        let batch = seg.open(&self.store).await?;
+        match self.store.correlate_in(batch, e, org, team, rules).await {
+            Ok(c) => Ok(c),
+            Err(err) => Err(seg.fail(err)),
+        }
+    }
+
+    pub(super) async fn decide(&self, e: &Claimed, seg: &mut Segment) -> Settle {
         // 1. The team.
         let integration = match self.integration(&e.integration_id).await {
             Ok(i) => i,
@@ -247,18 +265,16 @@ impl Dispatcher {
         // go straight to their runs, as before incidents, and pay nothing for correlation.
         let rules = self.rules(&org, &team);
         let correlated = if rules.per_incident {
-            let turn = self.team_turn(&org, &team);
-            let _turn = turn.lock().await;
-            self.store.correlate(e, &org, &team, &rules).await
+            self.correlate(seg, e, (&org, &team), &rules).await
         } else {
             Ok(None)
         };
         let context = match correlated {
-            Err(err) => {
+            Err(error) => {
                 return Settle::Retry {
                     org: Some(org),
                     team: Some(team),
-                    error: format!("store: {err}"),
+                    error,
                     retry_after_ms: None,
                 };
             }
@@ -309,7 +325,15 @@ impl Dispatcher {
                 }
             },
         };
-        // 4. The run.
+        // 4. The run. No transaction or team lock is held across the call.
+        if let Err(error) = seg.commit(&self.store).await {
+            return Settle::Retry {
+                org: Some(org),
+                team: Some(team),
+                error,
+                retry_after_ms: None,
+            };
+        }
         let mut trigger = json!({
             "event_id": e.id,
             "source": e.source,

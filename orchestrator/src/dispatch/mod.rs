@@ -14,9 +14,11 @@
 //!
 //! # Layout
 //! - this file: the [`Dispatcher`] (its context, claiming loop and per-event lease renewal);
+//! - [`chain`]: one correlation key's claimed events, in order, their writes in one transaction;
 //! - [`decide`]: routing, quotas and the run request for one event (with their caches);
 //! - [`settle`]: what each outcome records (status, timeline, backoff).
 
+mod chain;
 mod decide;
 mod settle;
 
@@ -33,9 +35,13 @@ use switchyard_common::time::now_ms;
 use tokio::sync::watch;
 
 use crate::settings::Limits;
-use crate::store::{Claimed, Integration, Status, Store};
+use crate::store::{Claimed, Integration, Store};
 
 pub use settle::backoff;
+
+/// Events of one correlation key a claim takes at most (a storm on one incident drains this many
+/// per claim; `store::claim` also bounds their bytes).
+const PER_KEY: i64 = 256;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DispatchLabels {
@@ -130,7 +136,7 @@ impl Dispatcher {
             }
             let batch = match self
                 .store
-                .claim(&self.worker, concurrency, self.limits.lease_ms)
+                .claim(&self.worker, concurrency, PER_KEY, self.limits.lease_ms)
                 .await
             {
                 Ok(b) => b,
@@ -158,27 +164,18 @@ impl Dispatcher {
                 continue;
             }
             self.refresh_route_version().await;
-            let tasks: Vec<_> = batch
+            let tasks: Vec<_> = chains(batch)
                 .into_iter()
-                .map(|e| {
+                .map(|chain| {
                     let me = self.clone();
-                    {
-                        // Continue the webhook's trace (a new one for events stored without).
-                        let trace = e
-                            .traceparent
-                            .as_deref()
-                            .and_then(switchyard_common::trace::TraceContext::parse)
-                            .map(|t| t.child())
-                            .unwrap_or_else(switchyard_common::trace::TraceContext::new_root);
-                        tokio::spawn(trace.scope(async move { me.dispatch_one(e).await }))
-                    }
+                    tokio::spawn(async move { me.dispatch_chain(chain).await })
                 })
                 .collect();
             for t in tasks {
                 let _ = t.await;
             }
         }
-        match self.store.release(&self.worker).await {
+        match self.store.release(&self.worker, None).await {
             Ok(n) if n > 0 => tracing::info!(released = n, "released claimed events on shutdown"),
             Ok(_) => {}
             Err(e) => {
@@ -186,46 +183,23 @@ impl Dispatcher {
             }
         }
     }
+}
 
-    /// Decides and records one claimed event, renewing the claim while the decision takes (a slow
-    /// agent-runner must not let another replica claim the event meanwhile).
-    async fn dispatch_one(&self, e: Claimed) {
-        let lease = self.limits.lease_ms;
-        let decide = self.decide(&e);
-        tokio::pin!(decide);
-        let mut renew = tokio::time::interval(Duration::from_millis((lease / 3).max(50) as u64));
-        renew.tick().await;
-        let outcome = loop {
-            tokio::select! {
-                o = &mut decide => break o,
-                _ = renew.tick() => {
-                    if let Err(err) = self.store.renew_claim(&e.id, &self.worker, lease).await {
-                        tracing::warn!(event = %e.id, error = %err, "could not renew the claim");
-                    }
-                }
-            }
-        };
-        let settlement = self.settlement(&e, outcome);
-        self.count(settlement.status);
-        match self.store.settle(&e.id, &self.worker, &settlement).await {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::warn!(event = %e.id, worker = %self.worker, "the claim was lost before settling (lease expired and another replica took over); outcome not recorded")
-            }
-            Err(err) => {
-                tracing::error!(event = %e.id, error = %err, "could not record the dispatch outcome; the lease will expire and it is retried")
+/// Claimed events grouped by correlation key, each group in arrival order (claims come sorted).
+fn chains(claimed: Vec<Claimed>) -> Vec<Vec<Claimed>> {
+    let mut index: HashMap<(String, String), usize> = HashMap::new();
+    let mut out: Vec<Vec<Claimed>> = Vec::new();
+    for e in claimed {
+        let key = (e.integration_id.clone(), e.correlation_key.clone());
+        match index.get(&key) {
+            Some(&i) => out[i].push(e),
+            None => {
+                index.insert(key, out.len());
+                out.push(vec![e]);
             }
         }
     }
-
-    fn count(&self, status: Status) {
-        self.metrics
-            .dispatches
-            .get_or_create(&DispatchLabels {
-                outcome: status.as_str().into(),
-            })
-            .inc();
-    }
+    out
 }
 
 #[cfg(test)]

@@ -26,9 +26,9 @@ use switchyard_common::error::Result;
 use switchyard_common::ids::new_id;
 use switchyard_common::time::now_ms;
 
-use super::Store;
 use super::incident_members::{opened_detail, title};
 use super::incidents::{Incident, row};
+use super::{Batch, Store};
 use crate::incidents::{Rules, RunPlan};
 use crate::sources::facts::rank;
 use crate::store::Claimed;
@@ -120,10 +120,25 @@ pub(super) async fn one(
 }
 
 impl Store {
-    /// Puts a routed event into its incident (see the module's description). `None`: a
-    /// resolution of no open incident, which opens nothing.
+    /// Puts a routed event into its incident (see the module's description), in a transaction
+    /// of its own. `None`: a resolution of no open incident, which opens nothing.
     pub async fn correlate(
         &self,
+        e: &Claimed,
+        org: &str,
+        team: &str,
+        rules: &Rules,
+    ) -> Result<Option<Correlation>> {
+        let mut batch = self.batch().await?;
+        let correlation = self.correlate_in(&mut batch, e, org, team, rules).await?;
+        self.commit(batch).await?;
+        Ok(correlation)
+    }
+
+    /// [`Store::correlate`] in `batch`, which then holds the team's lock until it ends.
+    pub async fn correlate_in(
+        &self,
+        batch: &mut Batch,
         e: &Claimed,
         org: &str,
         team: &str,
@@ -132,22 +147,18 @@ impl Store {
         let now = now_ms();
         let group = rules.group_key(&e.source, &e.facts);
         let cutoff = now - rules.window_ms;
-        let (_g, mut tx) = self.begin().await?;
+        let tx = &mut batch.tx;
         let found = match self.db.backend {
             Backend::Postgres => {
-                self.correlate_in_db(&mut tx, e, (org, team), group.as_deref(), cutoff, now)
+                self.correlate_in_db(tx, e, (org, team), group.as_deref(), cutoff, now)
                     .await?
             }
             Backend::Sqlite => {
-                self.correlate_steps(&mut tx, e, (org, team), group.as_deref(), cutoff, now)
+                self.correlate_steps(tx, e, (org, team), group.as_deref(), cutoff, now)
                     .await?
             }
         };
-        let correlation = self
-            .follow_found(&mut tx, e, (org, team), found, now)
-            .await?;
-        tx.commit().await?;
-        Ok(correlation)
+        self.follow_found(tx, e, (org, team), found, now).await
     }
 
     /// PostgreSQL: the team's lock, the lookups and the write in one call of `or_correlate`

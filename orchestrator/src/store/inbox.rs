@@ -10,14 +10,13 @@
 
 use serde_json::Value;
 use sqlx::Row;
-use switchyard_common::db::Backend;
 use switchyard_common::error::Result;
 use switchyard_common::outbox::Publish;
 use switchyard_common::time::now_ms;
 
 use super::ingest::NewEvent;
 use super::outbound::{event_data, publish};
-use super::{Status, Store, sql_list, timeline};
+use super::{Batch, Status, Store, timeline_entries};
 use crate::sources::{Envelope, Facts};
 use crate::store::Integration;
 
@@ -119,87 +118,27 @@ impl Store {
         Ok(stored.remove(0))
     }
 
-    /// Claims up to `limit` due events for `worker`, leasing them for `lease_ms`.
-    pub async fn claim(&self, worker: &str, limit: i64, lease_ms: i64) -> Result<Vec<Claimed>> {
-        let now = now_ms();
-        let lock = match self.db.backend {
-            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
-        };
-        let waiting = sql_list(|s| s.is_pending() && s != Status::Dispatching);
-        let pending = sql_list(Status::is_pending);
-        let _g = self.write_guard().await;
-        // One statement: pick due events (waiting, or claimed by a replica whose lease ran out)
-        // that are the earliest pending event of their correlation key, lock them, lease them.
-        // The earliest of each key is read from the pending events alone (a partial index), once
-        // per claim: comparing every pending event with every earlier one of its key was
-        // quadratic, seconds a claim with thousands of one key pending (a storm).
-        let rows = sqlx::query(&format!(
-            "UPDATE or_events SET status = 'dispatching', claimed_by = $3, claimed_until = $4, attempts = attempts + 1, updated_at = $1 \
-             WHERE id IN ( \
-               SELECT e.id FROM or_events e \
-               WHERE e.id IN (SELECT MIN(p.id) FROM or_events p WHERE p.status IN ({pending}) \
-                              GROUP BY p.integration_id, p.correlation_key) \
-                 AND ((e.status IN ({waiting}) AND e.next_attempt_at <= $1) \
-                      OR (e.status = 'dispatching' AND e.claimed_until < $1)) \
-               ORDER BY e.id LIMIT $2 {lock}) \
-             RETURNING id, integration_id, org_id, source, event_type, correlation_key, identifiers, payload, reply_to, team_id, attempts, traceparent, throttled_since, generation, facts",
-        ))
-        .bind(now)
-        .bind(limit)
-        .bind(worker)
-        .bind(now + lease_ms)
-        .fetch_all(&self.db.pool)
-        .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let ids: String = row.try_get("identifiers")?;
-            let payload: String = row.try_get("payload")?;
-            let reply_to: Option<String> = row.try_get("reply_to")?;
-            out.push(Claimed {
-                id: row.try_get("id")?,
-                integration_id: row.try_get("integration_id")?,
-                org_id: row.try_get("org_id")?,
-                source: row.try_get("source")?,
-                event_type: row.try_get("event_type")?,
-                correlation_key: row.try_get("correlation_key")?,
-                identifiers: serde_json::from_str(&ids).unwrap_or_default(),
-                payload: serde_json::from_str(&payload).unwrap_or(Value::Null),
-                reply_to: reply_to.and_then(|r| serde_json::from_str(&r).ok()),
-                team_id: row.try_get("team_id")?,
-                attempts: row.try_get("attempts")?,
-                traceparent: row.try_get("traceparent")?,
-                throttled_since: row.try_get("throttled_since")?,
-                generation: row.try_get("generation")?,
-                facts: row
-                    .try_get::<Option<String>, _>("facts")?
-                    .and_then(|f| serde_json::from_str(&f).ok())
-                    .unwrap_or_default(),
-            });
-        }
-        // RETURNING has no order; dispatch in arrival order.
-        out.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(out)
-    }
-
-    /// The earliest time any waiting event becomes due, or a claim's lease runs out (to sleep
-    /// until then).
-    pub async fn next_due(&self) -> Result<Option<i64>> {
-        let pending = sql_list(Status::is_pending);
-        Ok(sqlx::query_scalar(&format!(
-            "SELECT MIN(CASE WHEN status = 'dispatching' THEN claimed_until ELSE next_attempt_at END) FROM or_events \
-             WHERE status IN ({pending})",
-        ))
-        .fetch_one(&self.db.pool)
-        .await?)
-    }
-
-    /// Records the outcome of a dispatch attempt by `worker`: the new status and what the
-    /// timeline says. Only while `worker` still holds the claim: a dispatcher whose lease ran out
-    /// (and whose event another replica claimed since) must not overwrite the newer outcome.
-    /// Returns false, recording nothing, when the claim was lost.
+    /// Records the outcome of a dispatch attempt by `worker`, in a transaction of its own (see
+    /// [`Store::settle_in`]).
     pub async fn settle(&self, id: &str, worker: &str, s: &Settlement) -> Result<bool> {
-        let (_g, mut tx) = self.begin().await?;
+        let mut batch = self.batch().await?;
+        let settled = self.settle_in(&mut batch, id, worker, s).await?;
+        self.commit(batch).await?;
+        Ok(settled)
+    }
+
+    /// Records the outcome of a dispatch attempt by `worker` in `batch`: the new status and what
+    /// the timeline says. Only while `worker` still holds the claim: a dispatcher whose lease ran
+    /// out (and whose event another replica claimed since) must not overwrite the newer outcome.
+    /// Returns false, recording nothing, when the claim was lost.
+    pub async fn settle_in(
+        &self,
+        batch: &mut Batch,
+        id: &str,
+        worker: &str,
+        s: &Settlement,
+    ) -> Result<bool> {
+        let tx = &mut batch.tx;
         let now = now_ms();
         let row = sqlx::query(
             "UPDATE or_events SET status = $2, org_id = COALESCE($3, org_id), team_id = COALESCE($4, team_id), \
@@ -220,14 +159,12 @@ impl Store {
         .bind(now)
         .bind(if s.refund_attempt { 1i64 } else { 0i64 })
         .bind(worker)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut **tx)
         .await?;
         let Some(row) = row else {
             return Ok(false);
         };
-        for (kind, detail) in &s.timeline {
-            timeline(&mut tx, id, now, kind, detail.as_deref()).await?;
-        }
+        timeline_entries(tx, id, now, &s.timeline).await?;
         match (s.status, &s.run_id) {
             (Status::Dispatched, Some(run)) => {
                 sqlx::query(
@@ -235,11 +172,13 @@ impl Store {
                 )
                 .bind(id)
                 .bind(run)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
             }
             (Status::DeadLettered | Status::Unrouted, _) => {
-                Store::run_never_started(&mut tx, self.db.backend, id).await?
+                Store::run_never_started(tx, self.db.backend, id).await?;
+                // Its incident's run never started: a follow-up may be due.
+                batch.wake = true;
             }
             _ => {}
         }
@@ -253,7 +192,7 @@ impl Store {
         if let (Some(event_type), Some(org)) = (event_type, org.as_deref()) {
             let team: Option<String> = row.try_get("team_id")?;
             publish(
-                &mut tx,
+                &mut batch.tx,
                 Publish {
                     org,
                     team: team.as_deref(),
@@ -263,39 +202,6 @@ impl Store {
             )
             .await?;
         }
-        tx.commit().await?;
-        if matches!(s.status, Status::DeadLettered | Status::Unrouted) {
-            // Its incident's run never started: a follow-up may be due.
-            self.wake.notify_one();
-        }
         Ok(true)
-    }
-
-    /// Extends `worker`'s claim on an event it is still dispatching. False when the claim is gone.
-    pub async fn renew_claim(&self, id: &str, worker: &str, lease_ms: i64) -> Result<bool> {
-        let _g = self.write_guard().await;
-        Ok(sqlx::query(
-            "UPDATE or_events SET claimed_until = $3 WHERE id = $1 AND claimed_by = $2 AND status = 'dispatching'",
-        )
-        .bind(id)
-        .bind(worker)
-        .bind(now_ms() + lease_ms)
-        .execute(&self.db.pool)
-        .await?
-        .rows_affected()
-            == 1)
-    }
-
-    /// Puts claimed events back without counting the attempt (graceful shutdown).
-    pub async fn release(&self, worker: &str) -> Result<u64> {
-        let _g = self.write_guard().await;
-        Ok(sqlx::query(
-            "UPDATE or_events SET status = 'received', attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, \
-             claimed_by = NULL, claimed_until = NULL WHERE status = 'dispatching' AND claimed_by = $1",
-        )
-        .bind(worker)
-        .execute(&self.db.pool)
-        .await?
-        .rows_affected())
     }
 }

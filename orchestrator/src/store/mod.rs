@@ -18,6 +18,7 @@
 
 mod attempts;
 mod audit;
+mod claim;
 mod correlate;
 mod deliveries;
 mod events;
@@ -159,6 +160,27 @@ impl Store {
         Ok(self.db.begin_write().await?)
     }
 
+    /// A transaction a dispatcher writes several steps in (correlations and settlements of one
+    /// key's events), committed together by [`Store::commit`]. On SQLite it holds the writer.
+    pub async fn batch(&self) -> Result<Batch> {
+        let (_guard, tx) = self.begin().await?;
+        Ok(Batch {
+            _guard,
+            tx,
+            wake: false,
+        })
+    }
+
+    /// Commits `batch`, then wakes this process's dispatcher if what it wrote may have made an
+    /// event or a follow-up run due.
+    pub async fn commit(&self, batch: Batch) -> Result<()> {
+        batch.tx.commit().await?;
+        if batch.wake {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
     /// Wakes dispatchers: this process's at once, other replicas' through `NOTIFY` (sent with
     /// the transaction's commit) on PostgreSQL.
     async fn notify_in(&self, tx: &mut Transaction<'static, Any>) -> Result<()> {
@@ -169,6 +191,40 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// An open write transaction (see [`Store::batch`]); dropped without [`Store::commit`], it rolls
+/// back.
+pub struct Batch {
+    _guard: Option<OwnedMutexGuard<()>>,
+    tx: Transaction<'static, Any>,
+    /// Wake the dispatcher after the commit.
+    wake: bool,
+}
+
+/// Appends entries to an event's timeline in one statement, in order (one `at`, so their ids
+/// keep the order).
+async fn timeline_entries(
+    tx: &mut Transaction<'static, Any>,
+    event: &str,
+    at: i64,
+    entries: &[(&'static str, Option<String>)],
+) -> Result<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let values = (0..entries.len())
+        .map(|i| format!("(${}, $1, $2, ${}, ${})", 3 * i + 3, 3 * i + 4, 3 * i + 5))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql =
+        format!("INSERT INTO or_event_timeline (id, event_id, at, kind, detail) VALUES {values}");
+    let mut q = sqlx::query(&sql).bind(event).bind(at);
+    for (kind, detail) in entries {
+        q = q.bind(new_id()).bind(*kind).bind(detail.as_deref());
+    }
+    q.execute(&mut **tx).await?;
+    Ok(())
 }
 
 async fn timeline(

@@ -1,0 +1,199 @@
+//! One correlation key's claimed events, dispatched in arrival order by one task (ADR 0014).
+//!
+//! What the events' decisions write (their correlations and settlements) goes into one open
+//! transaction, a *segment*, committed when an event needs the agent-runner (no transaction or
+//! team lock is held across a call to another service), when an event must wait (the rest of the
+//! key's events are put back, to follow it), after [`SEGMENT`] events, and at the end. A storm on
+//! one incident is then a few statements per signal and one commit per segment, instead of two
+//! commits per signal.
+//!
+//! Locks are taken in one order: a team's turn before the transaction, and a segment holding a
+//! transaction commits before it waits for another team's turn. On SQLite a segment holds the
+//! single writer, so no step in it waits for anything another writer holds.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchyard_common::trace::TraceContext;
+use tokio::sync::OwnedMutexGuard;
+
+use super::Dispatcher;
+use crate::store::{Batch, Claimed, Status, Store};
+
+/// Events whose writes one segment commits at most.
+const SEGMENT: usize = 64;
+
+/// The open segment of a key's events (see the module's description).
+#[derive(Default)]
+pub(super) struct Segment {
+    batch: Option<Batch>,
+    /// The team turn held, with its team, while the transaction may hold the team's lock.
+    turn: Option<((String, String), OwnedMutexGuard<()>)>,
+    /// Events whose settlement is in the open transaction.
+    settled: Vec<String>,
+    /// A statement or a commit failed: the transaction is gone with what it held.
+    pub(super) failed: Option<String>,
+}
+
+impl Segment {
+    /// The open transaction, begun if none is.
+    pub(super) async fn open(&mut self, store: &Store) -> Result<&mut Batch, String> {
+        if self.batch.is_none() {
+            match store.batch().await {
+                Ok(b) => self.batch = Some(b),
+                Err(e) => return Err(self.fail(e)),
+            }
+        }
+        Ok(self.batch.as_mut().expect("just opened"))
+    }
+
+    /// Commits what the segment wrote and lets go of its team turn.
+    pub(super) async fn commit(&mut self, store: &Store) -> Result<(), String> {
+        if let Some(b) = self.batch.take() {
+            store.commit(b).await.map_err(|e| self.fail(e))?;
+        }
+        self.settled.clear();
+        self.turn = None;
+        Ok(())
+    }
+
+    /// Takes the team's turn to correlate, committing first if the segment holds another's.
+    pub(super) async fn turn(
+        &mut self,
+        d: &Dispatcher,
+        org: &str,
+        team: &str,
+    ) -> Result<(), String> {
+        if self
+            .turn
+            .as_ref()
+            .is_some_and(|((o, t), _)| o == org && t == team)
+        {
+            return Ok(());
+        }
+        self.commit(&d.store).await?;
+        let guard = d.team_turn(org, team).lock_owned().await;
+        self.turn = Some(((org.to_owned(), team.to_owned()), guard));
+        Ok(())
+    }
+
+    /// Records a failed statement: the transaction is dropped (rolled back).
+    pub(super) fn fail(&mut self, e: impl std::fmt::Display) -> String {
+        let why = format!("store: {e}");
+        self.batch = None;
+        self.turn = None;
+        self.failed = Some(why.clone());
+        why
+    }
+}
+
+impl Dispatcher {
+    /// Dispatches one key's claimed events in order, renewing their claims meanwhile (a slow
+    /// agent-runner must not let another replica claim them).
+    pub(super) async fn dispatch_chain(self: &Arc<Self>, chain: Vec<Claimed>) {
+        let ids: Vec<String> = chain.iter().map(|e| e.id.clone()).collect();
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let me = self.clone();
+        // Its own task: on SQLite the renewal waits for the writer, which the chain may hold.
+        let renewer = tokio::spawn(async move {
+            let lease = me.limits.lease_ms;
+            let mut every =
+                tokio::time::interval(Duration::from_millis((lease / 3).max(50) as u64));
+            every.tick().await;
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    _ = every.tick() => {
+                        if let Err(err) = me.store.renew_claims(&ids, &me.worker, lease).await {
+                            tracing::warn!(error = %err, "could not renew the claims");
+                        }
+                    }
+                }
+            }
+        });
+        self.work_chain(&chain).await;
+        let _ = stop.send(());
+        let _ = renewer.await;
+    }
+
+    async fn work_chain(&self, chain: &[Claimed]) {
+        let mut seg = Segment::default();
+        for (i, e) in chain.iter().enumerate() {
+            // Each event continues its webhook's trace (a new one for events stored without).
+            let trace = e
+                .traceparent
+                .as_deref()
+                .and_then(TraceContext::parse)
+                .map(|t| t.child())
+                .unwrap_or_else(TraceContext::new_root);
+            let outcome = trace.scope(self.decide(e, &mut seg)).await;
+            if seg.failed.is_some() {
+                return self.abandon(&mut seg, &chain[i..]).await;
+            }
+            let settlement = self.settlement(e, outcome);
+            self.count(settlement.status);
+            let waits = settlement.status.is_pending();
+            let written = match seg.open(&self.store).await {
+                Ok(batch) => {
+                    self.store
+                        .settle_in(batch, &e.id, &self.worker, &settlement)
+                        .await
+                }
+                Err(_) => return self.abandon(&mut seg, &chain[i..]).await,
+            };
+            match written {
+                Ok(true) => seg.settled.push(e.id.clone()),
+                Ok(false) => {
+                    // The lease ran out and another replica took over: it has the rest too.
+                    tracing::warn!(event = %e.id, worker = %self.worker, "the claim was lost before settling (lease expired and another replica took over); outcome not recorded");
+                    let _ = seg.commit(&self.store).await;
+                    self.put_back(&chain[i + 1..]).await;
+                    return;
+                }
+                Err(err) => {
+                    seg.fail(err);
+                    return self.abandon(&mut seg, &chain[i..]).await;
+                }
+            }
+            let rest = &chain[i + 1..];
+            if (waits || seg.settled.len() >= SEGMENT || rest.is_empty())
+                && seg.commit(&self.store).await.is_err()
+            {
+                return self.abandon(&mut seg, rest).await;
+            }
+            if waits {
+                // The key's later events follow this one: they wait until it is done.
+                self.put_back(rest).await;
+                return;
+            }
+        }
+    }
+
+    /// A write failed: what the open transaction held is gone, so its events and the rest of the
+    /// key's are put back without counting the attempt (their lease would otherwise hold them).
+    async fn abandon(&self, seg: &mut Segment, rest: &[Claimed]) {
+        let why = seg.failed.take().unwrap_or_default();
+        tracing::warn!(error = %why, "dispatch could not be recorded; the key's events are put back");
+        let mut ids = std::mem::take(&mut seg.settled);
+        ids.extend(rest.iter().map(|e| e.id.clone()));
+        if let Err(err) = self.store.release(&self.worker, Some(&ids)).await {
+            tracing::error!(error = %err, "could not put the events back; their lease will expire and they are retried");
+        }
+    }
+
+    async fn put_back(&self, rest: &[Claimed]) {
+        let ids: Vec<String> = rest.iter().map(|e| e.id.clone()).collect();
+        if let Err(err) = self.store.release(&self.worker, Some(&ids)).await {
+            tracing::warn!(error = %err, "could not put the key's later events back; their lease will expire");
+        }
+    }
+
+    pub(super) fn count(&self, status: Status) {
+        self.metrics
+            .dispatches
+            .get_or_create(&super::DispatchLabels {
+                outcome: status.as_str().into(),
+            })
+            .inc();
+    }
+}

@@ -1,0 +1,195 @@
+//! Claiming due events for dispatch, by correlation key (ADR 0014).
+//!
+//! A claim takes the earliest pending event of each key that is due (its *head*), up to `keys`
+//! of them, and with each head the events of its key that follow it, in arrival order, while
+//! they are due too: up to `per_key` of them and [`CHAIN_BYTES`] of payload. The dispatcher works
+//! through one key's events in order in one task, so a storm on one key drains a chain per claim,
+//! not one event per claim, and the per-key order holds: an event is never claimed while an
+//! earlier event of its key is pending and not claimed with it.
+//!
+//! On PostgreSQL the heads are locked `FOR UPDATE SKIP LOCKED` and each head's followers are read
+//! for the heads this statement locked: a replica that cannot take a key's head takes none of its
+//! events, and once a head is claimed the key's earliest pending event is not due until its claim
+//! is settled or its lease runs out. SQLite has one writer, so the same is one statement over
+//! window functions.
+
+use serde_json::Value;
+use sqlx::Row;
+use switchyard_common::db::Backend;
+use switchyard_common::error::Result;
+use switchyard_common::time::now_ms;
+
+use super::{Claimed, Status, Store, sql_list};
+
+/// Payload bytes a key's followers may add to one claim (the head is always taken): bounds what
+/// a claim holds in memory whatever the backlog.
+pub const CHAIN_BYTES: i64 = 256 * 1024;
+
+impl Store {
+    /// Claims due events for `worker`, leasing them for `lease_ms`: up to `keys` correlation keys,
+    /// with up to `per_key` events of each (see the module's description). In arrival order.
+    pub async fn claim(
+        &self,
+        worker: &str,
+        keys: i64,
+        per_key: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<Claimed>> {
+        let now = now_ms();
+        let waiting = sql_list(|s| s.is_pending() && s != Status::Dispatching);
+        let pending = sql_list(Status::is_pending);
+        let due = |t: &str| {
+            format!(
+                "(({t}.status IN ({waiting}) AND {t}.next_attempt_at <= $1) \
+                 OR ({t}.status = 'dispatching' AND {t}.claimed_until < $1))"
+            )
+        };
+        let chosen = match self.db.backend {
+            // The earliest pending event of each key is read from the pending events alone (a
+            // partial index), once per claim; each locked head's followers through the same index.
+            Backend::Postgres => format!(
+                "WITH heads AS ( \
+                   SELECT e.id, e.integration_id, e.correlation_key FROM or_events e \
+                   WHERE e.id IN (SELECT MIN(p.id) FROM or_events p WHERE p.status IN ({pending}) \
+                                  GROUP BY p.integration_id, p.correlation_key) \
+                     AND {due_e} \
+                   ORDER BY e.id LIMIT $2 FOR UPDATE SKIP LOCKED) \
+                 SELECT id FROM heads \
+                 UNION ALL \
+                 SELECT f.id FROM heads h CROSS JOIN LATERAL ( \
+                   SELECT c.id FROM ( \
+                     SELECT l.id, SUM(CASE WHEN {due_l} THEN 0 ELSE 1 END) OVER w AS blocked, \
+                            SUM(OCTET_LENGTH(l.payload)) OVER w AS bytes \
+                     FROM (SELECT p.id, p.status, p.next_attempt_at, p.claimed_until, p.payload FROM or_events p \
+                           WHERE p.integration_id = h.integration_id AND p.correlation_key = h.correlation_key \
+                             AND p.status IN ({pending}) AND p.id > h.id ORDER BY p.id LIMIT $5) l \
+                     WINDOW w AS (ORDER BY l.id ROWS UNBOUNDED PRECEDING)) c \
+                   WHERE c.blocked = 0 AND c.bytes <= $6) f",
+                due_e = due("e"),
+                due_l = due("l"),
+            ),
+            // One writer: no replica can claim between this statement's reads and its update.
+            Backend::Sqlite => format!(
+                "WITH c AS ( \
+                   SELECT p.id, p.integration_id AS i, p.correlation_key AS k, ROW_NUMBER() OVER w AS n, \
+                          SUM(CASE WHEN {due_p} THEN 0 ELSE 1 END) OVER w AS blocked \
+                   FROM or_events p WHERE p.status IN ({pending}) \
+                   WINDOW w AS (PARTITION BY p.integration_id, p.correlation_key ORDER BY p.id ROWS UNBOUNDED PRECEDING)), \
+                 heads AS (SELECT i, k FROM c WHERE n = 1 AND blocked = 0 ORDER BY id LIMIT $2), \
+                 chain AS ( \
+                   SELECT c.id, c.n, SUM(CASE WHEN c.n > 1 THEN LENGTH(e.payload) ELSE 0 END) \
+                     OVER (PARTITION BY c.i, c.k ORDER BY c.id ROWS UNBOUNDED PRECEDING) AS bytes \
+                   FROM c JOIN heads h ON h.i = c.i AND h.k = c.k JOIN or_events e ON e.id = c.id \
+                   WHERE c.blocked = 0 AND c.n <= $5 + 1) \
+                 SELECT id FROM chain WHERE n = 1 OR bytes <= $6",
+                due_p = due("p"),
+            ),
+        };
+        let _g = self.write_guard().await;
+        let rows = sqlx::query(&format!(
+            "UPDATE or_events SET status = 'dispatching', claimed_by = $3, claimed_until = $4, attempts = attempts + 1, updated_at = $1 \
+             WHERE id IN ({chosen}) \
+             RETURNING id, integration_id, org_id, source, event_type, correlation_key, identifiers, payload, reply_to, team_id, attempts, traceparent, throttled_since, generation, facts",
+        ))
+        .bind(now)
+        .bind(keys)
+        .bind(worker)
+        .bind(now + lease_ms)
+        .bind((per_key - 1).max(0))
+        .bind(CHAIN_BYTES)
+        .fetch_all(&self.db.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let ids: String = row.try_get("identifiers")?;
+            let payload: String = row.try_get("payload")?;
+            let reply_to: Option<String> = row.try_get("reply_to")?;
+            out.push(Claimed {
+                id: row.try_get("id")?,
+                integration_id: row.try_get("integration_id")?,
+                org_id: row.try_get("org_id")?,
+                source: row.try_get("source")?,
+                event_type: row.try_get("event_type")?,
+                correlation_key: row.try_get("correlation_key")?,
+                identifiers: serde_json::from_str(&ids).unwrap_or_default(),
+                payload: serde_json::from_str(&payload).unwrap_or(Value::Null),
+                reply_to: reply_to.and_then(|r| serde_json::from_str(&r).ok()),
+                team_id: row.try_get("team_id")?,
+                attempts: row.try_get("attempts")?,
+                traceparent: row.try_get("traceparent")?,
+                throttled_since: row.try_get("throttled_since")?,
+                generation: row.try_get("generation")?,
+                facts: row
+                    .try_get::<Option<String>, _>("facts")?
+                    .and_then(|f| serde_json::from_str(&f).ok())
+                    .unwrap_or_default(),
+            });
+        }
+        // RETURNING has no order; dispatch in arrival order.
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    /// The earliest time any waiting event becomes due, or a claim's lease runs out (to sleep
+    /// until then).
+    pub async fn next_due(&self) -> Result<Option<i64>> {
+        let pending = sql_list(Status::is_pending);
+        Ok(sqlx::query_scalar(&format!(
+            "SELECT MIN(CASE WHEN status = 'dispatching' THEN claimed_until ELSE next_attempt_at END) FROM or_events \
+             WHERE status IN ({pending})",
+        ))
+        .fetch_one(&self.db.pool)
+        .await?)
+    }
+
+    /// Extends `worker`'s claims on the events of `ids` it is still dispatching; returns how many
+    /// it still holds.
+    pub async fn renew_claims(&self, ids: &[String], worker: &str, lease_ms: i64) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let _g = self.write_guard().await;
+        let list = placeholders(3, ids.len());
+        let sql = format!(
+            "UPDATE or_events SET claimed_until = $2 WHERE claimed_by = $1 AND status = 'dispatching' AND id IN ({list})",
+        );
+        let mut q = sqlx::query(&sql).bind(worker).bind(now_ms() + lease_ms);
+        for id in ids {
+            q = q.bind(id);
+        }
+        Ok(q.execute(&self.db.pool).await?.rows_affected())
+    }
+
+    /// Puts back claimed events without counting the attempt: all of `worker`'s (graceful
+    /// shutdown), or those of `ids` (the rest of a key's events after one that must wait).
+    pub async fn release(&self, worker: &str, ids: Option<&[String]>) -> Result<u64> {
+        if ids.is_some_and(|i| i.is_empty()) {
+            return Ok(0);
+        }
+        let only = ids
+            .map(|i| format!("AND id IN ({})", placeholders(2, i.len())))
+            .unwrap_or_default();
+        let sql = format!(
+            "UPDATE or_events SET status = 'received', attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, \
+             claimed_by = NULL, claimed_until = NULL WHERE status = 'dispatching' AND claimed_by = $1 {only}",
+        );
+        let _g = self.write_guard().await;
+        let mut q = sqlx::query(&sql).bind(worker);
+        for id in ids.unwrap_or_default() {
+            q = q.bind(id);
+        }
+        let released = q.execute(&self.db.pool).await?.rows_affected();
+        if released > 0 {
+            self.wake.notify_one();
+        }
+        Ok(released)
+    }
+}
+
+/// `$from, $from+1, ...`: `n` numbered placeholders.
+fn placeholders(from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
