@@ -268,11 +268,11 @@ impl Store {
         group: Option<&str>,
         cutoff: i64,
     ) -> Result<Candidates> {
-        let by_member = |p: i64, column: &str| {
+        let by_key = |p: i64, kind: &str| {
             format!(
-                "SELECT * FROM (SELECT CAST({p} AS BIGINT) AS p, i.id AS id FROM or_incident_members m \
-                   JOIN or_incidents i ON i.id = m.incident_id WHERE m.{column} = ${p} AND i.org_id = $4 \
-                   AND i.team_id = $5 AND i.status = 'open' ORDER BY i.last_seen DESC LIMIT 1) q{p}"
+                "SELECT * FROM (SELECT CAST({p} AS BIGINT) AS p, i.id AS id FROM or_incident_keys k \
+                   JOIN or_incidents i ON i.id = k.incident_id WHERE k.kind = '{kind}' AND k.key_value = ${p} \
+                   AND i.org_id = $4 AND i.team_id = $5 AND i.status = 'open' ORDER BY i.last_seen DESC LIMIT 1) q{p}"
             )
         };
         let in_group = if group.is_some() {
@@ -289,8 +289,8 @@ impl Store {
                AND status = 'resolved' AND group_key = $8 AND resolved_at >= $7 ORDER BY resolved_at DESC LIMIT 1) q4 \
              UNION ALL SELECT * FROM (SELECT CAST(5 AS BIGINT) AS p, id FROM or_subscriptions WHERE org_id = $4 \
                AND enabled = 1 LIMIT 1) q5",
-            by_member(1, "alert_key"),
-            by_member(2, "correlation_key"),
+            by_key(1, "alert"),
+            by_key(2, "correlation"),
         );
         let rows = sqlx::query(&sql)
             // An empty key compares with nothing (`= NULL`).

@@ -290,6 +290,23 @@ impl Store {
         .bind(seen_by)
         .execute(&mut **tx)
         .await?;
+        // The incident's keys, once each (what correlation looks signals up by).
+        let alert = e.facts.alert.as_ref().map(|a| a.key.as_str());
+        for (kind, key) in [
+            ("alert", alert),
+            ("correlation", Some(e.correlation_key.as_str())),
+        ] {
+            if let Some(key) = key.filter(|k| !k.is_empty()) {
+                sqlx::query(
+                    "INSERT INTO or_incident_keys (incident_id, kind, key_value) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                )
+                .bind(id)
+                .bind(kind)
+                .bind(key)
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
         Ok(())
     }
     /// Whether every alert of the incident says, in its latest signal, that it resolved.
@@ -310,4 +327,25 @@ impl Store {
         }
         Ok(!latest.is_empty() && latest.values().all(|r| *r))
     }
+}
+
+/// Gives the keys incident `from` was found by to `into` (a merge).
+pub(super) async fn move_keys(
+    tx: &mut Transaction<'static, Any>,
+    into: &str,
+    from: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO or_incident_keys (incident_id, kind, key_value) SELECT $1, kind, key_value FROM or_incident_keys \
+         WHERE incident_id = $2 ON CONFLICT DO NOTHING",
+    )
+    .bind(into)
+    .bind(from)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("DELETE FROM or_incident_keys WHERE incident_id = $1")
+        .bind(from)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }

@@ -399,6 +399,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        super::incident_members::move_keys(&mut tx, into, from).await?;
         let mut sources = a.sources.clone();
         sources.extend(b.sources.iter().filter(|s| !a.sources.contains(s)).cloned());
         sqlx::query(
