@@ -12,7 +12,7 @@ use switchyard_orchestrator::sources::Envelope;
 use switchyard_orchestrator::sources::Source;
 use switchyard_orchestrator::store::NewIntegration;
 use switchyard_orchestrator::store::{
-    EventQuery, Integration, NewEvent, Settlement, Status, Store, Stored,
+    EventQuery, Integration, NewEvent, Settlement, Status, Store, Stored, SubscriptionFields,
 };
 
 async fn setup(b: Backend) -> (TestDb, Store, Integration) {
@@ -163,6 +163,70 @@ async fn a_key_is_claimed_as_a_chain_in_order(b: Backend) {
     assert!(store.settle(&storm[1], "w2", &later).await.unwrap());
     assert_eq!(store.release("w2", Some(&storm[2..])).await.unwrap(), 3);
     assert!(claim_ids(&store, "w3", 10, 10).await.is_empty());
+}
+
+/// Signals that joined an incident are settled many to a statement, only where the claim is still
+/// the worker's, with their timelines and the `event.dispatched` of a subscribing org.
+async fn joined_signals_settle_together(b: Backend) {
+    let (_db, store, i) = setup(b).await;
+    let mut ids = Vec::new();
+    for k in ["a", "b", "c"] {
+        ids.push(new_id(&store, &i, &env(k, &format!("k:{k}"))).await);
+    }
+    assert_eq!(store.claim("stale", 10, 1, -1).await.unwrap().len(), 3);
+    let taken = store.claim("fresh", 1, 1, 30_000).await.unwrap();
+    assert_eq!(
+        taken[0].id, ids[0],
+        "the lease ran out: another worker took the first"
+    );
+    let keyring = Keyring::parse(&Keyring::generate_spec("t")).unwrap();
+    let fields = SubscriptionFields {
+        url: Some("https://example.com/hook".into()),
+        event_types: Some(vec!["event.dispatched".into()]),
+        ..Default::default()
+    };
+    store
+        .create_subscription(&keyring, &Actor::system("test"), "acme", &fields)
+        .await
+        .unwrap();
+    let joined = Settlement {
+        org: Some("acme".into()),
+        team: Some("t".into()),
+        timeline: vec![
+            ("routed", Some("team t (default team)".into())),
+            (
+                "joined_incident",
+                Some("incident i1: run r1 is going".into()),
+            ),
+        ],
+        ..Settlement::to(Status::Dispatched)
+    };
+    assert!(joined.joins_only());
+    let items: Vec<_> = ids.iter().map(|id| (id.clone(), joined.clone())).collect();
+    let mut batch = store.batch().await.unwrap();
+    let lost = store
+        .settle_joined(&mut batch, "stale", &items)
+        .await
+        .unwrap();
+    store.commit(batch).await.unwrap();
+    assert_eq!(
+        lost,
+        vec![ids[0].clone()],
+        "only the claims still held are settled"
+    );
+    let first = store.get_event(Some("acme"), &ids[0]).await.unwrap();
+    assert_eq!(first.event.status, "dispatching");
+    for id in &ids[1..] {
+        let e = store.get_event(Some("acme"), id).await.unwrap();
+        assert_eq!(e.event.status, "dispatched");
+        let kinds: Vec<_> = e.timeline.iter().map(|t| t.kind.as_str()).collect();
+        assert_eq!(kinds[kinds.len() - 2..], ["routed", "joined_incident"]);
+    }
+    assert_eq!(
+        store.fan_out(100).await.unwrap(),
+        2,
+        "one event.dispatched each"
+    );
 }
 
 async fn leases_expire_and_shutdown_releases(b: Backend) {
@@ -510,6 +574,7 @@ switchyard_common::on_both_backends!(
     throttling_is_timed,
     one_incident_in_arrival_order,
     a_key_is_claimed_as_a_chain_in_order,
+    joined_signals_settle_together,
     leases_expire_and_shutdown_releases,
     replay_and_purge
 );

@@ -18,15 +18,17 @@ use switchyard_common::trace::TraceContext;
 use tokio::sync::OwnedMutexGuard;
 
 use super::Dispatcher;
-use crate::store::{Batch, Claimed, Status, Store};
+use crate::store::{Batch, Claimed, Settlement, Status, Store};
 
 /// Events whose writes one segment commits at most.
 const SEGMENT: usize = 64;
 
 /// The open segment of a key's events (see the module's description).
-#[derive(Default)]
 pub(super) struct Segment {
+    worker: String,
     batch: Option<Batch>,
+    /// Signals that joined an incident, settled together when the segment commits.
+    joined: Vec<(String, Settlement)>,
     /// The team turn held, with its team, while the transaction may hold the team's lock.
     turn: Option<((String, String), OwnedMutexGuard<()>)>,
     /// Events whose settlement is in the open transaction.
@@ -36,6 +38,17 @@ pub(super) struct Segment {
 }
 
 impl Segment {
+    fn new(worker: &str) -> Self {
+        Self {
+            worker: worker.to_owned(),
+            batch: None,
+            joined: Vec::new(),
+            turn: None,
+            settled: Vec::new(),
+            failed: None,
+        }
+    }
+
     /// The open transaction, begun if none is.
     pub(super) async fn open(&mut self, store: &Store) -> Result<&mut Batch, String> {
         if self.batch.is_none() {
@@ -49,7 +62,16 @@ impl Segment {
 
     /// Commits what the segment wrote and lets go of its team turn.
     pub(super) async fn commit(&mut self, store: &Store) -> Result<(), String> {
-        if let Some(b) = self.batch.take() {
+        if let Some(mut b) = self.batch.take() {
+            let joined = std::mem::take(&mut self.joined);
+            match store.settle_joined(&mut b, &self.worker, &joined).await {
+                Ok(lost) => {
+                    for id in lost {
+                        tracing::warn!(event = %id, worker = %self.worker, "the claim was lost before settling (lease expired and another replica took over); outcome not recorded");
+                    }
+                }
+                Err(e) => return Err(self.fail(e)),
+            }
             store.commit(b).await.map_err(|e| self.fail(e))?;
         }
         self.settled.clear();
@@ -81,6 +103,7 @@ impl Segment {
     pub(super) fn fail(&mut self, e: impl std::fmt::Display) -> String {
         let why = format!("store: {e}");
         self.batch = None;
+        self.joined.clear();
         self.turn = None;
         self.failed = Some(why.clone());
         why
@@ -117,7 +140,7 @@ impl Dispatcher {
     }
 
     async fn work_chain(&self, chain: &[Claimed]) {
-        let mut seg = Segment::default();
+        let mut seg = Segment::new(&self.worker);
         for (i, e) in chain.iter().enumerate() {
             // Each event continues its webhook's trace (a new one for events stored without).
             let trace = e
@@ -134,6 +157,10 @@ impl Dispatcher {
             self.count(settlement.status);
             let waits = settlement.status.is_pending();
             let written = match seg.open(&self.store).await {
+                Ok(_) if settlement.joins_only() => {
+                    seg.joined.push((e.id.clone(), settlement));
+                    Ok(true)
+                }
                 Ok(batch) => {
                     self.store
                         .settle_in(batch, &e.id, &self.worker, &settlement)

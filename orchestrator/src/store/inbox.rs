@@ -16,7 +16,7 @@ use switchyard_common::time::now_ms;
 
 use super::ingest::NewEvent;
 use super::outbound::{event_data, publish};
-use super::{Batch, Status, Store, timeline_entries};
+use super::{Batch, Status, Store, subscribed_orgs, timeline_entries, timeline_rows};
 use crate::sources::{Envelope, Facts};
 use crate::store::Integration;
 
@@ -83,6 +83,16 @@ pub struct Settlement {
 }
 
 impl Settlement {
+    /// A signal that joined an incident and starts no run: `dispatched` with nothing else to
+    /// write than its routing and timeline ([`Store::settle_joined`] takes many at once).
+    pub fn joins_only(&self) -> bool {
+        self.status == Status::Dispatched
+            && self.run_id.is_none()
+            && self.error.is_none()
+            && self.next_attempt_at.is_none()
+            && !self.refund_attempt
+    }
+
     /// A settlement to `status` that changes nothing else; fill in the rest with struct update.
     pub fn to(status: Status) -> Self {
         Self {
@@ -203,5 +213,81 @@ impl Store {
             .await?;
         }
         Ok(true)
+    }
+
+    /// Settles, in `batch`, `worker`'s claims of signals that joined an incident and start no
+    /// run (`dispatched`, no run, error or next attempt; see [`Settlement::joins_only`]): the
+    /// multi-row form of [`Store::settle_in`], three statements for any number. Returns the ids
+    /// whose claim was lost (nothing recorded for them).
+    pub async fn settle_joined(
+        &self,
+        batch: &mut Batch,
+        worker: &str,
+        items: &[(String, Settlement)],
+    ) -> Result<Vec<String>> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        debug_assert!(items.iter().all(|(_, s)| s.joins_only()));
+        let tx = &mut batch.tx;
+        let now = now_ms();
+        let values = (0..items.len())
+            .map(|i| format!("(${}, ${}, ${})", 3 * i + 3, 3 * i + 4, 3 * i + 5))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "WITH v (vid, vorg, vteam) AS (VALUES {values}) \
+             UPDATE or_events SET status = 'dispatched', org_id = COALESCE(v.vorg, org_id), team_id = COALESCE(v.vteam, team_id), \
+               last_error = NULL, claimed_by = NULL, claimed_until = NULL, updated_at = $2, throttled_since = NULL \
+             FROM v WHERE id = v.vid AND claimed_by = $1 AND status = 'dispatching' \
+             RETURNING id, org_id, team_id, source, event_type, integration_id, status, run_id, last_error",
+        );
+        let mut q = sqlx::query(&sql).bind(worker).bind(now);
+        for (id, s) in items {
+            q = q.bind(id).bind(s.org.as_deref()).bind(s.team.as_deref());
+        }
+        let rows = q.fetch_all(&mut **tx).await?;
+        let mut settled = std::collections::HashMap::with_capacity(rows.len());
+        for row in &rows {
+            settled.insert(row.try_get::<String, _>("id")?, row);
+        }
+        let entries: Vec<_> = items
+            .iter()
+            .filter(|(id, _)| settled.contains_key(id))
+            .flat_map(|(id, s)| {
+                s.timeline
+                    .iter()
+                    .map(move |(k, d)| (id.as_str(), *k, d.as_deref()))
+            })
+            .collect();
+        timeline_rows(tx, now, &entries).await?;
+        // `event.dispatched` for the orgs that subscribe (found in one query).
+        let mut orgs: Vec<String> = rows
+            .iter()
+            .filter_map(|r| r.try_get::<Option<String>, _>("org_id").ok().flatten())
+            .collect();
+        orgs.sort_unstable();
+        orgs.dedup();
+        let orgs: Vec<&str> = orgs.iter().map(String::as_str).collect();
+        let subscribed = subscribed_orgs(tx, &orgs).await?;
+        for (id, row) in &settled {
+            let org: Option<String> = row.try_get("org_id")?;
+            let Some(org) = org.filter(|o| subscribed.contains(o)) else {
+                continue;
+            };
+            let team: Option<String> = row.try_get("team_id")?;
+            let event = Publish {
+                org: &org,
+                team: team.as_deref(),
+                event_type: "event.dispatched",
+                data: event_data(id, row)?,
+            };
+            publish(tx, event).await?;
+        }
+        Ok(items
+            .iter()
+            .filter(|(id, _)| !settled.contains_key(id))
+            .map(|(id, _)| id.clone())
+            .collect())
     }
 }

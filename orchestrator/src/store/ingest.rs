@@ -14,9 +14,9 @@ use switchyard_common::ids::new_id;
 use switchyard_common::outbox::Publish;
 use switchyard_common::time::now_ms;
 
-use super::Store;
 use super::inbox::Stored;
 use super::outbound::publish;
+use super::{Store, subscribed_orgs};
 use crate::sources::Envelope;
 
 /// Deliveries stored in one statement at most (12 parameters each, under every backend's limit).
@@ -183,18 +183,7 @@ impl Store {
             .collect();
         orgs.sort_unstable();
         orgs.dedup();
-        if orgs.is_empty() {
-            return Ok(());
-        }
-        let sql = format!(
-            "SELECT DISTINCT org_id FROM or_subscriptions WHERE enabled = 1 AND org_id IN ({})",
-            row(1, orgs.len())
-        );
-        let mut q = sqlx::query_scalar::<_, String>(&sql);
-        for o in &orgs {
-            q = q.bind(*o);
-        }
-        let subscribed: HashSet<String> = q.fetch_all(&mut **tx).await?.into_iter().collect();
+        let subscribed = subscribed_orgs(tx, &orgs).await?;
         for i in fresh {
             let e = &batch[*i];
             let Some(org) = e.org.as_deref().filter(|o| subscribed.contains(*o)) else {

@@ -202,29 +202,72 @@ pub struct Batch {
     wake: bool,
 }
 
-/// Appends entries to an event's timeline in one statement, in order (one `at`, so their ids
-/// keep the order).
+/// Appends entries to an event's timeline in one statement, in order.
 async fn timeline_entries(
     tx: &mut Transaction<'static, Any>,
     event: &str,
     at: i64,
     entries: &[(&'static str, Option<String>)],
 ) -> Result<()> {
-    if entries.is_empty() {
+    let rows: Vec<_> = entries
+        .iter()
+        .map(|(kind, detail)| (event, *kind, detail.as_deref()))
+        .collect();
+    timeline_rows(tx, at, &rows).await
+}
+
+/// Appends `(event, kind, detail)` entries to events' timelines in one statement, in order (one
+/// `at`; their ids keep the order).
+async fn timeline_rows(
+    tx: &mut Transaction<'static, Any>,
+    at: i64,
+    rows: &[(&str, &str, Option<&str>)],
+) -> Result<()> {
+    if rows.is_empty() {
         return Ok(());
     }
-    let values = (0..entries.len())
-        .map(|i| format!("(${}, $1, $2, ${}, ${})", 3 * i + 3, 3 * i + 4, 3 * i + 5))
+    let values = (0..rows.len())
+        .map(|i| {
+            format!(
+                "(${}, ${}, $1, ${}, ${})",
+                4 * i + 2,
+                4 * i + 3,
+                4 * i + 4,
+                4 * i + 5
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ");
     let sql =
         format!("INSERT INTO or_event_timeline (id, event_id, at, kind, detail) VALUES {values}");
-    let mut q = sqlx::query(&sql).bind(event).bind(at);
-    for (kind, detail) in entries {
-        q = q.bind(new_id()).bind(*kind).bind(detail.as_deref());
+    let mut q = sqlx::query(&sql).bind(at);
+    for (event, kind, detail) in rows {
+        q = q.bind(new_id()).bind(*event).bind(*kind).bind(*detail);
     }
     q.execute(&mut **tx).await?;
     Ok(())
+}
+
+/// Which of `orgs` have an enabled subscription (their events are published).
+async fn subscribed_orgs(
+    tx: &mut Transaction<'static, Any>,
+    orgs: &[&str],
+) -> Result<std::collections::HashSet<String>> {
+    if orgs.is_empty() {
+        return Ok(Default::default());
+    }
+    let list = (1..=orgs.len())
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT DISTINCT org_id FROM or_subscriptions WHERE enabled = 1 AND org_id IN ({list})"
+    );
+    let mut q = sqlx::query_scalar::<_, String>(&sql);
+    for o in orgs {
+        q = q.bind(*o);
+    }
+    Ok(q.fetch_all(&mut **tx).await?.into_iter().collect())
 }
 
 async fn timeline(
