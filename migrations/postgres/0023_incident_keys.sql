@@ -12,6 +12,11 @@ SELECT DISTINCT 'alert', alert_key, incident_id FROM or_incident_members WHERE a
 UNION
 SELECT DISTINCT 'correlation', correlation_key, incident_id FROM or_incident_members WHERE correlation_key <> '';
 
+-- The members no run has seen yet, which a starting run, a run asking for new signals between its
+-- turns and a run's end look for: a storm's incident has thousands seen, and an index of all
+-- members made each of those read past them.
+CREATE INDEX or_incident_members_unseen ON or_incident_members (incident_id, joined_at) WHERE seen_by IS NULL;
+
 -- or_correlate (migration 0021), looking keys up in or_incident_keys and adding to it.
 CREATE OR REPLACE FUNCTION or_correlate(
     p_lock BIGINT, p_event TEXT, p_org TEXT, p_team TEXT, p_source TEXT, p_event_type TEXT,
