@@ -158,6 +158,11 @@ impl Dispatcher {
             let waits = settlement.status.is_pending();
             let written = match seg.open(&self.store).await {
                 Ok(_) if settlement.joins_only() => {
+                    // Its timeline says when it was decided, not when the segment commits.
+                    let settlement = Settlement {
+                        at: Some(switchyard_common::time::now_ms()),
+                        ..settlement
+                    };
                     seg.joined.push((e.id.clone(), settlement));
                     Ok(true)
                 }

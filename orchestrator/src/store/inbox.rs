@@ -80,6 +80,8 @@ pub struct Settlement {
     pub refund_attempt: bool,
     /// Timeline entries, in order.
     pub timeline: Vec<(&'static str, Option<String>)>,
+    /// When the outcome was decided, for its timeline entries (`None`: when it is recorded).
+    pub at: Option<i64>,
 }
 
 impl Settlement {
@@ -104,6 +106,7 @@ impl Settlement {
             error: None,
             refund_attempt: false,
             timeline: Vec::new(),
+            at: None,
         }
     }
 }
@@ -174,7 +177,7 @@ impl Store {
         let Some(row) = row else {
             return Ok(false);
         };
-        timeline_entries(tx, id, now, &s.timeline).await?;
+        timeline_entries(tx, id, s.at.unwrap_or(now), &s.timeline).await?;
         match (s.status, &s.run_id) {
             (Status::Dispatched, Some(run)) => {
                 sqlx::query(
@@ -255,12 +258,13 @@ impl Store {
             .iter()
             .filter(|(id, _)| settled.contains_key(id))
             .flat_map(|(id, s)| {
+                let at = s.at.unwrap_or(now);
                 s.timeline
                     .iter()
-                    .map(move |(k, d)| (id.as_str(), *k, d.as_deref()))
+                    .map(move |(k, d)| (id.as_str(), at, *k, d.as_deref()))
             })
             .collect();
-        timeline_rows(tx, now, &entries).await?;
+        timeline_rows(tx, &entries).await?;
         // `event.dispatched` for the orgs that subscribe (found in one query).
         let mut orgs: Vec<String> = rows
             .iter()

@@ -211,38 +211,44 @@ async fn timeline_entries(
 ) -> Result<()> {
     let rows: Vec<_> = entries
         .iter()
-        .map(|(kind, detail)| (event, *kind, detail.as_deref()))
+        .map(|(kind, detail)| (event, at, *kind, detail.as_deref()))
         .collect();
-    timeline_rows(tx, at, &rows).await
+    timeline_rows(tx, &rows).await
 }
 
-/// Appends `(event, kind, detail)` entries to events' timelines in one statement, in order (one
-/// `at`; their ids keep the order).
+/// Appends `(event, at, kind, detail)` entries to events' timelines in one statement, in order
+/// (their ids keep the order).
 async fn timeline_rows(
     tx: &mut Transaction<'static, Any>,
-    at: i64,
-    rows: &[(&str, &str, Option<&str>)],
+    rows: &[(&str, i64, &str, Option<&str>)],
 ) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
     let values = (0..rows.len())
         .map(|i| {
+            let p = 5 * i;
             format!(
-                "(${}, ${}, $1, ${}, ${})",
-                4 * i + 2,
-                4 * i + 3,
-                4 * i + 4,
-                4 * i + 5
+                "(${}, ${}, ${}, ${}, ${})",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5
             )
         })
         .collect::<Vec<_>>()
         .join(", ");
     let sql =
         format!("INSERT INTO or_event_timeline (id, event_id, at, kind, detail) VALUES {values}");
-    let mut q = sqlx::query(&sql).bind(at);
-    for (event, kind, detail) in rows {
-        q = q.bind(new_id()).bind(*event).bind(*kind).bind(*detail);
+    let mut q = sqlx::query(&sql);
+    for (event, at, kind, detail) in rows {
+        q = q
+            .bind(new_id())
+            .bind(*event)
+            .bind(*at)
+            .bind(*kind)
+            .bind(*detail);
     }
     q.execute(&mut **tx).await?;
     Ok(())
