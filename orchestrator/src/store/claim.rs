@@ -19,7 +19,7 @@ use switchyard_common::db::Backend;
 use switchyard_common::error::Result;
 use switchyard_common::time::now_ms;
 
-use super::{Claimed, Status, Store, sql_list};
+use super::{Claimed, Status, Store, placeholders, sql_list};
 
 /// Payload bytes a key's followers may add to one claim (the head is always taken): bounds what
 /// a claim holds in memory whatever the backlog.
@@ -184,12 +184,4 @@ impl Store {
         }
         Ok(released)
     }
-}
-
-/// `$from, $from+1, ...`: `n` numbered placeholders.
-fn placeholders(from: usize, n: usize) -> String {
-    (from..from + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }

@@ -16,7 +16,7 @@ use switchyard_common::time::now_ms;
 
 use super::ingest::NewEvent;
 use super::outbound::{event_data, publish};
-use super::{Batch, Status, Store, subscribed_orgs, timeline_entries, timeline_rows};
+use super::{Batch, Status, Store, placeholders, subscribed_orgs, timeline_entries, timeline_rows};
 use crate::sources::{Envelope, Facts};
 use crate::store::Integration;
 
@@ -235,7 +235,7 @@ impl Store {
         let tx = &mut batch.tx;
         let now = now_ms();
         let values = (0..items.len())
-            .map(|i| format!("(${}, ${}, ${})", 3 * i + 3, 3 * i + 4, 3 * i + 5))
+            .map(|i| format!("({})", placeholders(3 * i + 3, 3)))
             .collect::<Vec<_>>()
             .join(", ");
         let sql = format!(

@@ -16,7 +16,7 @@ use switchyard_common::time::now_ms;
 
 use super::inbox::Stored;
 use super::outbound::publish;
-use super::{Store, subscribed_orgs};
+use super::{Store, placeholders, subscribed_orgs};
 use crate::sources::Envelope;
 
 /// Deliveries stored in one statement at most (12 parameters each, under every backend's limit).
@@ -35,12 +35,6 @@ pub struct NewEvent {
     pub traceparent: Option<String>,
 }
 
-/// `($first, $first+1, ...)` with `n` placeholders, and the constants between them as given.
-fn row(first: usize, n: usize) -> String {
-    let marks: Vec<String> = (first..first + n).map(|i| format!("${i}")).collect();
-    marks.join(", ")
-}
-
 impl Store {
     /// Stores `batch` in one transaction (see the module's description); answers each delivery
     /// in the order given. At most [`MAX_BATCH`] deliveries.
@@ -53,7 +47,11 @@ impl Store {
         let rows: Vec<String> = (0..batch.len())
             .map(|i| {
                 let b = 2 + 12 * i;
-                format!("({}, 'received', $1, $1, $1, {})", row(b, 9), row(b + 9, 3))
+                format!(
+                    "({}, 'received', $1, $1, $1, {})",
+                    placeholders(b, 9),
+                    placeholders(b + 9, 3)
+                )
             })
             .collect();
         let sql = format!(

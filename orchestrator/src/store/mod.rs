@@ -109,6 +109,15 @@ impl Status {
     }
 }
 
+/// `$first, $first+1, ...`: `n` numbered placeholders, for a statement built for a list of
+/// values.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `'a', 'b', ...` for the statuses matching `pick`, to put in an SQL `IN (...)`: the statuses
 /// are spelled once, here, not in every query.
 fn sql_list(pick: impl Fn(Status) -> bool) -> String {
@@ -226,17 +235,7 @@ async fn timeline_rows(
         return Ok(());
     }
     let values = (0..rows.len())
-        .map(|i| {
-            let p = 5 * i;
-            format!(
-                "(${}, ${}, ${}, ${}, ${})",
-                p + 1,
-                p + 2,
-                p + 3,
-                p + 4,
-                p + 5
-            )
-        })
+        .map(|i| format!("({})", placeholders(5 * i + 1, 5)))
         .collect::<Vec<_>>()
         .join(", ");
     let sql =
@@ -262,10 +261,7 @@ async fn subscribed_orgs(
     if orgs.is_empty() {
         return Ok(Default::default());
     }
-    let list = (1..=orgs.len())
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let list = placeholders(1, orgs.len());
     let sql = format!(
         "SELECT DISTINCT org_id FROM or_subscriptions WHERE enabled = 1 AND org_id IN ({list})"
     );
