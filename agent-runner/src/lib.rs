@@ -22,6 +22,7 @@ pub mod agent;
 mod context;
 pub mod evals;
 pub mod messages;
+mod observe;
 pub mod providers;
 pub mod reply;
 mod runs;
@@ -128,6 +129,8 @@ pub struct AppState {
     pub admin_token: Option<Arc<str>>,
     pub service_key: ServiceKey,
     pub metrics: Metrics,
+    /// Runs, tokens, model turns and tool calls.
+    run_metrics: observe::RunMetrics,
     /// Names this process as the holder of its runs' leases.
     pub runner_id: Arc<str>,
     /// The cluster the Kubernetes tools read (each team only its own namespaces).
@@ -162,10 +165,9 @@ impl AppState {
             admin_token,
             key,
         );
-        state.orchestrator = settings
-            .orchestrator_url
-            .as_deref()
-            .map(|url| OrchestratorClient::new(url, state.service_key.clone()));
+        state.orchestrator = settings.orchestrator_url.as_deref().map(|url| {
+            OrchestratorClient::new(url, state.service_key.clone()).observed(state.metrics.calls())
+        });
         let in_pod = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
         state.kube = match settings.kubernetes.as_str() {
             "in-cluster" => Some(in_cluster()?),
@@ -187,8 +189,10 @@ impl AppState {
         admin_token: Option<String>,
         service_key: ServiceKey,
     ) -> Self {
+        let metrics = Metrics::new("switchyard_agent_runner");
         Self {
-            config: ConfigClient::new(config_service_url, service_key.clone(), "agent-runner"),
+            config: ConfigClient::new(config_service_url, service_key.clone(), "agent-runner")
+                .observed(metrics.calls()),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(15))
                 .build()
@@ -196,7 +200,8 @@ impl AppState {
             replies,
             admin_token: admin_token.map(Arc::from),
             service_key,
-            metrics: Metrics::new("switchyard_agent_runner"),
+            run_metrics: observe::RunMetrics::new(&metrics),
+            metrics,
             runner_id: Arc::from(format!("agent-runner-{}", uuid::Uuid::new_v4().simple())),
             kube: None,
             orchestrator: None,

@@ -30,6 +30,7 @@ impl AppState {
 pub(crate) async fn execute_leased(state: &AppState, id: &str, req: &RunRequest, ctx: &RunContext) {
     let deadline = Duration::from_secs(state.replies.run_deadline_seconds.max(1));
     let lease_ms = state.lease_ms();
+    let started = std::time::Instant::now();
     let mut transcript = Transcript::default();
     let outcome = {
         let work = tokio::time::timeout(deadline, execute(state, id, req, ctx, &mut transcript));
@@ -64,6 +65,13 @@ pub(crate) async fn execute_leased(state: &AppState, id: &str, req: &RunRequest,
             )),
         ),
     };
+    state.run_metrics.finished(
+        &req.org_id,
+        &req.team_id,
+        status,
+        started.elapsed(),
+        &transcript,
+    );
     let error_for_timeline = error.clone();
     if let Err(e) = state
         .config

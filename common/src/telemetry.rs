@@ -4,7 +4,7 @@
 //! metrics in the text exposition format from a per-service registry.
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, header};
@@ -38,13 +38,72 @@ struct HttpLabels {
     status: u16,
 }
 
-/// A service's metrics registry plus the HTTP request metrics every service records.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    /// Who was called: `config-service`, `agent-runner`, `orchestrator`, or a model provider.
+    callee: String,
+    /// `2xx`, `4xx`, `429`, `5xx`, `timeout` or `error` (no answer).
+    outcome: String,
+}
+
+/// The calls a service makes to others, by callee and outcome: count and latency. Clients hold a
+/// clone; one that was never given the service's (`Calls::default()`) counts into nothing scraped.
+#[derive(Clone)]
+pub struct Calls {
+    total: Family<CallLabels, Counter>,
+    seconds: Family<CallLabels, Histogram>,
+}
+
+impl Default for Calls {
+    fn default() -> Self {
+        Self {
+            total: Family::default(),
+            seconds: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+            }),
+        }
+    }
+}
+
+impl std::fmt::Debug for Calls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Calls")
+    }
+}
+
+impl Calls {
+    pub fn record(&self, callee: &str, outcome: &str, took: Duration) {
+        let labels = CallLabels {
+            callee: callee.to_owned(),
+            outcome: outcome.to_owned(),
+        };
+        self.total.get_or_create(&labels).inc();
+        self.seconds
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
+    }
+
+    /// The outcome label of an HTTP status.
+    pub fn outcome_of(status: u16) -> &'static str {
+        match status {
+            200..=299 => "2xx",
+            429 => "429",
+            400..=499 => "4xx",
+            500..=599 => "5xx",
+            _ => "other",
+        }
+    }
+}
+
+/// A service's metrics registry plus the HTTP request metrics every service records, served and
+/// made ([`Calls`]).
 #[derive(Clone)]
 pub struct Metrics {
     /// Behind a mutex only because registering needs `&mut`; encoding happens per scrape.
     registry: Arc<Mutex<Registry>>,
     requests: Family<HttpLabels, Counter>,
     durations: Family<HttpLabels, Histogram>,
+    calls: Calls,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -70,11 +129,28 @@ impl Metrics {
             "HTTP request latency, by route and status",
             durations.clone(),
         );
+        let calls = Calls::default();
+        registry.register(
+            "calls",
+            "Calls made to other services and providers, by callee and outcome",
+            calls.total.clone(),
+        );
+        registry.register(
+            "call_duration_seconds",
+            "Latency of calls made to other services and providers, by callee and outcome",
+            calls.seconds.clone(),
+        );
         Self {
             registry: Arc::new(Mutex::new(registry)),
             requests,
             durations,
+            calls,
         }
+    }
+
+    /// The calls this service makes, for its clients to record into.
+    pub fn calls(&self) -> Calls {
+        self.calls.clone()
     }
 
     /// Lets a service add metrics of its own.

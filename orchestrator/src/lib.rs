@@ -18,6 +18,7 @@
 
 pub mod abuse;
 pub mod audit;
+pub mod depth;
 pub mod dispatch;
 pub mod group_commit;
 pub mod http;
@@ -54,8 +55,8 @@ pub async fn run(
     Ok(())
 }
 
-/// Serves the HTTP API and runs the dispatcher, the reconciler, the audit relay, outbound delivery
-/// and the retention purge until `shutdown`; then stops accepting, finishes in-flight requests and provisioning runs
+/// Serves the HTTP API and runs the dispatcher, the reconciler, the audit relay, outbound delivery,
+/// the inbox's depth gauges and the retention purge until `shutdown`; then stops accepting, finishes in-flight requests and provisioning runs
 /// (up to a minute), and releases claimed events.
 pub async fn serve(
     listener: TcpListener,
@@ -82,6 +83,11 @@ pub async fn serve(
             None
         }
     };
+    let sampling = tokio::spawn(depth::run(
+        state.store.clone(),
+        depth::InboxGauges::new(&state.metrics),
+        stop_rx.clone(),
+    ));
     let purging = tokio::spawn(purge(
         state.store.clone(),
         state.limits.retention_days,
@@ -107,6 +113,7 @@ pub async fn serve(
     let _ = dispatching.await;
     let _ = reconciling.await;
     let _ = purging.await;
+    let _ = sampling.await;
     let _ = auditing.await;
     if let Some(d) = delivering {
         let _ = d.await;

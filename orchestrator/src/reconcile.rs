@@ -212,13 +212,15 @@ pub async fn run(
     interval: Duration,
     mut shutdown: tokio_watch::Receiver<bool>,
 ) {
+    // Registered even when there is nothing to reconcile, so that dashboards and alerts find the
+    // same metrics on every installation.
+    let metrics = ReconcileMetrics::register(&registry);
     let Some(cluster) = state.cluster.clone() else {
         return;
     };
     if interval.is_zero() {
         return;
     }
-    let metrics = ReconcileMetrics::register(&registry);
     let (kick_tx, mut kick_rx) = tokio::sync::mpsc::channel::<()>(1);
     // Watch managed CronJobs; every change asks for a sweep.
     let api: Api<CronJob> = Api::namespaced(cluster.client.clone(), &cluster.namespace);

@@ -63,11 +63,15 @@ impl AppState {
         limits: Limits,
     ) -> Self {
         let metrics = Metrics::new("switchyard_orchestrator");
-        let config = ConfigClient::new(config_service_url, service_key.clone(), "orchestrator");
+        let config = ConfigClient::new(config_service_url, service_key.clone(), "orchestrator")
+            .observed(metrics.calls());
+        let provisioner = Provisioner::new(store.clone(), config.clone(), config_service_url);
+        provisioner.register(&metrics);
         Self {
             ingress: Ingress::new(store.clone(), keyring.clone(), limits.clone(), &metrics),
-            provisioner: Provisioner::new(store.clone(), config.clone(), config_service_url),
-            runner: RunnerClient::new(agent_runner_url, service_key.clone()),
+            provisioner,
+            runner: RunnerClient::new(agent_runner_url, service_key.clone())
+                .observed(metrics.calls()),
             config,
             store,
             keyring,

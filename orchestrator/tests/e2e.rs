@@ -1530,6 +1530,32 @@ async fn a_slack_question_is_investigated_by_the_teams_agent(b: Backend) {
     assert_eq!(resp.status(), 403);
     assert_eq!(prom_calls.lock().unwrap().len(), 1);
     assert!(!run.to_string().contains("sk-model-0123"));
+    // The metrics the dashboards read: the run, its tokens and tool calls at the runner; the
+    // calls each service made to the others.
+    let runner = reqwest::get(format!("{}/metrics", s.runner))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "switchyard_agent_runner_runs_total{status=\"succeeded\"} 1\n",
+        "switchyard_agent_runner_tokens_total{org=\"acme\",team=\"checkout\",kind=\"input\"} 720\n",
+        "switchyard_agent_runner_tokens_total{org=\"acme\",team=\"checkout\",kind=\"output\"} 35\n",
+        "switchyard_agent_runner_tool_calls_total{tool=\"prometheus_query\",outcome=\"ok\"} 1\n",
+        "switchyard_agent_runner_calls_total{callee=\"orchestrator\",outcome=\"2xx\"}",
+        "switchyard_agent_runner_calls_total{callee=\"config-service\",outcome=\"2xx\"}",
+    ] {
+        assert!(runner.contains(line), "{line} in {runner}");
+    }
+    assert!(
+        orchestrator_metric(
+            &s,
+            "switchyard_orchestrator_calls_total{callee=\"agent-runner\",outcome=\"2xx\"}"
+        )
+        .await
+            >= 1.0
+    );
     // The thread, then the team's default channel (notifications), each with the findings.
     let slack_calls = s.slack.lock().unwrap().clone();
     assert_eq!(slack_calls.len(), 2, "{slack_calls:?}");

@@ -7,6 +7,7 @@ use switchyard_common::db::Backend;
 use switchyard_common::db::testing::TestDb;
 use switchyard_common::http::Actor;
 use switchyard_common::time::now_ms;
+use switchyard_orchestrator::depth::InboxGauges;
 use switchyard_orchestrator::group_commit::GroupCommit;
 use switchyard_orchestrator::sources::Envelope;
 use switchyard_orchestrator::sources::Source;
@@ -566,7 +567,53 @@ async fn group_commit_answers_each_request_after_its_batch(b: Backend) {
     assert_eq!(events.len(), 100);
 }
 
+/// The depth gauges count what waits by status, leave the dispatched events out, and age the
+/// oldest event still owed a dispatch.
+async fn depth_gauges_follow_the_inbox(b: Backend) {
+    let (_db, store, i) = setup(b).await;
+    let metrics = switchyard_common::telemetry::Metrics::new("t");
+    let gauges = InboxGauges::new(&metrics);
+    gauges.sample(&store).await.unwrap();
+    let empty = metrics.render();
+    assert!(
+        empty.contains("t_inbox_events{status=\"received\"} 0"),
+        "{empty}"
+    );
+    assert!(
+        empty.contains("t_inbox_oldest_pending_age_seconds 0.0"),
+        "{empty}"
+    );
+
+    let x = new_id(&store, &i, &env("x", "k:x")).await;
+    let y = new_id(&store, &i, &env("y", "k:y")).await;
+    new_id(&store, &i, &env("z", "k:z")).await;
+    assert_eq!(claim_ids(&store, "w", 2, 1).await.len(), 2);
+    let dead = Settlement {
+        error: Some("gave up".into()),
+        ..Settlement::to(Status::DeadLettered)
+    };
+    assert!(store.settle(&x, "w", &dead).await.unwrap());
+    assert!(store.settle(&y, "w", &dispatched("r")).await.unwrap());
+    gauges.sample(&store).await.unwrap();
+    let text = metrics.render();
+    for (status, n) in [("received", 1), ("dead_lettered", 1), ("dispatching", 0)] {
+        assert!(
+            text.contains(&format!("t_inbox_events{{status=\"{status}\"}} {n}\n")),
+            "{status}: {text}"
+        );
+    }
+    assert!(!text.contains("status=\"dispatched\""), "{text}");
+    let age: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("t_inbox_oldest_pending_age_seconds "))
+        .expect("the age gauge")
+        .parse()
+        .unwrap();
+    assert!((0.0..60.0).contains(&age), "{age}");
+}
+
 switchyard_common::on_both_backends!(
+    depth_gauges_follow_the_inbox,
     a_batch_stores_each_delivery_once,
     group_commit_answers_each_request_after_its_batch,
     only_the_claim_holder_settles,

@@ -339,6 +339,14 @@ async fn a_failure_at_every_step_leaves_nothing_behind(b: Backend) {
         run["error"].as_str().unwrap().contains("could not undo"),
         "{run}"
     );
+    // The dashboards and the reconcile alert read the outcomes.
+    let text = s.orch_state.metrics.render();
+    for line in [
+        "switchyard_orchestrator_provisioning_runs_total{kind=\"provision\",outcome=\"rolled_back\"} 5\n",
+        "switchyard_orchestrator_provisioning_runs_total{kind=\"provision\",outcome=\"failed\"} 1\n",
+    ] {
+        assert!(text.contains(line), "{line} in {text}");
+    }
 }
 
 async fn deprovisioning_leaves_nothing_and_can_run_twice(b: Backend) {

@@ -10,9 +10,10 @@ use switchyard_api::runs::{
     AgentRun, CreateRun, Recover, RecoveredRuns, RenewLease, RunContext, UpdateRun,
 };
 
-use super::{CallError, body, classify, detail, http_client, traced, transport};
+use super::{CallError, body, classify, detail, http_client, send, traced};
 use crate::auth::ServiceKey;
 use crate::http::Caller;
+use crate::telemetry::Calls;
 
 #[derive(Clone, Debug)]
 pub struct ConfigClient {
@@ -21,6 +22,7 @@ pub struct ConfigClient {
     key: ServiceKey,
     /// The calling service, as the JWT's subject.
     caller: &'static str,
+    pub(super) calls: Calls,
 }
 
 impl ConfigClient {
@@ -30,7 +32,14 @@ impl ConfigClient {
             http: http_client(),
             key,
             caller,
+            calls: Calls::default(),
         }
+    }
+
+    /// Records this client's calls into the service's metrics.
+    pub fn observed(mut self, calls: Calls) -> Self {
+        self.calls = calls;
+        self
     }
 
     pub(super) fn call(&self, method: reqwest::Method, url: String) -> reqwest::RequestBuilder {
@@ -51,7 +60,7 @@ impl ConfigClient {
         if let Some(body) = body {
             req = req.json(body);
         }
-        req.send().await.map_err(transport)
+        send(&self.calls, "config-service", req).await
     }
 
     async fn get(&self, path: &str) -> Result<reqwest::Response, CallError> {

@@ -14,7 +14,9 @@ mod orchestrator;
 mod runner;
 mod user;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use crate::telemetry::Calls;
 
 pub use config::{ConfigClient, caller_of};
 pub use orchestrator::OrchestratorClient;
@@ -94,6 +96,24 @@ async fn body<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> Result
 
 fn transport(e: reqwest::Error) -> CallError {
     CallError::Unavailable(e.to_string())
+}
+
+/// Sends a request, recording its outcome and latency under `callee`; a transport failure is
+/// `CallError::Unavailable`.
+async fn send(
+    calls: &Calls,
+    callee: &str,
+    req: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, CallError> {
+    let started = Instant::now();
+    let sent = req.send().await;
+    let outcome = match &sent {
+        Ok(resp) => Calls::outcome_of(resp.status().as_u16()),
+        Err(e) if e.is_timeout() => "timeout",
+        Err(_) => "error",
+    };
+    calls.record(callee, outcome, started.elapsed());
+    sent.map_err(transport)
 }
 
 /// A request with a child `traceparent` of the work being done (W3C Trace Context).

@@ -2,14 +2,16 @@
 
 use switchyard_api::events::{JoinedSignals, RunOutcome, TeamEvent, TeamEventsQuery};
 
-use super::{CallError, body, http_client, traced, transport};
+use super::{CallError, body, http_client, send, traced};
 use crate::auth::ServiceKey;
+use crate::telemetry::Calls;
 
 #[derive(Clone, Debug)]
 pub struct OrchestratorClient {
     base: String,
     http: reqwest::Client,
     key: ServiceKey,
+    calls: Calls,
 }
 
 impl OrchestratorClient {
@@ -18,7 +20,14 @@ impl OrchestratorClient {
             base: base.trim_end_matches('/').to_owned(),
             http: http_client(),
             key,
+            calls: Calls::default(),
         }
+    }
+
+    /// Records this client's calls into the service's metrics.
+    pub fn observed(mut self, calls: Calls) -> Self {
+        self.calls = calls;
+        self
     }
 
     /// A request to an internal endpoint (`path` under the base URL) with the agent-runner's
@@ -38,15 +47,13 @@ impl OrchestratorClient {
         team: &str,
         q: &TeamEventsQuery,
     ) -> Result<Vec<TeamEvent>, CallError> {
-        let resp = self
+        let req = self
             .internal(
                 reqwest::Method::GET,
                 &format!("/api/v1/internal/orgs/{org}/teams/{team}/events"),
             )
-            .query(q)
-            .send()
-            .await
-            .map_err(transport)?;
+            .query(q);
+        let resp = send(&self.calls, "orchestrator", req).await?;
         body(resp).await
     }
 
@@ -57,15 +64,13 @@ impl OrchestratorClient {
         event_id: &str,
         outcome: &RunOutcome,
     ) -> Result<(), CallError> {
-        let resp = self
+        let req = self
             .internal(
                 reqwest::Method::POST,
                 &format!("/api/v1/internal/orgs/{org}/events/{event_id}/run-outcome"),
             )
-            .json(outcome)
-            .send()
-            .await
-            .map_err(transport)?;
+            .json(outcome);
+        let resp = send(&self.calls, "orchestrator", req).await?;
         super::classify(resp).await.map(|_| ())
     }
 
@@ -76,14 +81,11 @@ impl OrchestratorClient {
         org: &str,
         event_id: &str,
     ) -> Result<JoinedSignals, CallError> {
-        let resp = self
-            .internal(
-                reqwest::Method::POST,
-                &format!("/api/v1/internal/orgs/{org}/events/{event_id}/joined-signals"),
-            )
-            .send()
-            .await
-            .map_err(transport)?;
+        let req = self.internal(
+            reqwest::Method::POST,
+            &format!("/api/v1/internal/orgs/{org}/events/{event_id}/joined-signals"),
+        );
+        let resp = send(&self.calls, "orchestrator", req).await?;
         body(resp).await
     }
 }

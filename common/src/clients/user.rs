@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use super::config::ConfigClient;
-use super::{CallError, classify, detail, transport};
+use super::{CallError, classify, detail, send, transport};
 
 /// Creating a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +60,7 @@ impl ConfigClient {
         if let Some(m) = if_match {
             req = req.header("if-match", m);
         }
-        req.send().await.map_err(transport)
+        send(&self.calls, "config-service", req).await
     }
 
     /// Creates a node (`body` as `POST /api/v1/orgs/{org}/nodes` takes it).

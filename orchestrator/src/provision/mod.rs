@@ -23,11 +23,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use switchyard_common::clients::ConfigClient;
 use switchyard_common::error::Result;
 use switchyard_common::http::Actor;
+use switchyard_common::telemetry::Metrics;
 use utoipa::ToSchema;
 
 use crate::k8s::Cluster;
@@ -99,6 +103,15 @@ pub struct Provisioner {
     /// replicas).
     team_locks: Arc<Mutex<HashMap<(String, String), TeamLock>>>,
     tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    /// Finished runs by kind and outcome.
+    finished: Family<FinishedLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FinishedLabels {
+    /// `provision` or `deprovision`.
+    kind: &'static str,
+    outcome: &'static str,
 }
 
 impl Provisioner {
@@ -111,7 +124,17 @@ impl Provisioner {
             failpoints: FailPoints::default(),
             team_locks: Arc::default(),
             tasks: Arc::default(),
+            finished: Family::default(),
         }
+    }
+
+    /// Exposes the finished runs in the service's metrics.
+    pub fn register(&self, metrics: &Metrics) {
+        metrics.register(
+            "provisioning_runs",
+            "Provisioning runs finished, by kind and outcome",
+            self.finished.clone(),
+        );
     }
 
     fn team_lock(&self, org: &str, team: &str) -> TeamLock {
@@ -232,17 +255,22 @@ impl Provisioner {
             "provision" => self.provision(run, org, team, req, token).await,
             _ => self.deprovision(run, org, team, token).await,
         };
-        match outcome {
-            Ok(()) => {
-                self.store
-                    .finish_provisioning_run(run, RunOutcome::Succeeded, None)
-                    .await
-            }
-            Err((status, error)) => {
-                self.store
-                    .finish_provisioning_run(run, status, Some(&error))
-                    .await
-            }
-        }
+        let (status, error) = match outcome {
+            Ok(()) => (RunOutcome::Succeeded, None),
+            Err((status, error)) => (status, Some(error)),
+        };
+        self.finished
+            .get_or_create(&FinishedLabels {
+                kind: if kind == "provision" {
+                    "provision"
+                } else {
+                    "deprovision"
+                },
+                outcome: status.as_str(),
+            })
+            .inc();
+        self.store
+            .finish_provisioning_run(run, status, error.as_deref())
+            .await
     }
 }

@@ -300,4 +300,18 @@ impl Store {
             .await?,
         )
     }
+
+    /// The inbox's depth for the metrics: how many events wait in each status that is not
+    /// `dispatched` (still owed a dispatch, or finished as unrouted or dead-lettered), and when
+    /// the oldest of each was received. Reads the `(status, next_attempt_at)` index, never the
+    /// dispatched events the retention keeps.
+    pub async fn inbox_depth(&self) -> Result<Vec<(String, i64, i64)>> {
+        let waiting = sql_list(|s| s != Status::Dispatched);
+        Ok(sqlx::query_as(&format!(
+            "SELECT status, COUNT(*), MIN(received_at) FROM or_events \
+             WHERE status IN ({waiting}) GROUP BY status"
+        ))
+        .fetch_all(&self.db.pool)
+        .await?)
+    }
 }
