@@ -21,6 +21,7 @@ pub struct TeamEvent {
 
 /// Which of the team's events, newest first.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TeamEventsQuery {
     /// RFC 3339: events received at or after (default: the last hour).
     pub since: Option<String>,

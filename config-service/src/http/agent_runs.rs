@@ -159,6 +159,7 @@ pub async fn recover(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RunsParams {
     pub team: Option<String>,
     pub status: Option<String>,

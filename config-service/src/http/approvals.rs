@@ -63,6 +63,7 @@ pub async fn put_policy(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ChangesQuery {
     /// `pending`, `approved` or `rejected`.
     pub status: Option<String>,

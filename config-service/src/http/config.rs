@@ -38,6 +38,7 @@ pub fn router() -> Router<AppState> {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ExplainQuery {
     /// Also return, for every leaf, the node whose layer set it.
     #[serde(default)]
@@ -149,6 +150,7 @@ fn write_response(w: LayerWrite) -> Response {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WriteQuery {
     /// Why: kept in the history and the audit log.
     pub message: Option<String>,

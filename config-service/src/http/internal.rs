@@ -184,6 +184,7 @@ pub async fn pipelines(
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct OutboxParams {
     /// 1 to 500, default 100.
     pub limit: Option<u32>,

@@ -32,6 +32,7 @@ async fn visible(state: &AppState, caller: &Caller, org: &str, id: &str) -> Resu
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct IncidentParams {
     /// Only this team's (a team token: always its own).
     pub team: Option<String>,
