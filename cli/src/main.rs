@@ -7,16 +7,22 @@
 //! - `switchyard service-token`: mint a service JWT for calling internal endpoints by hand.
 //! - `switchyard loadgen`: signed-webhook load with latency figures and a stored-exactly-once check.
 //! - `switchyard gen-openapi`: write (or check) the committed OpenAPI documents.
+//! - `switchyard orgs|teams|config|tokens|integrations|events|runs|audit|secrets ...`: admin verbs
+//!   over the REST API ([`admin`]); `switchyard completions bash` prints shell completions.
 
+mod admin;
 mod dev;
 mod eval;
 mod loadgen;
 mod loadgen_runs;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
+use admin::ApiArgs;
+use admin::{settings, tenants, traffic};
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use switchyard_common::db::{Db, redact_url};
 use switchyard_common::telemetry::{init_tracing, shutdown_signal};
 use switchyard_config_service::openapi;
@@ -50,11 +56,71 @@ enum Command {
         #[arg(long, env = "SWITCHYARD_DATABASE_URL")]
         database_url: String,
     },
-    /// Audit log commands.
+    /// Organisations: list, get, create.
+    Orgs {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        command: tenants::Orgs,
+    },
+    /// Teams: the tree, onboard (provisioning), offboard.
+    Teams {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        command: tenants::Teams,
+    },
+    /// Configuration: effective (with --explain), a node's layer, set from a file, history, diff.
+    Config {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        command: settings::Config,
+    },
+    /// Tokens: a team's or the organisation's admin tokens; issue and revoke.
+    Tokens {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        command: settings::Tokens,
+    },
+    /// Webhook integrations: list, create, rotate and retire secrets.
+    Integrations {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        command: traffic::Integrations,
+    },
+    /// Events: list, show (with the timeline), replay one or many.
+    Events {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        command: traffic::Events,
+    },
+    /// Agent runs: list, show (with the transcript), cancel.
+    Runs {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        command: traffic::Runs,
+    },
+    /// The organisation's secrets store: list, set, delete.
+    Secrets {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        command: settings::Secrets,
+    },
+    /// The audit log: list entries, verify the hash chain.
     Audit {
+        #[command(flatten)]
+        api: ApiArgs,
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Print shell completions (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
     /// Run the agent's eval suite: offline (scripted models, recorded tools), or against a live
     /// model with --provider, --endpoint and --model (key in SWITCHYARD_EVAL_API_KEY).
     Eval(eval::EvalArgs),
@@ -103,19 +169,105 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
-    /// Re-compute an org's hash chain and report the first modified or removed entry.
-    Verify {
+    /// Audit entries, newest first.
+    List {
+        /// e.g. `platform-admin` or `org-admin:<token id>`.
         #[arg(long)]
-        org: String,
+        actor: Option<String>,
+        /// e.g. `config.layer_updated`.
+        #[arg(long)]
+        action: Option<String>,
+        /// e.g. `node/checkout`.
+        #[arg(long)]
+        target: Option<String>,
+        /// RFC 3339.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Re-compute an org's hash chain and report the first modified or removed entry: over the
+    /// API, or straight from the database with --database-url.
+    Verify {
         #[arg(long, env = "SWITCHYARD_DATABASE_URL")]
-        database_url: String,
+        database_url: Option<String>,
     },
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    match cli.command {
+async fn main() -> ExitCode {
+    let command = Cli::parse().command;
+    if let Some(args) = command.api_args() {
+        return admin(args, command).await;
+    }
+    match run(command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:?}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+impl Command {
+    /// The connection flags of an admin verb over the REST API; `None` for everything else.
+    fn api_args(&self) -> Option<ApiArgs> {
+        match self {
+            Command::Orgs { api, .. }
+            | Command::Teams { api, .. }
+            | Command::Config { api, .. }
+            | Command::Tokens { api, .. }
+            | Command::Integrations { api, .. }
+            | Command::Events { api, .. }
+            | Command::Runs { api, .. }
+            | Command::Secrets { api, .. }
+            | Command::Audit {
+                api,
+                command: AuditCommand::List { .. } | AuditCommand::Verify { database_url: None },
+            } => Some(api.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// Runs an admin verb: its failure's detail goes to standard error, its kind to the exit code.
+async fn admin(args: ApiArgs, command: Command) -> ExitCode {
+    let outcome = match admin::Api::new(args) {
+        Err(f) => Err(f),
+        Ok(api) => match command {
+            Command::Orgs { command, .. } => tenants::orgs(&api, command).await,
+            Command::Teams { command, .. } => tenants::teams(&api, command).await,
+            Command::Config { command, .. } => settings::config(&api, command).await,
+            Command::Tokens { command, .. } => settings::tokens(&api, command).await,
+            Command::Integrations { command, .. } => traffic::integrations(&api, command).await,
+            Command::Events { command, .. } => traffic::events(&api, command).await,
+            Command::Runs { command, .. } => traffic::runs(&api, command).await,
+            Command::Secrets { command, .. } => settings::secrets(&api, command).await,
+            Command::Audit {
+                command:
+                    AuditCommand::List {
+                        actor,
+                        action,
+                        target,
+                        since,
+                        limit,
+                    },
+                ..
+            } => traffic::audit_list(&api, actor, action, target, since, limit).await,
+            _ => traffic::audit_verify(&api).await,
+        },
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error: {}", f.message());
+            f.exit_code()
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Dev(args) => {
             init_tracing(false);
             dev::run(args).await
@@ -142,17 +294,29 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Audit {
-            command: AuditCommand::Verify { org, database_url },
+            api,
+            command:
+                AuditCommand::Verify {
+                    database_url: Some(database_url),
+                },
         } => {
+            let org = api.org.context("--org names the organisation to verify")?;
             let db = Db::connect(&database_url, 2)
                 .await
                 .with_context(|| format!("connecting to {}", redact_url(&database_url)))?;
             let v = Store::new(db).verify_audit(&org).await?;
             println!("{}", serde_json::to_string_pretty(&v)?);
-            if !v.ok {
-                std::process::exit(1);
-            }
+            anyhow::ensure!(v.ok, "the audit chain of {org} does not verify");
             Ok(())
+        }
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "switchyard", &mut script);
+            // `switchyard completions bash | head` closes the pipe early: not an error.
+            match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+                _ => Ok(()),
+            }
         }
         Command::GenOpenapi { out, check } => gen_openapi(&out, check),
         Command::Loadgen(args) => loadgen::run(args).await,
@@ -203,6 +367,16 @@ async fn main() -> anyhow::Result<()> {
             println!("SWITCHYARD_SERVICE_PUBLIC_KEYS={}", all.public_keys_spec());
             Ok(())
         }
+        // Admin verbs over the API: main() sends them to admin().
+        Command::Orgs { .. }
+        | Command::Teams { .. }
+        | Command::Config { .. }
+        | Command::Tokens { .. }
+        | Command::Integrations { .. }
+        | Command::Events { .. }
+        | Command::Runs { .. }
+        | Command::Secrets { .. }
+        | Command::Audit { .. } => unreachable!("handled by admin()"),
     }
 }
 
