@@ -419,11 +419,12 @@ async fn metrics(State(state): State<AppState>) -> Response {
 pub struct ApiDoc;
 
 pub fn openapi_json() -> String {
-    let mut s = ApiDoc::openapi()
-        .to_pretty_json()
-        .expect("the OpenAPI document serialises");
-    s.push('\n');
-    s
+    switchyard_common::openapi::finish(
+        &ApiDoc::openapi(),
+        &switchyard_common::openapi::Contract {
+            service_paths: &["/api/v1/run"],
+        },
+    )
 }
 
 /// Runs the agent-runner as `switchyard agent-runner` does: [`AppState::from_settings`], then

@@ -27,7 +27,8 @@ pub struct TeamEventsQuery {
     pub since: Option<String>,
     /// Only this sender's (`alertmanager`, `pagerduty`...).
     pub source: Option<String>,
-    /// Most events (default 20, at most 100).
+    /// Most events (1 to 100, default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
 }
 

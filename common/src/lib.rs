@@ -7,6 +7,7 @@
 //! - [`error`]: the services' error type; [`http`]: callers, auth and body extractors, and the one
 //!   middleware stack every service runs.
 //! - [`problem`]: RFC 9457 `application/problem+json` bodies with stable `type` URIs.
+//! - [`openapi`]: the last step of every service's OpenAPI document (security, every error status).
 //! - [`crypto`]: secrets at rest (XChaCha20-Poly1305 under named, rotatable master keys).
 //! - [`clients`]: typed calls between services (config-service, agent-runner) with service JWTs;
 //!   their bodies are the `switchyard_api` wire types.
@@ -34,6 +35,7 @@ pub mod ids;
 #[cfg(feature = "k8s-fake")]
 pub mod k8s_fake;
 pub mod net;
+pub mod openapi;
 #[cfg(feature = "db")]
 pub mod outbox;
 pub mod problem;

@@ -59,9 +59,8 @@ impl Modify for Security {
 
 /// The document as committed under `openapi/config-service.json`.
 pub fn json() -> String {
-    let mut s = ApiDoc::openapi()
-        .to_pretty_json()
-        .expect("the OpenAPI document serialises");
-    s.push('\n');
-    s
+    switchyard_common::openapi::finish(
+        &ApiDoc::openapi(),
+        &switchyard_common::openapi::Contract { service_paths: &[] },
+    )
 }

@@ -59,9 +59,8 @@ use crate::http::*;
 pub struct ApiDoc;
 
 pub fn json() -> String {
-    let mut s = ApiDoc::openapi()
-        .to_pretty_json()
-        .expect("the OpenAPI document serialises");
-    s.push('\n');
-    s
+    switchyard_common::openapi::finish(
+        &ApiDoc::openapi(),
+        &switchyard_common::openapi::Contract { service_paths: &[] },
+    )
 }

@@ -39,7 +39,25 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                     Error::BadRequest(format!("could not read the body: {e}"))
                 }
             })?;
+        object_body(&bytes)?;
         parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// Every request body of the API is a JSON object: serde would otherwise read a struct from an
+/// array (`[null, null]`) field by field. Not JSON at all is 400; JSON of another kind, 422.
+fn object_body(bytes: &[u8]) -> Result<(), Error> {
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+        return Ok(());
+    }
+    match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+        Err(e) => Err(Error::BadRequest(format!(
+            "the body is not valid JSON: {e}"
+        ))),
+        Ok(_) => Err(Error::Validation(vec![FieldError {
+            pointer: String::new(),
+            detail: "the body must be a JSON object".into(),
+        }])),
     }
 }
 
@@ -103,7 +121,25 @@ impl<T: DeserializeOwned, S: Send + Sync> axum::extract::OptionalFromRequest<S> 
                 "send the body as JSON with `Content-Type: application/json`".into(),
             ));
         }
+        object_body(&bytes)?;
         parse_json(&bytes).map(|v| Some(ApiJson(v)))
+    }
+}
+
+/// Largest page a list endpoint answers.
+pub const MAX_PAGE: u32 = 500;
+
+/// A list's `limit` query parameter: 1 to [`MAX_PAGE`], as the documents say; anything else is
+/// refused (400, naming it) rather than quietly clamped. Use with
+/// `#[serde(default, deserialize_with = "page_limit")]` and `#[param(minimum = 1, maximum = 500)]`.
+pub fn page_limit<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    let raw: Option<String> = serde::Deserialize::deserialize(d)?;
+    let Some(raw) = raw else { return Ok(None) };
+    match raw.parse::<u32>() {
+        Ok(n) if (1..=MAX_PAGE).contains(&n) => Ok(Some(n)),
+        _ => Err(serde::de::Error::custom(format!(
+            "limit must be a whole number from 1 to {MAX_PAGE}, not {raw:?}"
+        ))),
     }
 }
 
@@ -119,5 +155,39 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
         serde_urlencoded::from_str(query)
             .map(ApiQuery)
             .map_err(|e| Error::BadRequest(format!("invalid query string: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Page {
+        #[serde(default, deserialize_with = "page_limit")]
+        limit: Option<u32>,
+    }
+
+    #[test]
+    fn page_limits_outside_the_documented_range_are_refused() {
+        let parse = |q: &str| serde_urlencoded::from_str::<Page>(q).map(|p| p.limit);
+        assert_eq!(parse("").unwrap(), None);
+        assert_eq!(parse("limit=1").unwrap(), Some(1));
+        assert_eq!(parse("limit=500").unwrap(), Some(500));
+        for bad in ["limit=0", "limit=501", "limit=2147483648", "limit=-1", "limit=x"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bodies_must_be_json_objects() {
+        assert!(object_body(b" {\"a\": 1}").is_ok());
+        assert!(matches!(
+            object_body(b"[null, null]"),
+            Err(Error::Validation(_))
+        ));
+        assert!(matches!(object_body(b"3"), Err(Error::Validation(_))));
+        assert!(matches!(object_body(b"[nope"), Err(Error::BadRequest(_))));
+        assert!(matches!(object_body(b""), Err(Error::BadRequest(_))));
     }
 }

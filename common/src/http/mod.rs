@@ -14,7 +14,7 @@
 mod json;
 mod layers;
 
-pub use json::{ApiJson, ApiQuery, parse_json};
+pub use json::{ApiJson, ApiQuery, MAX_PAGE, page_limit, parse_json};
 pub use layers::{REQUEST_TIMEOUT, standard_layers};
 
 use std::collections::HashMap;

@@ -165,6 +165,8 @@ pub struct RunsParams {
     pub status: Option<String>,
     pub cursor: Option<String>,
     /// 1 to 500, default 50.
+    #[serde(default, deserialize_with = "switchyard_common::http::page_limit")]
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 

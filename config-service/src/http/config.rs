@@ -172,8 +172,9 @@ pub async fn put_layer(
     headers: HeaderMap,
     ApiJson(layer): ApiJson<Value>,
 ) -> Result<Response> {
-    let expected = required_if_match(&headers)?;
+    // The body first: a layer that could never be written is 422 whatever the precondition.
     validate_layer(&layer).map_err(Error::Validation)?;
+    let expected = required_if_match(&headers)?;
     let w = state
         .store
         .put_layer(

@@ -187,6 +187,8 @@ pub async fn pipelines(
 #[into_params(parameter_in = Query)]
 pub struct OutboxParams {
     /// 1 to 500, default 100.
+    #[serde(default, deserialize_with = "switchyard_common::http::page_limit")]
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 

@@ -204,9 +204,11 @@ pub struct RelayedEntry {
     pub actor: String,
     pub action: String,
     pub target: String,
-    #[schema(value_type = Option<Object>)]
+    /// The state before, as the source recorded it (any JSON).
+    #[schema(value_type = Option<serde_json::Value>)]
     pub before: Option<Value>,
-    #[schema(value_type = Option<Object>)]
+    /// The state after (any JSON).
+    #[schema(value_type = Option<serde_json::Value>)]
     pub after: Option<Value>,
     pub request_id: Option<String>,
 }
@@ -232,9 +234,11 @@ pub struct AuditEntry {
     pub actor: String,
     pub action: String,
     pub target: String,
-    #[schema(value_type = Option<Object>)]
+    /// The state before, as the source recorded it (any JSON).
+    #[schema(value_type = Option<serde_json::Value>)]
     pub before: Option<Value>,
-    #[schema(value_type = Option<Object>)]
+    /// The state after (any JSON).
+    #[schema(value_type = Option<serde_json::Value>)]
     pub after: Option<Value>,
     pub request_id: Option<String>,
     pub prev_hash: String,

@@ -33,6 +33,9 @@ pub struct EventsParams {
     /// RFC 3339: events received at or after.
     pub since: Option<String>,
     pub cursor: Option<String>,
+    /// 1 to 500, default 50.
+    #[serde(default, deserialize_with = "switchyard_common::http::page_limit")]
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 
@@ -188,7 +191,8 @@ pub async fn bulk_replay_all(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Purge {
-    /// Delete finished events older than this many days (at least 1).
+    /// Delete finished events older than this many days (1 to 36,500).
+    #[schema(minimum = 1, maximum = 36500)]
     pub older_than_days: u32,
 }
 
@@ -205,8 +209,11 @@ pub async fn purge(
     admin: PlatformAdmin,
     ApiJson(p): ApiJson<Purge>,
 ) -> Result<Json<Purged>> {
-    if p.older_than_days == 0 {
-        return Err(Error::invalid("/older_than_days", "must be at least 1"));
+    if !(1..=36_500).contains(&p.older_than_days) {
+        return Err(Error::invalid(
+            "/older_than_days",
+            "must be from 1 to 36500 (days)",
+        ));
     }
     let before = now_ms() - i64::from(p.older_than_days) * 86_400_000;
     Ok(Json(Purged {

@@ -5,6 +5,7 @@ use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use switchyard_common::clients::CallError;
 use switchyard_common::error::{Error, Result};
 use switchyard_common::http::{ApiJson, ApiQuery, Caller};
 use utoipa::{IntoParams, ToSchema};
@@ -43,6 +44,8 @@ pub struct IncidentParams {
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// 1 to 500, default 50.
+    #[serde(default, deserialize_with = "switchyard_common::http::page_limit")]
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 
@@ -139,7 +142,7 @@ pub async fn resolve(
 
 /// Reopen a resolved incident within the team's `incidents.reopen_grace` (1 h by default) of its
 /// resolution. A new signal never reopens one: it opens a new incident that links here. 409
-/// past the grace period.
+/// past the grace period, or when the team has been offboarded since.
 #[utoipa::path(post, path = "/api/v1/orgs/{org}/incidents/{id}/reopen", tag = "incidents",
     params(("org" = String, Path), ("id" = String, Path)),
     responses((status = 200, body = Incident), (status = 404, body = switchyard_common::problem::Problem),
@@ -154,7 +157,14 @@ pub async fn reopen(
         .config
         .node_config(&org, &i.team_id)
         .await
-        .map_err(|e| Error::Unavailable(format!("reading the team's incident rules: {e}")))?;
+        .map_err(|e| match e {
+            // The team was offboarded since: nobody is left to reopen it for.
+            CallError::Rejected(why) => Error::conflict(
+                "team-gone",
+                format!("the incident's team {} no longer exists ({why})", i.team_id),
+            ),
+            other => Error::Unavailable(format!("reading the team's incident rules: {other}")),
+        })?;
     let grace = crate::incidents::Rules::from_config(&config).reopen_grace_ms;
     let by = caller.actor(None);
     Ok(Json(

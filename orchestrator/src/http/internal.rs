@@ -78,6 +78,10 @@ pub async fn team_events(
         Some(s) => parse_rfc3339(s).map_err(|e| Error::invalid("/since", e))?,
         None => now_ms() - 3_600_000,
     };
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(Error::invalid("/limit", "must be from 1 to 100"));
+    }
     let (events, _) = state
         .store
         .list_events(&EventQuery {
@@ -87,7 +91,7 @@ pub async fn team_events(
             status: None,
             since: Some(since),
             cursor: None,
-            limit: Some(q.limit.unwrap_or(20).clamp(1, 100)),
+            limit: Some(limit),
         })
         .await?;
     Ok(Json(

@@ -107,7 +107,8 @@ pub struct Deprovision {
 /// Offboard a team: its CronJobs and Secret are deleted, its tokens revoked, its routing removed
 /// and its node deleted. Idempotent; itself a recorded run.
 #[utoipa::path(post, path = "/api/v1/orgs/{org}/teams/{team}/deprovision", tag = "provisioning", params(("org" = String, Path), ("team" = String, Path)),
-    request_body(content = Option<Deprovision>), responses((status = 202, body = Run)))]
+    request_body(content = Option<Deprovision>), responses((status = 202, description = "A new run", body = Run),
+        (status = 200, description = "The run this idempotency key already started", body = Run)))]
 pub async fn deprovision(
     State(state): State<AppState>,
     admin: OrgAdmin,

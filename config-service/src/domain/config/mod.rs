@@ -119,11 +119,13 @@ pub struct Change {
     /// `add`, `remove` or `replace`.
     pub op: &'static str,
     pub path: String,
+    /// The value before (any JSON); absent for `add`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub from: Option<Value>,
+    /// The value after (any JSON); absent for `remove`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub value: Option<Value>,
 }
 
