@@ -612,7 +612,43 @@ async fn depth_gauges_follow_the_inbox(b: Backend) {
     assert!((0.0..60.0).contains(&age), "{age}");
 }
 
+/// The purge goes batch by batch until nothing old and finished is left, leaves pending events
+/// alone, and says how many it removed in one audit entry per org.
+async fn purge_runs_in_batches(b: Backend) {
+    let (_db, store, i) = setup(b).await;
+    let mut done = Vec::new();
+    for n in 0..7 {
+        done.push(new_id(&store, &i, &env(&format!("d{n}"), &format!("k:{n}"))).await);
+    }
+    let pending = new_id(&store, &i, &env("p", "k:p")).await;
+    let claimed = claim_ids(&store, "w", 100, 1).await;
+    for id in &done {
+        assert!(claimed.contains(id));
+        assert!(store.settle(id, "w", &dispatched("r")).await.unwrap());
+    }
+    store.release("w", None).await.unwrap();
+    let before = store.pending_audit(100).await.unwrap().len();
+    let purged = store
+        .purge_in_batches(&Actor::system("test"), now_ms() + 1_000, 3)
+        .await
+        .unwrap();
+    assert_eq!(purged, 7, "three batches: 3 + 3 + 1");
+    for id in &done {
+        assert!(store.get_event(None, id).await.is_err(), "{id} purged");
+    }
+    assert!(
+        store.get_event(None, &pending).await.is_ok(),
+        "pending kept"
+    );
+    let audit = store.pending_audit(100).await.unwrap();
+    assert_eq!(audit.len(), before + 1, "one entry for the org");
+    let last = audit.last().unwrap();
+    assert_eq!(last.action, "events.purged");
+    assert_eq!(last.after.as_ref().unwrap()["purged"], 7);
+}
+
 switchyard_common::on_both_backends!(
+    purge_runs_in_batches,
     depth_gauges_follow_the_inbox,
     a_batch_stores_each_delivery_once,
     group_commit_answers_each_request_after_its_batch,

@@ -174,7 +174,13 @@ mod tests {
         assert_eq!(parse("").unwrap(), None);
         assert_eq!(parse("limit=1").unwrap(), Some(1));
         assert_eq!(parse("limit=500").unwrap(), Some(500));
-        for bad in ["limit=0", "limit=501", "limit=2147483648", "limit=-1", "limit=x"] {
+        for bad in [
+            "limit=0",
+            "limit=501",
+            "limit=2147483648",
+            "limit=-1",
+            "limit=x",
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }

@@ -45,7 +45,7 @@ pub use attempts::Attempt;
 pub use audit::OutboxEntry;
 pub use correlate::Correlation;
 pub use deliveries::{AttemptOutcome, Disabled, DueDelivery, Next, Settled};
-pub use events::{Event, EventDetail, EventQuery, TimelineEntry};
+pub use events::{Event, EventDetail, EventQuery, PURGE_BATCH, TimelineEntry};
 pub use inbox::{Claimed, Settlement, Stored};
 pub use incidents::{Incident, IncidentDetail, IncidentEntry, IncidentQuery, IncidentRun, Member};
 pub use ingest::{MAX_BATCH, NewEvent};
