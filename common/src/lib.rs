@@ -25,6 +25,7 @@
 pub mod auth;
 pub mod batch;
 pub mod clients;
+pub mod config_diff;
 pub mod cron;
 pub mod crypto;
 #[cfg(feature = "db")]

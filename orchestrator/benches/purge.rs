@@ -12,8 +12,7 @@
 
 use std::time::Instant;
 
-use switchyard_common::db::testing::TestDb;
-use switchyard_common::db::{Backend, Db};
+use switchyard_common::db::Backend;
 use switchyard_common::time::now_ms;
 use switchyard_orchestrator::store::{PURGE_BATCH, Store};
 
@@ -24,86 +23,9 @@ fn knob(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-const DAY: i64 = 86_400_000;
+mod support;
 
-/// Fills the inbox with `rows` finished events: 90% received 8 days ago, 10% today.
-async fn fill(db: &Db, rows: usize) {
-    let now = now_ms();
-    let chunk = 500_000usize;
-    let payload = format!(
-        "{{\"object_kind\": \"issue\", \"text\": \"{}\"}}",
-        "x".repeat(470)
-    );
-    let mut start = 0usize;
-    while start < rows {
-        let end = (start + chunk).min(rows);
-        let (series, id) = match db.backend {
-            Backend::Postgres => (
-                format!("generate_series({}, {})", start + 1, end),
-                "lpad(g::text, 12, '0')",
-            ),
-            Backend::Sqlite => (
-                format!(
-                    "(WITH RECURSIVE s(g) AS (SELECT {} UNION ALL SELECT g + 1 FROM s WHERE g < {}) SELECT g FROM s)",
-                    start + 1,
-                    end
-                ),
-                "printf('%012d', g)",
-            ),
-        };
-        let from = match db.backend {
-            Backend::Postgres => format!("FROM {series} AS g"),
-            Backend::Sqlite => format!("FROM {series}"),
-        };
-        let at = format!(
-            "CASE WHEN g % 10 = 0 THEN {now} ELSE {} + g END",
-            now - 8 * DAY
-        );
-        sqlx::query(&format!(
-            "INSERT INTO or_events (id, integration_id, delivery_id, org_id, source, event_type, correlation_key, \
-             identifiers, payload, status, team_id, attempts, next_attempt_at, received_at, updated_at) \
-             SELECT 'e' || {id}, 'i', 'd' || {id}, 'acme', 'gitlab', 'issue', 'k' || (g % 1000), '[]', '{payload}', \
-             'dispatched', 'checkout', 1, 0, {at}, {at} {from}"
-        ))
-        .execute(&db.pool)
-        .await
-        .expect("filling the events");
-        for kind in ["routed", "dispatched"] {
-            sqlx::query(&format!(
-                "INSERT INTO or_event_timeline (id, event_id, at, kind, detail) \
-                 SELECT 't{kind}' || {id}, 'e' || {id}, {at}, '{kind}', NULL {from}"
-            ))
-            .execute(&db.pool)
-            .await
-            .expect("filling the timelines");
-        }
-        start = end;
-    }
-    if db.backend == Backend::Postgres {
-        sqlx::query("VACUUM ANALYZE or_events")
-            .execute(&db.pool)
-            .await
-            .unwrap();
-        sqlx::query("VACUUM ANALYZE or_event_timeline")
-            .execute(&db.pool)
-            .await
-            .unwrap();
-    }
-}
-
-async fn fresh(backend: Backend, rows: usize) -> (TestDb, Db) {
-    let test = TestDb::new(backend).await.unwrap();
-    let db = Db::connect(&test.url, 4).await.unwrap();
-    db.migrate().await.unwrap();
-    let t = Instant::now();
-    fill(&db, rows).await;
-    println!(
-        "  filled {rows} events and {} timeline rows in {:.1} s",
-        rows * 2,
-        t.elapsed().as_secs_f64()
-    );
-    (test, db)
-}
+use support::{DAY, fresh};
 
 #[tokio::main]
 async fn main() {

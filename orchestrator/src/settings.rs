@@ -162,6 +162,11 @@ pub struct Limits {
         default_value_t = 5 * 86_400
     )]
     pub subscription_disable_after_seconds: i64,
+
+    /// Marks the web console's cookies `Secure` on every request (the console is served over TLS).
+    /// Without it they are `Secure` when a proxy says `X-Forwarded-Proto: https`.
+    #[arg(long, env = "SWITCHYARD_CONSOLE_SECURE_COOKIES")]
+    pub console_secure_cookies: bool,
 }
 
 impl Default for Limits {
@@ -184,6 +189,7 @@ impl Default for Limits {
             delivery_per_endpoint: 8,
             delivery_timeout_ms: 10_000,
             subscription_disable_after_seconds: 5 * 86_400,
+            console_secure_cookies: false,
         }
     }
 }

@@ -14,6 +14,7 @@ const CRATES: &[&str] = &[
     "orchestrator",
     "agent-runner",
     "cli",
+    "console",
 ];
 
 fn workspace() -> PathBuf {

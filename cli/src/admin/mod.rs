@@ -10,7 +10,6 @@
 //! The token comes from `SWITCHYARD_TOKEN` or `--token-file`, never from a flag (flags end up in
 //! shell histories and process lists). Tables by default, `--json` prints the API's own JSON.
 
-mod layers;
 pub mod settings;
 pub mod tenants;
 pub mod traffic;

@@ -6,9 +6,7 @@ use clap::Subcommand;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::{
-    Api, Failure, Outcome, Service, enc, layers, print_json, query, read_json, show, table,
-};
+use super::{Api, Failure, Outcome, Service, enc, print_json, query, read_json, show, table};
 
 #[derive(Debug, Subcommand)]
 pub enum Config {
@@ -212,11 +210,17 @@ pub async fn config(api: &Api, cmd: Config) -> Outcome {
             let history = history.as_array().cloned().unwrap_or_default();
             let current = layer["version"].as_i64().unwrap_or(0);
             let to = to.unwrap_or(current);
-            let old = layers::at_version(&layer["layer"], current, &history, from)
-                .map_err(Failure::Invalid)?;
-            let new = layers::at_version(&layer["layer"], current, &history, to)
-                .map_err(Failure::Invalid)?;
-            let changes = switchyard_config_service::domain::config::diff(&old, &new);
+            let old = switchyard_common::config_diff::at_version(
+                &layer["layer"],
+                current,
+                &history,
+                from,
+            )
+            .map_err(Failure::Invalid)?;
+            let new =
+                switchyard_common::config_diff::at_version(&layer["layer"], current, &history, to)
+                    .map_err(Failure::Invalid)?;
+            let changes = switchyard_common::config_diff::diff(&old, &new);
             if api.json() {
                 print_json(&serde_json::to_value(&changes).unwrap_or_default());
             } else if changes.is_empty() {

@@ -26,6 +26,11 @@ pub struct ConfigClient {
 }
 
 impl ConfigClient {
+    /// The config-service's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     pub fn new(base: &str, key: ServiceKey, caller: &'static str) -> Self {
         Self {
             base: base.trim_end_matches('/').to_owned(),

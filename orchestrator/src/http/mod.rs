@@ -1,5 +1,6 @@
 //! The orchestrator's HTTP surface: webhooks, integrations, events, incidents, provisioning,
-//! outbound subscriptions and their deliveries, the internal endpoints other services call, health.
+//! outbound subscriptions and their deliveries, the internal endpoints other services call, health;
+//! and the web console (`switchyard-console`) mounted at `/console`.
 
 pub mod deliveries;
 pub mod events;
@@ -47,7 +48,25 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics));
-    switchyard_common::http::standard_layers(router, state.metrics.clone()).with_state(state)
+    let metrics = state.metrics.clone();
+    let console = console(&state, router.clone().with_state(state.clone()));
+    let routes = router
+        .with_state(state)
+        .merge(switchyard_console::router(console));
+    switchyard_common::http::standard_layers(routes, metrics)
+}
+
+/// The web console at `/console`: it calls this orchestrator's API in process (the routes without
+/// the HTTP layers, so a page is one request in the logs and metrics) and the config-service over
+/// HTTP, always with the signed-in user's token.
+fn console(state: &AppState, api: Router) -> switchyard_console::Console {
+    use switchyard_console::upstream::Upstream;
+    switchyard_console::Console::new(
+        state.keyring.clone(),
+        Upstream::http(state.config.base()),
+        Upstream::InProcess(api),
+        state.limits.console_secure_cookies,
+    )
 }
 
 /// The process is up.

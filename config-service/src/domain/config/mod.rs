@@ -113,64 +113,7 @@ fn record(v: &Value, path: &str, node: &str, sources: &mut BTreeMap<String, Stri
     }
 }
 
-/// One difference between two layers.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
-pub struct Change {
-    /// `add`, `remove` or `replace`.
-    pub op: &'static str,
-    pub path: String,
-    /// The value before (any JSON); absent for `add`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<serde_json::Value>)]
-    pub from: Option<Value>,
-    /// The value after (any JSON); absent for `remove`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<serde_json::Value>)]
-    pub value: Option<Value>,
-}
-
-/// The changes that turn `old` into `new`, objects compared key by key.
-pub fn diff(old: &Value, new: &Value) -> Vec<Change> {
-    let mut out = Vec::new();
-    diff_at(old, new, "", &mut out);
-    out
-}
-
-fn diff_at(old: &Value, new: &Value, at: &str, out: &mut Vec<Change>) {
-    match (old, new) {
-        (Value::Object(o), Value::Object(n)) => {
-            for (k, ov) in o {
-                let path = format!("{at}/{}", escape_pointer_token(k));
-                match n.get(k) {
-                    Some(nv) => diff_at(ov, nv, &path, out),
-                    None => out.push(Change {
-                        op: "remove",
-                        path,
-                        from: Some(ov.clone()),
-                        value: None,
-                    }),
-                }
-            }
-            for (k, nv) in n {
-                if !o.contains_key(k) {
-                    out.push(Change {
-                        op: "add",
-                        path: format!("{at}/{}", escape_pointer_token(k)),
-                        from: None,
-                        value: Some(nv.clone()),
-                    });
-                }
-            }
-        }
-        (o, n) if o != n => out.push(Change {
-            op: "replace",
-            path: at.to_owned(),
-            from: Some(o.clone()),
-            value: Some(n.clone()),
-        }),
-        _ => {}
-    }
-}
+pub use switchyard_common::config_diff::{Change, diff};
 
 /// The protected pointers whose value differs between `old` and `new` (whatever changed them: the
 /// value itself, something inside it, or a replaced parent).

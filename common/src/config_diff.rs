@@ -1,8 +1,72 @@
-//! A node's layer as it was at an earlier version, rebuilt from the current layer and the
-//! history's changes (each version records what it changed against the one before), for
-//! `switchyard config diff`.
+//! Differences between config layers, and a layer as it was at an earlier version.
+//!
+//! Each version in a node's history records what it changed against the one before ([`diff`]);
+//! [`at_version`] rebuilds an earlier layer from the current one by undoing later changes. The
+//! config-service records the changes; the admin CLI and the web console rebuild and compare
+//! versions with the same code.
 
 use serde_json::{Map, Value};
+
+use crate::problem::escape_pointer_token;
+
+/// One difference between two layers.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct Change {
+    /// `add`, `remove` or `replace`.
+    pub op: &'static str,
+    pub path: String,
+    /// The value before (any JSON); absent for `add`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<serde_json::Value>)]
+    pub from: Option<Value>,
+    /// The value after (any JSON); absent for `remove`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<serde_json::Value>)]
+    pub value: Option<Value>,
+}
+
+/// The changes that turn `old` into `new`, objects compared key by key.
+pub fn diff(old: &Value, new: &Value) -> Vec<Change> {
+    let mut out = Vec::new();
+    diff_at(old, new, "", &mut out);
+    out
+}
+
+fn diff_at(old: &Value, new: &Value, at: &str, out: &mut Vec<Change>) {
+    match (old, new) {
+        (Value::Object(o), Value::Object(n)) => {
+            for (k, ov) in o {
+                let path = format!("{at}/{}", escape_pointer_token(k));
+                match n.get(k) {
+                    Some(nv) => diff_at(ov, nv, &path, out),
+                    None => out.push(Change {
+                        op: "remove",
+                        path,
+                        from: Some(ov.clone()),
+                        value: None,
+                    }),
+                }
+            }
+            for (k, nv) in n {
+                if !o.contains_key(k) {
+                    out.push(Change {
+                        op: "add",
+                        path: format!("{at}/{}", escape_pointer_token(k)),
+                        from: None,
+                        value: Some(nv.clone()),
+                    });
+                }
+            }
+        }
+        (o, n) if o != n => out.push(Change {
+            op: "replace",
+            path: at.to_owned(),
+            from: Some(o.clone()),
+            value: Some(n.clone()),
+        }),
+        _ => {}
+    }
+}
 
 /// The layer at `version`: the current layer (`current_version`) with the changes of every later
 /// version undone, newest first. `history` is the history endpoint's answer.
