@@ -342,11 +342,26 @@ pub async fn accept(
     let task_state = state.clone();
     let id = run_id.clone();
     // The run outlives the request: it keeps the request's trace for its config-service calls.
-    let trace = switchyard_common::trace::TraceContext::current()
-        .unwrap_or_else(switchyard_common::trace::TraceContext::new_root);
-    tokio::spawn(
-        trace.scope(async move { runs::execute_leased(&task_state, &id, &req, &ctx).await }),
+    use switchyard_common::otel;
+    use switchyard_common::trace::TraceContext;
+    let parent = TraceContext::current();
+    let trace = parent
+        .as_ref()
+        .map(TraceContext::child)
+        .unwrap_or_else(TraceContext::new_root);
+    let mut span = otel::Span::start(
+        "agent-runner",
+        "agent.run",
+        otel::SpanKind::Internal,
+        &trace,
+        parent.as_ref().map(|p| p.span_id.as_str()),
     );
+    span.attr("switchyard.run", run_id.clone());
+    span.attr("switchyard.team", req.team_id.clone());
+    tokio::spawn(trace.scope(async move {
+        runs::execute_leased(&task_state, &id, &req, &ctx).await;
+        span.end();
+    }));
     Ok((
         StatusCode::ACCEPTED,
         Json(Accepted {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 use switchyard_api::events::RunOutcome;
 use switchyard_api::runs::{AgentRun, RunContext, RunRequest, RunUsage, UpdateRun};
+use switchyard_common::otel;
 
 use crate::agent::config::AgentConfig;
 use crate::agent::{self, Transcript};
@@ -311,7 +312,13 @@ async fn execute(
     let targets = reply::destinations(config, req.reply_to.as_ref());
     if !targets.is_empty() {
         let report = reply::Report::new(id, &summary, transcript);
-        reply::deliver(state, &ctx.secrets, config, &targets, &report).await?;
+        let delivered = otel::in_span(
+            "agent-runner",
+            "reply",
+            otel::SpanKind::Internal,
+            reply::deliver(state, &ctx.secrets, config, &targets, &report),
+        );
+        delivered.await?;
     }
     Ok(summary)
 }

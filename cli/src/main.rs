@@ -200,7 +200,10 @@ async fn main() -> ExitCode {
     if let Some(args) = command.api_args() {
         return admin(args, command).await;
     }
-    match run(command).await {
+    let result = run(command).await;
+    // Spans still queued for the OTLP exporter go out before the process ends.
+    let _ = tokio::task::spawn_blocking(switchyard_common::otel::shutdown).await;
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("Error: {e:?}");

@@ -37,6 +37,7 @@ pub mod ids;
 pub mod k8s_fake;
 pub mod net;
 pub mod openapi;
+pub mod otel;
 #[cfg(feature = "db")]
 pub mod outbox;
 pub mod problem;

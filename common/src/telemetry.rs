@@ -17,7 +17,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global subscriber once; later calls (tests, `switchyard dev`) are no-ops.
+/// Installs the global subscriber once; later calls (tests, `switchyard dev`) are no-ops. Turns
+/// on OpenTelemetry export when `OTEL_EXPORTER_OTLP_ENDPOINT` is set ([`crate::otel`]).
 pub fn init_tracing(json: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -28,6 +29,8 @@ pub fn init_tracing(json: bool) {
     } else {
         builder.try_init()
     };
+    // Traces go out over OTLP too when OTEL_EXPORTER_OTLP_ENDPOINT says where.
+    crate::otel::init();
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -52,6 +55,8 @@ struct CallLabels {
 pub struct Calls {
     total: Family<CallLabels, Counter>,
     seconds: Family<CallLabels, Histogram>,
+    /// The calling service, as its trace spans name it.
+    service: &'static str,
 }
 
 impl Default for Calls {
@@ -61,7 +66,19 @@ impl Default for Calls {
             seconds: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.0005, 2.0, 16))
             }),
+            service: "switchyard",
         }
+    }
+}
+
+/// The service a metrics prefix belongs to (`switchyard_config_service` is `config-service`), as
+/// trace spans name it.
+fn service_of(prefix: &str) -> &'static str {
+    match prefix {
+        "switchyard_orchestrator" => "orchestrator",
+        "switchyard_config_service" => "config-service",
+        "switchyard_agent_runner" => "agent-runner",
+        _ => "switchyard",
     }
 }
 
@@ -72,6 +89,11 @@ impl std::fmt::Debug for Calls {
 }
 
 impl Calls {
+    /// The calling service.
+    pub fn service(&self) -> &'static str {
+        self.service
+    }
+
     pub fn record(&self, callee: &str, outcome: &str, took: Duration) {
         let labels = CallLabels {
             callee: callee.to_owned(),
@@ -104,6 +126,7 @@ pub struct Metrics {
     requests: Family<HttpLabels, Counter>,
     durations: Family<HttpLabels, Histogram>,
     calls: Calls,
+    service: &'static str,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -129,7 +152,11 @@ impl Metrics {
             "HTTP request latency, by route and status",
             durations.clone(),
         );
-        let calls = Calls::default();
+        let service = service_of(prefix);
+        let calls = Calls {
+            service,
+            ..Calls::default()
+        };
         registry.register(
             "calls",
             "Calls made to other services and providers, by callee and outcome",
@@ -145,7 +172,13 @@ impl Metrics {
             requests,
             durations,
             calls,
+            service,
         }
+    }
+
+    /// The service these metrics belong to (`orchestrator`, `config-service`, `agent-runner`).
+    pub fn service(&self) -> &'static str {
+        self.service
     }
 
     /// The calls this service makes, for its clients to record into.

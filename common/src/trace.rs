@@ -1,4 +1,5 @@
-//! W3C Trace Context (`traceparent`) across the services, without an OpenTelemetry SDK.
+//! W3C Trace Context (`traceparent`) across the services; the spans are exported by
+//! [`crate::otel`] when OpenTelemetry export is on.
 //!
 //! Each request runs inside a [`TraceContext`]: the caller's trace (from its `traceparent`) or a
 //! new one, with a span id of its own. The trace id is recorded on the request's `tracing` span, so
@@ -6,9 +7,6 @@
 //! handling the request carries a child `traceparent`. Work that outlives the request (the
 //! orchestrator's dispatch, the agent-runner's run) keeps the context explicitly.
 
-use axum::extract::Request;
-use axum::middleware::Next;
-use axum::response::Response;
 use rand::RngCore;
 
 tokio::task_local! {
@@ -111,25 +109,6 @@ impl TraceContext {
     pub async fn scope<F: std::future::Future>(self, fut: F) -> F::Output {
         CURRENT.scope(self, fut).await
     }
-}
-
-/// Middleware: continue the caller's trace (or start one), record its id on the request span and
-/// echo the service's `traceparent` on the response.
-pub async fn propagate(req: Request, next: Next) -> Response {
-    let ctx = req
-        .headers()
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .and_then(TraceContext::parse)
-        .map(|c| c.child())
-        .unwrap_or_else(TraceContext::new_root);
-    tracing::Span::current().record("trace_id", ctx.trace_id.as_str());
-    let header = ctx.header();
-    let mut resp = ctx.scope(next.run(req)).await;
-    if let Ok(v) = axum::http::HeaderValue::from_str(&header) {
-        resp.headers_mut().insert("traceparent", v);
-    }
-    resp
 }
 
 #[cfg(test)]

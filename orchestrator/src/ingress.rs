@@ -23,6 +23,7 @@ use prometheus_client::metrics::family::Family;
 use serde_json::Value;
 use switchyard_common::crypto::Keyring;
 use switchyard_common::error::Error;
+use switchyard_common::otel;
 use switchyard_common::telemetry::Metrics;
 
 use crate::abuse::FailureLimiter;
@@ -281,14 +282,27 @@ impl Ingress {
         };
         let org = integration.org_id.as_deref();
         let delivery_id = env.delivery_id.clone();
+        // Dispatch continues the trace from here: the stored context is this span's.
+        let (mut span, stored) =
+            otel::Span::child("orchestrator", "inbox.store", otel::SpanKind::Internal);
+        span.attr("switchyard.source", source.as_str());
+        span.attr("switchyard.integration", integration.id.clone());
         let event = NewEvent {
             integration_id: integration.id.clone(),
             webhook_path: integration.webhook_path.clone(),
             org: org.map(str::to_owned),
             env,
-            traceparent: switchyard_common::trace::TraceContext::current().map(|c| c.header()),
+            traceparent: Some(stored.header()),
         };
-        match self.writer.store(event).await {
+        let written = self.writer.store(event).await;
+        match &written {
+            Ok(Stored::New(id) | Stored::Duplicate(id)) => {
+                span.attr("switchyard.event", id.clone())
+            }
+            Err(e) => span.error(e.to_string()),
+        }
+        span.end();
+        match written {
             Ok(Stored::New(id)) => {
                 tracing::info!(event = %id, integration = %integration.id, delivery = %delivery_id, "event stored");
                 Ok(Accepted::Stored {

@@ -5,17 +5,16 @@
 
 mod stack;
 
-use std::sync::{Arc, Mutex};
-
 use base64::Engine;
 use reqwest::Method;
 use serde_json::{Value, json};
+use stack::agent::{
+    SLACK_SECRET, fake_model_and_prometheus, now_s, slack_agent_team, slack_headers,
+};
 use stack::{Options, Stack, eventually};
 use switchyard_common::db::Backend;
-use switchyard_common::time::now_ms;
 use switchyard_orchestrator::sources::verify::sign::{hmac_b64, hmac_hex};
 
-const SLACK_SECRET: &str = "slack-signing-secret-0001";
 const GITHUB_SECRET: &str = "github-webhook-secret-0001";
 const PD_OLD: &str = "pagerduty-old-secret";
 const PD_NEW: &str = "pagerduty-new-secret";
@@ -27,22 +26,6 @@ fn whsec() -> String {
         "whsec_{}",
         base64::engine::general_purpose::STANDARD.encode(WHSEC_KEY)
     )
-}
-
-fn now_s() -> i64 {
-    now_ms() / 1000
-}
-
-fn slack_headers(body: &[u8], ts: i64, secret: &str) -> Vec<(&'static str, String)> {
-    let sig = hmac_hex(
-        secret.as_bytes(),
-        &[b"v0:", ts.to_string().as_bytes(), b":", body],
-    );
-    vec![
-        ("x-slack-request-timestamp", ts.to_string()),
-        ("x-slack-signature", format!("v0={sig}")),
-        ("content-type", "application/json".into()),
-    ]
 }
 
 /// acme (team checkout owning identifiers of every kind) and beta (team ops), and integrations.
@@ -1367,96 +1350,6 @@ async fn throttling_is_capped(b: Backend) {
             .contains("throttled without a break for more than 1 s"),
         "{dead}"
     );
-}
-
-/// A fake Prometheus (`up` of checkout is 0) and a fake OpenAI-compatible model that asks it once,
-/// then answers from what it was fed back; its first answer waits until `gate` is open.
-/// Answers (model URL, Prometheus URL, Prometheus calls).
-async fn fake_model_and_prometheus(
-    gate: tokio::sync::watch::Receiver<bool>,
-) -> (String, String, Arc<Mutex<Vec<String>>>) {
-    let prom_calls: Arc<Mutex<Vec<String>>> = Arc::default();
-    let calls = prom_calls.clone();
-    let prom = axum::Router::new().route(
-        "/api/v1/query",
-        axum::routing::get(move |q: axum::extract::RawQuery| {
-            let calls = calls.clone();
-            async move {
-                calls.lock().unwrap().push(q.0.unwrap_or_default());
-                axum::Json(json!({"status": "success", "data": {"resultType": "vector",
-                    "result": [{"metric": {"job": "checkout"}, "value": [1700000000, "0"]}]}}))
-            }
-        }),
-    );
-    let model = axum::Router::new().route(
-        "/v1/chat/completions",
-        axum::routing::post(move |body: axum::Json<Value>| async move {
-            let _ = gate.clone().wait_for(|open| *open).await;
-            let fed = body["messages"].as_array().unwrap().iter().find(|m| m["role"] == "tool").cloned();
-            axum::Json(match fed {
-                None => json!({"choices": [{"message": {"content": null, "tool_calls": [{"id": "q1", "type": "function",
-                    "function": {"name": "prometheus_query", "arguments": "{\"query\":\"up{job=\\\"checkout\\\"}\"}"}},
-                    {"id": "q2", "type": "function", "function": {"name": "switchyard_events", "arguments": "{}"}}]}}],
-                    "usage": {"prompt_tokens": 300, "completion_tokens": 20}}),
-                Some(t) => {
-                    let down = t["content"].as_str().unwrap_or("").contains("\"0\"");
-                    let answer = if down { "checkout-api is down: up{job=\"checkout\"} is 0." } else { "checkout-api is up." };
-                    json!({"choices": [{"message": {"content": answer}}], "usage": {"prompt_tokens": 420, "completion_tokens": 15}})
-                }
-            })
-        }),
-    );
-    let serve = |app: axum::Router| async move {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", l.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-        url
-    };
-    let model_url = format!("{}/v1", serve(model).await);
-    (model_url, serve(prom).await, prom_calls)
-}
-
-/// Org acme with team checkout, which owns Slack channel C0CHECKOUT of workspace T0001 and has a
-/// bot token and a model key in the secrets store; `agent` is merged into the team's layer (its
-/// `agent`, `quotas`, `notifications`). The shared Slack app is registered.
-async fn slack_agent_team(s: &Stack, agent: Value) {
-    let cs = &s.cs;
-    s.must(
-        Method::POST,
-        format!("{cs}/api/v1/orgs"),
-        Some(json!({"id": "acme", "name": "Acme"})),
-    )
-    .await;
-    s.must(
-        Method::POST,
-        format!("{cs}/api/v1/orgs/acme/nodes"),
-        Some(json!({"id": "checkout", "kind": "team", "name": "c"})),
-    )
-    .await;
-    for (name, value) in [("slack-bot", "xoxb-checkout"), ("llm", "sk-model-0123")] {
-        s.must(
-            Method::PUT,
-            format!("{cs}/api/v1/orgs/acme/secrets/{name}"),
-            Some(json!({"value": value})),
-        )
-        .await;
-    }
-    s.layer("acme", "acme", json!({"routing": {"slack_team": "T0001"}}))
-        .await;
-    let mut layer = json!({
-        "routing": {"slack_channel": "C0CHECKOUT"},
-        "integrations": {"slack": {"bot_token": {"secret": "slack-bot"}}},
-    });
-    for (k, v) in agent.as_object().unwrap() {
-        layer[k] = v.clone();
-    }
-    s.layer("acme", "checkout", layer).await;
-    s.must(
-        Method::POST,
-        format!("{}/api/v1/platform/integrations", s.orch),
-        Some(json!({"source": "slack", "name": "Slack app", "secrets": [SLACK_SECRET]})),
-    )
-    .await;
 }
 
 /// A signed Slack question reaches the team's agent, which investigates with its Prometheus tool

@@ -17,6 +17,7 @@ use futures_util::future::BoxFuture;
 use serde::Serialize;
 use serde_json::{Value, json};
 use switchyard_api::events::JoinedSignal;
+use switchyard_common::otel;
 
 use self::config::AgentConfig;
 use self::tools::ToolBox;
@@ -175,16 +176,33 @@ async fn turns(
     for turn in 1..=cfg.max_turns {
         let started = Instant::now();
         let (since, tools_took) = answered.unwrap_or((started, Duration::ZERO));
-        let answer = provider
-            .turn(&TurnRequest {
+        let (mut span, in_turn) =
+            otel::Span::child("agent-runner", "model.turn", otel::SpanKind::Client);
+        span.attr("gen_ai.request.model", cfg.model.clone());
+        span.attr("switchyard.turn", i64::from(turn));
+        let answer = in_turn
+            .scope(provider.turn(&TurnRequest {
                 model: &cfg.model,
                 system: cfg.prompts.system(),
                 messages: &messages,
                 tools: &specs,
                 temperature: cfg.temperature,
                 max_tokens: cfg.max_tokens,
-            })
-            .await?;
+            }))
+            .await;
+        let answer = match answer {
+            Ok(a) => {
+                span.attr("gen_ai.usage.input_tokens", a.usage.input_tokens as i64);
+                span.attr("gen_ai.usage.output_tokens", a.usage.output_tokens as i64);
+                span.end();
+                a
+            }
+            Err(e) => {
+                span.error(e.to_string());
+                span.end();
+                return Err(e.into());
+            }
+        };
         let arrived = Instant::now();
         transcript.turns = turn;
         transcript.usage.add(answer.usage);
@@ -216,7 +234,16 @@ async fn turns(
         let calling = Instant::now();
         let results = futures_util::future::join_all(answer.tool_calls.iter().map(|c| async {
             let started = Instant::now();
-            let r = tools.call(&c.name, &c.arguments).await;
+            let (mut span, in_tool) = otel::Span::child(
+                "agent-runner",
+                format!("tool.{}", c.name),
+                otel::SpanKind::Internal,
+            );
+            let r = in_tool.scope(tools.call(&c.name, &c.arguments)).await;
+            if r.error {
+                span.error(r.output.chars().take(200).collect::<String>());
+            }
+            span.end();
             (r, started.elapsed())
         }))
         .await;

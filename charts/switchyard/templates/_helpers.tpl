@@ -40,6 +40,10 @@ app.kubernetes.io/component: {{ .component }}
     secretKeyRef:
       name: {{ .Values.secrets.existingSecret }}
       key: {{ .Values.secrets.servicePublicKeysKey }}
+{{- with .Values.tracing.otlpEndpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ . | quote }}
+{{- end }}
 - name: SWITCHYARD_CONFIG_SERVICE_URL
   value: {{ printf "http://%s-config-service:8081" (include "switchyard.fullname" .) | quote }}
 - name: SWITCHYARD_LOG_JSON

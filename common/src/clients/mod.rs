@@ -105,6 +105,15 @@ async fn send(
     callee: &str,
     req: reqwest::RequestBuilder,
 ) -> Result<reqwest::Response, CallError> {
+    // The call is a child span of the work being done; the callee continues it (W3C Trace
+    // Context), and the span is exported when OpenTelemetry export is on.
+    let (mut span, ctx) = crate::otel::Span::child(
+        calls.service(),
+        format!("call {callee}"),
+        crate::otel::SpanKind::Client,
+    );
+    span.attr("peer.service", callee.to_owned());
+    let req = req.header("traceparent", ctx.header());
     let started = Instant::now();
     let sent = req.send().await;
     let outcome = match &sent {
@@ -113,13 +122,25 @@ async fn send(
         Err(_) => "error",
     };
     calls.record(callee, outcome, started.elapsed());
+    match &sent {
+        Ok(resp) => {
+            span.attr(
+                "http.response.status_code",
+                i64::from(resp.status().as_u16()),
+            );
+            if !resp.status().is_success() {
+                span.error(outcome);
+            }
+        }
+        Err(_) => span.error(outcome),
+    }
+    span.end();
     sent.map_err(transport)
 }
 
-/// A request with a child `traceparent` of the work being done (W3C Trace Context).
+/// A request to another service (its `traceparent` is set when it is sent).
 fn traced(http: &reqwest::Client, method: reqwest::Method, url: String) -> reqwest::RequestBuilder {
     http.request(method, url)
-        .header("traceparent", crate::trace::TraceContext::outbound())
 }
 
 fn http_client() -> reqwest::Client {

@@ -24,6 +24,7 @@ pub fn standard_layers<S: Clone + Send + Sync + 'static>(
 
     use crate::problem::Problem;
 
+    let service = metrics.service();
     router
         .fallback(|| async {
             Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found").detail("no such endpoint")
@@ -32,7 +33,7 @@ pub fn standard_layers<S: Clone + Send + Sync + 'static>(
             metrics,
             crate::telemetry::track_http,
         ))
-        .layer(axum::middleware::from_fn(crate::trace::propagate))
+        .layer(axum::middleware::from_fn_with_state(service, propagate))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let route = req
@@ -68,4 +69,52 @@ pub fn standard_layers<S: Clone + Send + Sync + 'static>(
             )
             .into_response()
         }))
+}
+
+/// Middleware: continue the caller's trace (or start one), record its id on the request span and
+/// echo the service's `traceparent` on the response.
+pub async fn propagate(
+    axum::extract::State(service): axum::extract::State<&'static str>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let caller = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::trace::TraceContext::parse);
+    let ctx = caller
+        .as_ref()
+        .map(crate::trace::TraceContext::child)
+        .unwrap_or_else(crate::trace::TraceContext::new_root);
+    tracing::Span::current().record("trace_id", ctx.trace_id.as_str());
+    let header = ctx.header();
+    // The server span, exported when OpenTelemetry export is on (`crate::otel`).
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned());
+    let method = req.method().as_str().to_owned();
+    let mut span = crate::otel::Span::start(
+        service,
+        format!("{method} {}", route.as_deref().unwrap_or("unmatched")),
+        crate::otel::SpanKind::Server,
+        &ctx,
+        caller.as_ref().map(|c| c.span_id.as_str()),
+    );
+    let mut resp = ctx.scope(next.run(req)).await;
+    span.attr("http.request.method", method);
+    if let Some(r) = route {
+        span.attr("http.route", r);
+    }
+    let status = resp.status().as_u16();
+    span.attr("http.response.status_code", i64::from(status));
+    if status >= 500 {
+        span.error(format!("answered {status}"));
+    }
+    span.end();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&header) {
+        resp.headers_mut().insert("traceparent", v);
+    }
+    resp
 }

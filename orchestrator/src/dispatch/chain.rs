@@ -14,6 +14,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use switchyard_common::otel;
 use switchyard_common::trace::TraceContext;
 use tokio::sync::OwnedMutexGuard;
 
@@ -143,17 +144,27 @@ impl Dispatcher {
         let mut seg = Segment::new(&self.worker);
         for (i, e) in chain.iter().enumerate() {
             // Each event continues its webhook's trace (a new one for events stored without).
-            let trace = e
-                .traceparent
-                .as_deref()
-                .and_then(TraceContext::parse)
-                .map(|t| t.child())
+            let stored = e.traceparent.as_deref().and_then(TraceContext::parse);
+            let trace = stored
+                .as_ref()
+                .map(TraceContext::child)
                 .unwrap_or_else(TraceContext::new_root);
+            let mut span = otel::Span::start(
+                "orchestrator",
+                "dispatch",
+                otel::SpanKind::Consumer,
+                &trace,
+                stored.as_ref().map(|s| s.span_id.as_str()),
+            );
+            span.attr("switchyard.event", e.id.clone());
             let outcome = trace.scope(self.decide(e, &mut seg)).await;
             if seg.failed.is_some() {
+                span.error("the claim was lost");
                 return self.abandon(&mut seg, &chain[i..]).await;
             }
             let settlement = self.settlement(e, outcome);
+            span.attr("switchyard.status", settlement.status.as_str());
+            span.end();
             self.count(settlement.status);
             let waits = settlement.status.is_pending();
             let written = match seg.open(&self.store).await {

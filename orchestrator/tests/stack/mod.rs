@@ -2,6 +2,8 @@
 //! orchestrator over real HTTP, plus fake Slack and GitHub APIs that record what they receive.
 #![allow(dead_code)]
 
+pub mod agent;
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
