@@ -316,6 +316,42 @@ async fn sessions_are_sealed_and_every_form_needs_its_secret(b: Backend) {
         assert!(!html.contains(BETA_TEAM_NAME), "{page}: {html}");
     }
 
+    // A team token lands on its team and is refused the org admins' pages; the platform admin
+    // sees every organisation.
+    let team = s.team_token("acme", "checkout").await;
+    let (team_cookie, _) = sign_in(&http, o, &team, &[]).await.unwrap();
+    let as_team = |path: &str| {
+        http.get(format!("{o}{path}"))
+            .header("cookie", &team_cookie)
+            .send()
+    };
+    let r = as_team("/console").await.unwrap();
+    assert_eq!(r.headers()[LOCATION], "/console/orgs/acme/teams/checkout");
+    let r = as_team("/console/orgs/acme/teams/checkout").await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("/agent/provider") && !html.contains("Integrations</a>"));
+    for path in [
+        "/console/orgs/acme/integrations",
+        "/console/orgs/acme/events",
+    ] {
+        assert_eq!(
+            as_team(path).await.unwrap().status().as_u16(),
+            403,
+            "{path}"
+        );
+    }
+    let (admin_cookie, _) = sign_in(&http, o, stack::ADMIN, &[]).await.unwrap();
+    let r = http
+        .get(format!("{o}/console"))
+        .header("cookie", admin_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("/console/orgs/acme") && html.contains("/console/orgs/beta"));
+
     // A form without the session's CSRF secret, or from another site, changes nothing.
     let (_, html, _) = get(format!("/console/orgs/acme/events/{}", seeded.dead_event)).await;
     let secret = csrf_of(&html);
@@ -456,6 +492,22 @@ async fn shoot(c: &Client, name: &str) {
     std::fs::write(screenshots().join(format!("{name}.png")), png).unwrap();
 }
 
+/// Clicks `selector`, then waits for the page it leads to (one showing `shown`, a CSS selector the
+/// page before does not have): a click returns before the navigation it starts has finished.
+async fn click_through(c: &Client, selector: &str, shown: &str) {
+    c.find(Locator::Css(selector))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .at_most(std::time::Duration::from_secs(15))
+        .for_element(Locator::Css(shown))
+        .await
+        .unwrap_or_else(|e| panic!("after clicking {selector}, no {shown}: {e}"));
+}
+
 async fn text(c: &Client) -> String {
     c.find(Locator::Css("body"))
         .await
@@ -494,12 +546,7 @@ async fn an_org_admin_replays_a_dead_letter_and_approves_a_change_in_chromium() 
         .send_keys("wrong-token-0123456789")
         .await
         .unwrap();
-    c.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_through(&c, "button[type=submit]", "p.error").await;
     assert!(
         text(&c).await.contains("not accepted"),
         "{}",
@@ -511,16 +558,13 @@ async fn an_org_admin_replays_a_dead_letter_and_approves_a_change_in_chromium() 
         .send_keys(&seeded.alice)
         .await
         .unwrap();
-    c.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_through(&c, "button[type=submit]", "form.filters").await;
     // Back where the browser was going.
     assert_eq!(
         c.current_url().await.unwrap().path(),
-        "/console/orgs/acme/events"
+        "/console/orgs/acme/events",
+        "{}",
+        text(&c).await
     );
     assert!(text(&c).await.contains("alice@acme.example"));
     assert!(!c.source().await.unwrap().contains(&seeded.alice));
@@ -549,12 +593,7 @@ async fn an_org_admin_replays_a_dead_letter_and_approves_a_change_in_chromium() 
     .click()
     .await
     .unwrap();
-    c.find(Locator::Css("button[name=selected]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_through(&c, "button[name=selected]", "p.notice").await;
     assert!(text(&c).await.contains("Replayed 1 event(s)."));
     eventually("the replayed event is dispatched", 30, || async {
         s.events("acme", "dispatched").await.len() == 1
@@ -576,12 +615,7 @@ async fn an_org_admin_replays_a_dead_letter_and_approves_a_change_in_chromium() 
         "{page}"
     );
     shoot(&c, "03-event").await;
-    c.find(Locator::Css("a[href*='/runs/']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_through(&c, "a[href*='/runs/']", "ol.transcript").await;
     let page = text(&c).await;
     assert!(
         page.contains("Transcript") && page.contains("succeeded"),
@@ -594,15 +628,12 @@ async fn an_org_admin_replays_a_dead_letter_and_approves_a_change_in_chromium() 
         .await
         .unwrap();
     shoot(&c, "05-approvals").await;
-    c.find(Locator::Css(&format!(
-        "#change-{} button[name=approve]",
-        seeded.change
-    )))
-    .await
-    .unwrap()
-    .click()
-    .await
-    .unwrap();
+    click_through(
+        &c,
+        &format!("#change-{} button[name=approve]", seeded.change),
+        "p.notice",
+    )
+    .await;
     let page = text(&c).await;
     assert!(
         page.contains("Change approved") && page.contains("No change awaits approval"),

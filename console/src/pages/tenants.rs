@@ -3,6 +3,7 @@
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use maud::{Markup, html};
@@ -14,7 +15,7 @@ use super::{Api, Done, Page, after, items};
 use crate::Console;
 use crate::session::{Posted, Session};
 use crate::upstream::{Service, enc};
-use crate::view::{cell, csrf, facts, notice, page, pretty, table};
+use crate::view::{PageError, cell, csrf, facts, notice, page, pretty, table};
 
 pub fn router() -> Router<Console> {
     Router::new()
@@ -128,10 +129,15 @@ async fn team(
     let config = api
         .get(Service::Config, &format!("{base}/config?explain=true"))
         .await?;
-    let history = api
+    // The history and the layer are for org admins; a team token sees the effective values.
+    let history = match api
         .get(Service::Config, &format!("{base}/config/history"))
-        .await?;
-    let history = items(&history);
+        .await
+    {
+        Ok(h) => Some(items(&h)),
+        Err(PageError::Api { status, .. }) if status == StatusCode::FORBIDDEN => None,
+        Err(e) => return Err(e),
+    };
     let current = config["version"].as_i64().unwrap_or(0);
     let mut values: Vec<Value> = config["explain"]
         .as_object()
@@ -144,11 +150,11 @@ async fn team(
         q.from.unwrap_or((current - 1).max(0)),
         q.to.unwrap_or(current),
     );
-    let compared = if q.from.is_some() || q.to.is_some() {
+    let compared = if let (Some(history), true) = (&history, q.from.is_some() || q.to.is_some()) {
         let layer = api
             .get(Service::Config, &format!("{base}/config/layer"))
             .await?;
-        let at = |v| at_version(&layer["layer"], current, &history, v);
+        let at = |v| at_version(&layer["layer"], current, history, v);
         Some(match (at(from), at(to)) {
             (Ok(old), Ok(new)) => {
                 let changes: Vec<Value> = diff(&old, &new)
@@ -164,6 +170,7 @@ async fn team(
     };
     let history_rows: Vec<Value> = history
         .iter()
+        .flatten()
         .map(|h| {
             let paths: Vec<&str> = h["diff"]
                 .as_array()
@@ -186,6 +193,8 @@ async fn team(
             (pretty(&config["config"]))
         }
         h2 { "History" }
+        @if history.is_none() { p.muted { "The history and diffs are for org admins." } }
+        @else {
         (table(&history_rows, &[("Version", "/version"), ("Author", "/author"), ("Approved by", "/approved_by"),
             ("At", "/at"), ("Message", "/message"), ("Changed", "/changed")], |r| {
             let v = r["version"].as_i64()?;
@@ -200,6 +209,7 @@ async fn team(
         @if let Some(m) = compared {
             h3 { "Layer changes from version " (from) " to " (to) }
             (m)
+        }
         }
     };
     Ok(page(&s, Some(&org), "teams", &format!("Team {node}"), body))
