@@ -94,6 +94,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         args.data_dir.display()
     );
     println!("  orchestrator    http://{orch_addr}   (webhooks: /webhooks/...)");
+    println!("  web console     http://{orch_addr}/console   (sign in with a token)");
     println!("  config-service  http://{cs_addr}");
     println!("  agent-runner    http://{runner_addr}");
     if from_env {

@@ -336,6 +336,17 @@ pub(crate) fn read_json(path: &Path) -> Outcome<Value> {
         .map_err(|e| Failure::Invalid(format!("{} is not JSON: {e}", path.display())))
 }
 
+impl Api {
+    /// Prints `v` as JSON under `--json`, otherwise the human form `human` prints.
+    pub(crate) fn emit(&self, v: &Value, human: impl FnOnce()) {
+        if self.json() {
+            print_json(v);
+        } else {
+            human();
+        }
+    }
+}
+
 pub(crate) fn show(api: &Api, v: &Value, list: bool, columns: &[(&str, &str)]) {
     if api.json() {
         print_json(v);

@@ -123,16 +123,14 @@ pub async fn config(api: &Api, cmd: Config) -> Outcome {
                     None,
                 )
                 .await?;
-            if api.json() {
-                print_json(&a.body);
-            } else {
+            api.emit(&a.body, || {
                 println!(
                     "version {} etag {}",
                     a.body["version"],
                     a.etag.unwrap_or_default()
                 );
                 print_json(&a.body["layer"]);
-            }
+            });
         }
         Config::Set {
             node,
@@ -179,9 +177,7 @@ pub async fn config(api: &Api, cmd: Config) -> Outcome {
             let h = api
                 .get(Service::Config, &format!("{}/history", node_path(&node)))
                 .await?;
-            if api.json() {
-                print_json(&h);
-            } else {
+            api.emit(&h, || {
                 let rows: Vec<Value> = h.as_array().into_iter().flatten().map(|e| {
                     let paths: Vec<&str> = e["diff"].as_array().into_iter().flatten()
                         .filter_map(|c| c["path"].as_str()).collect();
@@ -198,7 +194,7 @@ pub async fn config(api: &Api, cmd: Config) -> Outcome {
                         ("CHANGED", "/changed"),
                     ],
                 );
-            }
+            });
         }
         Config::Diff { node, from, to } => {
             let layer = api
@@ -278,15 +274,13 @@ pub async fn tokens(api: &Api, cmd: Tokens) -> Outcome {
                     json!({"label": label, "subject": subject, "expires_in": expires_in}),
                 )
                 .await?;
-            if api.json() {
-                print_json(&v);
-            } else {
+            api.emit(&v, || {
                 println!(
                     "token {} issued; its secret, shown this once:",
                     v["id"].as_str().unwrap_or("")
                 );
                 println!("{}", v["secret"].as_str().unwrap_or(""));
-            }
+            });
         }
         Tokens::Revoke { id, team } => {
             api.delete(Service::Config, &format!("{}/{}", base(&team), enc(&id)))

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use super::{Api, Failure, Outcome, Service, enc, print_json, read_json, show, table};
+use super::{Api, Failure, Outcome, Service, enc, read_json, show, table};
 
 #[derive(Debug, Subcommand)]
 pub enum Orgs {
@@ -82,11 +82,9 @@ pub async fn teams(api: &Api, cmd: Teams) -> Outcome {
             let tree = api
                 .get(Service::Config, &format!("/api/v1/orgs/{o}/nodes"))
                 .await?;
-            if api.json() {
-                print_json(&tree);
-            } else {
+            api.emit(&tree, || {
                 print_tree(&tree, 0);
-            }
+            });
             return Ok(());
         }
         Teams::Onboard {
@@ -124,9 +122,7 @@ pub async fn teams(api: &Api, cmd: Teams) -> Outcome {
         }
     };
     let run = wait_for_run(api, &o, run).await?;
-    if api.json() {
-        print_json(&run);
-    } else {
+    api.emit(&run, || {
         println!(
             "{} {} {}: {}",
             run["kind"].as_str().unwrap_or(""),
@@ -147,7 +143,7 @@ pub async fn teams(api: &Api, cmd: Teams) -> Outcome {
         if let Some(e) = run["error"].as_str() {
             println!("error: {e}");
         }
-    }
+    });
     match run["status"].as_str() {
         Some("succeeded") => Ok(()),
         _ => Err(Failure::Other(format!(

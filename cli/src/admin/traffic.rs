@@ -123,9 +123,7 @@ pub async fn integrations(api: &Api, cmd: Integrations) -> Outcome {
                 "default_team": default_team, "secrets": [secret]}),
                 )
                 .await?;
-            if api.json() {
-                print_json(&v);
-            } else {
+            api.emit(&v, || {
                 show(api, &v, false, &columns);
                 println!(
                     "webhook URL: {}{}",
@@ -135,7 +133,7 @@ pub async fn integrations(api: &Api, cmd: Integrations) -> Outcome {
                 if generated {
                     println!("signing secret (shown this once; give it to the sender): {secret}");
                 }
-            }
+            });
         }
         Integrations::Rotate { id, secret_file } => {
             let (secret, generated) = read_secret(&secret_file)?;
@@ -146,9 +144,7 @@ pub async fn integrations(api: &Api, cmd: Integrations) -> Outcome {
                     json!({"secret": secret}),
                 )
                 .await?;
-            if api.json() {
-                print_json(&v);
-            } else {
+            api.emit(&v, || {
                 println!(
                     "secret {} added (fingerprint {}); retire the old one once the sender uses it",
                     v["id"].as_str().unwrap_or(""),
@@ -157,7 +153,7 @@ pub async fn integrations(api: &Api, cmd: Integrations) -> Outcome {
                 if generated {
                     println!("new signing secret (shown this once): {secret}");
                 }
-            }
+            });
         }
         Integrations::Retire { id, secret_id } => {
             api.delete(
@@ -215,9 +211,7 @@ pub async fn events(api: &Api, cmd: Events) -> Outcome {
                     &format!("/api/v1/orgs/{o}/events/{}", enc(&id)),
                 )
                 .await?;
-            if api.json() {
-                print_json(&v);
-            } else {
+            api.emit(&v, || {
                 show(api, &v, false, &columns);
                 println!();
                 let tl = v["timeline"].as_array().cloned().unwrap_or_default();
@@ -225,7 +219,7 @@ pub async fn events(api: &Api, cmd: Events) -> Outcome {
                     &tl,
                     &[("AT", "/at"), ("WHAT", "/kind"), ("DETAIL", "/detail")],
                 );
-            }
+            });
         }
         Events::Replay {
             id,
@@ -256,16 +250,14 @@ pub async fn events(api: &Api, cmd: Events) -> Outcome {
                     .await?
                 }
             };
-            if api.json() {
-                print_json(&v);
-            } else {
+            api.emit(&v, || {
                 println!(
                     "replayed: {}",
                     v["replayed"]
                         .as_u64()
                         .map_or_else(|| "1".to_owned(), |n| n.to_string())
                 );
-            }
+            });
         }
     }
     Ok(())
@@ -305,9 +297,7 @@ pub async fn runs(api: &Api, cmd: Runs) -> Outcome {
                     &format!("/api/v1/orgs/{o}/agent-runs/{}", enc(&id)),
                 )
                 .await?;
-            if api.json() {
-                print_json(&v);
-            } else {
+            api.emit(&v, || {
                 show(api, &v, false, &columns);
                 for step in v["transcript"]["steps"].as_array().into_iter().flatten() {
                     match step["kind"].as_str() {
@@ -323,7 +313,7 @@ pub async fn runs(api: &Api, cmd: Runs) -> Outcome {
                         _ => println!("  {}", step["kind"].as_str().unwrap_or("?")),
                     }
                 }
-            }
+            });
         }
         Runs::Cancel { id } => {
             let v = api
