@@ -627,6 +627,11 @@ async fn an_org_admin_replays_a_dead_letter_and_approves_a_change_in_chromium() 
     c.goto(&format!("{o}/console/orgs/acme/changes"))
         .await
         .unwrap();
+    let page = text(&c).await;
+    assert!(
+        page.contains("What it changes in the layer") && page.contains("/agent/prompts"),
+        "{page}"
+    );
     shoot(&c, "05-approvals").await;
     click_through(
         &c,

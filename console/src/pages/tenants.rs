@@ -229,15 +229,41 @@ async fn changes(
         .await?;
     let list = items(&list);
     let o = enc(&org);
+    // What each layer change would do: its diff against the node's current layer.
+    let mut diffs = Vec::with_capacity(list.len());
+    for ch in &list {
+        let node = ch["node_id"].as_str().filter(|_| ch["kind"] == "layer");
+        let current = match node {
+            Some(n) => Some(
+                Api::new(&c, &s)
+                    .get(
+                        Service::Config,
+                        &format!("/api/v1/orgs/{o}/nodes/{}/config/layer", enc(n)),
+                    )
+                    .await?,
+            ),
+            None => None,
+        };
+        diffs.push(current.map(|cur| {
+            diff(&cur["layer"], &ch["layer"])
+                .into_iter()
+                .map(|c| serde_json::to_value(c).unwrap_or_default())
+                .collect::<Vec<Value>>()
+        }));
+    }
     let body = html! {
         (notice(done.done.as_deref(), done.n))
         @if list.is_empty() { p.empty { "No change awaits approval." } }
-        @for ch in &list {
+        @for (ch, changed) in list.iter().zip(&diffs) {
             @let id = ch["id"].as_str().unwrap_or_default();
             section.change id={ "change-" (id) } {
                 h2 { (cell(&ch["kind"])) " change to " (cell(&ch["node_id"])) }
                 (facts(ch, &["id", "author", "created_at", "base_version", "reason"]))
                 p { "Touches protected paths: " code { (cell(&ch["touched"])) } }
+                @if let Some(changed) = changed {
+                    h3 { "What it changes in the layer" }
+                    (changes_table(changed))
+                }
                 details { summary { "Proposed layer" } (pretty(&ch["layer"])) }
                 form.inline method="post" action={ "/console/orgs/" (o) "/changes/" (enc(id)) "/approve" } {
                     (csrf(&s))
