@@ -174,47 +174,4 @@ fn header_str(h: &axum::http::HeaderMap, name: header::HeaderName) -> Option<Str
         .map(str::to_owned)
 }
 
-/// Percent-encodes one path segment or query value.
-pub fn enc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
-/// `?k=v&...` from the pairs that have a non-empty value ("" when none).
-pub fn query(pairs: &[(&str, Option<&str>)]) -> String {
-    let parts: Vec<String> = pairs
-        .iter()
-        .filter_map(|(k, v)| {
-            v.filter(|v| !v.is_empty())
-                .map(|v| format!("{k}={}", enc(v)))
-        })
-        .collect();
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!("?{}", parts.join("&"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn encodes_segments_and_skips_empty_query_values() {
-        assert_eq!(enc("a b/c"), "a%20b%2Fc");
-        assert_eq!(
-            query(&[("a", Some("x y")), ("b", None), ("c", Some(""))]),
-            "?a=x%20y"
-        );
-        assert_eq!(query(&[("b", None)]), "");
-    }
-}
+pub use switchyard_common::text::{percent_encode as enc, query};

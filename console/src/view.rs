@@ -8,18 +8,26 @@ use serde_json::Value;
 use crate::session::Session;
 use crate::upstream::{CallError, enc};
 
+/// Every page's `<head>`: the stylesheet, and the copy script on signed-in pages.
+fn head(title: &str, script: bool) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) " · Switchyard" }
+            link rel="stylesheet" href="/console/assets/console.css";
+            @if script { script src="/console/assets/console.js" defer {} }
+        }
+    }
+}
+
 /// A page without the signed-in frame (sign-in, errors).
 pub fn bare_page(title: &str, body: Markup) -> Html<String> {
     Html(
         html! {
             (DOCTYPE)
             html lang="en" {
-                head {
-                    meta charset="utf-8";
-                    meta name="viewport" content="width=device-width, initial-scale=1";
-                    title { (title) " · Switchyard" }
-                    link rel="stylesheet" href="/console/assets/console.css";
-                }
+                (head(title, false))
                 body.bare {
                     main {
                         h1 { (title) }
@@ -68,13 +76,7 @@ pub fn page(s: &Session, org: Option<&str>, active: &str, title: &str, body: Mar
     let html = html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · Switchyard" }
-                link rel="stylesheet" href="/console/assets/console.css";
-                script src="/console/assets/console.js" defer {}
-            }
+            (head(title, true))
             body {
                 header {
                     a.brand href="/console" { "Switchyard" }

@@ -9,7 +9,8 @@ use base64::Engine;
 use reqwest::Method;
 use serde_json::{Value, json};
 use stack::agent::{
-    SLACK_SECRET, fake_model_and_prometheus, now_s, slack_agent_team, slack_headers,
+    SLACK_SECRET, ask_is_checkout_down, fake_model_and_prometheus, now_s, slack_agent_team,
+    slack_headers,
 };
 use stack::{Options, Stack, eventually};
 use switchyard_common::db::Backend;
@@ -1366,25 +1367,7 @@ async fn a_slack_question_is_investigated_by_the_teams_agent(b: Backend) {
             "tools": ["prometheus_query", "switchyard_events"], "toolsets": {"prometheus": {"url": prom}}},
         "notifications": {"slack": {"channel": "C0OPS"}}
     })).await;
-    let slack = json!({"type": "event_callback", "team_id": "T0001", "event_id": "EvAgent1", "event": {"type": "app_mention",
-        "channel": "C0CHECKOUT", "ts": "1700000000.000200", "text": "<@U1> is checkout down?"}}).to_string();
-    let (st, _, _) = s
-        .webhook(
-            "/webhooks/slack/events",
-            &slack_headers(slack.as_bytes(), now_s(), SLACK_SECRET),
-            slack.as_bytes(),
-        )
-        .await;
-    assert_eq!(st, 200);
-    eventually("the question is dispatched", 20, || async {
-        s.events("acme", "dispatched").await.len() == 1
-    })
-    .await;
-    open.send(true).unwrap();
-    eventually("the run succeeded", 20, || async {
-        !s.runs("acme", "succeeded").await.is_empty()
-    })
-    .await;
+    ask_is_checkout_down(&s, "EvAgent1", "1700000000.000200", &open).await;
     let run = &s.runs("acme", "succeeded").await[0];
     assert_eq!(
         run["summary"],

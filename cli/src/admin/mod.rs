@@ -243,31 +243,12 @@ fn problem_detail(status: u16, body: &Value) -> String {
     out
 }
 
-/// Percent-encodes one path segment or query value.
-pub fn enc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
+pub use switchyard_common::text::percent_encode as enc;
 
 /// `?a=1&b=2` of the pairs that have a value.
 pub fn query(pairs: &[(&str, Option<String>)]) -> String {
-    let parts: Vec<String> = pairs
-        .iter()
-        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", enc(v))))
-        .collect();
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!("?{}", parts.join("&"))
-    }
+    let pairs: Vec<(&str, Option<&str>)> = pairs.iter().map(|(k, v)| (*k, v.as_deref())).collect();
+    switchyard_common::text::query(&pairs)
 }
 
 /// Prints `rows` as a table of `columns` (header, JSON pointer into each row).

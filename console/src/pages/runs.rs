@@ -32,6 +32,18 @@ struct Filter {
     done: Option<String>,
 }
 
+impl Filter {
+    /// The list API's query: the filter, the cursor, 50 a page.
+    fn api_query(&self) -> String {
+        query(&[
+            ("team", self.team.as_deref()),
+            ("status", self.status.as_deref()),
+            ("cursor", self.cursor.as_deref()),
+            ("limit", Some("50")),
+        ])
+    }
+}
+
 /// A filter form and the link to the next page, shared by the runs and incidents lists.
 fn filters(action: &str, f: &Filter, statuses: &[&str]) -> Markup {
     html! {
@@ -61,12 +73,7 @@ async fn runs(
     Query(f): Query<Filter>,
 ) -> Page {
     let o = enc(&org);
-    let q = query(&[
-        ("team", f.team.as_deref()),
-        ("status", f.status.as_deref()),
-        ("cursor", f.cursor.as_deref()),
-        ("limit", Some("50")),
-    ]);
+    let q = f.api_query();
     let list = Api::new(&c, &s)
         .get(Service::Config, &format!("/api/v1/orgs/{o}/agent-runs{q}"))
         .await?;
@@ -191,12 +198,7 @@ async fn incidents(
     Query(f): Query<Filter>,
 ) -> Page {
     let o = enc(&org);
-    let q = query(&[
-        ("team", f.team.as_deref()),
-        ("status", f.status.as_deref()),
-        ("cursor", f.cursor.as_deref()),
-        ("limit", Some("50")),
-    ]);
+    let q = f.api_query();
     let list = Api::new(&c, &s)
         .get(
             Service::Orchestrator,

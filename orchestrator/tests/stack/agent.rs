@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use switchyard_common::time::now_ms;
 use switchyard_orchestrator::sources::verify::sign::hmac_hex;
 
-use super::Stack;
+use super::{Stack, eventually};
 
 pub const SLACK_SECRET: &str = "slack-signing-secret-0001";
 
@@ -116,4 +116,35 @@ pub async fn slack_agent_team(s: &Stack, agent: Value) {
         Some(json!({"source": "slack", "name": "Slack app", "secrets": [SLACK_SECRET]})),
     )
     .await;
+}
+
+/// Asks checkout's agent "is checkout down?" in Slack (event `event_id`, message `ts`), lets the
+/// model answer once the question is dispatched (so that `switchyard_events` lists it under the
+/// team) and waits for the run to succeed. Answers the webhook's response headers.
+pub async fn ask_is_checkout_down(
+    s: &Stack,
+    event_id: &str,
+    ts: &str,
+    open: &tokio::sync::watch::Sender<bool>,
+) -> reqwest::header::HeaderMap {
+    let slack = json!({"type": "event_callback", "team_id": "T0001", "event_id": event_id, "event": {"type": "app_mention",
+        "channel": "C0CHECKOUT", "ts": ts, "text": "<@U1> is checkout down?"}}).to_string();
+    let (status, _, headers) = s
+        .webhook(
+            "/webhooks/slack/events",
+            &slack_headers(slack.as_bytes(), now_s(), SLACK_SECRET),
+            slack.as_bytes(),
+        )
+        .await;
+    assert_eq!(status, 200);
+    eventually("the question is dispatched", 20, || async {
+        s.events("acme", "dispatched").await.len() == 1
+    })
+    .await;
+    open.send(true).unwrap();
+    eventually("the run succeeded", 20, || async {
+        !s.runs("acme", "succeeded").await.is_empty()
+    })
+    .await;
+    headers
 }
