@@ -79,6 +79,15 @@ async fn main() {
         .execute(&db.pool)
         .await
         .unwrap();
+    // Statistics as autovacuum would have them by now (the planner picks the index by them).
+    if backend == Backend::Postgres {
+        sqlx::query("VACUUM ANALYZE or_events")
+            .execute(&db.pool)
+            .await
+            .unwrap();
+    } else {
+        sqlx::query("ANALYZE").execute(&db.pool).await.unwrap();
+    }
     let keyring = Keyring::parse(&Keyring::generate_spec("bench")).unwrap();
     let state = AppState::new(
         Store::new(db.clone()),

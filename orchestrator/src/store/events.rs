@@ -96,20 +96,30 @@ fn event_row(r: &AnyRow) -> Result<Event> {
 impl Store {
     pub async fn list_events(&self, q: &EventQuery) -> Result<(Vec<Event>, Option<String>)> {
         let limit = q.limit.unwrap_or(50).clamp(1, 500) as i64;
-        let rows = sqlx::query(&format!(
-            "SELECT {EVENT_COLS} FROM or_events WHERE ($1 = '' OR org_id = $1) AND ($2 = '' OR team_id = $2) \
-             AND ($3 = '' OR source = $3) AND ($4 = '' OR status = $4) AND received_at >= $5 AND ($6 = '' OR id < $6) \
-             ORDER BY id DESC LIMIT {}",
-            limit + 1
-        ))
-        .bind(q.org.as_deref().unwrap_or(""))
-        .bind(q.team.as_deref().unwrap_or(""))
-        .bind(q.source.as_deref().unwrap_or(""))
-        .bind(q.status.map(Status::as_str).unwrap_or(""))
-        .bind(q.since.unwrap_or(0))
-        .bind(q.cursor.as_deref().unwrap_or(""))
-        .fetch_all(&self.db.pool)
-        .await?;
+        // Only the filters given, spelled as equalities, so that the planner can range-read an
+        // index ((org_id, status, id) for a status, (org_id, id) otherwise) newest first, rather
+        // than walk the org's events filtering a generic plan's `($n = '' OR ...)`.
+        let mut values: Vec<&str> = Vec::new();
+        let mut sql = format!("SELECT {EVENT_COLS} FROM or_events WHERE received_at >= $1");
+        let filters = [
+            ("org_id = ", q.org.as_deref()),
+            ("team_id = ", q.team.as_deref()),
+            ("source = ", q.source.as_deref()),
+            ("status = ", q.status.map(Status::as_str)),
+            ("id < ", q.cursor.as_deref()),
+        ];
+        for (test, value) in filters {
+            if let Some(v) = value.filter(|v| !v.is_empty()) {
+                values.push(v);
+                sql.push_str(&format!(" AND {test}${}", values.len() + 1));
+            }
+        }
+        sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", limit + 1));
+        let mut query = sqlx::query(&sql).bind(q.since.unwrap_or(0));
+        for v in values {
+            query = query.bind(v);
+        }
+        let rows = query.fetch_all(&self.db.pool).await?;
         let mut items = rows.iter().map(event_row).collect::<Result<Vec<_>>>()?;
         let next = if items.len() as i64 > limit {
             items.truncate(limit as usize);
