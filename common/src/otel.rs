@@ -37,7 +37,7 @@ struct Export {
     endpoint: Option<String>,
     scope: InstrumentationScope,
     /// `None` for a service whose exporter did not build (warned once, not retried per span).
-    services: Mutex<HashMap<&'static str, Option<Arc<BatchSpanProcessor>>>>,
+    services: Mutex<Processors>,
 }
 
 static EXPORT: OnceLock<Option<Export>> = OnceLock::new();
@@ -94,9 +94,15 @@ pub fn enabled() -> bool {
     export().is_some()
 }
 
+type Processors = HashMap<&'static str, Option<Arc<BatchSpanProcessor>>>;
+
 impl Export {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Processors> {
+        self.services.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn processor(&self, service: &'static str) -> Option<Arc<BatchSpanProcessor>> {
-        let mut services = self.services.lock().unwrap_or_else(|e| e.into_inner());
+        let mut services = self.lock();
         if let Some(p) = services.get(service) {
             return p.clone();
         }
@@ -129,14 +135,7 @@ impl Export {
 /// Exports every span ended so far (waits up to the exporter's timeout); for shutdown and tests.
 pub fn flush() {
     if let Some(e) = export() {
-        let all: Vec<_> = e
-            .services
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .flatten()
-            .cloned()
-            .collect();
+        let all: Vec<_> = e.lock().values().flatten().cloned().collect();
         for p in all {
             if let Err(err) = p.force_flush() {
                 tracing::warn!(error = %err, "flushing traces failed");
@@ -148,13 +147,7 @@ pub fn flush() {
 /// Flushes and stops the exporters (at shutdown).
 pub fn shutdown() {
     if let Some(e) = export() {
-        let all: Vec<_> = e
-            .services
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain()
-            .filter_map(|(_, p)| p)
-            .collect();
+        let all: Vec<_> = e.lock().drain().filter_map(|(_, p)| p).collect();
         for p in all {
             let _ = p.shutdown_with_timeout(Duration::from_secs(5));
         }
@@ -241,6 +234,25 @@ impl Span {
             Self::start(service, name, kind, &ctx, parent.as_deref()),
             ctx,
         )
+    }
+
+    /// Whether the span will be exported (export is on and the trace sampled).
+    pub fn is_recording(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Names the span from `name`, called only when it is recorded (no allocation otherwise).
+    pub fn rename(&mut self, name: impl FnOnce() -> String) {
+        if let Some(o) = &mut self.0 {
+            o.name = name().into();
+        }
+    }
+
+    /// An attribute copied from borrowed text only when the span is recorded.
+    pub fn attr_str(&mut self, key: &'static str, value: &str) {
+        if let Some(o) = &mut self.0 {
+            o.attributes.push(KeyValue::new(key, value.to_owned()));
+        }
     }
 
     pub fn attr(&mut self, key: &'static str, value: impl Into<opentelemetry::Value>) {

@@ -178,7 +178,7 @@ fn sign_in_page(
     next: Option<&str>,
     error: Option<&str>,
 ) -> Response {
-    let nonce = session::login_nonce();
+    let nonce = session::random_hex(16);
     let secure = session::over_tls(console, headers);
     let cookie = session::set_cookie(LOGIN_COOKIE, &nonce, "/console/login", 600, secure);
     let status = if error.is_some() {

@@ -16,8 +16,6 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
@@ -260,13 +258,6 @@ impl FromRequest<Console> for Posted {
         }
         Ok(Self { session, fields })
     }
-}
-
-/// A fresh random value for the sign-in form's double-submit cookie.
-pub fn login_nonce() -> String {
-    let mut b = [0u8; 18];
-    rand::rngs::OsRng.fill_bytes(&mut b);
-    B64.encode(b)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use maud::{DOCTYPE, Markup, PreEscaped, html};
+use maud::{DOCTYPE, Markup, html};
 use serde_json::Value;
 
 use crate::session::Session;
@@ -272,11 +272,6 @@ impl IntoResponse for PageError {
             }
         }
     }
-}
-
-/// A raw HTML fragment known to be safe (static text only).
-pub fn raw(s: &'static str) -> PreEscaped<&'static str> {
-    PreEscaped(s)
 }
 
 #[cfg(test)]

@@ -286,7 +286,7 @@ impl Ingress {
         let (mut span, stored) =
             otel::Span::child("orchestrator", "inbox.store", otel::SpanKind::Internal);
         span.attr("switchyard.source", source.as_str());
-        span.attr("switchyard.integration", integration.id.clone());
+        span.attr_str("switchyard.integration", &integration.id);
         let event = NewEvent {
             integration_id: integration.id.clone(),
             webhook_path: integration.webhook_path.clone(),
@@ -296,9 +296,7 @@ impl Ingress {
         };
         let written = self.writer.store(event).await;
         match &written {
-            Ok(Stored::New(id) | Stored::Duplicate(id)) => {
-                span.attr("switchyard.event", id.clone())
-            }
+            Ok(Stored::New(id) | Stored::Duplicate(id)) => span.attr_str("switchyard.event", id),
             Err(e) => span.error(e.to_string()),
         }
         span.end();

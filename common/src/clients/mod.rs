@@ -107,12 +107,10 @@ async fn send(
 ) -> Result<reqwest::Response, CallError> {
     // The call is a child span of the work being done; the callee continues it (W3C Trace
     // Context), and the span is exported when OpenTelemetry export is on.
-    let (mut span, ctx) = crate::otel::Span::child(
-        calls.service(),
-        format!("call {callee}"),
-        crate::otel::SpanKind::Client,
-    );
-    span.attr("peer.service", callee.to_owned());
+    let (mut span, ctx) =
+        crate::otel::Span::child(calls.service(), "call", crate::otel::SpanKind::Client);
+    span.rename(|| format!("call {callee}"));
+    span.attr_str("peer.service", callee);
     let req = req.header("traceparent", ctx.header());
     let started = Instant::now();
     let sent = req.send().await;

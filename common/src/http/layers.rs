@@ -89,24 +89,25 @@ pub async fn propagate(
         .unwrap_or_else(crate::trace::TraceContext::new_root);
     tracing::Span::current().record("trace_id", ctx.trace_id.as_str());
     let header = ctx.header();
-    // The server span, exported when OpenTelemetry export is on (`crate::otel`).
-    let route = req
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map(|p| p.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
+    // The server span, exported when OpenTelemetry export is on (`crate::otel`); with export off
+    // nothing here allocates.
     let mut span = crate::otel::Span::start(
         service,
-        format!("{method} {}", route.as_deref().unwrap_or("unmatched")),
+        "request",
         crate::otel::SpanKind::Server,
         &ctx,
         caller.as_ref().map(|c| c.span_id.as_str()),
     );
-    let mut resp = ctx.scope(next.run(req)).await;
-    span.attr("http.request.method", method);
-    if let Some(r) = route {
-        span.attr("http.route", r);
+    if span.is_recording() {
+        let route = req
+            .extensions()
+            .get::<axum::extract::MatchedPath>()
+            .map_or("unmatched", |p| p.as_str());
+        span.rename(|| format!("{} {route}", req.method()));
+        span.attr_str("http.request.method", req.method().as_str());
+        span.attr_str("http.route", route);
     }
+    let mut resp = ctx.scope(next.run(req)).await;
     let status = resp.status().as_u16();
     span.attr("http.response.status_code", i64::from(status));
     if status >= 500 {

@@ -156,7 +156,7 @@ impl Dispatcher {
                 &trace,
                 stored.as_ref().map(|s| s.span_id.as_str()),
             );
-            span.attr("switchyard.event", e.id.clone());
+            span.attr_str("switchyard.event", &e.id);
             let outcome = trace.scope(self.decide(e, &mut seg)).await;
             if seg.failed.is_some() {
                 span.error("the claim was lost");
