@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use switchyard_api::events::RunOutcome;
 use switchyard_api::runs::{AgentRun, RunContext, RunRequest, RunUsage, UpdateRun};
 use switchyard_common::otel;
 
@@ -73,7 +72,7 @@ pub(crate) async fn execute_leased(state: &AppState, id: &str, req: &RunRequest,
         started.elapsed(),
         &transcript,
     );
-    let error_for_timeline = error.clone();
+    let error_logged = error.clone();
     if let Err(e) = state
         .config
         .update_run(
@@ -95,21 +94,7 @@ pub(crate) async fn execute_leased(state: &AppState, id: &str, req: &RunRequest,
         tracing::error!(run = %id, error = %e, "could not record the run's outcome; its lease will lapse and it is resumed");
         return;
     }
-    // The event's timeline says how its run ended (best effort: the run record is the truth).
-    if let Some(orch) = &state.orchestrator {
-        let event = req.trigger["event_id"].as_str().unwrap_or_default();
-        let outcome = RunOutcome {
-            run_id: id.to_owned(),
-            status: status.to_owned(),
-            error: error_for_timeline.clone(),
-        };
-        if !event.is_empty()
-            && let Err(e) = orch.run_outcome(&req.org_id, event, &outcome).await
-        {
-            tracing::warn!(run = %id, error = %e, "could not add the run's outcome to its event's timeline");
-        }
-    }
-    match &error_for_timeline {
+    match &error_logged {
         None => {
             tracing::info!(run = %id, org = %req.org_id, team = %req.team_id, status, "run finished")
         }

@@ -32,18 +32,6 @@ pub struct TeamEventsQuery {
     pub limit: Option<u32>,
 }
 
-/// How a run the orchestrator dispatched for an event ended (agent-runner → orchestrator), for the
-/// event's timeline.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RunOutcome {
-    pub run_id: String,
-    /// succeeded, failed or cancelled.
-    pub status: String,
-    /// Why it failed (a budget used up, the deadline, the provider's refusal...).
-    pub error: Option<String>,
-}
-
 /// The signals that joined a run's incident since the run last asked (agent-runner →
 /// orchestrator, between the agent's turns): from now on they are in that run's context, so no
 /// follow-up run is started for them.

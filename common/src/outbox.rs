@@ -96,25 +96,44 @@ impl Outbox {
         Ok(n)
     }
 
-    /// Inserts events taken over from another service's outbox; one already here is skipped.
+    /// Inserts events taken over from another service's outbox, many to a statement; one already
+    /// here is skipped.
     pub async fn import(
         self,
         tx: &mut Transaction<'static, Any>,
         events: &[OutboundEvent],
     ) -> sqlx::Result<()> {
-        for e in events {
-            sqlx::query(&format!(
-                "INSERT INTO {} ({COLS}) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+        for chunk in events.chunks(500) {
+            let rows = (0..chunk.len())
+                .map(|i| {
+                    let b = 6 * i;
+                    format!(
+                        "(${}, ${}, ${}, ${}, ${}, ${})",
+                        b + 1,
+                        b + 2,
+                        b + 3,
+                        b + 4,
+                        b + 5,
+                        b + 6
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "INSERT INTO {} ({COLS}) VALUES {rows} ON CONFLICT (id) DO NOTHING",
                 self.0
-            ))
-            .bind(&e.id)
-            .bind(&e.org_id)
-            .bind(e.team_id.as_deref())
-            .bind(&e.event_type)
-            .bind(crate::time::parse_rfc3339(&e.timestamp).unwrap_or_else(|_| now_ms()))
-            .bind(e.data.to_string())
-            .execute(&mut **tx)
-            .await?;
+            );
+            let mut q = sqlx::query(&sql);
+            for e in chunk {
+                q = q
+                    .bind(&e.id)
+                    .bind(&e.org_id)
+                    .bind(e.team_id.as_deref())
+                    .bind(&e.event_type)
+                    .bind(crate::time::parse_rfc3339(&e.timestamp).unwrap_or_else(|_| now_ms()))
+                    .bind(e.data.to_string());
+            }
+            q.execute(&mut **tx).await?;
         }
         Ok(())
     }

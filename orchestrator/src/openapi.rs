@@ -52,7 +52,6 @@ use crate::http::*;
         provisioning::deprovision,
         provisioning::run_pipeline,
         internal::team_events,
-        internal::run_outcome,
         internal::joined_signals,
     )
 )]

@@ -809,6 +809,90 @@ async fn redirects_are_not_followed_and_slow_receivers_time_out(b: Backend) {
     assert_eq!(slow["error"], "no answer within 300 ms", "{slow}");
 }
 
+/// Taking the config-service's run events over: a finished run's outcome goes to its trigger
+/// event's timeline once however often the same batch is taken over (a relay that died before
+/// acknowledging takes it again); another org's run names no event of acme's and adds nothing to
+/// it; and only the events of orgs that subscribe wait for the fan-out.
+async fn run_events_taken_over_twice_reach_timelines_once_and_only_subscribers(b: Backend) {
+    let s = Stack::start(
+        b,
+        Options {
+            start_runner: false,
+            ..fast(Options::default().limits)
+        },
+    )
+    .await;
+    let pd = acme(&s).await;
+    let event = page(&s, &pd, "PTAKEN").await;
+    let run = |id: &str, org: &str, status: &str, error: Option<&str>| {
+        switchyard_api::outbound::OutboundEvent {
+            id: id.into(),
+            event_type: format!("run.{status}"),
+            version: 1,
+            timestamp: switchyard_common::time::rfc3339(switchyard_common::time::now_ms()),
+            org_id: org.into(),
+            team_id: Some("checkout".into()),
+            data: json!({"run_id": format!("run-{id}"), "status": status, "trigger_event_id": event, "error": error}),
+        }
+    };
+    let before = vec![
+        run("before-1", "acme", "running", None),
+        run("before-2", "acme", "succeeded", None),
+        run("before-3", "acme", "failed", Some("the deadline passed")),
+        run("before-4", "globex", "succeeded", None),
+    ];
+    let store = &s.orch_state.store;
+    store.import_outbox(&before).await.unwrap();
+    store.import_outbox(&before).await.unwrap();
+    let detail = s
+        .must(
+            Method::GET,
+            format!("{}/api/v1/orgs/acme/events/{event}", s.orch),
+            None,
+        )
+        .await;
+    let outcomes: Vec<(String, String)> = detail["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["kind"].as_str().unwrap().starts_with("run_"))
+        .map(|t| {
+            (
+                t["kind"].as_str().unwrap().to_owned(),
+                t["detail"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("run_succeeded".to_owned(), "run run-before-2".to_owned()),
+            (
+                "run_failed".to_owned(),
+                "run run-before-3: the deadline passed".to_owned()
+            ),
+        ],
+        "each ended run once, in order; a running one and another org's add nothing"
+    );
+    // Nobody subscribed when those were taken over: they were not kept for the fan-out.
+    let (rx, url) = Receiver::start().await;
+    let api = Api { s: &s };
+    api.subscribe(&rx, &url, json!({"event_types": ["run.*"]}))
+        .await;
+    store
+        .import_outbox(&[run("after-1", "acme", "succeeded", None)])
+        .await
+        .unwrap();
+    eventually(
+        "the event taken over after subscribing is delivered",
+        30,
+        || async { !rx.got().is_empty() },
+    )
+    .await;
+    let got: Vec<String> = rx.got().iter().map(|g| g.id.clone()).collect();
+    assert_eq!(got, ["after-1"], "nothing from before the subscription");
+}
+
 switchyard_common::on_both_backends!(
     redirects_are_not_followed_and_slow_receivers_time_out,
     deliveries_in_flight_stay_within_the_per_endpoint_limit,
@@ -818,4 +902,5 @@ switchyard_common::on_both_backends!(
     a_subscription_failing_too_long_is_disabled_and_the_org_told,
     an_ordered_subscription_gets_events_in_order_one_at_a_time,
     two_replicas_deliver_each_event_once,
+    run_events_taken_over_twice_reach_timelines_once_and_only_subscribers,
 );

@@ -1,6 +1,6 @@
 //! The orchestrator's internal endpoints (agent-runner → orchestrator).
 
-use switchyard_api::events::{JoinedSignals, RunOutcome, TeamEvent, TeamEventsQuery};
+use switchyard_api::events::{JoinedSignals, TeamEvent, TeamEventsQuery};
 
 use super::{CallError, body, http_client, send, traced};
 use crate::auth::ServiceKey;
@@ -55,23 +55,6 @@ impl OrchestratorClient {
             .query(q);
         let resp = send(&self.calls, "orchestrator", req).await?;
         body(resp).await
-    }
-
-    /// Tells the event's timeline how its run ended.
-    pub async fn run_outcome(
-        &self,
-        org: &str,
-        event_id: &str,
-        outcome: &RunOutcome,
-    ) -> Result<(), CallError> {
-        let req = self
-            .internal(
-                reqwest::Method::POST,
-                &format!("/api/v1/internal/orgs/{org}/events/{event_id}/run-outcome"),
-            )
-            .json(outcome);
-        let resp = send(&self.calls, "orchestrator", req).await?;
-        super::classify(resp).await.map(|_| ())
     }
 
     /// The signals that joined the incident of the run `event_id` started since it last asked;

@@ -1,12 +1,11 @@
 //! Endpoints other Switchyard services call with their service JWT.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use switchyard_api::events::{JoinedSignals, RunOutcome, TeamEvent, TeamEventsQuery};
+use switchyard_api::events::{JoinedSignals, TeamEvent, TeamEventsQuery};
 use switchyard_common::error::{Error, Result};
-use switchyard_common::http::{ApiJson, ApiQuery, Service};
+use switchyard_common::http::{ApiQuery, Service};
 use switchyard_common::time::{now_ms, parse_rfc3339};
 
 use crate::state::AppState;
@@ -17,10 +16,6 @@ pub fn router() -> Router<AppState> {
         .route(
             "/api/v1/internal/orgs/{org}/teams/{team}/events",
             get(team_events),
-        )
-        .route(
-            "/api/v1/internal/orgs/{org}/events/{id}/run-outcome",
-            post(run_outcome),
         )
         .route(
             "/api/v1/internal/orgs/{org}/events/{id}/joined-signals",
@@ -42,23 +37,6 @@ pub async fn joined_signals(
 ) -> Result<Json<JoinedSignals>> {
     service.require(&["agent-runner"])?;
     Ok(Json(state.store.take_joined_signals(&org, &id).await?))
-}
-
-/// How the event's run ended, for its timeline: the agent-runner tells it when a run ends (a
-/// budget used up, the deadline, the provider's refusal: the timeline says so).
-#[utoipa::path(post, path = "/api/v1/internal/orgs/{org}/events/{id}/run-outcome", tag = "internal",
-    params(("org" = String, Path), ("id" = String, Path)), request_body = RunOutcome,
-    responses((status = 204, description = "Recorded"), (status = 403, body = switchyard_common::problem::Problem),
-        (status = 404, body = switchyard_common::problem::Problem), (status = 422, body = switchyard_common::problem::Problem)))]
-pub async fn run_outcome(
-    State(state): State<AppState>,
-    service: Service,
-    Path((org, id)): Path<(String, String)>,
-    ApiJson(outcome): ApiJson<RunOutcome>,
-) -> Result<StatusCode> {
-    service.require(&["agent-runner"])?;
-    state.store.record_run_outcome(&org, &id, &outcome).await?;
-    Ok(StatusCode::NO_CONTENT)
 }
 
 /// A team's recent events, newest first, without payloads: what else is happening, for its agent

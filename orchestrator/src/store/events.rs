@@ -165,48 +165,6 @@ impl Store {
 
     /// Sends finished events (dispatched, unrouted, dead-lettered) matching the filter through
     /// dispatch again. Returns how many.
-    /// Adds how the event's run ended to its timeline (`run_succeeded`, `run_failed` with the
-    /// reason, `run_cancelled`). 404 unless the event is the org's.
-    pub async fn record_run_outcome(
-        &self,
-        org: &str,
-        event_id: &str,
-        outcome: &switchyard_api::events::RunOutcome,
-    ) -> Result<()> {
-        let kind = match outcome.status.as_str() {
-            "succeeded" => "run_succeeded",
-            "failed" => "run_failed",
-            "cancelled" => "run_cancelled",
-            other => {
-                return Err(Error::invalid(
-                    "/status",
-                    format!("{other:?}: one of succeeded, failed, cancelled"),
-                ));
-            }
-        };
-        let (_g, mut tx) = self.begin().await?;
-        // An event of a shared app has no org until its dispatch is settled, which may come a
-        // moment after a fast run's outcome: the org the run was dispatched for is then the one
-        // the settlement records.
-        let found: Option<(String,)> = sqlx::query_as(
-            "SELECT id FROM or_events WHERE id = $1 AND (org_id = $2 OR org_id IS NULL)",
-        )
-        .bind(event_id)
-        .bind(org)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if found.is_none() {
-            return Err(Error::not_found(format!("event {event_id}")));
-        }
-        let detail = match &outcome.error {
-            Some(e) => format!("run {}: {e}", outcome.run_id),
-            None => format!("run {}", outcome.run_id),
-        };
-        timeline(&mut tx, event_id, now_ms(), kind, Some(&detail)).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     pub async fn replay(&self, by: &Actor, q: &EventQuery, id: Option<&str>) -> Result<u64> {
         let (_g, mut tx) = self.begin().await?;
         let now = now_ms();

@@ -7,7 +7,7 @@
 //!   per matching subscription (unique on subscription and event, so a repeated fan-out adds
 //!   nothing) and deletes the rows, in one transaction.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{Value, json};
 use sqlx::any::AnyRow;
@@ -19,7 +19,7 @@ use switchyard_common::ids::new_id;
 use switchyard_common::outbox::{Outbox, Publish, envelope};
 use switchyard_common::time::now_ms;
 
-use super::Store;
+use super::{Store, subscribed_orgs};
 
 /// The orchestrator's outbox.
 pub const OUTBOX: Outbox = Outbox("or_outbox");
@@ -106,37 +106,174 @@ impl Store {
         Ok(events.len())
     }
 
-    /// Stores events taken over from the config-service's outbox (an event already here is
-    /// skipped), for the fan-out.
+    /// Takes over a batch of the config-service's run events, in one transaction with a few
+    /// statements whatever its size; taking the same events again changes nothing.
+    /// - each finished run's outcome goes to its trigger event's timeline (`run_succeeded`,
+    ///   `run_failed` with the reason, `run_cancelled`), under the outbox event's id;
+    /// - an incident's runs follow their runs' events;
+    /// - the events of orgs with an enabled subscription wait in the outbox for the fan-out
+    ///   (the rule [`publish`] applies to the orchestrator's own).
     pub async fn import_outbox(&self, events: &[OutboundEvent]) -> Result<()> {
         let (_g, mut tx) = self.begin().await?;
-        OUTBOX.import(&mut tx, events).await?;
-        // An incident's runs follow their runs' events.
-        for e in events.iter().filter(|e| e.event_type.starts_with("run.")) {
-            let d = &e.data;
-            if let (Some(trigger), Some(run), Some(status)) = (
-                d["trigger_event_id"].as_str(),
-                d["run_id"].as_str(),
-                d["status"].as_str(),
-            ) {
-                Store::follow_run(
-                    &mut tx,
-                    self.db.backend,
-                    trigger,
-                    run,
-                    status,
-                    d["summary"].as_str(),
-                )
-                .await?;
-            }
+        let mut orgs: Vec<&str> = events.iter().map(|e| e.org_id.as_str()).collect();
+        orgs.sort_unstable();
+        orgs.dedup();
+        let subscribed = subscribed_orgs(&mut tx, &orgs).await?;
+        let wanted: Vec<OutboundEvent> = events
+            .iter()
+            .filter(|e| subscribed.contains(&e.org_id))
+            .cloned()
+            .collect();
+        OUTBOX.import(&mut tx, &wanted).await?;
+        let runs: Vec<RunEvent> = events.iter().filter_map(RunEvent::of).collect();
+        note_run_outcomes(&mut tx, &runs).await?;
+        let triggers: Vec<&str> = runs.iter().map(|r| r.trigger).collect();
+        let with_incident = existing(
+            &mut tx,
+            "SELECT event_id FROM or_incident_runs WHERE event_id IN",
+            &triggers,
+        )
+        .await?;
+        for r in runs.iter().filter(|r| with_incident.contains(r.trigger)) {
+            Store::follow_run(
+                &mut tx,
+                self.db.backend,
+                r.trigger,
+                r.run,
+                r.status,
+                r.event.data["summary"].as_str(),
+            )
+            .await?;
         }
         tx.commit().await?;
         // A run that ended may have sent a signal back to dispatch (a follow-up run).
-        if events.iter().any(|e| e.event_type.starts_with("run.")) {
+        if !with_incident.is_empty() {
             self.wake.notify_one();
         }
         Ok(())
     }
+}
+
+/// A `run.*` event of the config-service, as the import reads it.
+struct RunEvent<'a> {
+    event: &'a OutboundEvent,
+    trigger: &'a str,
+    run: &'a str,
+    status: &'a str,
+}
+
+impl<'a> RunEvent<'a> {
+    fn of(e: &'a OutboundEvent) -> Option<Self> {
+        if !e.event_type.starts_with("run.") {
+            return None;
+        }
+        let d = &e.data;
+        Some(Self {
+            event: e,
+            trigger: d["trigger_event_id"].as_str()?,
+            run: d["run_id"].as_str()?,
+            status: d["status"].as_str()?,
+        })
+    }
+
+    /// The entry its trigger event's timeline gets: how the run ended (nothing while it goes).
+    fn entry(&self) -> Option<(&'static str, String)> {
+        let kind = match self.status {
+            "succeeded" => "run_succeeded",
+            "failed" => "run_failed",
+            "cancelled" => "run_cancelled",
+            _ => return None,
+        };
+        let detail = match self.event.data["error"].as_str() {
+            Some(e) => format!("run {}: {e}", self.run),
+            None => format!("run {}", self.run),
+        };
+        Some((kind, detail))
+    }
+}
+
+/// Which of `ids` the query (`... IN`, completed with the list) finds.
+async fn existing(
+    tx: &mut Transaction<'static, Any>,
+    query: &str,
+    ids: &[&str],
+) -> Result<HashSet<String>> {
+    let mut found = HashSet::new();
+    for chunk in ids.chunks(500) {
+        let sql = format!("{query} ({})", super::placeholders(1, chunk.len()));
+        let mut q = sqlx::query_scalar::<_, String>(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        found.extend(q.fetch_all(&mut **tx).await?);
+    }
+    Ok(found)
+}
+
+/// Adds finished runs' outcomes to their trigger events' timelines, when the event is the run's
+/// org's (or not yet routed), in one statement. An entry already there (the same event taken over
+/// twice) is not added again; its time is when the run ended, and it is listed after what the
+/// timeline had when it was taken over (a fast run may end before its dispatch is settled).
+async fn note_run_outcomes(
+    tx: &mut Transaction<'static, Any>,
+    runs: &[RunEvent<'_>],
+) -> Result<()> {
+    let ended: Vec<(&RunEvent, (&str, String))> = runs
+        .iter()
+        .filter_map(|r| r.entry().map(|e| (r, e)))
+        .collect();
+    if ended.is_empty() {
+        return Ok(());
+    }
+    let triggers: Vec<&str> = ended.iter().map(|(r, _)| r.trigger).collect();
+    let mut events: HashMap<String, Option<String>> = HashMap::new();
+    for chunk in triggers.chunks(500) {
+        let sql = format!(
+            "SELECT id, org_id FROM or_events WHERE id IN ({})",
+            super::placeholders(1, chunk.len())
+        );
+        let mut q = sqlx::query_as::<_, (String, Option<String>)>(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        events.extend(q.fetch_all(&mut **tx).await?);
+    }
+    let rows: Vec<_> = ended
+        .into_iter()
+        .filter(|(r, _)| {
+            events
+                .get(r.trigger)
+                .is_some_and(|org| org.as_deref().is_none_or(|o| o == r.event.org_id))
+        })
+        .collect();
+    for chunk in rows.chunks(500) {
+        let sql = format!(
+            // An entry already there is looked for per row, through the event's index (a scalar
+            // subquery: as an anti-join PostgreSQL may scan the whole timeline table instead).
+            "WITH v (id, event_id, at, kind, detail) AS (VALUES {}) \
+             INSERT INTO or_event_timeline (id, event_id, at, kind, detail) \
+             SELECT v.id, v.event_id, v.at, v.kind, v.detail FROM v WHERE ( \
+               SELECT COUNT(*) FROM or_event_timeline t \
+               WHERE t.event_id = v.event_id AND t.kind = v.kind AND t.detail = v.detail) = 0",
+            (0..chunk.len())
+                .map(|i| format!("({})", super::placeholders(5 * i + 1, 5)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for (r, (kind, detail)) in chunk {
+            let at = switchyard_common::time::parse_rfc3339(&r.event.timestamp)
+                .unwrap_or_else(|_| now_ms());
+            q = q
+                .bind(new_id())
+                .bind(r.trigger)
+                .bind(at)
+                .bind(*kind)
+                .bind(detail.as_str());
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 /// An enabled subscription as the fan-out matches events against it.
