@@ -206,7 +206,7 @@ async fn joined_signals_settle_together(b: Backend) {
     let items: Vec<_> = ids.iter().map(|id| (id.clone(), joined.clone())).collect();
     let mut batch = store.batch().await.unwrap();
     let lost = store
-        .settle_joined(&mut batch, "stale", &items)
+        .settle_dispatched(&mut batch, "stale", &items)
         .await
         .unwrap();
     store.commit(batch).await.unwrap();

@@ -19,6 +19,7 @@ use switchyard_common::trace::TraceContext;
 use tokio::sync::OwnedMutexGuard;
 
 use super::Dispatcher;
+use super::settler::Settler;
 use crate::store::{Batch, Claimed, Settlement, Status, Store};
 
 /// Events whose writes one segment commits at most.
@@ -65,7 +66,7 @@ impl Segment {
     pub(super) async fn commit(&mut self, store: &Store) -> Result<(), String> {
         if let Some(mut b) = self.batch.take() {
             let joined = std::mem::take(&mut self.joined);
-            match store.settle_joined(&mut b, &self.worker, &joined).await {
+            match store.settle_dispatched(&mut b, &self.worker, &joined).await {
                 Ok(lost) => {
                     for id in lost {
                         tracing::warn!(event = %id, worker = %self.worker, "the claim was lost before settling (lease expired and another replica took over); outcome not recorded");
@@ -114,7 +115,7 @@ impl Segment {
 impl Dispatcher {
     /// Dispatches one key's claimed events in order, renewing their claims meanwhile (a slow
     /// agent-runner must not let another replica claim them).
-    pub(super) async fn dispatch_chain(self: &Arc<Self>, chain: Vec<Claimed>) {
+    pub(super) async fn dispatch_chain(self: &Arc<Self>, chain: Vec<Claimed>, settler: &Settler) {
         let ids: Vec<String> = chain.iter().map(|e| e.id.clone()).collect();
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let me = self.clone();
@@ -135,12 +136,12 @@ impl Dispatcher {
                 }
             }
         });
-        self.work_chain(&chain).await;
+        self.work_chain(&chain, settler).await;
         let _ = stop.send(());
         let _ = renewer.await;
     }
 
-    async fn work_chain(&self, chain: &[Claimed]) {
+    async fn work_chain(&self, chain: &[Claimed], settler: &Settler) {
         let mut seg = Segment::new(&self.worker);
         for (i, e) in chain.iter().enumerate() {
             // Each event continues its webhook's trace (a new one for events stored without).
@@ -167,24 +168,34 @@ impl Dispatcher {
             span.end();
             self.count(settlement.status);
             let waits = settlement.status.is_pending();
-            let written = match seg.open(&self.store).await {
-                Ok(_) if settlement.joins_only() => {
-                    // Its timeline says when it was decided, not when the segment commits.
-                    let settlement = Settlement {
-                        at: Some(switchyard_common::time::now_ms()),
-                        ..settlement
-                    };
-                    seg.joined.push((e.id.clone(), settlement));
-                    Ok(true)
-                }
-                Ok(batch) => {
-                    self.store
+            // A run started: the segment committed before the call, so its settlement joins
+            // other chains' in the settler's next transaction (and is committed when answered).
+            let together = settlement.run_id.is_some()
+                && settlement.is_plain_dispatch()
+                && seg.batch.is_none();
+            let written = if together {
+                settler.settle(e.id.clone(), settlement).await
+            } else {
+                match seg.open(&self.store).await {
+                    Ok(_) if settlement.joins_only() => {
+                        // Its timeline says when it was decided, not when the segment commits.
+                        let settlement = Settlement {
+                            at: Some(switchyard_common::time::now_ms()),
+                            ..settlement
+                        };
+                        seg.joined.push((e.id.clone(), settlement));
+                        Ok(true)
+                    }
+                    Ok(batch) => self
+                        .store
                         .settle_in(batch, &e.id, &self.worker, &settlement)
                         .await
+                        .map_err(|e| e.to_string()),
+                    Err(_) => return self.abandon(&mut seg, &chain[i..]).await,
                 }
-                Err(_) => return self.abandon(&mut seg, &chain[i..]).await,
             };
             match written {
+                Ok(true) if together => {}
                 Ok(true) => seg.settled.push(e.id.clone()),
                 Ok(false) => {
                     // The lease ran out and another replica took over: it has the rest too.

@@ -16,11 +16,13 @@
 //! - this file: the [`Dispatcher`] (its context, claiming loop and per-event lease renewal);
 //! - [`chain`]: one correlation key's claimed events, in order, their writes in one transaction;
 //! - [`decide`]: routing, quotas and the run request for one event (with their caches);
-//! - [`settle`]: what each outcome records (status, timeline, backoff).
+//! - [`settle`]: what each outcome records (status, timeline, backoff);
+//! - [`settler`]: the events whose runs started, settled many chains' to a transaction.
 
 mod chain;
 mod decide;
 mod settle;
+mod settler;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -129,6 +131,7 @@ impl Dispatcher {
     /// Runs until `shutdown` turns true, then releases what it claimed but did not start.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let wakeups = self.store.wakeups();
+        let (settler, settling) = settler::Settler::start(self.store.clone(), self.worker.clone());
         let concurrency = self.limits.dispatch_concurrency.max(1) as i64;
         loop {
             if *shutdown.borrow() {
@@ -167,14 +170,17 @@ impl Dispatcher {
             let tasks: Vec<_> = chains(batch)
                 .into_iter()
                 .map(|chain| {
-                    let me = self.clone();
-                    tokio::spawn(async move { me.dispatch_chain(chain).await })
+                    let (me, settler) = (self.clone(), settler.clone());
+                    tokio::spawn(async move { me.dispatch_chain(chain, &settler).await })
                 })
                 .collect();
             for t in tasks {
                 let _ = t.await;
             }
         }
+        // Every chain has ended: nothing waits for the settler any more.
+        drop(settler);
+        let _ = settling.await;
         match self.store.release(&self.worker, None).await {
             Ok(n) if n > 0 => tracing::info!(released = n, "released claimed events on shutdown"),
             Ok(_) => {}

@@ -7,8 +7,11 @@
 //! not one event per claim, and the per-key order holds: an event is never claimed while an
 //! earlier event of its key is pending and not claimed with it.
 //!
-//! On PostgreSQL the heads are locked `FOR UPDATE SKIP LOCKED` and each head's followers are read
-//! for the heads this statement locked: a replica that cannot take a key's head takes none of its
+//! On PostgreSQL the heads are found in two ways: first among the earliest due pending events (a
+//! bounded window, one index probe each: a few hundred microseconds whatever the backlog, when
+//! keys differ), then, if that found fewer than asked, by reading the earliest pending event of
+//! every key (what a storm on one key needs, linear in the backlog). The heads are locked
+//! `FOR UPDATE SKIP LOCKED` and each head's followers are read for the heads the statement locked: a replica that cannot take a key's head takes none of its
 //! events, and once a head is claimed the key's earliest pending event is not due until its claim
 //! is settled or its lease runs out. SQLite has one writer, so the same is one statement over
 //! window functions.
@@ -24,6 +27,9 @@ use super::{Claimed, Status, Store, placeholders, sql_list};
 /// Payload bytes a key's followers may add to one claim (the head is always taken): bounds what
 /// a claim holds in memory whatever the backlog.
 pub const CHAIN_BYTES: i64 = 256 * 1024;
+
+/// Due pending events the first form of a PostgreSQL claim looks through for heads, at most.
+const WINDOW: i64 = 512;
 
 impl Store {
     /// Claims due events for `worker`, leasing them for `lease_ms`: up to `keys` correlation keys,
@@ -44,16 +50,10 @@ impl Store {
                  OR ({t}.status = 'dispatching' AND {t}.claimed_until < $1))"
             )
         };
-        let chosen = match self.db.backend {
-            // The earliest pending event of each key is read from the pending events alone (a
-            // partial index), once per claim; each locked head's followers through the same index.
-            Backend::Postgres => format!(
-                "WITH heads AS ( \
-                   SELECT e.id, e.integration_id, e.correlation_key FROM or_events e \
-                   WHERE e.id IN (SELECT MIN(p.id) FROM or_events p WHERE p.status IN ({pending}) \
-                                  GROUP BY p.integration_id, p.correlation_key) \
-                     AND {due_e} \
-                   ORDER BY e.id LIMIT $2 FOR UPDATE SKIP LOCKED) \
+        // A key's followers of the heads chosen (PostgreSQL), through the pending events' index.
+        let with_followers = |heads: String| {
+            format!(
+                "WITH {heads} \
                  SELECT id FROM heads \
                  UNION ALL \
                  SELECT f.id FROM heads h CROSS JOIN LATERAL ( \
@@ -65,11 +65,45 @@ impl Store {
                              AND p.status IN ({pending}) AND p.id > h.id ORDER BY p.id LIMIT $5) l \
                      WINDOW w AS (ORDER BY l.id ROWS UNBOUNDED PRECEDING)) c \
                    WHERE c.blocked = 0 AND c.bytes <= $6) f",
-                due_e = due("e"),
                 due_l = due("l"),
-            ),
+            )
+        };
+        let statements = match self.db.backend {
+            // First the earliest due pending events (at most `WINDOW` of them, in id order), each
+            // taken when it is the earliest pending event of its key: index probes that stop once
+            // `keys` heads are found. That finds them all when keys differ (the usual backlog);
+            // when it finds fewer (a storm whose head is in flight fills the window with its
+            // followers), the complete form reads the earliest pending event of every key once
+            // (passing over what the first form just claimed, even with a lease already over).
+            Backend::Postgres => vec![
+                with_followers(format!(
+                    "cand AS MATERIALIZED ( \
+                       SELECT c.id, c.integration_id, c.correlation_key FROM or_events c \
+                       WHERE c.status IN ({pending}) AND {due_c} ORDER BY c.id LIMIT {WINDOW}), \
+                     firsts AS MATERIALIZED ( \
+                       SELECT cand.id FROM cand WHERE ( \
+                         SELECT q.id FROM or_events q WHERE q.integration_id = cand.integration_id \
+                           AND q.correlation_key = cand.correlation_key AND q.status IN ({pending}) \
+                         ORDER BY q.id LIMIT 1) = cand.id \
+                       LIMIT $2), \
+                     heads AS ( \
+                       SELECT e.id, e.integration_id, e.correlation_key FROM or_events e \
+                       WHERE e.id IN (SELECT id FROM firsts) AND {due_e} FOR UPDATE SKIP LOCKED)",
+                    due_c = due("c"),
+                    due_e = due("e"),
+                )),
+                with_followers(format!(
+                    "heads AS ( \
+                       SELECT e.id, e.integration_id, e.correlation_key FROM or_events e \
+                       WHERE e.id IN (SELECT MIN(p.id) FROM or_events p WHERE p.status IN ({pending}) \
+                                      GROUP BY p.integration_id, p.correlation_key) \
+                         AND {due_e} AND (e.claimed_by IS DISTINCT FROM $3 OR e.updated_at <> $1) \
+                       ORDER BY e.id LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                    due_e = due("e"),
+                )),
+            ],
             // One writer: no replica can claim between this statement's reads and its update.
-            Backend::Sqlite => format!(
+            Backend::Sqlite => vec![format!(
                 "WITH c AS ( \
                    SELECT p.id, p.integration_id AS i, p.correlation_key AS k, ROW_NUMBER() OVER w AS n, \
                           SUM(CASE WHEN {due_p} THEN 0 ELSE 1 END) OVER w AS blocked \
@@ -83,22 +117,56 @@ impl Store {
                    WHERE c.blocked = 0 AND c.n <= $5 + 1) \
                  SELECT id FROM chain WHERE n = 1 OR bytes <= $6",
                 due_p = due("p"),
-            ),
+            )],
         };
         let _g = self.write_guard().await;
-        let rows = sqlx::query(&format!(
-            "UPDATE or_events SET status = 'dispatching', claimed_by = $3, claimed_until = $4, attempts = attempts + 1, updated_at = $1 \
-             WHERE id IN ({chosen}) \
-             RETURNING id, integration_id, org_id, source, event_type, correlation_key, identifiers, payload, reply_to, team_id, attempts, traceparent, throttled_since, generation, facts",
-        ))
-        .bind(now)
-        .bind(keys)
-        .bind(worker)
-        .bind(now + lease_ms)
-        .bind((per_key - 1).max(0))
-        .bind(CHAIN_BYTES)
-        .fetch_all(&self.db.pool)
-        .await?;
+        let mut rows = Vec::new();
+        let mut heads = 0i64;
+        for (form, chosen) in statements.iter().enumerate() {
+            let sql = format!(
+                "UPDATE or_events SET status = 'dispatching', claimed_by = $3, claimed_until = $4, attempts = attempts + 1, updated_at = $1 \
+                 WHERE id IN ({chosen}) \
+                 RETURNING id, integration_id, org_id, source, event_type, correlation_key, identifiers, payload, reply_to, team_id, attempts, traceparent, throttled_since, generation, facts",
+            );
+            let q = sqlx::query(&sql)
+                .bind(now)
+                .bind(keys - heads)
+                .bind(worker)
+                .bind(now + lease_ms)
+                .bind((per_key - 1).max(0))
+                .bind(CHAIN_BYTES);
+            let got = if form == 0 && self.db.backend == Backend::Postgres {
+                // The first form is only worth running as a walk of the pending events' index in
+                // arrival order. On a table growing faster than its statistics are renewed,
+                // PostgreSQL may read every due event and sort them instead (measured: 8 ms for
+                // 3,000 pending, where the walk takes 1 ms), so sorts and bitmap scans are off
+                // for this statement.
+                let mut tx = self.db.pool.begin().await?;
+                sqlx::query("SET LOCAL enable_sort = off")
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("SET LOCAL enable_bitmapscan = off")
+                    .execute(&mut *tx)
+                    .await?;
+                let got = q.fetch_all(&mut *tx).await?;
+                tx.commit().await?;
+                got
+            } else {
+                q.fetch_all(&self.db.pool).await?
+            };
+            let mut distinct = std::collections::HashSet::new();
+            for r in &got {
+                distinct.insert((
+                    r.try_get::<String, _>("integration_id")?,
+                    r.try_get::<String, _>("correlation_key")?,
+                ));
+            }
+            heads += distinct.len() as i64;
+            rows.extend(got);
+            if heads >= keys {
+                break;
+            }
+        }
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let ids: String = row.try_get("identifiers")?;

@@ -86,10 +86,15 @@ pub struct Settlement {
 
 impl Settlement {
     /// A signal that joined an incident and starts no run: `dispatched` with nothing else to
-    /// write than its routing and timeline ([`Store::settle_joined`] takes many at once).
+    /// write than its routing and timeline ([`Store::settle_dispatched`] takes many at once).
     pub fn joins_only(&self) -> bool {
+        self.run_id.is_none() && self.is_plain_dispatch()
+    }
+
+    /// `dispatched` with nothing else to write than its routing, its run (if it started one) and
+    /// its timeline: what [`Store::settle_dispatched`] takes many at once.
+    pub fn is_plain_dispatch(&self) -> bool {
         self.status == Status::Dispatched
-            && self.run_id.is_none()
             && self.error.is_none()
             && self.next_attempt_at.is_none()
             && !self.refund_attempt
@@ -218,11 +223,11 @@ impl Store {
         Ok(true)
     }
 
-    /// Settles, in `batch`, `worker`'s claims of signals that joined an incident and start no
-    /// run (`dispatched`, no run, error or next attempt; see [`Settlement::joins_only`]): the
-    /// multi-row form of [`Store::settle_in`], three statements for any number. Returns the ids
-    /// whose claim was lost (nothing recorded for them).
-    pub async fn settle_joined(
+    /// Settles, in `batch`, `worker`'s claims of plain dispatches (see
+    /// [`Settlement::is_plain_dispatch`]: signals that joined an incident, and events whose run
+    /// started): the multi-row form of [`Store::settle_in`], a few statements for any number.
+    /// Returns the ids whose claim was lost (nothing recorded for them).
+    pub async fn settle_dispatched(
         &self,
         batch: &mut Batch,
         worker: &str,
@@ -231,23 +236,31 @@ impl Store {
         if items.is_empty() {
             return Ok(Vec::new());
         }
-        debug_assert!(items.iter().all(|(_, s)| s.joins_only()));
+        debug_assert!(items.iter().all(|(_, s)| s.is_plain_dispatch()));
         let tx = &mut batch.tx;
         let now = now_ms();
-        let values = (0..items.len())
-            .map(|i| format!("({})", placeholders(3 * i + 3, 3)))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let values = |first: usize, n: usize| {
+            (0..n)
+                .map(|i| format!("({})", placeholders(4 * i + first, 4)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let sql = format!(
-            "WITH v (vid, vorg, vteam) AS (VALUES {values}) \
+            "WITH v (vid, vorg, vteam, vrun) AS (VALUES {}) \
              UPDATE or_events SET status = 'dispatched', org_id = COALESCE(v.vorg, org_id), team_id = COALESCE(v.vteam, team_id), \
-               last_error = NULL, claimed_by = NULL, claimed_until = NULL, updated_at = $2, throttled_since = NULL \
+               run_id = COALESCE(v.vrun, run_id), last_error = NULL, claimed_by = NULL, claimed_until = NULL, updated_at = $2, \
+               throttled_since = NULL \
              FROM v WHERE id = v.vid AND claimed_by = $1 AND status = 'dispatching' \
              RETURNING id, org_id, team_id, source, event_type, integration_id, status, run_id, last_error",
+            values(3, items.len())
         );
         let mut q = sqlx::query(&sql).bind(worker).bind(now);
         for (id, s) in items {
-            q = q.bind(id).bind(s.org.as_deref()).bind(s.team.as_deref());
+            q = q
+                .bind(id)
+                .bind(s.org.as_deref())
+                .bind(s.team.as_deref())
+                .bind(s.run_id.as_deref());
         }
         let rows = q.fetch_all(&mut **tx).await?;
         let mut settled = std::collections::HashMap::with_capacity(rows.len());
@@ -265,6 +278,27 @@ impl Store {
             })
             .collect();
         timeline_rows(tx, &entries).await?;
+        // The incident runs these events start know their runs.
+        let runs: Vec<(&str, &str)> = items
+            .iter()
+            .filter(|(id, _)| settled.contains_key(id))
+            .filter_map(|(id, s)| s.run_id.as_deref().map(|r| (id.as_str(), r)))
+            .collect();
+        if !runs.is_empty() {
+            let sql = format!(
+                "WITH v (vid, vrun) AS (VALUES {}) \
+                 UPDATE or_incident_runs SET run_id = COALESCE(run_id, v.vrun) FROM v WHERE event_id = v.vid",
+                (0..runs.len())
+                    .map(|i| format!("({})", placeholders(2 * i + 1, 2)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for (id, run) in &runs {
+                q = q.bind(*id).bind(*run);
+            }
+            q.execute(&mut **tx).await?;
+        }
         // `event.dispatched` for the orgs that subscribe (found in one query).
         let mut orgs: Vec<String> = rows
             .iter()
