@@ -24,6 +24,10 @@ use super::{Store, subscribed_orgs};
 /// The orchestrator's outbox.
 pub const OUTBOX: Outbox = Outbox("or_outbox");
 
+/// The PostgreSQL advisory lock under which a batch of run events is taken over (an arbitrary
+/// constant: "relay" in ASCII).
+const RELAY_LOCK: i64 = 0x7265_6c61_79;
+
 /// Written only when the org (`$2`) has an enabled subscription.
 const SUBSCRIBED: &str =
     "EXISTS (SELECT 1 FROM or_subscriptions WHERE org_id = $2 AND enabled = 1)";
@@ -115,6 +119,15 @@ impl Store {
     ///   (the rule [`publish`] applies to the orchestrator's own).
     pub async fn import_outbox(&self, events: &[OutboundEvent]) -> Result<()> {
         let (_g, mut tx) = self.begin().await?;
+        // Replicas' relays may pull the same batch at once: one takes it over at a time, so the
+        // second sees what the first committed (no outcome twice on a timeline). SQLite's single
+        // writer already does this.
+        if self.db.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(RELAY_LOCK)
+                .execute(&mut *tx)
+                .await?;
+        }
         let mut orgs: Vec<&str> = events.iter().map(|e| e.org_id.as_str()).collect();
         orgs.sort_unstable();
         orgs.dedup();
