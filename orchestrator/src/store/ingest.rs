@@ -60,7 +60,9 @@ impl Store {
              VALUES {} ON CONFLICT (integration_id, delivery_id) DO NOTHING RETURNING id",
             rows.join(", ")
         );
-        let mut q = sqlx::query_scalar::<_, String>(&sql).bind(now);
+        let mut q = sqlx::query_scalar::<_, String>(&sql)
+            .persistent(false)
+            .bind(now);
         for (e, id) in batch.iter().zip(&ids) {
             q = q
                 .bind(id)
@@ -160,7 +162,7 @@ impl Store {
             "INSERT INTO or_event_timeline (id, event_id, at, kind, detail) VALUES {}",
             values.join(", ")
         );
-        let mut q = sqlx::query(&sql).bind(now);
+        let mut q = sqlx::query(&sql).persistent(false).bind(now);
         for i in fresh {
             let e = &batch[*i];
             let received = format!("delivery {} via {}", e.env.delivery_id, e.webhook_path);

@@ -240,7 +240,7 @@ async fn timeline_rows(
         .join(", ");
     let sql =
         format!("INSERT INTO or_event_timeline (id, event_id, at, kind, detail) VALUES {values}");
-    let mut q = sqlx::query(&sql);
+    let mut q = sqlx::query(&sql).persistent(false);
     for (event, at, kind, detail) in rows {
         q = q
             .bind(new_id())

@@ -26,7 +26,7 @@ pub const OUTBOX: Outbox = Outbox("or_outbox");
 
 /// The PostgreSQL advisory lock under which a batch of run events is taken over (an arbitrary
 /// constant: "relay" in ASCII).
-const RELAY_LOCK: i64 = 0x7265_6c61_79;
+const RELAY_LOCK: i64 = 0x0072_656c_6179;
 
 /// Written only when the org (`$2`) has an enabled subscription.
 const SUBSCRIBED: &str =
