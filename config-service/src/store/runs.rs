@@ -129,19 +129,16 @@ impl Store {
     /// org, returns the existing run and `false`.
     pub async fn create_run(&self, run: &NewRun<'_>) -> Result<(AgentRun, bool)> {
         let (org, team, idempotency_key) = (run.org, run.team, run.idempotency_key);
-        if self.get_node(org, team).await?.is_none() {
-            return Err(Error::invalid(
-                "/team_id",
-                format!("node {team} does not exist in {org}"),
-            ));
-        }
-        // The run and its `run.started` event (when created running) commit together.
+        // The run and its `run.started` event (when created running) commit together. The team's
+        // node is checked by the insert itself (one round trip less per run); why nothing was
+        // inserted (a repeated key, or no such node) is asked only then.
         let (_guard, mut tx) = self.db.begin_write().await?;
         let now = now_ms();
         let row = sqlx::query(&format!(
             "INSERT INTO cs_agent_runs (id, org_id, team_id, status, trigger_payload, idempotency_key, created_at, \
                reply_to, lease_owner, lease_until, attempts, deadline_at, started_at, config_etag) \
-             VALUES ($1, $2, $3, $12, $4, $5, $6, $7, $8, $9, $10, $11, $13, $14) \
+             SELECT $1, $2, $3, $12, $4, $5, $6, $7, $8, $9, $10, $11, $13, $14 \
+             WHERE EXISTS (SELECT 1 FROM cs_nodes WHERE org_id = $2 AND id = $3) \
              ON CONFLICT (org_id, idempotency_key) DO NOTHING RETURNING {RUN_COLS}"
         ))
         .bind(new_id())
@@ -167,14 +164,20 @@ impl Store {
             return Ok((created, true));
         }
         drop(tx);
-        let row = sqlx::query(&format!(
+        let existing = sqlx::query(&format!(
             "SELECT {RUN_COLS} FROM cs_agent_runs WHERE org_id = $1 AND idempotency_key = $2"
         ))
         .bind(org)
         .bind(idempotency_key)
-        .fetch_one(&self.db.pool)
+        .fetch_optional(&self.db.pool)
         .await?;
-        Ok((run_row(&row)?, false))
+        match existing {
+            Some(row) => Ok((run_row(&row)?, false)),
+            None => Err(Error::invalid(
+                "/team_id",
+                format!("node {team} does not exist in {org}"),
+            )),
+        }
     }
 
     pub async fn get_run(&self, org: Option<&str>, id: &str) -> Result<AgentRun> {

@@ -71,7 +71,8 @@ impl Store {
         let statements = match self.db.backend {
             // First the earliest due pending events (at most `WINDOW` of them, in id order), each
             // taken when it is the earliest pending event of its key: index probes that stop once
-            // `keys` heads are found. That finds them all when keys differ (the usual backlog);
+            // four times `keys` heads are found, of which `keys` are locked (another replica's
+            // claim in flight holds some of the earliest: this one takes the next). That finds them all when keys differ (the usual backlog);
             // when it finds fewer (a storm whose head is in flight fills the window with its
             // followers), the complete form reads the earliest pending event of every key once
             // (passing over what the first form just claimed, even with a lease already over).
@@ -85,10 +86,10 @@ impl Store {
                          SELECT q.id FROM or_events q WHERE q.integration_id = cand.integration_id \
                            AND q.correlation_key = cand.correlation_key AND q.status IN ({pending}) \
                          ORDER BY q.id LIMIT 1) = cand.id \
-                       LIMIT $2), \
+                       LIMIT $2 * 4), \
                      heads AS ( \
                        SELECT e.id, e.integration_id, e.correlation_key FROM or_events e \
-                       WHERE e.id IN (SELECT id FROM firsts) AND {due_e} FOR UPDATE SKIP LOCKED)",
+                       WHERE e.id IN (SELECT id FROM firsts) AND {due_e} LIMIT $2 FOR UPDATE SKIP LOCKED)",
                     due_c = due("c"),
                     due_e = due("e"),
                 )),
