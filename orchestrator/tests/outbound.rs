@@ -112,6 +112,18 @@ fn run_events(prefix: &str, n: usize) -> Vec<switchyard_api::outbound::OutboundE
         .collect()
 }
 
+/// A stack with fast delivery retries and no agent-runner (nothing dispatched runs).
+async fn without_runner(b: Backend) -> Stack {
+    Stack::start(
+        b,
+        Options {
+            start_runner: false,
+            ..fast(Options::default().limits)
+        },
+    )
+    .await
+}
+
 fn fast(limits: Limits) -> Options {
     Options {
         limits: Limits {
@@ -233,14 +245,7 @@ async fn a_run_reaches_a_receiver_verifying_with_the_standard_webhooks_library(b
 }
 
 async fn a_failing_receiver_gets_it_on_the_third_attempt(b: Backend) {
-    let s = Stack::start(
-        b,
-        Options {
-            start_runner: false,
-            ..fast(Options::default().limits)
-        },
-    )
-    .await;
+    let s = without_runner(b).await;
     let pd = acme(&s).await;
     let api = Api { s: &s };
     let (flaky, url) = Receiver::start().await;
@@ -440,14 +445,7 @@ async fn a_subscription_failing_too_long_is_disabled_and_the_org_told(b: Backend
 }
 
 async fn an_ordered_subscription_gets_events_in_order_one_at_a_time(b: Backend) {
-    let s = Stack::start(
-        b,
-        Options {
-            start_runner: false,
-            ..fast(Options::default().limits)
-        },
-    )
-    .await;
+    let s = without_runner(b).await;
     let pd = acme(&s).await;
     let api = Api { s: &s };
     let (rx, url) = Receiver::start().await;
@@ -478,14 +476,7 @@ async fn an_ordered_subscription_gets_events_in_order_one_at_a_time(b: Backend) 
 }
 
 async fn two_replicas_deliver_each_event_once(b: Backend) {
-    let s = Stack::start(
-        b,
-        Options {
-            start_runner: false,
-            ..fast(Options::default().limits)
-        },
-    )
-    .await;
+    let s = without_runner(b).await;
     acme(&s).await;
     let api = Api { s: &s };
     let (rx, url) = Receiver::start().await;
@@ -814,14 +805,7 @@ async fn redirects_are_not_followed_and_slow_receivers_time_out(b: Backend) {
 /// acknowledging takes it again); another org's run names no event of acme's and adds nothing to
 /// it; and only the events of orgs that subscribe wait for the fan-out.
 async fn run_events_taken_over_twice_reach_timelines_once_and_only_subscribers(b: Backend) {
-    let s = Stack::start(
-        b,
-        Options {
-            start_runner: false,
-            ..fast(Options::default().limits)
-        },
-    )
-    .await;
+    let s = without_runner(b).await;
     let pd = acme(&s).await;
     let event = page(&s, &pd, "PTAKEN").await;
     let run = |id: &str, org: &str, status: &str, error: Option<&str>| {
