@@ -11,10 +11,10 @@
 //! bounded window, one index probe each: a few hundred microseconds whatever the backlog, when
 //! keys differ), then, if that found fewer than asked, by reading the earliest pending event of
 //! every key (what a storm on one key needs, linear in the backlog). The heads are locked
-//! `FOR UPDATE SKIP LOCKED` and each head's followers are read for the heads the statement locked: a replica that cannot take a key's head takes none of its
-//! events, and once a head is claimed the key's earliest pending event is not due until its claim
-//! is settled or its lease runs out. SQLite has one writer, so the same is one statement over
-//! window functions.
+//! `FOR UPDATE SKIP LOCKED` and each head's followers are read for the heads the statement
+//! locked: a replica that cannot take a key's head takes none of its events, and once a head is
+//! claimed the key's earliest pending event is not due until its claim is settled or its lease
+//! runs out. SQLite has one writer, so the same is one statement over window functions.
 
 use serde_json::Value;
 use sqlx::Row;
@@ -72,8 +72,8 @@ impl Store {
             // First the earliest due pending events (at most `WINDOW` of them, in id order), each
             // taken when it is the earliest pending event of its key: index probes that stop once
             // four times `keys` heads are found, of which `keys` are locked (another replica's
-            // claim in flight holds some of the earliest: this one takes the next). That finds them all when keys differ (the usual backlog);
-            // when it finds fewer (a storm whose head is in flight fills the window with its
+            // claim in flight holds some of the earliest: this one takes the next). That finds
+            // them all when keys differ (the usual backlog); when it finds fewer (a storm whose head is in flight fills the window with its
             // followers), the complete form reads the earliest pending event of every key once
             // (passing over what the first form just claimed, even with a lease already over).
             Backend::Postgres => vec![

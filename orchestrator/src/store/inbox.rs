@@ -300,14 +300,11 @@ impl Store {
             q.execute(&mut **tx).await?;
         }
         // `event.dispatched` for the orgs that subscribe (found in one query).
-        let mut orgs: Vec<String> = rows
+        let orgs: Vec<Option<String>> = rows
             .iter()
-            .filter_map(|r| r.try_get::<Option<String>, _>("org_id").ok().flatten())
+            .map(|r| r.try_get::<Option<String>, _>("org_id").ok().flatten())
             .collect();
-        orgs.sort_unstable();
-        orgs.dedup();
-        let orgs: Vec<&str> = orgs.iter().map(String::as_str).collect();
-        let subscribed = subscribed_orgs(tx, &orgs).await?;
+        let subscribed = subscribed_orgs(tx, orgs.iter().flatten().map(String::as_str)).await?;
         for (id, row) in &settled {
             let org: Option<String> = row.try_get("org_id")?;
             let Some(org) = org.filter(|o| subscribed.contains(o)) else {

@@ -177,13 +177,8 @@ impl Store {
                 .bind(None::<String>);
         }
         q.execute(&mut **tx).await?;
-        let mut orgs: Vec<&str> = fresh
-            .iter()
-            .filter_map(|i| batch[*i].org.as_deref())
-            .collect();
-        orgs.sort_unstable();
-        orgs.dedup();
-        let subscribed = subscribed_orgs(tx, &orgs).await?;
+        let orgs = fresh.iter().filter_map(|i| batch[*i].org.as_deref());
+        let subscribed = subscribed_orgs(tx, orgs).await?;
         for i in fresh {
             let e = &batch[*i];
             let Some(org) = e.org.as_deref().filter(|o| subscribed.contains(*o)) else {

@@ -253,11 +253,14 @@ async fn timeline_rows(
     Ok(())
 }
 
-/// Which of `orgs` have an enabled subscription (their events are published).
-async fn subscribed_orgs(
+/// Which of `orgs` (repeats allowed) have an enabled subscription (their events are published).
+async fn subscribed_orgs<'a>(
     tx: &mut Transaction<'static, Any>,
-    orgs: &[&str],
+    orgs: impl IntoIterator<Item = &'a str>,
 ) -> Result<std::collections::HashSet<String>> {
+    let mut orgs: Vec<&str> = orgs.into_iter().collect();
+    orgs.sort_unstable();
+    orgs.dedup();
     if orgs.is_empty() {
         return Ok(Default::default());
     }
@@ -266,7 +269,7 @@ async fn subscribed_orgs(
         "SELECT DISTINCT org_id FROM or_subscriptions WHERE enabled = 1 AND org_id IN ({list})"
     );
     let mut q = sqlx::query_scalar::<_, String>(&sql);
-    for o in orgs {
+    for o in &orgs {
         q = q.bind(*o);
     }
     Ok(q.fetch_all(&mut **tx).await?.into_iter().collect())

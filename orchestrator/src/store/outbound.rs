@@ -113,7 +113,7 @@ impl Store {
     /// Takes over a batch of the config-service's run events, in one transaction with a few
     /// statements whatever its size; taking the same events again changes nothing.
     /// - each finished run's outcome goes to its trigger event's timeline (`run_succeeded`,
-    ///   `run_failed` with the reason, `run_cancelled`), under the outbox event's id;
+    ///   `run_failed` with the reason, `run_cancelled`), once;
     /// - an incident's runs follow their runs' events;
     /// - the events of orgs with an enabled subscription wait in the outbox for the fan-out
     ///   (the rule [`publish`] applies to the orchestrator's own).
@@ -128,10 +128,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        let mut orgs: Vec<&str> = events.iter().map(|e| e.org_id.as_str()).collect();
-        orgs.sort_unstable();
-        orgs.dedup();
-        let subscribed = subscribed_orgs(&mut tx, &orgs).await?;
+        let subscribed = subscribed_orgs(&mut tx, events.iter().map(|e| e.org_id.as_str())).await?;
         let wanted: Vec<OutboundEvent> = events
             .iter()
             .filter(|e| subscribed.contains(&e.org_id))
