@@ -24,6 +24,7 @@ pub mod evals;
 pub mod messages;
 mod observe;
 pub mod providers;
+mod records;
 pub mod reply;
 mod runs;
 pub mod toolsets;
@@ -141,6 +142,8 @@ pub struct AppState {
     inflight: Arc<Mutex<HashMap<(String, String), u64>>>,
     /// Run contexts, read once for the runs of a team that arrive together.
     contexts: context::Contexts,
+    /// Runs started and finished, recorded many to a call when they arrive together.
+    records: records::Records,
 }
 
 impl std::fmt::Debug for AppState {
@@ -207,6 +210,7 @@ impl AppState {
             orchestrator: None,
             inflight: Arc::default(),
             contexts: Default::default(),
+            records: Default::default(),
         }
     }
 }
@@ -305,8 +309,7 @@ pub async fn accept(
         });
     }
     let recorded = state
-        .config
-        .create_run(&CreateRun {
+        .record_new_run(CreateRun {
             org_id: req.org_id.clone(),
             team_id: req.team_id.clone(),
             trigger: req.trigger.clone(),
@@ -320,14 +323,13 @@ pub async fn accept(
             config_etag: Some(ctx.etag.clone()),
         })
         .await;
-    let (record, created) = match recorded {
+    let (run_id, created) = match recorded {
         Ok(r) => r,
         Err(e) => {
             release(&state, &req.org_id, &req.team_id);
             return Err(unavailable(e));
         }
     };
-    let run_id = record.id;
     if !created {
         release(&state, &req.org_id, &req.team_id);
         return Ok((

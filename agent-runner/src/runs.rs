@@ -74,10 +74,9 @@ pub(crate) async fn execute_leased(state: &AppState, id: &str, req: &RunRequest,
     );
     let error_logged = error.clone();
     if let Err(e) = state
-        .config
-        .update_run(
+        .record_update(
             id,
-            &UpdateRun {
+            UpdateRun {
                 summary,
                 error,
                 transcript: serde_json::to_value(&transcript).ok(),

@@ -137,6 +137,52 @@ impl UpdateRun {
     }
 }
 
+/// Runs to record and runs to move, in one call and one transaction: how the agent-runner records
+/// the runs it starts and the outcomes of those it finished when many arrive together. Each item
+/// is answered on its own, as its single-run call would be.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunBatch {
+    /// As `POST /api/v1/internal/agent-runs`, each.
+    #[serde(default)]
+    pub create: Vec<CreateRun>,
+    /// As `PATCH /api/v1/internal/agent-runs/{id}`, each.
+    #[serde(default)]
+    pub update: Vec<RunUpdate>,
+}
+
+/// A move of one run, in a [`RunBatch`].
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunUpdate {
+    pub id: String,
+    pub update: UpdateRun,
+}
+
+/// The answers to a [`RunBatch`], one per item in its order.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct RunBatchResult {
+    pub create: Vec<BatchOutcome>,
+    pub update: Vec<BatchOutcome>,
+}
+
+/// One item's answer: the status its single-run call would have answered (201 created, 200
+/// existing or moved, 404, 409 invalid transition, 422 invalid input) and the run's id, or why not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BatchOutcome {
+    pub status: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl BatchOutcome {
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenewLease {

@@ -64,6 +64,27 @@ pub type WriteTx = (
     sqlx::Transaction<'static, sqlx::Any>,
 );
 
+/// `($first, ..., $first+width-1), (...)`: `rows` rows of `width` numbered placeholders each, the
+/// `VALUES` list of a statement that writes many rows at once.
+pub fn values_rows(first: usize, rows: usize, width: usize) -> String {
+    let mut out = String::with_capacity(rows * width * 5);
+    for r in 0..rows {
+        if r > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for c in 0..width {
+            if c > 0 {
+                out.push_str(", ");
+            }
+            out.push('$');
+            out.push_str(&(first + r * width + c).to_string());
+        }
+        out.push(')');
+    }
+    out
+}
+
 /// The URL with any password replaced, for logs and errors.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {

@@ -8,6 +8,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 use switchyard_api::outbound::OutboundEvent;
 
+use crate::db::values_rows;
 use crate::ids::new_id;
 use crate::time::{now_ms, rfc3339};
 
@@ -58,6 +59,34 @@ impl Outbox {
         Ok(())
     }
 
+    /// Writes `events` in `tx`, many to a statement.
+    pub async fn publish_many(
+        self,
+        tx: &mut Transaction<'static, Any>,
+        events: &[Publish<'_>],
+    ) -> sqlx::Result<()> {
+        let now = now_ms();
+        for chunk in events.chunks(500) {
+            let sql = format!(
+                "INSERT INTO {} ({COLS}) VALUES {}",
+                self.0,
+                values_rows(1, chunk.len(), 6)
+            );
+            let mut q = sqlx::query(&sql);
+            for e in chunk {
+                q = q
+                    .bind(new_id())
+                    .bind(e.org)
+                    .bind(e.team)
+                    .bind(e.event_type)
+                    .bind(now)
+                    .bind(e.data.to_string());
+            }
+            q.execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
     /// Waiting events, oldest first.
     pub async fn pending(
         self,
@@ -104,21 +133,7 @@ impl Outbox {
         events: &[OutboundEvent],
     ) -> sqlx::Result<()> {
         for chunk in events.chunks(500) {
-            let rows = (0..chunk.len())
-                .map(|i| {
-                    let b = 6 * i;
-                    format!(
-                        "(${}, ${}, ${}, ${}, ${}, ${})",
-                        b + 1,
-                        b + 2,
-                        b + 3,
-                        b + 4,
-                        b + 5,
-                        b + 6
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
+            let rows = values_rows(1, chunk.len(), 6);
             let sql = format!(
                 "INSERT INTO {} ({COLS}) VALUES {rows} ON CONFLICT (id) DO NOTHING",
                 self.0

@@ -20,7 +20,7 @@ use crate::http::*;
         secrets::put_secret, secrets::list_secrets, secrets::delete_secret, secrets::secret_value,
         routing::list_routes, routing::lookup,
         audit::list, audit::verify, audit::list_platform, audit::verify_platform, audit::append,
-        agent_runs::create, agent_runs::update, agent_runs::renew_lease, agent_runs::recover, agent_runs::list, agent_runs::get_one, agent_runs::cancel,
+        agent_runs::create, agent_runs::update, agent_runs::batch, agent_runs::renew_lease, agent_runs::recover, agent_runs::list, agent_runs::get_one, agent_runs::cancel,
         internal::introspect, internal::node_config, internal::run_context, internal::get_run, internal::routing_version, internal::pipelines, internal::outbox, internal::ack_outbox,
     ),
     modifiers(&Security),

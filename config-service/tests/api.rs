@@ -544,6 +544,84 @@ async fn internal_endpoints_need_a_service_jwt(b: Backend) {
     assert_eq!(list.body["items"][0]["summary"], "done");
 }
 
+/// The batch endpoint answers each item with the status its single-run call would answer, and
+/// takes no more than 1,000 items; only the agent-runner may call it.
+async fn run_batches_answer_per_item(b: Backend) {
+    let app = TestApp::new(b).await;
+    app.org("acme").await;
+    app.node("acme", "t", None, "team").await;
+    let jwt = app.service_jwt_of("agent-runner");
+    let run = |key: &str, team: &str| json!({"org_id": "acme", "team_id": team, "trigger": {}, "idempotency_key": key});
+    let r = app
+        .post("/api/v1/internal/agent-runs", Some(&jwt), run("old", "t"))
+        .await;
+    let old = r.body["id"].as_str().unwrap().to_owned();
+    let batch = json!({
+        "create": [run("new", "t"), run("old", "t"), run("x", "nope"),
+                   {"org_id": "acme", "team_id": "t", "trigger": {}, "running": true}],
+        "update": [{"id": old, "update": {"status": "running"}},
+                   {"id": old, "update": {"status": "exploded"}},
+                   {"id": "missing", "update": {"status": "running"}},
+                   {"id": old, "update": {"status": "succeeded", "summary": "done"}}],
+    });
+    let r = app
+        .post(
+            "/api/v1/internal/agent-runs/batch",
+            Some(&jwt),
+            batch.clone(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let statuses = |k: &str| -> Vec<i64> {
+        r.body[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["status"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(statuses("create"), [201, 200, 422, 422]);
+    assert_eq!(statuses("update"), [200, 422, 404, 200]);
+    assert_eq!(r.body["create"][1]["run_id"], old.as_str());
+    assert!(
+        r.body["create"][2]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("node nope does not exist")
+    );
+    assert!(
+        r.body["create"][3]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("/running: ")
+    );
+    let run_of = app
+        .get(&format!("/api/v1/orgs/acme/agent-runs/{old}"), Some(ADMIN))
+        .await;
+    assert_eq!(
+        (
+            run_of.body["status"].as_str(),
+            run_of.body["summary"].as_str()
+        ),
+        (Some("succeeded"), Some("done"))
+    );
+
+    let too_many = json!({"create": vec![run("k", "t"); 1001]});
+    let r = app
+        .post("/api/v1/internal/agent-runs/batch", Some(&jwt), too_many)
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let orchestrator = app.service_jwt_of("orchestrator");
+    let r = app
+        .post(
+            "/api/v1/internal/agent-runs/batch",
+            Some(&orchestrator),
+            batch,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}
+
 async fn health_and_readiness(b: Backend) {
     let app = TestApp::new(b).await;
     assert_eq!(app.get("/healthz", None).await.status, StatusCode::OK);
@@ -1058,6 +1136,7 @@ async fn four_eyes_are_per_person(b: Backend) {
 
 switchyard_common::on_both_backends!(
     internal_endpoints_check_the_calling_service,
+    run_batches_answer_per_item,
     secrets_are_write_only_and_referenced,
     four_eyes_are_per_person,
     internal_views_for_other_services,

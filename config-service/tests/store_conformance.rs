@@ -1251,6 +1251,136 @@ async fn runs_hold_leases_and_are_recovered(b: Backend) {
     assert!(r.resumed.is_empty() && r.failed.is_empty());
 }
 
+/// A batch answers each item as its single call would, writes its runs' events and token counts
+/// once, and applies two moves of one run in their order.
+async fn run_batches_answer_each_item_as_its_own_call(b: Backend) {
+    use switchyard_api::runs::{RunUsage, UpdateRun};
+    let (_db, s) = seeded(b).await;
+    let trigger = json!({"event_id": "E"});
+    let (queued, _) = s
+        .create_run(&NewRun {
+            org: "acme",
+            team: "checkout",
+            trigger: &trigger,
+            idempotency_key: Some("old"),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (done, _) = s
+        .create_run(&NewRun {
+            org: "acme",
+            team: "checkout",
+            trigger: &trigger,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    s.update_run(&done.id, "cancelled", None, None)
+        .await
+        .unwrap();
+    let before_events = s.pending_run_events(1000).await.unwrap().len();
+    let new_run = |team, key| NewRun {
+        org: "acme",
+        team,
+        trigger: &trigger,
+        idempotency_key: key,
+        runner: Some("runner-a"),
+        lease_ms: 60_000,
+        running: true,
+        ..Default::default()
+    };
+    let new = [
+        new_run("checkout", Some("k1")),
+        new_run("search", Some("k2")),
+        new_run("checkout", Some("k1")), // the same key again, in the same batch
+        new_run("checkout", Some("old")), // a key used before
+        new_run("nope", Some("k3")),     // no such team
+    ];
+    let mut finish = UpdateRun::to("succeeded");
+    finish.usage = Some(RunUsage {
+        input_tokens: 30,
+        output_tokens: 5,
+    });
+    finish.summary = Some("found it".into());
+    let start = UpdateRun::to("running");
+    let requeue = UpdateRun::to("queued");
+    let updates = [
+        (queued.id.as_str(), &start),
+        (done.id.as_str(), &start),     // finished runs do not move
+        ("no-such-run", &start),        // unknown
+        (queued.id.as_str(), &finish),  // after its start, in the same batch
+        (queued.id.as_str(), &requeue), // not from succeeded
+    ];
+    let w = s.write_runs(&new, &updates).await.unwrap();
+
+    let created: Vec<_> = w
+        .created
+        .iter()
+        .map(|r| r.as_ref().map(|(run, new)| (run.id.clone(), *new)))
+        .collect();
+    let (k1, k2) = (created[0].as_ref().unwrap(), created[1].as_ref().unwrap());
+    assert!(k1.1 && k2.1 && k1.0 != k2.0, "{created:?}");
+    assert_eq!(created[2].as_ref().unwrap(), &(k1.0.clone(), false));
+    assert_eq!(created[3].as_ref().unwrap(), &(queued.id.clone(), false));
+    assert!(matches!(created[4], Err(Error::Validation(_))));
+    let k2_run = w.created[1].as_ref().unwrap();
+    assert_eq!(
+        (k2_run.0.team_id.as_str(), k2_run.0.status.as_str()),
+        ("search", "running")
+    );
+    assert_eq!(k2_run.0.lease_owner.as_deref(), Some("runner-a"));
+
+    let conflict = |r: &Result<_, Error>| {
+        matches!(
+            r,
+            Err(Error::Conflict {
+                code: "invalid-transition",
+                ..
+            })
+        )
+    };
+    assert_eq!(w.updated[0].as_ref().unwrap().status, "running");
+    assert!(conflict(&w.updated[1]));
+    assert!(matches!(w.updated[2], Err(Error::NotFound(_))));
+    let finished = w.updated[3].as_ref().unwrap();
+    assert_eq!(
+        (finished.status.as_str(), finished.summary.as_deref()),
+        ("succeeded", Some("found it"))
+    );
+    assert!(conflict(&w.updated[4]));
+    assert_eq!(
+        s.get_run(None, &queued.id).await.unwrap().status,
+        "succeeded"
+    );
+
+    // Two runs started, one started and finished: four events; 35 tokens counted once.
+    let events = s.pending_run_events(1000).await.unwrap();
+    let mut types: Vec<_> = events[before_events..]
+        .iter()
+        .map(|e| e.event_type.as_str())
+        .collect();
+    types.sort();
+    assert_eq!(
+        types,
+        ["run.started", "run.started", "run.started", "run.succeeded"]
+    );
+    let midnight = {
+        let now = switchyard_common::time::now_ms();
+        now - now.rem_euclid(86_400_000)
+    };
+    assert_eq!(
+        s.tokens_used("acme", Some("checkout"), midnight)
+            .await
+            .unwrap(),
+        35
+    );
+    assert_eq!(s.tokens_used("acme", None, midnight).await.unwrap(), 35);
+    // An empty batch writes nothing.
+    let w = s.write_runs(&[], &[]).await.unwrap();
+    assert!(w.created.is_empty() && w.updated.is_empty());
+}
+
 switchyard_common::on_both_backends!(
     runs_hold_leases_and_are_recovered,
     orgs_are_unique_and_listed,
@@ -1264,4 +1394,5 @@ switchyard_common::on_both_backends!(
     audit_detects_deleted_entries,
     agent_runs_are_idempotent_and_move_forward,
     concurrent_writes_keep_one_chain,
+    run_batches_answer_each_item_as_its_own_call,
 );

@@ -7,7 +7,7 @@ use switchyard_api::config::{NodeConfig, RevealedSecret, TeamPipelines};
 use switchyard_api::outbound::{OutboundEvent, OutboxAck, OutboxBatch};
 use switchyard_api::routing::{Lookup, LookupRequest, RouteMatch, RoutingVersion};
 use switchyard_api::runs::{
-    AgentRun, CreateRun, Recover, RecoveredRuns, RenewLease, RunContext, UpdateRun,
+    AgentRun, Recover, RecoveredRuns, RenewLease, RunBatch, RunBatchResult, RunContext,
 };
 
 use super::{CallError, body, classify, detail, http_client, send, traced};
@@ -130,15 +130,14 @@ impl ConfigClient {
         Ok(caller_of(body::<Introspection>(resp).await?))
     }
 
-    /// Records a queued run leased to its runner; with a repeated idempotency key, answers the
-    /// existing run (`false`: not created now).
-    pub async fn create_run(&self, run: &CreateRun) -> Result<(AgentRun, bool), CallError> {
-        let path = "/api/v1/internal/agent-runs";
+    /// Records runs and moves runs in one call (one transaction); each item is answered on its
+    /// own. An error here is the whole call's (nothing of it was written).
+    pub async fn run_batch(&self, batch: &RunBatch) -> Result<RunBatchResult, CallError> {
+        let path = "/api/v1/internal/agent-runs/batch";
         let resp = self
-            .internal(reqwest::Method::POST, path, Some(run))
+            .internal(reqwest::Method::POST, path, Some(batch))
             .await?;
-        let created = resp.status().as_u16() == 201;
-        Ok((body(resp).await?, created))
+        body(resp).await
     }
 
     /// Appends audit entries relayed from an outbox to the hash-chained log.
@@ -213,14 +212,6 @@ impl ConfigClient {
             .internal(reqwest::Method::POST, path, Some(&req))
             .await?;
         Ok(body::<RecoveredRuns>(resp).await?.resumed)
-    }
-
-    pub async fn update_run(&self, id: &str, update: &UpdateRun) -> Result<AgentRun, CallError> {
-        let path = format!("/api/v1/internal/agent-runs/{id}");
-        let resp = self
-            .internal(reqwest::Method::PATCH, &path, Some(update))
-            .await?;
-        body(resp).await
     }
 
     /// `Ok(None)` when there is no such run.

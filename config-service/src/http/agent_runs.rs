@@ -12,7 +12,10 @@ use crate::domain::runs::STATUSES;
 use crate::error::{Error, Result};
 use crate::state::AppState;
 use crate::store::{AgentRun, NewRun, Page, RunQuery};
-use switchyard_api::runs::{CreateRun, Recover, RecoveredRuns, RenewLease, UpdateRun};
+use switchyard_api::runs::{
+    BatchOutcome, CreateRun, Recover, RecoveredRuns, RenewLease, RunBatch, RunBatchResult,
+    UpdateRun,
+};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -20,6 +23,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/internal/agent-runs/{id}", patch(update))
         .route("/api/v1/internal/agent-runs/{id}/lease", post(renew_lease))
         .route("/api/v1/internal/agent-runs/recover", post(recover))
+        .route("/api/v1/internal/agent-runs/batch", post(batch))
         .route("/api/v1/orgs/{org}/agent-runs", get(list))
         .route("/api/v1/orgs/{org}/agent-runs/{id}", get(get_one))
         .route("/api/v1/orgs/{org}/agent-runs/{id}/cancel", post(cancel))
@@ -49,30 +53,7 @@ pub async fn create(
     ApiJson(req): ApiJson<CreateRun>,
 ) -> Result<(StatusCode, Json<AgentRun>)> {
     service.require(RUNNERS)?;
-    if req.deadline_seconds.is_some_and(|d| d <= 0) {
-        return Err(Error::invalid("/deadline_seconds", "must be positive"));
-    }
-    if req.running && req.runner.is_none() {
-        return Err(Error::invalid(
-            "/running",
-            "a run is recorded running only with the runner that executes it (`runner`)",
-        ));
-    }
-    let (run, created) = state
-        .store
-        .create_run(&NewRun {
-            org: &req.org_id,
-            team: &req.team_id,
-            trigger: &req.trigger,
-            idempotency_key: req.idempotency_key.as_deref(),
-            reply_to: req.reply_to.as_ref(),
-            runner: req.runner.as_deref(),
-            lease_ms: lease_ms(req.lease_ms)?,
-            deadline_ms: req.deadline_seconds.map(|s| s.saturating_mul(1000)),
-            running: req.running,
-            config_etag: req.config_etag.as_deref(),
-        })
-        .await?;
+    let (run, created) = state.store.create_run(&new_run(&req)?).await?;
     Ok((
         if created {
             StatusCode::CREATED
@@ -94,13 +75,135 @@ pub async fn update(
     ApiJson(req): ApiJson<UpdateRun>,
 ) -> Result<Json<AgentRun>> {
     service.require(RUNNERS)?;
-    if !STATUSES.contains(&req.status.as_str()) {
+    check_update(&req)?;
+    Ok(Json(state.store.record_run(&id, &req).await?))
+}
+
+/// Most items of one batch.
+const MAX_BATCH: usize = 1000;
+
+/// Record runs and move runs in one transaction (service JWT): each item answered as its
+/// single-run call would be. How the agent-runner records what it starts and finishes when many
+/// runs arrive together.
+#[utoipa::path(post, path = "/api/v1/internal/agent-runs/batch", tag = "internal", request_body = RunBatch,
+    responses((status = 200, body = RunBatchResult), (status = 422, description = "More than 1,000 items", body = switchyard_common::problem::Problem)),
+    security(("service_jwt" = [])))]
+pub async fn batch(
+    State(state): State<AppState>,
+    service: Service,
+    ApiJson(req): ApiJson<RunBatch>,
+) -> Result<Json<RunBatchResult>> {
+    service.require(RUNNERS)?;
+    if req.create.len() + req.update.len() > MAX_BATCH {
         return Err(Error::invalid(
-            "/status",
-            format!("must be one of {}", STATUSES.join(", ")),
+            "/create",
+            format!("at most {MAX_BATCH} items (create and update together)"),
         ));
     }
-    Ok(Json(state.store.record_run(&id, &req).await?))
+    // Items that are not valid are answered without being written; the rest go in one batch.
+    let creates: Vec<Result<NewRun>> = req.create.iter().map(new_run).collect();
+    let moves: Vec<Result<(&str, &UpdateRun)>> = req
+        .update
+        .iter()
+        .map(|u| check_update(&u.update).map(|()| (u.id.as_str(), &u.update)))
+        .collect();
+    let valid_new: Vec<NewRun> = creates
+        .iter()
+        .filter_map(|c| c.as_ref().ok().cloned())
+        .collect();
+    let valid_moves: Vec<(&str, &UpdateRun)> = moves
+        .iter()
+        .filter_map(|m| m.as_ref().ok().copied())
+        .collect();
+    let written = state.store.write_runs(&valid_new, &valid_moves).await?;
+    let mut created = written.created.into_iter();
+    let mut updated = written.updated.into_iter();
+    let create = creates
+        .into_iter()
+        .map(|c| match c {
+            Err(e) => outcome_of(Err(e)),
+            Ok(_) => outcome_of(
+                created
+                    .next()
+                    .expect("one answer per run")
+                    .map(|(run, new)| (if new { 201 } else { 200 }, run.id)),
+            ),
+        })
+        .collect();
+    let update = moves
+        .into_iter()
+        .map(|m| match m {
+            Err(e) => outcome_of(Err(e)),
+            Ok(_) => outcome_of(
+                updated
+                    .next()
+                    .expect("one answer per move")
+                    .map(|run| (200, run.id)),
+            ),
+        })
+        .collect();
+    Ok(Json(RunBatchResult { create, update }))
+}
+
+/// An item's answer: its status and run, or the problem's status and detail.
+fn outcome_of(r: Result<(u16, String)>) -> BatchOutcome {
+    match r {
+        Ok((status, id)) => BatchOutcome {
+            status,
+            run_id: Some(id),
+            detail: None,
+        },
+        Err(e) => {
+            let p = e.to_problem();
+            let fields = p
+                .errors
+                .iter()
+                .map(|f| format!("{}: {}", f.pointer, f.detail))
+                .collect::<Vec<_>>()
+                .join("; ");
+            BatchOutcome {
+                status: p.status,
+                run_id: None,
+                detail: Some(p.detail.filter(|_| fields.is_empty()).unwrap_or(fields)),
+            }
+        }
+    }
+}
+
+/// The run to record, checked.
+fn new_run(req: &CreateRun) -> Result<NewRun<'_>> {
+    if req.deadline_seconds.is_some_and(|d| d <= 0) {
+        return Err(Error::invalid("/deadline_seconds", "must be positive"));
+    }
+    if req.running && req.runner.is_none() {
+        return Err(Error::invalid(
+            "/running",
+            "a run is recorded running only with the runner that executes it (`runner`)",
+        ));
+    }
+    Ok(NewRun {
+        org: &req.org_id,
+        team: &req.team_id,
+        trigger: &req.trigger,
+        idempotency_key: req.idempotency_key.as_deref(),
+        reply_to: req.reply_to.as_ref(),
+        runner: req.runner.as_deref(),
+        lease_ms: lease_ms(req.lease_ms)?,
+        deadline_ms: req.deadline_seconds.map(|s| s.saturating_mul(1000)),
+        running: req.running,
+        config_etag: req.config_etag.as_deref(),
+    })
+}
+
+fn check_update(u: &UpdateRun) -> Result<()> {
+    if STATUSES.contains(&u.status.as_str()) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "/status",
+            format!("must be one of {}", STATUSES.join(", ")),
+        ))
+    }
 }
 
 /// Extend the runner's lease on a run it executes (service JWT). 409 when the lease is not the

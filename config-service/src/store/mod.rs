@@ -11,6 +11,7 @@ mod config;
 pub mod models;
 mod orgs;
 mod routing;
+mod run_writes;
 mod runs;
 mod secrets;
 mod tokens;
@@ -28,6 +29,7 @@ pub use audit::AuditQuery;
 pub use config::{LayerWrite, layer_etag, parse_layer_etag};
 pub use models::*;
 pub use orgs::NodePatch;
+pub use run_writes::RunWrites;
 pub use runs::{NewRun, Recovered, RunQuery};
 
 use crate::error::{Error, Result};

@@ -5,17 +5,15 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use switchyard_api::outbound::OutboundEvent;
 use switchyard_api::runs::{RunUsage, UpdateRun};
-use switchyard_common::ids::new_id;
 use switchyard_common::outbox::{Outbox, Publish};
 use switchyard_common::time::now_ms;
 
 use super::{AgentRun, Arg, Filter, Page, Store, json_col, opt_ts, page_limit, ts};
-use crate::domain::runs::{is_terminal, transition_allowed};
 use crate::error::{Error, Result};
 
-const RUN_COLS: &str = "id, org_id, team_id, status, trigger_payload, idempotency_key, created_at, started_at, finished_at, summary, error, reply_to, lease_owner, lease_until, attempts, deadline_at, transcript, input_tokens, output_tokens, config_etag";
+pub(super) const RUN_COLS: &str = "id, org_id, team_id, status, trigger_payload, idempotency_key, created_at, started_at, finished_at, summary, error, reply_to, lease_owner, lease_until, attempts, deadline_at, transcript, input_tokens, output_tokens, config_etag";
 
-fn run_row(r: &AnyRow) -> Result<AgentRun> {
+pub(super) fn run_row(r: &AnyRow) -> Result<AgentRun> {
     Ok(AgentRun {
         id: r.try_get("id")?,
         org_id: r.try_get("org_id")?,
@@ -51,7 +49,7 @@ pub const OUTBOX: Outbox = Outbox("cs_outbox");
 
 /// The event a run's new status publishes: `run.started` when it starts running, `run.<status>`
 /// when it finishes.
-fn run_event(run: &AgentRun) -> Option<Publish<'_>> {
+pub(super) fn run_event(run: &AgentRun) -> Option<Publish<'_>> {
     let event_type = match run.status.as_str() {
         "running" => "run.started",
         "succeeded" => "run.succeeded",
@@ -125,61 +123,6 @@ pub struct RunQuery {
 }
 
 impl Store {
-    /// Records a run, `queued` or already `running`. With an idempotency key already used in the
-    /// org, returns the existing run and `false`.
-    pub async fn create_run(&self, run: &NewRun<'_>) -> Result<(AgentRun, bool)> {
-        let (org, team, idempotency_key) = (run.org, run.team, run.idempotency_key);
-        // The run and its `run.started` event (when created running) commit together. The team's
-        // node is checked by the insert itself (one round trip less per run); why nothing was
-        // inserted (a repeated key, or no such node) is asked only then.
-        let (_guard, mut tx) = self.db.begin_write().await?;
-        let now = now_ms();
-        let row = sqlx::query(&format!(
-            "INSERT INTO cs_agent_runs (id, org_id, team_id, status, trigger_payload, idempotency_key, created_at, \
-               reply_to, lease_owner, lease_until, attempts, deadline_at, started_at, config_etag) \
-             SELECT $1, $2, $3, $12, $4, $5, $6, $7, $8, $9, $10, $11, $13, $14 \
-             WHERE EXISTS (SELECT 1 FROM cs_nodes WHERE org_id = $2 AND id = $3) \
-             ON CONFLICT (org_id, idempotency_key) DO NOTHING RETURNING {RUN_COLS}"
-        ))
-        .bind(new_id())
-        .bind(org)
-        .bind(team)
-        .bind(run.trigger.to_string())
-        .bind(idempotency_key)
-        .bind(now)
-        .bind(run.reply_to.map(Value::to_string))
-        .bind(run.runner)
-        .bind(run.runner.map(|_| now + run.lease_ms))
-        .bind(if run.runner.is_some() { 1i64 } else { 0i64 })
-        .bind(run.deadline_ms.map(|d| now + d))
-        .bind(if run.running { "running" } else { "queued" })
-        .bind(run.running.then_some(now))
-        .bind(run.config_etag)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(row) = row {
-            let created = run_row(&row)?;
-            publish(&mut tx, &created).await?;
-            tx.commit().await?;
-            return Ok((created, true));
-        }
-        drop(tx);
-        let existing = sqlx::query(&format!(
-            "SELECT {RUN_COLS} FROM cs_agent_runs WHERE org_id = $1 AND idempotency_key = $2"
-        ))
-        .bind(org)
-        .bind(idempotency_key)
-        .fetch_optional(&self.db.pool)
-        .await?;
-        match existing {
-            Some(row) => Ok((run_row(&row)?, false)),
-            None => Err(Error::invalid(
-                "/team_id",
-                format!("node {team} does not exist in {org}"),
-            )),
-        }
-    }
-
     pub async fn get_run(&self, org: Option<&str>, id: &str) -> Result<AgentRun> {
         let row = sqlx::query(&format!(
             "SELECT {RUN_COLS} FROM cs_agent_runs WHERE id = $1 AND ($2 = '' OR org_id = $2)"
@@ -205,77 +148,6 @@ impl Store {
         u.summary = summary.map(str::to_owned);
         u.error = error.map(str::to_owned);
         self.record_run(id, &u).await
-    }
-
-    /// [`Store::update_run`] with what the runner records besides: the transcript, the tokens
-    /// used and the config's etag (each kept when absent).
-    pub async fn record_run(&self, id: &str, u: &UpdateRun) -> Result<AgentRun> {
-        let (status, summary, error) =
-            (u.status.as_str(), u.summary.as_deref(), u.error.as_deref());
-        let current = self.get_run(None, id).await?;
-        if !transition_allowed(&current.status, status) {
-            return Err(Error::conflict(
-                "invalid-transition",
-                format!(
-                    "agent run {id} cannot go from {} to {status}",
-                    current.status
-                ),
-            ));
-        }
-        let now = now_ms();
-        // The run and the day's usage counters change together.
-        let (_guard, mut tx) = self.db.begin_write().await?;
-        let row = sqlx::query(&format!(
-            "UPDATE cs_agent_runs SET status = $3, \
-               started_at = CASE WHEN $3 = 'running' THEN $4 ELSE started_at END, \
-               finished_at = CASE WHEN $5 = 1 THEN $4 ELSE finished_at END, \
-               lease_owner = CASE WHEN $5 = 1 THEN NULL ELSE lease_owner END, \
-               lease_until = CASE WHEN $5 = 1 THEN NULL ELSE lease_until END, \
-               summary = COALESCE($6, summary), error = COALESCE($7, error), \
-               transcript = COALESCE($8, transcript), input_tokens = COALESCE($9, input_tokens), \
-               output_tokens = COALESCE($10, output_tokens), config_etag = COALESCE($11, config_etag) \
-             WHERE id = $1 AND status = $2 RETURNING {RUN_COLS}"
-        ))
-        .bind(id)
-        .bind(&current.status)
-        .bind(status)
-        .bind(now)
-        .bind(if is_terminal(status) { 1i64 } else { 0i64 })
-        .bind(summary)
-        .bind(error)
-        .bind(u.transcript.as_ref().map(Value::to_string))
-        .bind(u.usage.map(|x| x.input_tokens))
-        .bind(u.usage.map(|x| x.output_tokens))
-        .bind(u.config_etag.as_deref())
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| {
-            Error::conflict(
-                "invalid-transition",
-                format!("agent run {id} changed while being updated; read it again"),
-            )
-        })?;
-        let run = run_row(&row)?;
-        publish(&mut tx, &run).await?;
-        let added = (run.usage.input_tokens + run.usage.output_tokens)
-            - (current.usage.input_tokens + current.usage.output_tokens);
-        if added != 0 {
-            let day = now - now.rem_euclid(86_400_000);
-            for team in [run.team_id.as_str(), ""] {
-                sqlx::query(
-                    "INSERT INTO cs_token_usage (org_id, team_id, day, tokens) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (org_id, team_id, day) DO UPDATE SET tokens = cs_token_usage.tokens + excluded.tokens",
-                )
-                .bind(&run.org_id)
-                .bind(team)
-                .bind(day)
-                .bind(added)
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
-        tx.commit().await?;
-        Ok(run)
     }
 
     /// Input and output tokens the runs of `org` (of `team` only, when given) recorded on the UTC
