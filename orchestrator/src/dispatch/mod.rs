@@ -129,55 +129,72 @@ impl Dispatcher {
     }
 
     /// Runs until `shutdown` turns true, then releases what it claimed but did not start.
+    ///
+    /// Chains run as a pipeline: up to `dispatch_concurrency` at once, and more are claimed as
+    /// soon as half of them have ended, not once the slowest of a claim has (a chain's key is not
+    /// claimable while its events are leased to it, so a new claim never overlaps one in flight).
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let wakeups = self.store.wakeups();
         let (settler, settling) = settler::Settler::start(self.store.clone(), self.worker.clone());
-        let concurrency = self.limits.dispatch_concurrency.max(1) as i64;
+        let concurrency = self.limits.dispatch_concurrency.max(1);
+        let mut running = tokio::task::JoinSet::new();
+        // Claiming found nothing due: wait for news before claiming again.
+        let mut idle = false;
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            let batch = match self
-                .store
-                .claim(&self.worker, concurrency, PER_KEY, self.limits.lease_ms)
-                .await
-            {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::warn!(error = %e, "claiming events failed; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        _ = shutdown.changed() => {}
+            let free = concurrency - running.len();
+            if !idle && (running.is_empty() || free >= concurrency.div_ceil(2)) {
+                match self
+                    .store
+                    .claim(&self.worker, free as i64, PER_KEY, self.limits.lease_ms)
+                    .await
+                {
+                    Ok(batch) if !batch.is_empty() => {
+                        self.refresh_route_version().await;
+                        let chains = chains(batch);
+                        // Fewer keys than asked for: nothing else is due now.
+                        idle = chains.len() < free;
+                        for chain in chains {
+                            let (me, settler) = (self.clone(), settler.clone());
+                            running.spawn(async move { me.dispatch_chain(chain, &settler).await });
+                        }
+                        continue;
                     }
-                    continue;
+                    Ok(_) => idle = true,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "claiming events failed; retrying");
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            _ = shutdown.changed() => {}
+                        }
+                        continue;
+                    }
                 }
-            };
-            if batch.is_empty() {
-                let wait = match self.store.next_due().await {
+            }
+            // Something to wait for: a chain ending (its slot frees, and its key's next events
+            // may now be due), or, when idle, new events or the next retry falling due.
+            let wait = if idle && running.is_empty() {
+                match self.store.next_due().await {
                     Ok(Some(due)) => {
                         Duration::from_millis((due - now_ms()).clamp(10, 5_000) as u64)
                     }
                     _ => Duration::from_secs(5),
-                };
-                tokio::select! {
-                    _ = wakeups.next() => {}
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = shutdown.changed() => {}
                 }
-                continue;
-            }
-            self.refresh_route_version().await;
-            let tasks: Vec<_> = chains(batch)
-                .into_iter()
-                .map(|chain| {
-                    let (me, settler) = (self.clone(), settler.clone());
-                    tokio::spawn(async move { me.dispatch_chain(chain, &settler).await })
-                })
-                .collect();
-            for t in tasks {
-                let _ = t.await;
+            } else {
+                // Chains run: each that ends claims again; until then, look again within a second
+                // for retries falling due.
+                Duration::from_secs(1)
+            };
+            tokio::select! {
+                Some(_) = running.join_next(), if !running.is_empty() => idle = false,
+                _ = wakeups.next(), if idle => idle = false,
+                _ = tokio::time::sleep(wait), if idle => idle = false,
+                _ = shutdown.changed() => {}
             }
         }
+        while running.join_next().await.is_some() {}
         // Every chain has ended: nothing waits for the settler any more.
         drop(settler);
         let _ = settling.await;

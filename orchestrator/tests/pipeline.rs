@@ -1,0 +1,165 @@
+//! Dispatch is a pipeline: a run the agent-runner is slow to accept holds back its own key's
+//! events only, not the events of other keys claimed after it.
+
+mod stack;
+
+use std::sync::{Arc, Mutex};
+
+use axum::Json;
+use axum::extract::State;
+use axum::routing::post;
+use serde_json::{Value, json};
+use stack::{Options, Stack, eventually};
+use switchyard_common::db::{Backend, Db};
+use switchyard_orchestrator::settings::Limits;
+use switchyard_orchestrator::sources::{Envelope, Source};
+use switchyard_orchestrator::store::{Store, Stored};
+use tokio::sync::watch;
+
+/// A fake agent-runner that records every run's correlation key as it arrives, and answers runs
+/// whose payload says `"hold": true` only once `release` turns true.
+#[derive(Clone)]
+struct Gated {
+    arrived: Arc<Mutex<Vec<String>>>,
+    release: watch::Receiver<bool>,
+}
+
+async fn accept(State(g): State<Gated>, Json(req): Json<Value>) -> Json<Value> {
+    let key = req["idempotency_key"].as_str().unwrap_or("").to_owned();
+    g.arrived.lock().unwrap().push(
+        req["trigger"]["correlation_key"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned(),
+    );
+    if req["trigger"]["payload"]["hold"] == true {
+        let _ = g.release.clone().wait_for(|r| *r).await;
+    }
+    Json(json!({"run_id": key, "started": true}))
+}
+
+async fn a_slow_run_holds_back_only_its_own_key(b: Backend) {
+    let s = Stack::start(
+        b,
+        Options {
+            start_runner: false,
+            ..Options::default()
+        },
+    )
+    .await;
+    s.acme_checkout().await;
+    s.stop_orchestrator();
+    let (release, gate) = watch::channel(false);
+    let arrived: Arc<Mutex<Vec<String>>> = Arc::default();
+    let runner = stack::serve(
+        axum::Router::new()
+            .route("/api/v1/run", post(accept))
+            .with_state(Gated {
+                arrived: arrived.clone(),
+                release: gate,
+            }),
+    )
+    .await;
+
+    let store = Store::new(Db::connect(&s.orch_db_url, 8).await.unwrap());
+    let integration = store
+        .create_integration(
+            &s.keyring,
+            &switchyard_common::http::Actor::system("test"),
+            &switchyard_orchestrator::store::NewIntegration {
+                org: Some("acme"),
+                source: Source::Pagerduty,
+                name: "PD",
+                default_team: None,
+                settings: &json!({}),
+                secrets: &["pipeline-secret-001".to_owned()],
+            },
+        )
+        .await
+        .unwrap();
+    let event = |key: &str, hold: bool| Envelope {
+        source: Source::Pagerduty,
+        event_type: "incident.triggered".into(),
+        delivery_id: format!("d-{key}"),
+        identifiers: vec![("pagerduty_service".into(), "PSVC1".into())],
+        correlation_key: format!("pagerduty:{key}"),
+        payload: json!({"hold": hold}),
+        reply_to: None,
+        facts: Default::default(),
+    };
+    let (stop, rx) = watch::channel(false);
+    let state = switchyard_orchestrator::AppState::new(
+        store.clone(),
+        s.keyring.clone(),
+        None,
+        s.key.clone(),
+        &s.cs,
+        &runner,
+        Limits {
+            dispatch_concurrency: 4,
+            ..Limits::default()
+        },
+    );
+    let dispatcher = tokio::spawn(state.dispatcher().run(rx));
+
+    let stored = |s: Stored| match s {
+        Stored::New(id) => id,
+        Stored::Duplicate(id) => panic!("{id} stored twice"),
+    };
+    let slow = stored(
+        store
+            .store_event(&integration, &event("SLOW", true), Some("acme"))
+            .await
+            .unwrap(),
+    );
+    eventually("the slow run reached the runner", 15, || async {
+        arrived.lock().unwrap().len() == 1
+    })
+    .await;
+    // While the runner holds the slow run, later events of other keys are claimed and dispatched.
+    let mut quick = Vec::new();
+    for key in ["Q1", "Q2", "Q3"] {
+        quick.push(stored(
+            store
+                .store_event(&integration, &event(key, false), Some("acme"))
+                .await
+                .unwrap(),
+        ));
+    }
+    eventually(
+        "the quick events dispatched while the slow run is held",
+        15,
+        || async {
+            let mut all = true;
+            for q in &quick {
+                all &= store.get_event(None, q).await.unwrap().event.status == "dispatched";
+            }
+            all
+        },
+    )
+    .await;
+    assert_eq!(
+        store.get_event(None, &slow).await.unwrap().event.status,
+        "dispatching"
+    );
+    release.send(true).unwrap();
+    eventually("the slow event dispatched once released", 15, || async {
+        store.get_event(None, &slow).await.unwrap().event.status == "dispatched"
+    })
+    .await;
+    let mut keys = arrived.lock().unwrap().clone();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "pagerduty:Q1",
+            "pagerduty:Q2",
+            "pagerduty:Q3",
+            "pagerduty:SLOW"
+        ]
+    );
+    let _ = stop.send(true);
+    dispatcher.await.unwrap();
+}
+
+switchyard_common::on_both_backends!(a_slow_run_holds_back_only_its_own_key);
