@@ -45,6 +45,9 @@ pub use settle::backoff;
 /// per claim; `store::claim` also bounds their bytes).
 const PER_KEY: i64 = 256;
 
+/// How long a claim's slowest chains may hold back the next claim once half its chains ended.
+const STRAGGLERS: Duration = Duration::from_millis(200);
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DispatchLabels {
     /// `dispatched`, `retrying`, `throttled`, `unrouted`, `dead_lettered`.
@@ -130,9 +133,12 @@ impl Dispatcher {
 
     /// Runs until `shutdown` turns true, then releases what it claimed but did not start.
     ///
-    /// Chains run as a pipeline: up to `dispatch_concurrency` at once, and more are claimed as
-    /// soon as half of them have ended, not once the slowest of a claim has (a chain's key is not
-    /// claimable while its events are leased to it, so a new claim never overlaps one in flight).
+    /// Chains run up to `dispatch_concurrency` at once. The next claim is made when every chain
+    /// of the last has ended, or, once [`STRAGGLERS`] passed since it, when half of them have: a
+    /// slow run holds back its own key, not the others (a chain's key is not claimable while its
+    /// events are leased to it, so a claim never overlaps a chain in flight). Rounds, rather than
+    /// a claim per freed slot, keep a claim's runs arriving at the runner together, which is
+    /// what lets it record them in one batch (ADR 0019).
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let wakeups = self.store.wakeups();
         let (settler, settling) = settler::Settler::start(self.store.clone(), self.worker.clone());
@@ -140,12 +146,15 @@ impl Dispatcher {
         let mut running = tokio::task::JoinSet::new();
         // Claiming found nothing due: wait for news before claiming again.
         let mut idle = false;
+        let mut claimed_at = tokio::time::Instant::now();
         loop {
             if *shutdown.borrow() {
                 break;
             }
             let free = concurrency - running.len();
-            if !idle && (running.is_empty() || free >= concurrency.div_ceil(2)) {
+            let stragglers = free >= concurrency.div_ceil(2) && claimed_at.elapsed() >= STRAGGLERS;
+            if !idle && (running.is_empty() || stragglers) {
+                claimed_at = tokio::time::Instant::now();
                 match self
                     .store
                     .claim(&self.worker, free as i64, PER_KEY, self.limits.lease_ms)
@@ -187,8 +196,10 @@ impl Dispatcher {
                 // for retries falling due.
                 Duration::from_secs(1)
             };
+            let half_free = free >= concurrency.div_ceil(2);
             tokio::select! {
                 Some(_) = running.join_next(), if !running.is_empty() => idle = false,
+                _ = tokio::time::sleep_until(claimed_at + STRAGGLERS), if !idle && half_free && !running.is_empty() => {}
                 _ = wakeups.next(), if idle => idle = false,
                 _ = tokio::time::sleep(wait), if idle => idle = false,
                 _ = shutdown.changed() => {}
