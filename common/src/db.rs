@@ -85,6 +85,11 @@ pub fn values_rows(first: usize, rows: usize, width: usize) -> String {
     out
 }
 
+/// The largest pool on SQLite, whatever is asked: it writes one transaction at a time, and each
+/// connection keeps its own page and statement caches. Measured on the 10,000-delivery burst: 16
+/// connections 66-67 MiB of orchestrator RSS, 6 connections 50 MiB, the same rates.
+pub const SQLITE_MAX_CONNECTIONS: u32 = 8;
+
 /// The URL with any password replaced, for logs and errors.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -116,6 +121,10 @@ impl Db {
         };
         let options = sqlx::any::AnyConnectOptions::from_str(&url)?
             .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
+        let max_connections = match backend {
+            Backend::Sqlite => max_connections.min(SQLITE_MAX_CONNECTIONS),
+            Backend::Postgres => max_connections,
+        };
         let mut pool_options = AnyPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5));

@@ -20,7 +20,8 @@ pub struct Settings {
     pub listen: SocketAddr,
 
     /// Largest database pool. PostgreSQL's default of 100 connections is shared by every replica
-    /// of every service, so each takes a modest share.
+    /// of every service, so each takes a modest share. On SQLite at most 8 (one writer at a time;
+    /// each connection keeps its own caches).
     #[arg(long, env = "SWITCHYARD_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
 

@@ -33,7 +33,8 @@ pub struct Settings {
     )]
     pub agent_runner_url: String,
 
-    /// Largest database pool.
+    /// Largest database pool. On SQLite at most 8 (one writer at a time; each connection keeps
+    /// its own caches).
     #[arg(long, env = "SWITCHYARD_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
 

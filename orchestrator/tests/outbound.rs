@@ -591,11 +591,15 @@ async fn a_slack_subscription_posts_readable_messages_to_the_url_in_the_secrets_
     assert_eq!(st, 409);
 
     page(&s, &pd, "PSLACK1").await;
+    // Both messages: deliveries are unordered (the subscription is not `ordered`), so the run's
+    // end may be posted before its start.
     eventually("the run's messages reach Slack", 30, || async {
-        slack
-            .got()
-            .iter()
-            .any(|g| g.body["text"].as_str().unwrap_or("").contains("finished"))
+        let got = slack.got();
+        let has = |word: &str| {
+            got.iter()
+                .any(|g| g.body["text"].as_str().unwrap_or("").contains(word))
+        };
+        has("started") && has("finished")
     })
     .await;
     let got = slack.got();
