@@ -34,21 +34,7 @@ async fn two_replicas_dispatch_a_burst_exactly_once() {
 
     // The burst: 10,000 stored events, each its own incident.
     let store = Store::new(Db::connect(&s.orch_db_url, 16).await.unwrap());
-    let integration = store
-        .create_integration(
-            &s.keyring,
-            &switchyard_common::http::Actor::system("test"),
-            &switchyard_orchestrator::store::NewIntegration {
-                org: Some("acme"),
-                source: Source::Pagerduty,
-                name: "PD",
-                default_team: None,
-                settings: &json!({}),
-                secrets: &["burst-secret-0001".to_owned()],
-            },
-        )
-        .await
-        .unwrap();
+    let integration = s.pagerduty_integration(&store, "burst-secret-0001").await;
     let integration = Arc::new(integration);
     let mut writers = Vec::new();
     for w in 0..8 {

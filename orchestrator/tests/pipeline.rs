@@ -62,21 +62,7 @@ async fn a_slow_run_holds_back_only_its_own_key(b: Backend) {
     .await;
 
     let store = Store::new(Db::connect(&s.orch_db_url, 8).await.unwrap());
-    let integration = store
-        .create_integration(
-            &s.keyring,
-            &switchyard_common::http::Actor::system("test"),
-            &switchyard_orchestrator::store::NewIntegration {
-                org: Some("acme"),
-                source: Source::Pagerduty,
-                name: "PD",
-                default_team: None,
-                settings: &json!({}),
-                secrets: &["pipeline-secret-001".to_owned()],
-            },
-        )
-        .await
-        .unwrap();
+    let integration = s.pagerduty_integration(&store, "pipeline-secret-001").await;
     let event = |key: &str, hold: bool| Envelope {
         source: Source::Pagerduty,
         event_type: "incident.triggered".into(),

@@ -520,6 +520,30 @@ async fn start_fake_runner(
 }
 
 impl Stack {
+    /// A PagerDuty integration of `acme` created straight in `store` (for tests that store events
+    /// themselves, with the orchestrator stopped).
+    pub async fn pagerduty_integration(
+        &self,
+        store: &switchyard_orchestrator::store::Store,
+        secret: &str,
+    ) -> switchyard_orchestrator::store::Integration {
+        store
+            .create_integration(
+                &self.keyring,
+                &switchyard_common::http::Actor::system("test"),
+                &switchyard_orchestrator::store::NewIntegration {
+                    org: Some("acme"),
+                    source: switchyard_orchestrator::sources::Source::Pagerduty,
+                    name: "PD",
+                    default_team: None,
+                    settings: &json!({}),
+                    secrets: &[secret.to_owned()],
+                },
+            )
+            .await
+            .unwrap()
+    }
+
     /// Org `acme` with team `checkout` routing PagerDuty service `PSVC1`, one run per event (the
     /// tests using it count runs per event; incidents have their own tests).
     pub async fn acme_checkout(&self) {
