@@ -209,11 +209,8 @@ impl Store {
         let mut out = HashMap::with_capacity(ids.len());
         for chunk in ids.chunks(CHUNK) {
             let sql = format!(
-                "SELECT id, status, input_tokens + output_tokens AS tokens FROM cs_agent_runs WHERE id IN ({})",
-                (1..=chunk.len())
-                    .map(|i| format!("${i}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                "SELECT id, status, input_tokens + output_tokens AS tokens FROM cs_agent_runs WHERE id IN {}",
+                values_rows(1, 1, chunk.len())
             );
             let mut q = sqlx::query(&sql).persistent(false);
             for id in chunk {
