@@ -289,7 +289,6 @@ impl Ingress {
         span.attr_str("switchyard.integration", &integration.id);
         let event = NewEvent {
             integration_id: integration.id.clone(),
-            webhook_path: integration.webhook_path.clone(),
             org: org.map(str::to_owned),
             env,
             traceparent: Some(stored.header()),

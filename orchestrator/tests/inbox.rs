@@ -479,7 +479,6 @@ async fn throttling_is_timed(b: Backend) {
 fn new_event(i: &Integration, delivery: &str) -> NewEvent {
     NewEvent {
         integration_id: i.id.clone(),
-        webhook_path: i.webhook_path.clone(),
         org: Some("acme".into()),
         env: env(delivery, &format!("pagerduty:{delivery}")),
         traceparent: None,
@@ -524,6 +523,17 @@ async fn a_batch_stores_each_delivery_once(b: Backend) {
     let detail = store.get_event(Some("acme"), a).await.unwrap();
     let kinds: Vec<&str> = detail.timeline.iter().map(|t| t.kind.as_str()).collect();
     assert_eq!(kinds, ["received", "verified"]);
+    // Read off the event row: the delivery, the integration's path and the time it was stored.
+    assert_eq!(
+        detail.timeline[0].detail.as_deref(),
+        Some(format!("delivery a via {}", i.webhook_path).as_str())
+    );
+    assert!(
+        detail
+            .timeline
+            .iter()
+            .all(|t| t.at == detail.event.received_at)
+    );
 }
 
 /// Concurrent requests through the group-commit writer: 300 deliveries, each of 100 ids sent

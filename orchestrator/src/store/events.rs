@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 
 use super::audit::note;
 use super::{Status, Store, placeholders, sql_list, timeline};
+use crate::sources::Source;
 
 /// Events deleted per purge transaction.
 pub const PURGE_BATCH: i64 = 5_000;
@@ -131,9 +132,14 @@ impl Store {
     }
 
     /// One event with payload and timeline; `org` restricts it to a tenant (`None`: any).
+    ///
+    /// The timeline's first two entries, `received` and `verified`, are read off the event row
+    /// (ingest stores every event verified and writes no entry for either); events stored before
+    /// that have them as rows, which are answered as they are.
     pub async fn get_event(&self, org: Option<&str>, id: &str) -> Result<EventDetail> {
         let row = sqlx::query(&format!(
-            "SELECT {EVENT_COLS}, payload FROM or_events WHERE id = $1 AND ($2 = '' OR org_id = $2)"
+            "SELECT {EVENT_COLS}, payload, (SELECT CASE WHEN i.org_id IS NULL THEN 1 ELSE 0 END FROM or_integrations i WHERE i.id = e.integration_id) AS platform \
+             FROM or_events e WHERE id = $1 AND ($2 = '' OR org_id = $2)"
         ))
         .bind(id)
         .bind(org.unwrap_or(""))
@@ -141,7 +147,8 @@ impl Store {
         .await?
         .ok_or_else(|| Error::not_found(format!("event {id}")))?;
         let payload: String = row.try_get("payload")?;
-        let timeline = sqlx::query(
+        let event = event_row(&row)?;
+        let mut timeline = sqlx::query(
             "SELECT at, kind, detail FROM or_event_timeline WHERE event_id = $1 ORDER BY id",
         )
         .bind(id)
@@ -156,8 +163,25 @@ impl Store {
             })
         })
         .collect::<Result<Vec<_>>>()?;
+        if !timeline.iter().any(|t| t.kind == "received") {
+            let platform = row.try_get::<Option<i64>, _>("platform")? == Some(1);
+            let path = Source::parse(&event.source)
+                .map(|s| s.webhook_path(&event.integration_id, platform))
+                .unwrap_or_else(|| format!("/webhooks/{}/{}", event.source, event.integration_id));
+            let received = TimelineEntry {
+                at: event.received_at.clone(),
+                kind: "received".into(),
+                detail: Some(format!("delivery {} via {path}", event.delivery_id)),
+            };
+            let verified = TimelineEntry {
+                at: event.received_at.clone(),
+                kind: "verified".into(),
+                detail: None,
+            };
+            timeline.splice(0..0, [received, verified]);
+        }
         Ok(EventDetail {
-            event: event_row(&row)?,
+            event,
             payload: serde_json::from_str(&payload).unwrap_or(Value::Null),
             timeline,
         })

@@ -127,7 +127,6 @@ impl Store {
     ) -> Result<Stored> {
         let e = NewEvent {
             integration_id: integration.id.clone(),
-            webhook_path: integration.webhook_path.clone(),
             org: org.map(str::to_owned),
             env: env.clone(),
             traceparent: switchyard_common::trace::TraceContext::current().map(|c| c.header()),

@@ -26,8 +26,6 @@ pub const MAX_BATCH: usize = 256;
 #[derive(Debug, Clone)]
 pub struct NewEvent {
     pub integration_id: String,
-    /// The integration's webhook path, for the `received` timeline entry.
-    pub webhook_path: String,
     /// The integration's org (`None`: a platform integration's event, routed later).
     pub org: Option<String>,
     pub env: Envelope,
@@ -114,8 +112,7 @@ impl Store {
             .filter(|i| inserted.contains(&ids[*i]))
             .collect();
         if !fresh.is_empty() {
-            self.note_received(&mut tx, batch, &ids, &fresh, now)
-                .await?;
+            self.note_received(&mut tx, batch, &ids, &fresh).await?;
             self.notify_in(&mut tx).await?;
         }
         tx.commit().await?;
@@ -137,46 +134,16 @@ impl Store {
             .collect())
     }
 
-    /// The new events' `received` and `verified` timeline entries (one statement), and
-    /// `event.received` for those of orgs with an enabled subscription.
+    /// `event.received` for the new events of orgs with an enabled subscription. Their
+    /// `received` and `verified` timeline entries are not written: they are read off the event
+    /// row (`Store::get_event`), which has the time, the delivery and the integration.
     async fn note_received(
         &self,
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
         batch: &[NewEvent],
         ids: &[String],
         fresh: &[usize],
-        now: i64,
     ) -> Result<()> {
-        let values: Vec<String> = (0..fresh.len() * 2)
-            .map(|k| {
-                format!(
-                    "(${}, ${}, $1, ${}, ${})",
-                    4 * k + 2,
-                    4 * k + 3,
-                    4 * k + 4,
-                    4 * k + 5
-                )
-            })
-            .collect();
-        let sql = format!(
-            "INSERT INTO or_event_timeline (id, event_id, at, kind, detail) VALUES {}",
-            values.join(", ")
-        );
-        let mut q = sqlx::query(&sql).persistent(false).bind(now);
-        for i in fresh {
-            let e = &batch[*i];
-            let received = format!("delivery {} via {}", e.env.delivery_id, e.webhook_path);
-            q = q
-                .bind(new_id())
-                .bind(&ids[*i])
-                .bind("received")
-                .bind(Some(received))
-                .bind(new_id())
-                .bind(&ids[*i])
-                .bind("verified")
-                .bind(None::<String>);
-        }
-        q.execute(&mut **tx).await?;
         let orgs = fresh.iter().filter_map(|i| batch[*i].org.as_deref());
         let subscribed = subscribed_orgs(tx, orgs).await?;
         for i in fresh {
