@@ -94,6 +94,30 @@ fn event_row(r: &AnyRow) -> Result<Event> {
     })
 }
 
+/// The `received` and `verified` timeline entries of an event, read off its row (ingest writes
+/// neither: every event it stores was verified on arrival). `platform`: its integration is the
+/// platform-wide one of its sender, whose path names no integration.
+fn arrival(event: &Event, platform: bool) -> [TimelineEntry; 2] {
+    let path = Source::parse(&event.source)
+        .map(|s| format!(" via {}", s.webhook_path(&event.integration_id, platform)));
+    [
+        TimelineEntry {
+            at: event.received_at.clone(),
+            kind: "received".into(),
+            detail: Some(format!(
+                "delivery {}{}",
+                event.delivery_id,
+                path.unwrap_or_default()
+            )),
+        },
+        TimelineEntry {
+            at: event.received_at.clone(),
+            kind: "verified".into(),
+            detail: None,
+        },
+    ]
+}
+
 impl Store {
     pub async fn list_events(&self, q: &EventQuery) -> Result<(Vec<Event>, Option<String>)> {
         let limit = q.limit.unwrap_or(50).clamp(1, 500) as i64;
@@ -134,8 +158,8 @@ impl Store {
     /// One event with payload and timeline; `org` restricts it to a tenant (`None`: any).
     ///
     /// The timeline's first two entries, `received` and `verified`, are read off the event row
-    /// (ingest stores every event verified and writes no entry for either); events stored before
-    /// that have them as rows, which are answered as they are.
+    /// ([`arrival`]); events stored before ingest stopped writing them have them as rows, which
+    /// are answered as they are.
     pub async fn get_event(&self, org: Option<&str>, id: &str) -> Result<EventDetail> {
         let row = sqlx::query(&format!(
             "SELECT {EVENT_COLS}, payload, (SELECT CASE WHEN i.org_id IS NULL THEN 1 ELSE 0 END FROM or_integrations i WHERE i.id = e.integration_id) AS platform \
@@ -165,20 +189,7 @@ impl Store {
         .collect::<Result<Vec<_>>>()?;
         if !timeline.iter().any(|t| t.kind == "received") {
             let platform = row.try_get::<Option<i64>, _>("platform")? == Some(1);
-            let path = Source::parse(&event.source)
-                .map(|s| s.webhook_path(&event.integration_id, platform))
-                .unwrap_or_else(|| format!("/webhooks/{}/{}", event.source, event.integration_id));
-            let received = TimelineEntry {
-                at: event.received_at.clone(),
-                kind: "received".into(),
-                detail: Some(format!("delivery {} via {path}", event.delivery_id)),
-            };
-            let verified = TimelineEntry {
-                at: event.received_at.clone(),
-                kind: "verified".into(),
-                detail: None,
-            };
-            timeline.splice(0..0, [received, verified]);
+            timeline.splice(0..0, arrival(&event, platform));
         }
         Ok(EventDetail {
             event,

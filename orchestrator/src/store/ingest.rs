@@ -112,7 +112,7 @@ impl Store {
             .filter(|i| inserted.contains(&ids[*i]))
             .collect();
         if !fresh.is_empty() {
-            self.note_received(&mut tx, batch, &ids, &fresh).await?;
+            self.publish_received(&mut tx, batch, &ids, &fresh).await?;
             self.notify_in(&mut tx).await?;
         }
         tx.commit().await?;
@@ -137,7 +137,7 @@ impl Store {
     /// `event.received` for the new events of orgs with an enabled subscription. Their
     /// `received` and `verified` timeline entries are not written: they are read off the event
     /// row (`Store::get_event`), which has the time, the delivery and the integration.
-    async fn note_received(
+    async fn publish_received(
         &self,
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
         batch: &[NewEvent],
