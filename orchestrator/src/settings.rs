@@ -100,8 +100,9 @@ pub struct Limits {
     #[arg(long, env = "SWITCHYARD_RETRY_BASE_MS", default_value_t = 1000)]
     pub retry_base_ms: i64,
 
-    /// Events dispatched at once by one replica.
-    #[arg(long, env = "SWITCHYARD_DISPATCH_CONCURRENCY", default_value_t = 32)]
+    /// Keys (chains of events) dispatched at once by one replica: the most events a claim
+    /// takes keys of, and so the most runs that reach the agent-runner together.
+    #[arg(long, env = "SWITCHYARD_DISPATCH_CONCURRENCY", default_value_t = 128)]
     pub dispatch_concurrency: usize,
 
     /// How long a replica's claim on an event lasts (milliseconds). If the replica dies, another
@@ -180,7 +181,7 @@ impl Default for Limits {
             max_attempts: 8,
             max_throttled_seconds: 6 * 3600,
             retry_base_ms: 1000,
-            dispatch_concurrency: 32,
+            dispatch_concurrency: 128,
             lease_ms: 30_000,
             trusted_proxy_hops: 0,
             reconcile_interval_seconds: 60,

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use switchyard_common::otel;
 use switchyard_common::trace::TraceContext;
-use tokio::sync::OwnedMutexGuard;
+use tokio::sync::{OwnedMutexGuard, OwnedSemaphorePermit};
 
 use super::Dispatcher;
 use super::settler::Settler;
@@ -29,6 +29,8 @@ const SEGMENT: usize = 64;
 pub(super) struct Segment {
     worker: String,
     batch: Option<Batch>,
+    /// The dispatcher's leave to hold a transaction, kept as long as `batch` is open.
+    permit: Option<OwnedSemaphorePermit>,
     /// Signals that joined an incident, settled together when the segment commits.
     joined: Vec<(String, Settlement)>,
     /// The team turn held, with its team, while the transaction may hold the team's lock.
@@ -44,6 +46,7 @@ impl Segment {
         Self {
             worker: worker.to_owned(),
             batch: None,
+            permit: None,
             joined: Vec::new(),
             turn: None,
             settled: Vec::new(),
@@ -51,11 +54,19 @@ impl Segment {
         }
     }
 
-    /// The open transaction, begun if none is.
-    pub(super) async fn open(&mut self, store: &Store) -> Result<&mut Batch, String> {
+    /// The open transaction, begun if none is (once the dispatcher lets one more chain hold
+    /// a transaction: see `Dispatcher::segments`).
+    pub(super) async fn open(&mut self, d: &Dispatcher) -> Result<&mut Batch, String> {
         if self.batch.is_none() {
-            match store.batch().await {
-                Ok(b) => self.batch = Some(b),
+            let permit = match d.segments.clone().acquire_owned().await {
+                Ok(p) => p,
+                Err(e) => return Err(self.fail(e)),
+            };
+            match d.store.batch().await {
+                Ok(b) => {
+                    self.batch = Some(b);
+                    self.permit = Some(permit);
+                }
                 Err(e) => return Err(self.fail(e)),
             }
         }
@@ -75,6 +86,7 @@ impl Segment {
                 Err(e) => return Err(self.fail(e)),
             }
             store.commit(b).await.map_err(|e| self.fail(e))?;
+            self.permit = None;
         }
         self.settled.clear();
         self.turn = None;
@@ -105,6 +117,7 @@ impl Segment {
     pub(super) fn fail(&mut self, e: impl std::fmt::Display) -> String {
         let why = format!("store: {e}");
         self.batch = None;
+        self.permit = None;
         self.joined.clear();
         self.turn = None;
         self.failed = Some(why.clone());
@@ -176,7 +189,7 @@ impl Dispatcher {
             let written = if together {
                 settler.settle(e.id.clone(), settlement).await
             } else {
-                match seg.open(&self.store).await {
+                match seg.open(self).await {
                     Ok(_) if settlement.joins_only() => {
                         // Its timeline says when it was decided, not when the segment commits.
                         let settlement = Settlement {

@@ -154,7 +154,7 @@ impl Dispatcher {
         rules: &Rules,
     ) -> Result<Option<Correlation>, String> {
         seg.turn(self, org, team).await?;
-        let batch = seg.open(&self.store).await?;
+        let batch = seg.open(self).await?;
         match self.store.correlate_in(batch, e, org, team, rules).await {
             Ok(c) => Ok(c),
             Err(err) => Err(seg.fail(err)),

@@ -83,6 +83,9 @@ pub struct Dispatcher {
     /// instead of there hold no database connection while they wait (a storm on one team must not
     /// take the connections the webhook path needs).
     team_turns: Mutex<HashMap<(String, String), TeamTurn>>,
+    /// Chains holding an open transaction (a segment) at once: half the database pool, so that
+    /// however many chains run, the webhook path and the claim always find a connection.
+    segments: Arc<tokio::sync::Semaphore>,
 }
 
 /// A team's turn to correlate (see `Dispatcher::team_turns`).
@@ -119,7 +122,6 @@ impl Dispatcher {
         );
         Arc::new(Self {
             worker: format!("orchestrator-{}", uuid::Uuid::new_v4().simple()),
-            store,
             config,
             runner,
             limits,
@@ -128,6 +130,10 @@ impl Dispatcher {
             quotas: Mutex::default(),
             integrations: Mutex::default(),
             team_turns: Mutex::default(),
+            segments: Arc::new(tokio::sync::Semaphore::new(
+                (store.pool_size() as usize / 2).max(1),
+            )),
+            store,
         })
     }
 
@@ -155,13 +161,15 @@ impl Dispatcher {
             let stragglers = free >= concurrency.div_ceil(2) && claimed_at.elapsed() >= STRAGGLERS;
             if !idle && (running.is_empty() || stragglers) {
                 claimed_at = tokio::time::Instant::now();
-                match self
-                    .store
-                    .claim(&self.worker, free as i64, PER_KEY, self.limits.lease_ms)
-                    .await
-                {
+                // The routing version is read beside the claim, not after it: the round starts
+                // a round trip sooner (a route fixed a moment ago still applies to this round).
+                let (claimed, ()) = tokio::join!(
+                    self.store
+                        .claim(&self.worker, free as i64, PER_KEY, self.limits.lease_ms),
+                    self.refresh_route_version()
+                );
+                match claimed {
                     Ok(batch) if !batch.is_empty() => {
-                        self.refresh_route_version().await;
                         let chains = chains(batch);
                         // Fewer keys than asked for: nothing else is due now.
                         idle = chains.len() < free;

@@ -149,6 +149,11 @@ impl Store {
         self.db.backend
     }
 
+    /// The most connections the pool opens.
+    pub fn pool_size(&self) -> u32 {
+        self.db.pool.options().get_max_connections()
+    }
+
     /// A cheap round trip, for readiness probes.
     pub async fn ping(&self) -> Result<()> {
         Ok(self.db.ping().await?)
