@@ -166,6 +166,52 @@ async fn a_key_is_claimed_as_a_chain_in_order(b: Backend) {
     assert!(claim_ids(&store, "w3", 10, 10).await.is_empty());
 }
 
+/// A storm whose head is in flight fills the first window of due events (512) with its followers:
+/// a key behind them is still found, and a claim where the window saw every due event finds every
+/// key's head without the complete form.
+async fn a_key_behind_a_storm_is_found(b: Backend) {
+    let (_db, store, i) = setup(b).await;
+    let early = new_id(&store, &i, &env("e", "pagerduty:EARLY")).await;
+    let storm: Vec<NewEvent> = (0..600)
+        .map(|n| NewEvent {
+            env: env(&format!("s{n}"), "pagerduty:STORM"),
+            ..new_event(&i, "unused")
+        })
+        .collect();
+    for chunk in storm.chunks(200) {
+        store.store_events(chunk).await.unwrap();
+    }
+    let behind = new_id(&store, &i, &env("b", "pagerduty:BEHIND")).await;
+    // The storm's head in flight; the early key put back, so that the window (the early event
+    // and 511 of the storm's followers) finds one head, and is full.
+    let heads = claim_ids(&store, "w0", 2, 1).await;
+    assert_eq!(heads.len(), 2, "the early event and the storm's head");
+    assert!(heads.contains(&early));
+    assert_eq!(
+        store
+            .release("w0", Some(std::slice::from_ref(&early)))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        claim_ids(&store, "w2", 10, 10).await,
+        vec![early, behind],
+        "the early key, and the key behind the storm's followers"
+    );
+    // A small backlog of several keys (the window sees every due event): each key's head, once.
+    let (x, y) = (
+        new_id(&store, &i, &env("x", "pagerduty:X")).await,
+        new_id(&store, &i, &env("y", "pagerduty:Y")).await,
+    );
+    let y2 = new_id(&store, &i, &env("y2", "pagerduty:Y")).await;
+    assert_eq!(claim_ids(&store, "w3", 10, 1).await, vec![x, y]);
+    assert!(
+        claim_ids(&store, "w4", 10, 1).await.is_empty(),
+        "{y2} waits for y"
+    );
+}
+
 /// Signals that joined an incident are settled many to a statement, only where the claim is still
 /// the worker's, with their timelines and the `event.dispatched` of a subscribing org.
 async fn joined_signals_settle_together(b: Backend) {
@@ -667,6 +713,7 @@ switchyard_common::on_both_backends!(
     throttling_is_timed,
     one_incident_in_arrival_order,
     a_key_is_claimed_as_a_chain_in_order,
+    a_key_behind_a_storm_is_found,
     joined_signals_settle_together,
     leases_expire_and_shutdown_releases,
     replay_and_purge

@@ -10,7 +10,9 @@
 //! On PostgreSQL the heads are found in two ways: first among the earliest due pending events (a
 //! bounded window, one index probe each: a few hundred microseconds whatever the backlog, when
 //! keys differ), then, if that found fewer than asked, by reading the earliest pending event of
-//! every key (what a storm on one key needs, linear in the backlog). The heads are locked
+//! every key (what a storm on one key needs, linear in the backlog); not when the first form saw
+//! every due event (fewer than its window) without stopping early, as at a steady rate, since it
+//! then found every key whose head is due. The heads are locked
 //! `FOR UPDATE SKIP LOCKED` and each head's followers are read for the heads the statement
 //! locked: a replica that cannot take a key's head takes none of its events, and once a head is
 //! claimed the key's earliest pending event is not due until its claim is settled or its lease
@@ -30,6 +32,15 @@ pub const CHAIN_BYTES: i64 = 256 * 1024;
 
 /// Due pending events the first form of a PostgreSQL claim looks through for heads, at most.
 const WINDOW: i64 = 512;
+
+/// What a claim's `UPDATE` sets, then what it answers of each event claimed.
+const CLAIM: &str = "status = 'dispatching', claimed_by = $3, claimed_until = $4, attempts = attempts + 1, updated_at = $1";
+const RETURNING: &str = "id, integration_id, org_id, source, event_type, correlation_key, identifiers, payload, reply_to, team_id, attempts, traceparent, throttled_since, generation, facts";
+
+/// The statement claiming the events a query (answering their `id`) chooses.
+fn claiming(chosen: String) -> String {
+    format!("UPDATE or_events SET {CLAIM} WHERE id IN ({chosen}) RETURNING {RETURNING}")
+}
 
 impl Store {
     /// Claims due events for `worker`, leasing them for `lease_ms`: up to `keys` correlation keys,
@@ -51,10 +62,9 @@ impl Store {
             )
         };
         // A key's followers of the heads chosen (PostgreSQL), through the pending events' index.
-        let with_followers = |heads: String| {
+        let followers = || {
             format!(
-                "WITH {heads} \
-                 SELECT id FROM heads \
+                "SELECT id FROM heads \
                  UNION ALL \
                  SELECT f.id FROM heads h CROSS JOIN LATERAL ( \
                    SELECT c.id FROM ( \
@@ -68,6 +78,7 @@ impl Store {
                 due_l = due("l"),
             )
         };
+        let with_followers = |heads: String| format!("WITH {heads} {}", followers());
         let statements = match self.db.backend {
             // First the earliest due pending events (at most `WINDOW` of them, in id order), each
             // taken when it is the earliest pending event of its key: index probes that stop once
@@ -77,8 +88,8 @@ impl Store {
             // followers), the complete form reads the earliest pending event of every key once
             // (passing over what the first form just claimed, even with a lease already over).
             Backend::Postgres => vec![
-                with_followers(format!(
-                    "cand AS MATERIALIZED ( \
+                format!(
+                    "WITH cand AS MATERIALIZED ( \
                        SELECT c.id, c.integration_id, c.correlation_key FROM or_events c \
                        WHERE c.status IN ({pending}) AND {due_c} ORDER BY c.id LIMIT {WINDOW}), \
                      firsts AS MATERIALIZED ( \
@@ -89,11 +100,15 @@ impl Store {
                        LIMIT $2 * 4), \
                      heads AS ( \
                        SELECT e.id, e.integration_id, e.correlation_key FROM or_events e \
-                       WHERE e.id IN (SELECT id FROM firsts) AND {due_e} LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                       WHERE e.id IN (SELECT id FROM firsts) AND {due_e} LIMIT $2 FOR UPDATE SKIP LOCKED), \
+                     chosen AS ({followers}) \
+                     UPDATE or_events SET {CLAIM} WHERE id IN (SELECT id FROM chosen) \
+                     RETURNING {RETURNING}, (SELECT COUNT(*) FROM cand) AS seen, (SELECT COUNT(*) FROM firsts) AS firsts",
                     due_c = due("c"),
                     due_e = due("e"),
-                )),
-                with_followers(format!(
+                    followers = followers(),
+                ),
+                claiming(with_followers(format!(
                     "heads AS ( \
                        SELECT e.id, e.integration_id, e.correlation_key FROM or_events e \
                        WHERE e.id IN (SELECT MIN(p.id) FROM or_events p WHERE p.status IN ({pending}) \
@@ -101,10 +116,10 @@ impl Store {
                          AND {due_e} AND (e.claimed_by IS DISTINCT FROM $3 OR e.updated_at <> $1) \
                        ORDER BY e.id LIMIT $2 FOR UPDATE SKIP LOCKED)",
                     due_e = due("e"),
-                )),
+                ))),
             ],
             // One writer: no replica can claim between this statement's reads and its update.
-            Backend::Sqlite => vec![format!(
+            Backend::Sqlite => vec![claiming(format!(
                 "WITH c AS ( \
                    SELECT p.id, p.integration_id AS i, p.correlation_key AS k, ROW_NUMBER() OVER w AS n, \
                           SUM(CASE WHEN {due_p} THEN 0 ELSE 1 END) OVER w AS blocked \
@@ -118,18 +133,13 @@ impl Store {
                    WHERE c.blocked = 0 AND c.n <= $5 + 1) \
                  SELECT id FROM chain WHERE n = 1 OR bytes <= $6",
                 due_p = due("p"),
-            )],
+            ))],
         };
         let _g = self.write_guard().await;
         let mut rows = Vec::new();
         let mut heads = 0i64;
-        for (form, chosen) in statements.iter().enumerate() {
-            let sql = format!(
-                "UPDATE or_events SET status = 'dispatching', claimed_by = $3, claimed_until = $4, attempts = attempts + 1, updated_at = $1 \
-                 WHERE id IN ({chosen}) \
-                 RETURNING id, integration_id, org_id, source, event_type, correlation_key, identifiers, payload, reply_to, team_id, attempts, traceparent, throttled_since, generation, facts",
-            );
-            let q = sqlx::query(&sql)
+        for (form, sql) in statements.iter().enumerate() {
+            let q = sqlx::query(sql)
                 .bind(now)
                 .bind(keys - heads)
                 .bind(worker)
@@ -143,12 +153,11 @@ impl Store {
                 // 3,000 pending, where the walk takes 1 ms), so sorts and bitmap scans are off
                 // for this statement.
                 let mut tx = self.db.pool.begin().await?;
-                sqlx::query("SET LOCAL enable_sort = off")
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query("SET LOCAL enable_bitmapscan = off")
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "SELECT set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true)",
+                )
+                .execute(&mut *tx)
+                .await?;
                 let got = q.fetch_all(&mut *tx).await?;
                 tx.commit().await?;
                 got
@@ -163,8 +172,17 @@ impl Store {
                 ));
             }
             heads += distinct.len() as i64;
+            // The first form saw every due pending event (fewer than its window) and did not
+            // stop early: it found every key whose head is due, and the complete form, which
+            // reads every key's head, would find nothing more. Skipped then, as it is at a
+            // steady rate (measured: a claim of 28 events 6.0 ms with it).
+            let saw_all = form == 0
+                && got.first().is_some_and(|r| {
+                    r.try_get::<i64, _>("seen").is_ok_and(|n| n < WINDOW)
+                        && r.try_get::<i64, _>("firsts").is_ok_and(|n| n < keys * 4)
+                });
             rows.extend(got);
-            if heads >= keys {
+            if heads >= keys || saw_all {
                 break;
             }
         }
