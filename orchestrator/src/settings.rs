@@ -101,9 +101,11 @@ pub struct Limits {
     pub retry_base_ms: i64,
 
     /// Keys (chains of events) dispatched at once by one replica: the most events a claim
-    /// takes keys of, and so the most runs that reach the agent-runner together.
-    #[arg(long, env = "SWITCHYARD_DISPATCH_CONCURRENCY", default_value_t = 128)]
-    pub dispatch_concurrency: usize,
+    /// takes keys of, and so the most runs that reach the agent-runner together. Unset: 128 on
+    /// PostgreSQL; 32 on SQLite, whose one writer the webhook path shares with dispatch (more
+    /// chains there take acknowledgements' turns and memory, and drain no faster per writer).
+    #[arg(long, env = "SWITCHYARD_DISPATCH_CONCURRENCY")]
+    pub dispatch_concurrency: Option<usize>,
 
     /// How long a replica's claim on an event lasts (milliseconds). If the replica dies, another
     /// claims the event after this. A dispatch outliving its lease can be sent twice, which the
@@ -181,7 +183,7 @@ impl Default for Limits {
             max_attempts: 8,
             max_throttled_seconds: 6 * 3600,
             retry_base_ms: 1000,
-            dispatch_concurrency: 128,
+            dispatch_concurrency: None,
             lease_ms: 30_000,
             trusted_proxy_hops: 0,
             reconcile_interval_seconds: 60,

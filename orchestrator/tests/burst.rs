@@ -76,7 +76,7 @@ async fn two_replicas_dispatch_a_burst_exactly_once() {
             &s.cs,
             &runner,
             Limits {
-                dispatch_concurrency: 32,
+                dispatch_concurrency: Some(32),
                 ..Limits::default()
             },
         );

@@ -82,7 +82,7 @@ async fn a_slow_run_holds_back_only_its_own_key(b: Backend) {
         &s.cs,
         &runner,
         Limits {
-            dispatch_concurrency: 4,
+            dispatch_concurrency: Some(4),
             ..Limits::default()
         },
     );

@@ -148,7 +148,14 @@ impl Dispatcher {
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let wakeups = self.store.wakeups();
         let (settler, settling) = settler::Settler::start(self.store.clone(), self.worker.clone());
-        let concurrency = self.limits.dispatch_concurrency.max(1);
+        let concurrency = self
+            .limits
+            .dispatch_concurrency
+            .unwrap_or(match self.store.backend() {
+                switchyard_common::db::Backend::Postgres => 128,
+                switchyard_common::db::Backend::Sqlite => 32,
+            })
+            .max(1);
         let mut running = tokio::task::JoinSet::new();
         // Claiming found nothing due: wait for news before claiming again.
         let mut idle = false;
