@@ -28,9 +28,8 @@ const SEGMENT: usize = 64;
 /// The open segment of a key's events (see the module's description).
 pub(super) struct Segment {
     worker: String,
-    batch: Option<Batch>,
-    /// The dispatcher's leave to hold a transaction, kept as long as `batch` is open.
-    permit: Option<OwnedSemaphorePermit>,
+    /// The open transaction, with the dispatcher's leave to hold it (see `Dispatcher::segments`).
+    batch: Option<(Batch, OwnedSemaphorePermit)>,
     /// Signals that joined an incident, settled together when the segment commits.
     joined: Vec<(String, Settlement)>,
     /// The team turn held, with its team, while the transaction may hold the team's lock.
@@ -46,7 +45,6 @@ impl Segment {
         Self {
             worker: worker.to_owned(),
             batch: None,
-            permit: None,
             joined: Vec::new(),
             turn: None,
             settled: Vec::new(),
@@ -63,19 +61,16 @@ impl Segment {
                 Err(e) => return Err(self.fail(e)),
             };
             match d.store.batch().await {
-                Ok(b) => {
-                    self.batch = Some(b);
-                    self.permit = Some(permit);
-                }
+                Ok(b) => self.batch = Some((b, permit)),
                 Err(e) => return Err(self.fail(e)),
             }
         }
-        Ok(self.batch.as_mut().expect("just opened"))
+        Ok(&mut self.batch.as_mut().expect("just opened").0)
     }
 
     /// Commits what the segment wrote and lets go of its team turn.
     pub(super) async fn commit(&mut self, store: &Store) -> Result<(), String> {
-        if let Some(mut b) = self.batch.take() {
+        if let Some((mut b, _permit)) = self.batch.take() {
             let joined = std::mem::take(&mut self.joined);
             match store.settle_dispatched(&mut b, &self.worker, &joined).await {
                 Ok(lost) => {
@@ -86,7 +81,6 @@ impl Segment {
                 Err(e) => return Err(self.fail(e)),
             }
             store.commit(b).await.map_err(|e| self.fail(e))?;
-            self.permit = None;
         }
         self.settled.clear();
         self.turn = None;
@@ -117,7 +111,6 @@ impl Segment {
     pub(super) fn fail(&mut self, e: impl std::fmt::Display) -> String {
         let why = format!("store: {e}");
         self.batch = None;
-        self.permit = None;
         self.joined.clear();
         self.turn = None;
         self.failed = Some(why.clone());

@@ -78,7 +78,6 @@ impl Store {
                 due_l = due("l"),
             )
         };
-        let with_followers = |heads: String| format!("WITH {heads} {}", followers());
         let statements = match self.db.backend {
             // First the earliest due pending events (at most `WINDOW` of them, in id order), each
             // taken when it is the earliest pending event of its key: index probes that stop once
@@ -108,15 +107,16 @@ impl Store {
                     due_e = due("e"),
                     followers = followers(),
                 ),
-                claiming(with_followers(format!(
-                    "heads AS ( \
+                claiming(format!(
+                    "WITH heads AS ( \
                        SELECT e.id, e.integration_id, e.correlation_key FROM or_events e \
                        WHERE e.id IN (SELECT MIN(p.id) FROM or_events p WHERE p.status IN ({pending}) \
                                       GROUP BY p.integration_id, p.correlation_key) \
                          AND {due_e} AND (e.claimed_by IS DISTINCT FROM $3 OR e.updated_at <> $1) \
-                       ORDER BY e.id LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                       ORDER BY e.id LIMIT $2 FOR UPDATE SKIP LOCKED) {followers}",
                     due_e = due("e"),
-                ))),
+                    followers = followers(),
+                )),
             ],
             // One writer: no replica can claim between this statement's reads and its update.
             Backend::Sqlite => vec![claiming(format!(
