@@ -179,25 +179,11 @@ impl Dispatcher {
             let together = settlement.run_id.is_some()
                 && settlement.is_plain_dispatch()
                 && seg.batch.is_none();
-            // Its timeline says when the runner accepted the run, not when the settler commits.
-            let settlement = if together {
-                Settlement {
-                    at: Some(switchyard_common::time::now_ms()),
-                    ..settlement
-                }
-            } else {
-                settlement
-            };
             let written = if together {
                 settler.settle(e.id.clone(), settlement).await
             } else {
                 match seg.open(self).await {
                     Ok(_) if settlement.joins_only() => {
-                        // Its timeline says when it was decided, not when the segment commits.
-                        let settlement = Settlement {
-                            at: Some(switchyard_common::time::now_ms()),
-                            ..settlement
-                        };
                         seg.joined.push((e.id.clone(), settlement));
                         Ok(true)
                     }

@@ -51,10 +51,19 @@ pub(super) enum Settle {
 }
 
 impl Dispatcher {
-    /// What to record for an outcome: the status, the event's routing, and its timeline entries.
+    /// What to record for an outcome: the status, the event's routing, and its timeline entries,
+    /// dated now (when it was decided: the runner accepted the run, the signal joined its
+    /// incident), not when a segment or the settler commits it.
     pub(super) fn settlement(&self, e: &Claimed, outcome: Settle) -> Settlement {
-        let s = self;
         let now = now_ms();
+        Settlement {
+            at: Some(now),
+            ..self.decided(e, outcome, now)
+        }
+    }
+
+    fn decided(&self, e: &Claimed, outcome: Settle, now: i64) -> Settlement {
+        let s = self;
         let attempt = format!("attempt {}", e.attempts);
         match outcome {
             Settle::Dispatched {
