@@ -1279,7 +1279,14 @@ async fn run_batches_answer_each_item_as_its_own_call(b: Backend) {
     s.update_run(&done.id, "cancelled", None, None)
         .await
         .unwrap();
-    let before_events = s.pending_run_events(1000).await.unwrap().len();
+    let events = s.pending_run_events(1000).await.unwrap();
+    let cancelled = events.last().unwrap();
+    assert_eq!(
+        (cancelled.event_type.as_str(), &cancelled.data["run_id"]),
+        ("run.cancelled", &json!(done.id)),
+        "a cancelled run publishes run.cancelled with its change"
+    );
+    let before_events = events.len();
     let new_run = |team, key| NewRun {
         org: "acme",
         team,

@@ -75,10 +75,21 @@ async fn acme(s: &Stack) -> String {
 
 /// Sends a signed PagerDuty `incident.triggered` for service PSVC1; answers the event id.
 async fn page(s: &Stack, pd: &str, incident: &str) -> String {
+    page_service(s, pd, incident, ("PSVC1", "checkout")).await
+}
+
+/// Sends a signed PagerDuty `incident.triggered` for PagerDuty service `(id, name)`; answers
+/// the event id.
+async fn page_service(
+    s: &Stack,
+    pd: &str,
+    incident: &str,
+    (service, name): (&str, &str),
+) -> String {
     let body = json!({"event": {"id": format!("ev-{incident}"), "event_type": "incident.triggered",
         "occurred_at": "2026-12-04T08:00:00Z",
-        "data": {"id": incident, "type": "incident", "title": "checkout is down",
-                 "service": {"id": "PSVC1", "type": "service_reference", "summary": "checkout"}}}})
+        "data": {"id": incident, "type": "incident", "title": format!("{name} is down"),
+                 "service": {"id": service, "type": "service_reference", "summary": name}}}})
     .to_string()
     .into_bytes();
     let headers = vec![
@@ -881,7 +892,147 @@ async fn run_events_taken_over_twice_reach_timelines_once_and_only_subscribers(b
     assert_eq!(got, ["after-1"], "nothing from before the subscription");
 }
 
+/// A catch-all subscriber hears of every kind of change the orchestrator publishes, each in the
+/// transaction of its change: an event received, unrouted and dead-lettered; an incident opened,
+/// updated and resolved; a team provisioned and a provisioning rolled back; an integration's
+/// secret rotated. A rolled-back provisioning publishes its rollback, never a success. (`run.*`
+/// and `event.dispatched`: `a_run_reaches_a_receiver_verifying_with_the_standard_webhooks_library`;
+/// `run.failed`: e2e; `run.cancelled`: the config-service's store conformance;
+/// `subscription.disabled`: `a_subscription_failing_too_long_is_disabled_and_the_org_told`.)
+async fn every_kind_of_change_reaches_a_catch_all_subscriber(b: Backend) {
+    let s = Stack::start(
+        b,
+        Options {
+            start_runner: false,
+            limits: Limits {
+                max_throttled_seconds: 1,
+                retry_base_ms: 50,
+                ..fast(Options::default().limits).limits
+            },
+            ..Options::default()
+        },
+    )
+    .await;
+    // Every run of checkout is refused as busy, until the event is dead-lettered.
+    let _runner = stack::fake_runner_busy_for(s.runner_addr, &["checkout"]).await;
+    let pd = acme(&s).await;
+    s.layer(
+        "acme",
+        "checkout",
+        json!({"routing": {"pagerduty_service": "PSVC1"}, "agent": {"trigger": "incident"}}),
+    )
+    .await;
+    let api = Api { s: &s };
+    let (all, url) = Receiver::start().await;
+    api.subscribe(&all, &url, json!({"event_types": ["*"]}))
+        .await;
+
+    let first = page(&s, &pd, "PALL1").await;
+    let second = page(&s, &pd, "PALL2").await;
+    let unrouted = page_service(&s, &pd, "PALL3", ("PNOBODY", "nobody")).await;
+    eventually("every event is settled", 30, || async {
+        s.events("acme", "dead_lettered").await.len() == 1
+            && s.events("acme", "unrouted").await.len() == 1
+    })
+    .await;
+    let (st, list) = api.call(ADMIN, Method::GET, "/incidents", None).await;
+    assert_eq!(st, 200, "{list}");
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "both pages are one incident: {list}");
+    let incident = items[0]["id"].as_str().unwrap().to_owned();
+    let (st, v) = api
+        .call(
+            ADMIN,
+            Method::POST,
+            &format!("/incidents/{incident}/resolve"),
+            Some(json!({"reason": "fixed by hand"})),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = api
+        .call(
+            ADMIN,
+            Method::POST,
+            &format!("/integrations/{pd}/secrets"),
+            Some(json!({"secret": "pagerduty-secret-next"})),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let provision = |team: &'static str| {
+        let s = &s;
+        async move {
+            let (st, run) = s
+                .admin(
+                    Method::POST,
+                    format!("{}/api/v1/orgs/acme/provisioning", s.orch),
+                    Some(json!({"team_id": team, "name": team, "idempotency_key": team})),
+                )
+                .await;
+            assert!(st == 202 || st == 200, "{st}: {run}");
+            s.orch_state.provisioner.wait_for_runs().await;
+        }
+    };
+    provision("ops").await;
+    s.orch_state.provisioner.failpoints.set("step:write_config");
+    provision("broken").await;
+    s.orch_state.provisioner.failpoints.clear();
+
+    let types = [
+        "event.received",
+        "event.unrouted",
+        "event.dead_lettered",
+        "incident.opened",
+        "incident.updated",
+        "incident.resolved",
+        "integration.secret_rotated",
+        "provisioning.succeeded",
+        "provisioning.rolled_back",
+    ];
+    eventually("every kind of change arrives", 30, || async {
+        types.iter().all(|t| !all.of_type(t).is_empty())
+    })
+    .await;
+    let got = all.got();
+    assert!(got.iter().all(|g| g.verified), "{got:?}");
+    let data = |t: &str| -> Vec<Value> {
+        all.of_type(t)
+            .into_iter()
+            .map(|g| g.body["data"].clone())
+            .collect()
+    };
+    let received: Vec<_> = data("event.received")
+        .iter()
+        .map(|d| d["event_id"].clone())
+        .collect();
+    for e in [&first, &second, &unrouted] {
+        assert!(received.contains(&json!(e)), "{e} received: {received:?}");
+    }
+    assert_eq!(data("event.unrouted")[0]["event_id"], json!(unrouted));
+    let dead = &data("event.dead_lettered")[0]["event_id"];
+    assert!(*dead == json!(first) || *dead == json!(second), "{dead}");
+    assert_eq!(data("incident.opened").len(), 1, "{got:?}");
+    for t in ["incident.opened", "incident.updated", "incident.resolved"] {
+        assert!(
+            data(t).iter().all(|d| d["incident_id"] == json!(incident)),
+            "{t}: {got:?}"
+        );
+    }
+    assert_eq!(data("incident.resolved")[0]["status"], "resolved");
+    assert_eq!(
+        data("integration.secret_rotated")[0]["integration_id"],
+        json!(pd)
+    );
+    let teams = |t: &str| -> Vec<Value> { data(t).iter().map(|d| d["team_id"].clone()).collect() };
+    assert_eq!(teams("provisioning.succeeded"), [json!("ops")], "{got:?}");
+    assert_eq!(
+        teams("provisioning.rolled_back"),
+        [json!("broken")],
+        "{got:?}"
+    );
+}
+
 switchyard_common::on_both_backends!(
+    every_kind_of_change_reaches_a_catch_all_subscriber,
     redirects_are_not_followed_and_slow_receivers_time_out,
     deliveries_in_flight_stay_within_the_per_endpoint_limit,
     a_slack_subscription_posts_readable_messages_to_the_url_in_the_secrets_store,
