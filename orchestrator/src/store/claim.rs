@@ -16,7 +16,8 @@
 //! `FOR UPDATE SKIP LOCKED` and each head's followers are read for the heads the statement
 //! locked: a replica that cannot take a key's head takes none of its events, and once a head is
 //! claimed the key's earliest pending event is not due until its claim is settled or its lease
-//! runs out. SQLite has one writer, so the same is one statement over window functions.
+//! runs out. SQLite has one writer, so it needs no locks: the same two forms, the complete one
+//! over window functions, run whenever the first found fewer heads than asked.
 
 use serde_json::Value;
 use sqlx::Row;
@@ -30,7 +31,7 @@ use super::{Claimed, Status, Store, placeholders, sql_list};
 /// a claim holds in memory whatever the backlog.
 pub const CHAIN_BYTES: i64 = 256 * 1024;
 
-/// Due pending events the first form of a PostgreSQL claim looks through for heads, at most.
+/// Due pending events the first form of a claim looks through for heads, at most.
 const WINDOW: i64 = 512;
 
 /// What a claim's `UPDATE` sets, then what it answers of each event claimed.
@@ -118,11 +119,40 @@ impl Store {
                     followers = followers(),
                 )),
             ],
-            // One writer: no replica can claim between this statement's reads and its update.
-            Backend::Sqlite => vec![claiming(format!(
-                "WITH c AS ( \
+            // One writer: no replica can claim between a statement's reads and its update. The
+            // same two forms as on PostgreSQL: first the heads among the earliest due pending
+            // events (a walk of `or_events_pending_id` that stops at `WINDOW`, named since the
+            // planner otherwise reads every due event through `or_events_due` and sorts them;
+            // one probe of `or_events_pending_key` each) with their keys' followers; then, when that found
+            // fewer heads than asked, every key's earliest pending event, over window functions
+            // (linear in the backlog, as a storm on one key needs), passing over what the first
+            // form just claimed (due again at once when the lease is already over).
+            Backend::Sqlite => vec![
+                claiming(format!(
+                    "WITH cand AS ( \
+                       SELECT c.id, c.integration_id, c.correlation_key FROM or_events c INDEXED BY or_events_pending_id \
+                       WHERE c.status IN ({pending}) AND {due_c} ORDER BY c.id LIMIT {WINDOW}), \
+                     heads AS ( \
+                       SELECT cand.id, cand.integration_id AS i, cand.correlation_key AS k FROM cand WHERE ( \
+                         SELECT q.id FROM or_events q WHERE q.integration_id = cand.integration_id \
+                           AND q.correlation_key = cand.correlation_key AND q.status IN ({pending}) \
+                         ORDER BY q.id LIMIT 1) = cand.id \
+                       ORDER BY cand.id LIMIT $2), \
+                     chain AS ( \
+                       SELECT p.id, ROW_NUMBER() OVER w AS n, \
+                              SUM(CASE WHEN {due_p} THEN 0 ELSE 1 END) OVER w AS blocked, \
+                              SUM(CASE WHEN p.id > h.id THEN LENGTH(p.payload) ELSE 0 END) OVER w AS bytes \
+                       FROM heads h JOIN or_events p ON p.integration_id = h.i AND p.correlation_key = h.k \
+                         AND p.status IN ({pending}) AND p.id >= h.id \
+                       WINDOW w AS (PARTITION BY p.integration_id, p.correlation_key ORDER BY p.id ROWS UNBOUNDED PRECEDING)) \
+                     SELECT id FROM chain WHERE blocked = 0 AND n <= $5 + 1 AND (n = 1 OR bytes <= $6)",
+                    due_c = due("c"),
+                    due_p = due("p"),
+                )),
+                claiming(format!(
+                    "WITH c AS ( \
                    SELECT p.id, p.integration_id AS i, p.correlation_key AS k, ROW_NUMBER() OVER w AS n, \
-                          SUM(CASE WHEN {due_p} THEN 0 ELSE 1 END) OVER w AS blocked \
+                          SUM(CASE WHEN {due_p} AND (p.claimed_by IS NOT $3 OR p.updated_at <> $1) THEN 0 ELSE 1 END) OVER w AS blocked \
                    FROM or_events p WHERE p.status IN ({pending}) \
                    WINDOW w AS (PARTITION BY p.integration_id, p.correlation_key ORDER BY p.id ROWS UNBOUNDED PRECEDING)), \
                  heads AS (SELECT i, k FROM c WHERE n = 1 AND blocked = 0 ORDER BY id LIMIT $2), \
@@ -132,8 +162,9 @@ impl Store {
                    FROM c JOIN heads h ON h.i = c.i AND h.k = c.k JOIN or_events e ON e.id = c.id \
                    WHERE c.blocked = 0 AND c.n <= $5 + 1) \
                  SELECT id FROM chain WHERE n = 1 OR bytes <= $6",
-                due_p = due("p"),
-            ))],
+                    due_p = due("p"),
+                )),
+            ],
         };
         let _g = self.write_guard().await;
         let mut rows = Vec::new();
