@@ -16,7 +16,7 @@ use switchyard_common::time::now_ms;
 
 use super::inbox::Stored;
 use super::outbound::publish;
-use super::{Store, placeholders, subscribed_orgs};
+use super::{Store, in_order, subscribed_orgs};
 use crate::sources::Envelope;
 
 /// Deliveries stored in one statement at most (12 parameters each, under every backend's limit).
@@ -41,14 +41,16 @@ impl Store {
         let now = now_ms();
         let ids: Vec<String> = batch.iter().map(|_| new_id()).collect();
         let (_g, mut tx) = self.begin().await?;
-        // $1 is the time; each delivery has 12 parameters after it.
+        // Each delivery has 12 parameters, bound in order (the time is written in: on SQLite
+        // the statement's parameters are all unnamed, see `in_order`).
+        let backend = self.db.backend;
         let rows: Vec<String> = (0..batch.len())
             .map(|i| {
-                let b = 2 + 12 * i;
+                let b = 1 + 12 * i;
                 format!(
-                    "({}, 'received', $1, $1, $1, {})",
-                    placeholders(b, 9),
-                    placeholders(b + 9, 3)
+                    "({}, 'received', {now}, {now}, {now}, {})",
+                    in_order(backend, b, 9),
+                    in_order(backend, b + 9, 3)
                 )
             })
             .collect();
@@ -58,9 +60,7 @@ impl Store {
              VALUES {} ON CONFLICT (integration_id, delivery_id) DO NOTHING RETURNING id",
             rows.join(", ")
         );
-        let mut q = sqlx::query_scalar::<_, String>(&sql)
-            .persistent(false)
-            .bind(now);
+        let mut q = sqlx::query_scalar::<_, String>(&sql).persistent(false);
         for (e, id) in batch.iter().zip(&ids) {
             q = q
                 .bind(id)
