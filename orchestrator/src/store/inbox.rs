@@ -16,7 +16,9 @@ use switchyard_common::time::now_ms;
 
 use super::ingest::NewEvent;
 use super::outbound::{event_data, publish};
-use super::{Batch, Status, Store, placeholders, subscribed_orgs, timeline_entries, timeline_rows};
+use super::{
+    Batch, Status, Store, in_order, placeholders, subscribed_orgs, timeline_entries, timeline_rows,
+};
 use crate::sources::{Envelope, Facts};
 use crate::store::Integration;
 
@@ -238,22 +240,23 @@ impl Store {
         debug_assert!(items.iter().all(|(_, s)| s.is_plain_dispatch()));
         let tx = &mut batch.tx;
         let now = now_ms();
-        let values = |first: usize, n: usize| {
-            (0..n)
-                .map(|i| format!("({})", placeholders(4 * i + first, 4)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        // Parameters bound in the order they appear (see `in_order`).
+        let backend = self.db.backend;
+        let values = (0..items.len())
+            .map(|i| format!("({})", in_order(backend, 4 * i + 1, 4)))
+            .collect::<Vec<_>>()
+            .join(", ");
         let sql = format!(
-            "WITH v (vid, vorg, vteam, vrun) AS (VALUES {}) \
+            "WITH v (vid, vorg, vteam, vrun) AS (VALUES {values}) \
              UPDATE or_events SET status = 'dispatched', org_id = COALESCE(v.vorg, org_id), team_id = COALESCE(v.vteam, team_id), \
-               run_id = COALESCE(v.vrun, run_id), last_error = NULL, claimed_by = NULL, claimed_until = NULL, updated_at = $2, \
+               run_id = COALESCE(v.vrun, run_id), last_error = NULL, claimed_by = NULL, claimed_until = NULL, updated_at = {now_mark}, \
                throttled_since = NULL \
-             FROM v WHERE id = v.vid AND claimed_by = $1 AND status = 'dispatching' \
+             FROM v WHERE id = v.vid AND claimed_by = {worker_mark} AND status = 'dispatching' \
              RETURNING id, org_id, team_id, source, event_type, integration_id, status, run_id, last_error",
-            values(3, items.len())
+            now_mark = in_order(backend, 4 * items.len() + 1, 1),
+            worker_mark = in_order(backend, 4 * items.len() + 2, 1),
         );
-        let mut q = sqlx::query(&sql).bind(worker).bind(now);
+        let mut q = sqlx::query(&sql);
         for (id, s) in items {
             q = q
                 .bind(id)
@@ -261,6 +264,7 @@ impl Store {
                 .bind(s.team.as_deref())
                 .bind(s.run_id.as_deref());
         }
+        let q = q.bind(now).bind(worker);
         let rows = q.fetch_all(&mut **tx).await?;
         let mut settled = std::collections::HashMap::with_capacity(rows.len());
         for row in &rows {

@@ -129,6 +129,15 @@ fn in_order(backend: Backend, first: usize, n: usize) -> String {
     }
 }
 
+/// The backend `tx` runs on.
+fn backend_of(tx: &Transaction<'static, Any>) -> Backend {
+    if tx.backend_name() == <sqlx::Sqlite as sqlx::Database>::NAME {
+        Backend::Sqlite
+    } else {
+        Backend::Postgres
+    }
+}
+
 /// `'a', 'b', ...` for the statuses matching `pick`, to put in an SQL `IN (...)`: the statuses
 /// are spelled once, here, not in every query.
 fn sql_list(pick: impl Fn(Status) -> bool) -> String {
@@ -250,8 +259,9 @@ async fn timeline_rows(
     if rows.is_empty() {
         return Ok(());
     }
+    let backend = backend_of(tx);
     let values = (0..rows.len())
-        .map(|i| format!("({})", placeholders(5 * i + 1, 5)))
+        .map(|i| format!("({})", in_order(backend, 5 * i + 1, 5)))
         .collect::<Vec<_>>()
         .join(", ");
     let sql =
