@@ -119,23 +119,25 @@ pub struct Resolve {
     pub reason: Option<String>,
 }
 
-/// Resolve an open incident by hand; `incident.resolved` is published. 409 unless it is open.
+/// Resolve an open incident by hand, with an optional `reason` (no body is no reason);
+/// `incident.resolved` is published. 409 unless it is open.
 #[utoipa::path(post, path = "/api/v1/orgs/{org}/incidents/{id}/resolve", tag = "incidents",
-    params(("org" = String, Path), ("id" = String, Path)), request_body = Resolve,
+    params(("org" = String, Path), ("id" = String, Path)), request_body(content = Option<Resolve>),
     responses((status = 200, body = Incident), (status = 404, body = switchyard_common::problem::Problem),
         (status = 409, body = switchyard_common::problem::Problem)))]
 pub async fn resolve(
     State(state): State<AppState>,
     caller: Caller,
     Path((org, id)): Path<(String, String)>,
-    ApiJson(req): ApiJson<Resolve>,
+    body: Option<ApiJson<Resolve>>,
 ) -> Result<Json<Incident>> {
     visible(&state, &caller, &org, &id).await?;
     let by = caller.actor(None);
+    let reason = body.and_then(|ApiJson(r)| r.reason);
     Ok(Json(
         state
             .store
-            .resolve_incident(&by, &org, &id, req.reason.as_deref())
+            .resolve_incident(&by, &org, &id, reason.as_deref())
             .await?,
     ))
 }
