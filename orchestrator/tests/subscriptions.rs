@@ -219,14 +219,10 @@ async fn subscriptions_are_scoped_and_their_secrets_shown_once(b: Backend) {
         (200, &json!(false), &json!(["run.failed"]))
     );
 
-    // Rotation: the old secret keeps signing for the overlap, or stops at once.
+    // Rotation: the old secret keeps signing for the overlap (the default, without a body), or
+    // stops at once.
     let (st, rotated) = api
-        .call(
-            &acme,
-            Method::POST,
-            &format!("{one}/rotate-secret"),
-            Some(json!({})),
-        )
+        .call(&acme, Method::POST, &format!("{one}/rotate-secret"), None)
         .await;
     assert_eq!(st, 200, "{rotated}");
     assert_ne!(rotated["secret"].as_str().unwrap(), secret);

@@ -440,20 +440,22 @@ pub async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// A new secret, shown once; the ones signing until now keep signing for `overlap_seconds`.
-/// A `slack` subscription is not signed: 409.
+/// A new secret, shown once; the ones signing until now keep signing for `overlap_seconds`
+/// (the default without a body). A `slack` subscription is not signed: 409.
 #[utoipa::path(post, path = "/api/v1/orgs/{org}/subscriptions/{id}/rotate-secret", tag = "subscriptions",
-    params(("org" = String, Path), ("id" = String, Path)), request_body = RotateSecret,
+    params(("org" = String, Path), ("id" = String, Path)), request_body(content = Option<RotateSecret>),
     responses((status = 200, body = WithSecret), (status = 404, body = switchyard_common::problem::Problem),
         (status = 409, body = switchyard_common::problem::Problem), (status = 422, body = switchyard_common::problem::Problem)))]
 pub async fn rotate_secret(
     State(state): State<AppState>,
     caller: Caller,
     Path((org, id)): Path<(String, String)>,
-    switchyard_common::http::ApiJson(req): switchyard_common::http::ApiJson<RotateSecret>,
+    body: Option<switchyard_common::http::ApiJson<RotateSecret>>,
 ) -> Result<Json<WithSecret>> {
     visible(&state, &caller, &org, &id).await?;
-    let overlap = req.overlap_seconds.unwrap_or(DEFAULT_OVERLAP_SECONDS);
+    let overlap = body
+        .and_then(|b| b.0.overlap_seconds)
+        .unwrap_or(DEFAULT_OVERLAP_SECONDS);
     if !(0..=7 * 86_400).contains(&overlap) {
         return Err(Error::invalid(
             "/overlap_seconds",
