@@ -120,13 +120,14 @@ impl Store {
                 )),
             ],
             // One writer: no replica can claim between a statement's reads and its update. The
-            // same two forms as on PostgreSQL: first the heads among the earliest due pending
-            // events (a walk of `or_events_pending_id` that stops at `WINDOW`, named since the
-            // planner otherwise reads every due event through `or_events_due` and sorts them;
-            // one probe of `or_events_pending_key` each) with their keys' followers; then, when that found
-            // fewer heads than asked, every key's earliest pending event, over window functions
-            // (linear in the backlog, as a storm on one key needs), passing over what the first
-            // form just claimed (due again at once when the lease is already over).
+            // same two forms as on PostgreSQL. First the heads among the earliest due pending
+            // events, with their keys' followers: a walk of `or_events_pending_id` that stops
+            // at `WINDOW` (named, since the planner otherwise reads every due event through
+            // `or_events_due` and sorts them), and one probe of `or_events_pending_key` each.
+            // Then, when that found fewer heads than asked, every key's earliest pending event
+            // over window functions (linear in the backlog, as a storm on one key needs),
+            // passing over what the first form just claimed (due again at once when the lease
+            // is already over).
             Backend::Sqlite => vec![
                 claiming(format!(
                     "WITH cand AS ( \
