@@ -10,15 +10,14 @@
 
 use serde_json::Value;
 use sqlx::Row;
+use switchyard_common::db::{in_order, values_rows_in_order};
 use switchyard_common::error::Result;
 use switchyard_common::outbox::Publish;
 use switchyard_common::time::now_ms;
 
 use super::ingest::NewEvent;
 use super::outbound::{event_data, publish};
-use super::{
-    Batch, Status, Store, in_order, placeholders, subscribed_orgs, timeline_entries, timeline_rows,
-};
+use super::{Batch, Status, Store, placeholders, subscribed_orgs, timeline_entries, timeline_rows};
 use crate::sources::{Envelope, Facts};
 use crate::store::Integration;
 
@@ -242,10 +241,7 @@ impl Store {
         let now = now_ms();
         // Parameters bound in the order they appear (see `in_order`).
         let backend = self.db.backend;
-        let values = (0..items.len())
-            .map(|i| format!("({})", in_order(backend, 4 * i + 1, 4)))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let values = values_rows_in_order(backend, 1, items.len(), 4);
         let sql = format!(
             "WITH v (vid, vorg, vteam, vrun) AS (VALUES {values}) \
              UPDATE or_events SET status = 'dispatched', org_id = COALESCE(v.vorg, org_id), team_id = COALESCE(v.vteam, team_id), \

@@ -9,6 +9,7 @@ use std::collections::HashSet;
 
 use serde_json::{Value, json};
 use sqlx::Row;
+use switchyard_common::db::in_order;
 use switchyard_common::error::Result;
 use switchyard_common::ids::new_id;
 use switchyard_common::outbox::Publish;
@@ -16,7 +17,7 @@ use switchyard_common::time::now_ms;
 
 use super::inbox::Stored;
 use super::outbound::publish;
-use super::{Store, in_order, subscribed_orgs};
+use super::{Store, subscribed_orgs};
 use crate::sources::Envelope;
 
 /// Deliveries stored in one statement at most (12 parameters each, under every backend's limit).

@@ -36,7 +36,7 @@ mod subscriptions;
 use std::sync::Arc;
 
 use sqlx::{Any, Transaction};
-use switchyard_common::db::{Backend, Db, WriteTx};
+use switchyard_common::db::{Backend, Db, WriteTx, values_rows_in_order};
 use switchyard_common::error::Result;
 use switchyard_common::ids::new_id;
 use tokio::sync::{Notify, OwnedMutexGuard};
@@ -116,17 +116,6 @@ fn placeholders(first: usize, n: usize) -> String {
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// `n` placeholders for values bound in order: `?, ?, ...` on SQLite, `$first, ...` on
-/// PostgreSQL. SQLite finds a numbered parameter's value by its name, a linear search per
-/// parameter (quadratic in a multi-row statement's hundreds: 4% of the orchestrator's CPU in an
-/// ingest burst), and an unnamed `?` by position.
-fn in_order(backend: Backend, first: usize, n: usize) -> String {
-    match backend {
-        Backend::Sqlite => vec!["?"; n].join(", "),
-        Backend::Postgres => placeholders(first, n),
-    }
 }
 
 /// The backend `tx` runs on.
@@ -259,11 +248,7 @@ async fn timeline_rows(
     if rows.is_empty() {
         return Ok(());
     }
-    let backend = backend_of(tx);
-    let values = (0..rows.len())
-        .map(|i| format!("({})", in_order(backend, 5 * i + 1, 5)))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let values = values_rows_in_order(backend_of(tx), 1, rows.len(), 5);
     let sql =
         format!("INSERT INTO or_event_timeline (id, event_id, at, kind, detail) VALUES {values}");
     let mut q = sqlx::query(&sql).persistent(false);
