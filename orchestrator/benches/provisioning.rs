@@ -61,17 +61,19 @@ async fn run() {
         }
     };
     let fake = FakeApiServer::new();
-    let mut state = AppState::new(
+    let state = AppState::new(
         Store::new(orch_db.clone()),
         Keyring::parse(&Keyring::generate_spec("b")).unwrap(),
         Some(ADMIN.into()),
         key,
         &cs,
         "http://127.0.0.1:9",
-        Limits::default(),
+        Limits {
+            reconcile_interval_seconds: 0,
+            ..Limits::default()
+        },
     )
     .with_cluster(Cluster::new(fake.client("tenants"), "tenants"));
-    state.limits.reconcile_interval_seconds = 0;
     reqwest::Client::new()
         .post(format!("{cs}/api/v1/orgs"))
         .bearer_auth(ADMIN)

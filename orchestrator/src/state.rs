@@ -29,8 +29,22 @@ use crate::store::Store;
 /// this time.
 pub const TOKEN_TTL: Duration = Duration::from_secs(10);
 
+/// Cloned for every request (axum hands each handler and middleware its own copy), so a clone
+/// is one reference count: the parts behind it are many, and some (the keyring, the clients'
+/// addresses) allocate when cloned.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Parts>);
+
+impl std::ops::Deref for AppState {
+    type Target = Parts;
+
+    fn deref(&self) -> &Parts {
+        &self.0
+    }
+}
+
+#[derive(Clone)]
+pub struct Parts {
     pub store: Store,
     pub keyring: Keyring,
     pub config: ConfigClient,
@@ -67,7 +81,7 @@ impl AppState {
             .observed(metrics.calls());
         let provisioner = Provisioner::new(store.clone(), config.clone(), config_service_url);
         provisioner.register(&metrics);
-        Self {
+        Self(Arc::new(Parts {
             ingress: Ingress::new(store.clone(), keyring.clone(), limits.clone(), &metrics),
             provisioner,
             runner: RunnerClient::new(agent_runner_url, service_key.clone())
@@ -80,7 +94,7 @@ impl AppState {
             metrics,
             limits,
             tokens: Arc::default(),
-        }
+        }))
     }
 
     /// The state `switchyard orchestrator` runs with: connects to and migrates the database,
@@ -104,7 +118,9 @@ impl AppState {
             s.limits.clone(),
         );
         if let Some(url) = &s.pod_config_service_url {
-            state.provisioner.pod_config_service_url = url.clone();
+            Arc::make_mut(&mut state.0)
+                .provisioner
+                .pod_config_service_url = url.clone();
         }
         if s.kubernetes != "none" {
             match kube::Client::try_default().await {
@@ -123,7 +139,7 @@ impl AppState {
 
     /// Provision into this cluster namespace.
     pub fn with_cluster(mut self, cluster: Cluster) -> Self {
-        self.provisioner.cluster = Some(cluster);
+        Arc::make_mut(&mut self.0).provisioner.cluster = Some(cluster);
         self
     }
 
