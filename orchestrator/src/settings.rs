@@ -104,6 +104,8 @@ pub struct Limits {
     /// takes keys of, and so the most runs that reach the agent-runner together. Unset: 128 on
     /// PostgreSQL; 32 on SQLite, whose one writer the webhook path shares with dispatch (more
     /// chains there take acknowledgements' turns and memory, and drain no faster per writer).
+    /// 0: this replica does not dispatch (it acknowledges and serves the API; other replicas on
+    /// the same database dispatch what it stores).
     #[arg(long, env = "SWITCHYARD_DISPATCH_CONCURRENCY")]
     pub dispatch_concurrency: Option<usize>,
 

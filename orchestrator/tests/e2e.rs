@@ -568,6 +568,73 @@ async fn runner_down_events_wait_and_retry(b: Backend) {
     assert!(failed >= 2, "{detail}");
 }
 
+/// A replica started with dispatch concurrency 0 acknowledges and stores but dispatches nothing;
+/// another replica on the same database dispatches what it stored.
+async fn a_replica_with_dispatch_off_leaves_dispatch_to_another(b: Backend) {
+    let s = Stack::start(
+        b,
+        Options {
+            limits: switchyard_orchestrator::settings::Limits {
+                dispatch_concurrency: Some(0),
+                ..Options::default().limits
+            },
+            ..Options::default()
+        },
+    )
+    .await;
+    let (pd, ..) = onboard(&s).await;
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    // Its dispatcher ends at once instead of claiming.
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        s.orch_state.dispatcher().run(rx.clone()),
+    )
+    .await
+    .expect("a dispatcher with concurrency 0 returns at once");
+    let body = pagerduty_body("POFF1", "PSVC1");
+    let (status, answer, _) = s
+        .webhook(
+            &format!("/webhooks/pagerduty/{pd}"),
+            &pagerduty_headers(&body, "off-1", &[PD_NEW]),
+            &body,
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(s.events("acme", "received").await.len(), 1);
+
+    let other = switchyard_orchestrator::AppState::new(
+        s.orch_state.store.clone(),
+        s.keyring.clone(),
+        None,
+        s.key.clone(),
+        &s.cs,
+        &s.runner,
+        switchyard_orchestrator::settings::Limits {
+            dispatch_concurrency: Some(4),
+            ..s.limits.clone()
+        },
+    );
+    let dispatching = tokio::spawn(other.dispatcher().run(rx));
+    eventually("the other replica dispatched the event", 30, || async {
+        s.events("acme", "dispatched").await.len() == 1
+    })
+    .await;
+    let _ = stop.send(true);
+    dispatching.await.unwrap();
+    let dispatched = |state: &switchyard_orchestrator::AppState| {
+        state.metrics.render().lines().any(|l| {
+            l.starts_with("switchyard_orchestrator_dispatches_total{outcome=\"dispatched\"}")
+                && !l.ends_with(" 0")
+        })
+    };
+    assert!(dispatched(&other), "{}", other.metrics.render());
+    assert!(
+        !dispatched(&s.orch_state),
+        "the replica with dispatch off dispatched:\n{}",
+        s.orch_state.metrics.render()
+    );
+}
+
 async fn unrouted_events_are_kept_and_replayed_after_the_route_is_fixed(b: Backend) {
     let s = Stack::start(b, Options::default()).await;
     let (pd, ..) = onboard(&s).await;
@@ -1535,6 +1602,7 @@ switchyard_common::on_both_backends!(
     team_quotas_throttle_without_dropping,
     every_source_to_one_run_and_one_reply,
     runner_down_events_wait_and_retry,
+    a_replica_with_dispatch_off_leaves_dispatch_to_another,
     unrouted_events_are_kept_and_replayed_after_the_route_is_fixed,
     store_down_answers_503_and_loses_nothing_acknowledged,
 );

@@ -137,7 +137,8 @@ impl Dispatcher {
         })
     }
 
-    /// Runs until `shutdown` turns true, then releases what it claimed but did not start.
+    /// Runs until `shutdown` turns true, then releases what it claimed but did not start; at
+    /// once when the dispatch concurrency is 0 (a replica that only acknowledges).
     ///
     /// Chains run up to `dispatch_concurrency` at once. The next claim is made when every chain
     /// of the last has ended, or, once [`STRAGGLERS`] passed since it, when half of them have: a
@@ -146,16 +147,19 @@ impl Dispatcher {
     /// a claim per freed slot, keep a claim's runs arriving at the runner together, which is
     /// what lets it record them in one batch (ADR 0019).
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let wakeups = self.store.wakeups();
-        let (settler, settling) = settler::Settler::start(self.store.clone(), self.worker.clone());
         let concurrency = self
             .limits
             .dispatch_concurrency
             .unwrap_or(match self.store.backend() {
                 switchyard_common::db::Backend::Postgres => 128,
                 switchyard_common::db::Backend::Sqlite => 32,
-            })
-            .max(1);
+            });
+        if concurrency == 0 {
+            tracing::info!("dispatch is off on this replica (dispatch concurrency 0)");
+            return;
+        }
+        let wakeups = self.store.wakeups();
+        let (settler, settling) = settler::Settler::start(self.store.clone(), self.worker.clone());
         let mut running = tokio::task::JoinSet::new();
         // Claiming found nothing due: wait for news before claiming again.
         let mut idle = false;
