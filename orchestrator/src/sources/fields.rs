@@ -16,11 +16,36 @@ pub fn header(h: &HeaderMap, name: &str) -> Option<String> {
 
 /// A string or number at `pointer`, as a string (empty strings are absent).
 pub fn s(v: &Value, pointer: &str) -> Option<String> {
-    match v.pointer(pointer)? {
+    match at(v, pointer)? {
         Value::String(x) if !x.is_empty() => Some(x.clone()),
         Value::Number(n) => Some(n.to_string()),
         _ => None,
     }
+}
+
+/// The value at a JSON pointer (RFC 6901), as [`Value::pointer`] finds it, without its two
+/// allocations per segment for the `~` escapes our pointers never have (a sender's delivery reads
+/// a dozen pointers: they were 5% of the webhook path's CPU).
+pub fn at<'v>(v: &'v Value, pointer: &str) -> Option<&'v Value> {
+    if pointer.contains('~') || !(pointer.is_empty() || pointer.starts_with('/')) {
+        return v.pointer(pointer);
+    }
+    pointer
+        .split('/')
+        .skip(1)
+        .try_fold(v, |target, token| match target {
+            Value::Object(map) => map.get(token),
+            Value::Array(list) => parse_index(token).and_then(|i| list.get(i)),
+            _ => None,
+        })
+}
+
+/// An array index as RFC 6901 writes it: digits, no leading zero.
+fn parse_index(token: &str) -> Option<usize> {
+    if token.is_empty() || (token.len() > 1 && token.starts_with('0')) || token.starts_with('+') {
+        return None;
+    }
+    token.parse().ok()
 }
 
 /// The first of `pointers` present.
@@ -78,5 +103,40 @@ pub mod testing {
             Outcome::Event(e) => e,
             Outcome::Handshake(b) => panic!("unexpected handshake {b}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn pointers_find_what_serde_json_finds() {
+        let v = json!({"event": {"data": {"id": "P1", "n": 7, "list": [{"a": 1}, {"a": 2}],
+            "": "empty key", "a/b": "slash", "m~n": "tilde"}}, "01": "zero-one"});
+        for p in [
+            "",
+            "/event",
+            "/event/data/id",
+            "/event/data/n",
+            "/event/data/list/1/a",
+            "/event/data/list/01/a",
+            "/event/data/list/+1/a",
+            "/event/data/list/2/a",
+            "/event/data/list/x",
+            "/event/data/",
+            "/event/data/a~1b",
+            "/event/data/m~0n",
+            "/event/data/id/deeper",
+            "/01",
+            "/missing",
+            "event",
+        ] {
+            assert_eq!(at(&v, p), v.pointer(p), "{p}");
+        }
+        assert_eq!(s(&v, "/event/data/n").as_deref(), Some("7"));
+        assert_eq!(s(&v, "/event/data/list/0/a").as_deref(), Some("1"));
     }
 }
