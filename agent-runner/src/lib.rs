@@ -122,8 +122,21 @@ pub struct ReplySettings {
     pub max_run_attempts: i64,
 }
 
+/// Cloned for every request (axum hands each handler and middleware its own copy), so a clone
+/// is one reference count, not a copy of each part.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Parts>);
+
+impl std::ops::Deref for AppState {
+    type Target = Parts;
+
+    fn deref(&self) -> &Parts {
+        &self.0
+    }
+}
+
+#[derive(Clone)]
+pub struct Parts {
     pub config: ConfigClient,
     pub replies: ReplySettings,
     pub http: reqwest::Client,
@@ -168,11 +181,12 @@ impl AppState {
             admin_token,
             key,
         );
-        state.orchestrator = settings.orchestrator_url.as_deref().map(|url| {
+        let orchestrator = settings.orchestrator_url.as_deref().map(|url| {
             OrchestratorClient::new(url, state.service_key.clone()).observed(state.metrics.calls())
         });
+        Arc::make_mut(&mut state.0).orchestrator = orchestrator;
         let in_pod = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
-        state.kube = match settings.kubernetes.as_str() {
+        Arc::make_mut(&mut state.0).kube = match settings.kubernetes.as_str() {
             "in-cluster" => Some(in_cluster()?),
             "auto" if in_pod => match in_cluster() {
                 Ok(c) => Some(c),
@@ -193,7 +207,7 @@ impl AppState {
         service_key: ServiceKey,
     ) -> Self {
         let metrics = Metrics::new("switchyard_agent_runner");
-        Self {
+        Self(Arc::new(Parts {
             config: ConfigClient::new(config_service_url, service_key.clone(), "agent-runner")
                 .observed(metrics.calls()),
             http: reqwest::Client::builder()
@@ -211,7 +225,7 @@ impl AppState {
             inflight: Arc::default(),
             contexts: Default::default(),
             records: Default::default(),
-        }
+        }))
     }
 }
 

@@ -14,8 +14,21 @@ use switchyard_common::http::Caller;
 
 use crate::store::Store;
 
+/// Cloned for every request (axum hands each handler and middleware its own copy), so a clone
+/// is one reference count, not a copy of each part.
 #[derive(Clone, Debug)]
-pub struct AppState {
+pub struct AppState(Arc<Parts>);
+
+impl std::ops::Deref for AppState {
+    type Target = Parts;
+
+    fn deref(&self) -> &Parts {
+        &self.0
+    }
+}
+
+#[derive(Debug)]
+pub struct Parts {
     pub store: Store,
     /// The platform admin token; `None` disables platform-admin access (org admin tokens still
     /// work). Kept as given and compared in constant time.
@@ -76,14 +89,14 @@ impl AppState {
             "Routing lookups by outcome",
             lookups.clone(),
         );
-        Self {
+        Self(Arc::new(Parts {
             store,
             admin_token: admin_token.map(Arc::from),
             service_key,
             keyring,
             metrics,
             lookups,
-        }
+        }))
     }
 }
 
