@@ -70,44 +70,49 @@ pub async fn run(a: LoadgenArgs) -> anyhow::Result<()> {
         a.url.trim_end_matches('/'),
         a.integration
     );
+    // Parsed once: a URL parse per request was 8% of the load generator's CPU.
+    let url: reqwest::Url = url.parse().context("the orchestrator URL")?;
     let run_tag = uuid_like();
+    // Every delivery is built and signed before the clock starts. The load generator shares the
+    // machine with what it measures, and a sender does this work on its own machine.
+    let deliveries: Vec<(String, String, String)> = (0..a.requests)
+        .map(|i| {
+            let incident = if a.same_incident {
+                format!("INC-{run_tag}")
+            } else {
+                format!("INC-{run_tag}-{i}")
+            };
+            let delivery = format!("lg-{run_tag}-{i}");
+            let body = json!({"event": {"id": delivery, "event_type": "incident.triggered",
+                "data": {"id": incident, "type": "incident", "service": {"id": a.service}}}})
+            .to_string();
+            let sig = format!(
+                "v1={}",
+                pagerduty_signature(a.secret.as_bytes(), body.as_bytes())
+            );
+            (delivery, body, sig)
+        })
+        .collect();
     let sem = Arc::new(Semaphore::new(a.concurrency.max(1)));
     let mut ticker = (a.rate > 0)
         .then(|| tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(a.rate))));
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(a.requests);
-    for i in 0..a.requests {
+    for (delivery, body, sig) in deliveries {
         if let Some(t) = ticker.as_mut() {
             t.tick().await;
         }
         let permit = sem.clone().acquire_owned().await?;
-        let (http, url, secret, service, tag, retries) = (
-            http.clone(),
-            url.clone(),
-            a.secret.clone(),
-            a.service.clone(),
-            run_tag.clone(),
-            a.retries,
-        );
-        let incident = if a.same_incident {
-            format!("INC-{run_tag}")
-        } else {
-            format!("INC-{run_tag}-{i}")
-        };
+        let (http, url, retries) = (http.clone(), url.clone(), a.retries);
         tasks.push(tokio::spawn(async move {
-            let delivery = format!("lg-{tag}-{i}");
-            let body = json!({"event": {"id": delivery, "event_type": "incident.triggered",
-                "data": {"id": incident, "type": "incident", "service": {"id": service}}}})
-            .to_string();
-            let sig = pagerduty_signature(secret.as_bytes(), body.as_bytes());
             let mut backoff = Duration::from_millis(250);
             let mut attempt = 0;
             loop {
                 let t = Instant::now();
                 let resp = http
-                    .post(&url)
+                    .post(url.clone())
                     .header("content-type", "application/json")
-                    .header("x-pagerduty-signature", format!("v1={sig}"))
+                    .header("x-pagerduty-signature", &sig)
                     .header("x-webhook-id", &delivery)
                     .body(body.clone())
                     .send()
