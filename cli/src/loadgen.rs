@@ -228,9 +228,11 @@ pub async fn run(a: LoadgenArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let rows = sqlx::query(
-        "SELECT e.received_at, t.at, e.updated_at FROM or_events e JOIN or_event_timeline t ON t.event_id = e.id \
-           AND t.kind IN ('dispatched', 'joined_incident') \
-         WHERE e.integration_id = $1 AND e.delivery_id LIKE $2",
+        // An event whose run started keeps when on its row; one that joined an incident, on its
+        // timeline (as did every event before migration 0029).
+        "SELECT received_at, at, updated_at FROM (SELECT e.received_at, e.updated_at, COALESCE(e.dispatched_at, \
+           (SELECT MIN(t.at) FROM or_event_timeline t WHERE t.event_id = e.id AND t.kind IN ('dispatched', 'joined_incident'))) AS at \
+         FROM or_events e WHERE e.integration_id = $1 AND e.delivery_id LIKE $2) d WHERE at IS NOT NULL",
     )
     .bind(&a.integration)
     .bind(&prefix)

@@ -13,7 +13,8 @@ use switchyard_orchestrator::sources::Envelope;
 use switchyard_orchestrator::sources::Source;
 use switchyard_orchestrator::store::NewIntegration;
 use switchyard_orchestrator::store::{
-    EventQuery, Integration, NewEvent, Settlement, Status, Store, Stored, SubscriptionFields,
+    EventDetail, EventQuery, Integration, NewEvent, Settlement, Status, Store, Stored,
+    SubscriptionFields,
 };
 
 async fn setup(b: Backend) -> (TestDb, Store, Integration) {
@@ -703,7 +704,95 @@ async fn purge_runs_in_batches(b: Backend) {
     assert_eq!(last.after.as_ref().unwrap()["purged"], 7);
 }
 
+/// An event whose run started keeps its dispatch on its row (no timeline rows) and answers the
+/// same `routed`, `dispatch_attempt` and `dispatched` entries, whichever statement settled it;
+/// a replay writes them out as rows, so both generations' dispatches stay on the timeline in
+/// order.
+async fn a_dispatch_on_the_row_reads_as_timeline_entries_and_survives_a_replay(b: Backend) {
+    let (db, store, i) = setup(b).await;
+    let x = new_id(&store, &i, &env("x", "k:x")).await;
+    let y = new_id(&store, &i, &env("y", "k:y")).await;
+    store.claim("w", 10, 1, 30_000).await.unwrap();
+    let started = |run: &str, at: i64| Settlement {
+        org: Some("acme".into()),
+        routed_by: Some("service=checkout".into()),
+        at: Some(at),
+        ..dispatched(run)
+    };
+    let at = now_ms();
+    // One alone, one in the settler's multi-row statement.
+    assert!(store.settle(&x, "w", &started("r1", at)).await.unwrap());
+    let mut batch = store.batch().await.unwrap();
+    let lost = store
+        .settle_dispatched(&mut batch, "w", &[(y.clone(), started("r2", at))])
+        .await
+        .unwrap();
+    store.commit(batch).await.unwrap();
+    assert!(lost.is_empty());
+    let entries = |e: &EventDetail| -> Vec<(String, Option<String>)> {
+        e.timeline
+            .iter()
+            .map(|t| (t.kind.clone(), t.detail.clone()))
+            .collect()
+    };
+    let stored: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM or_event_timeline WHERE event_id = $1 OR event_id = $2",
+    )
+    .bind(&x)
+    .bind(&y)
+    .fetch_one(&db.connect().await.unwrap().pool)
+    .await
+    .unwrap();
+    assert_eq!(stored, 0, "nothing written to the timeline table");
+    for (id, run) in [(&x, "r1"), (&y, "r2")] {
+        let e = store.get_event(Some("acme"), id).await.unwrap();
+        assert_eq!(e.event.run_id.as_deref(), Some(run));
+        let got = entries(&e);
+        assert_eq!(
+            got[2..],
+            [
+                ("routed".into(), Some("team t (service=checkout)".into())),
+                ("dispatch_attempt".into(), Some("attempt 1".into())),
+                ("dispatched".into(), Some(format!("run {run}"))),
+            ]
+        );
+        assert_eq!(e.timeline[4].at, switchyard_common::time::rfc3339(at));
+    }
+    // Replayed and dispatched again: the first dispatch, the replay, the second, in order.
+    assert_eq!(
+        store
+            .replay(&Actor::system("test"), &EventQuery::default(), Some(&x))
+            .await
+            .unwrap(),
+        1
+    );
+    store.claim("w", 10, 1, 30_000).await.unwrap();
+    assert!(
+        store
+            .settle(&x, "w", &started("r3", now_ms()))
+            .await
+            .unwrap()
+    );
+    let kinds: Vec<_> = entries(&store.get_event(None, &x).await.unwrap())
+        .into_iter()
+        .map(|(k, d)| format!("{k} {}", d.unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        kinds[2..],
+        [
+            "routed team t (service=checkout)",
+            "dispatch_attempt attempt 1",
+            "dispatched run r1",
+            "replayed ",
+            "routed team t (service=checkout)",
+            "dispatch_attempt attempt 1",
+            "dispatched run r3",
+        ]
+    );
+}
+
 switchyard_common::on_both_backends!(
+    a_dispatch_on_the_row_reads_as_timeline_entries_and_survives_a_replay,
     purge_runs_in_batches,
     depth_gauges_follow_the_inbox,
     a_batch_stores_each_delivery_once,

@@ -73,11 +73,8 @@ impl Dispatcher {
                 matched,
             } => Settlement {
                 status: Status::Dispatched,
-                timeline: vec![
-                    ("routed", Some(format!("team {team} ({matched})"))),
-                    ("dispatch_attempt", Some(attempt)),
-                    ("dispatched", Some(format!("run {run_id}"))),
-                ],
+                // `routed`, `dispatch_attempt` and `dispatched` are read off the row.
+                routed_by: Some(matched),
                 org: Some(org),
                 team: Some(team),
                 run_id: Some(run_id),

@@ -10,6 +10,7 @@ use switchyard_common::time::{now_ms, rfc3339};
 use utoipa::ToSchema;
 
 use super::audit::note;
+use super::event_timeline::{folded_dispatch, stored_timeline, with_dispatch, write_out_dispatch};
 use super::{Status, Store, placeholders, sql_list, timeline};
 use crate::sources::Source;
 
@@ -162,7 +163,7 @@ impl Store {
     /// are answered as they are.
     pub async fn get_event(&self, org: Option<&str>, id: &str) -> Result<EventDetail> {
         let row = sqlx::query(&format!(
-            "SELECT {EVENT_COLS}, payload, (SELECT CASE WHEN i.org_id IS NULL THEN 1 ELSE 0 END FROM or_integrations i WHERE i.id = e.integration_id) AS platform \
+            "SELECT {EVENT_COLS}, payload, routed_by, dispatched_at, (SELECT CASE WHEN i.org_id IS NULL THEN 1 ELSE 0 END FROM or_integrations i WHERE i.id = e.integration_id) AS platform \
              FROM or_events e WHERE id = $1 AND ($2 = '' OR org_id = $2)"
         ))
         .bind(id)
@@ -172,21 +173,16 @@ impl Store {
         .ok_or_else(|| Error::not_found(format!("event {id}")))?;
         let payload: String = row.try_get("payload")?;
         let event = event_row(&row)?;
-        let mut timeline = sqlx::query(
-            "SELECT at, kind, detail FROM or_event_timeline WHERE event_id = $1 ORDER BY id",
-        )
-        .bind(id)
-        .fetch_all(&self.db.pool)
-        .await?
-        .iter()
-        .map(|t| {
-            Ok(TimelineEntry {
-                at: rfc3339(t.try_get("at")?),
-                kind: t.try_get("kind")?,
-                detail: t.try_get("detail")?,
+        let rows = stored_timeline(&self.db.pool, id).await?;
+        let fold = folded_dispatch(&row)?;
+        let mut timeline: Vec<TimelineEntry> = with_dispatch(rows, fold.as_ref())
+            .into_iter()
+            .map(|(at, kind, detail)| TimelineEntry {
+                at: rfc3339(at),
+                kind,
+                detail,
             })
-        })
-        .collect::<Result<Vec<_>>>()?;
+            .collect();
         if !timeline.iter().any(|t| t.kind == "received") {
             let platform = row.try_get::<Option<i64>, _>("platform")? == Some(1);
             timeline.splice(0..0, arrival(&event, platform));
@@ -240,8 +236,9 @@ impl Store {
             .await?;
         }
         for (id, _) in &found {
+            write_out_dispatch(&mut tx, id).await?;
             sqlx::query("UPDATE or_events SET status = 'received', attempts = 0, next_attempt_at = $2, last_error = NULL, updated_at = $2, \
-                         throttled_since = NULL, generation = generation + 1 WHERE id = $1")
+                         throttled_since = NULL, generation = generation + 1, routed_by = NULL, dispatched_at = NULL WHERE id = $1")
                 .bind(id)
                 .bind(now)
                 .execute(&mut *tx)

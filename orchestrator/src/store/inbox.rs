@@ -83,6 +83,10 @@ pub struct Settlement {
     pub timeline: Vec<(&'static str, Option<String>)>,
     /// When the outcome was decided, for its timeline entries (`None`: when it is recorded).
     pub at: Option<i64>,
+    /// A run started: what routed the event (`team T (this)` on its timeline). Its `routed`,
+    /// `dispatch_attempt` and `dispatched` entries are then read off the row (`routed_by`,
+    /// `dispatched_at`, `team_id`, `attempts`, `run_id`), not written as timeline rows.
+    pub routed_by: Option<String>,
 }
 
 impl Settlement {
@@ -113,6 +117,7 @@ impl Settlement {
             refund_attempt: false,
             timeline: Vec::new(),
             at: None,
+            routed_by: None,
         }
     }
 }
@@ -163,7 +168,8 @@ impl Store {
              next_attempt_at = COALESCE($5, next_attempt_at), run_id = COALESCE($6, run_id), last_error = $7, \
              claimed_by = NULL, claimed_until = NULL, updated_at = $8, \
              attempts = CASE WHEN $9 = 1 AND attempts > 0 THEN attempts - 1 ELSE attempts END, \
-             throttled_since = CASE WHEN $2 = 'throttled' THEN COALESCE(throttled_since, $8) ELSE NULL END \
+             throttled_since = CASE WHEN $2 = 'throttled' THEN COALESCE(throttled_since, $8) ELSE NULL END, \
+             routed_by = COALESCE($11, routed_by), dispatched_at = COALESCE($12, dispatched_at) \
              WHERE id = $1 AND claimed_by = $10 AND status = 'dispatching' \
              RETURNING org_id, team_id, source, event_type, integration_id, status, run_id, last_error",
         )
@@ -177,6 +183,8 @@ impl Store {
         .bind(now)
         .bind(if s.refund_attempt { 1i64 } else { 0i64 })
         .bind(worker)
+        .bind(s.routed_by.as_deref())
+        .bind(s.routed_by.as_ref().map(|_| s.at.unwrap_or(now)))
         .fetch_optional(&mut **tx)
         .await?;
         let Some(row) = row else {
@@ -241,16 +249,16 @@ impl Store {
         let now = now_ms();
         // Parameters bound in the order they appear (see `in_order`).
         let backend = self.db.backend;
-        let values = values_rows_in_order(backend, 1, items.len(), 4);
+        let values = values_rows_in_order(backend, 1, items.len(), 6);
         let sql = format!(
-            "WITH v (vid, vorg, vteam, vrun) AS (VALUES {values}) \
+            "WITH v (vid, vorg, vteam, vrun, vrouted, vat) AS (VALUES {values}) \
              UPDATE or_events SET status = 'dispatched', org_id = COALESCE(v.vorg, org_id), team_id = COALESCE(v.vteam, team_id), \
                run_id = COALESCE(v.vrun, run_id), last_error = NULL, claimed_by = NULL, claimed_until = NULL, updated_at = {now_mark}, \
-               throttled_since = NULL \
+               throttled_since = NULL, routed_by = COALESCE(v.vrouted, routed_by), dispatched_at = COALESCE(v.vat, dispatched_at) \
              FROM v WHERE id = v.vid AND claimed_by = {worker_mark} AND status = 'dispatching' \
              RETURNING id, org_id, team_id, source, event_type, integration_id, status, run_id, last_error",
-            now_mark = in_order(backend, 4 * items.len() + 1, 1),
-            worker_mark = in_order(backend, 4 * items.len() + 2, 1),
+            now_mark = in_order(backend, 6 * items.len() + 1, 1),
+            worker_mark = in_order(backend, 6 * items.len() + 2, 1),
         );
         let mut q = sqlx::query(&sql);
         for (id, s) in items {
@@ -258,7 +266,9 @@ impl Store {
                 .bind(id)
                 .bind(s.org.as_deref())
                 .bind(s.team.as_deref())
-                .bind(s.run_id.as_deref());
+                .bind(s.run_id.as_deref())
+                .bind(s.routed_by.as_deref())
+                .bind(s.routed_by.as_ref().map(|_| s.at.unwrap_or(now)));
         }
         let q = q.bind(now).bind(worker);
         let rows = q.fetch_all(&mut **tx).await?;

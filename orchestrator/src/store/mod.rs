@@ -21,6 +21,7 @@ mod audit;
 mod claim;
 mod correlate;
 mod deliveries;
+mod event_timeline;
 mod events;
 mod inbox;
 mod incident_members;
