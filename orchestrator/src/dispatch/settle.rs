@@ -64,7 +64,6 @@ impl Dispatcher {
 
     fn decided(&self, e: &Claimed, outcome: Settle, now: i64) -> Settlement {
         let s = self;
-        let attempt = format!("attempt {}", e.attempts);
         match outcome {
             Settle::Dispatched {
                 org,
@@ -109,7 +108,7 @@ impl Dispatcher {
                         Some(org),
                         Some(team),
                         error,
-                        &attempt,
+                        e.attempts,
                         "the throttling cap ran out".into(),
                     );
                 }
@@ -134,7 +133,7 @@ impl Dispatcher {
             } => {
                 if e.attempts >= s.limits.max_attempts {
                     let why = format!("gave up after {} attempts", e.attempts);
-                    return dead(org, team, error, &attempt, why);
+                    return dead(org, team, error, e.attempts, why);
                 }
                 let wait =
                     retry_after_ms.unwrap_or_else(|| backoff(s.limits.retry_base_ms, e.attempts));
@@ -142,7 +141,10 @@ impl Dispatcher {
                     status: Status::Retrying,
                     timeline: vec![(
                         "dispatch_failed",
-                        Some(format!("{attempt}: {error}; retry in {wait} ms")),
+                        Some(format!(
+                            "attempt {}: {error}; retry in {wait} ms",
+                            e.attempts
+                        )),
                     )],
                     org,
                     team,
@@ -156,7 +158,7 @@ impl Dispatcher {
                 team,
                 error,
                 why,
-            } => dead(org, team, error, &attempt, why),
+            } => dead(org, team, error, e.attempts, why),
             Settle::Joined {
                 org,
                 team,
@@ -190,7 +192,7 @@ fn dead(
     org: Option<String>,
     team: Option<String>,
     error: String,
-    attempt: &str,
+    attempts: i64,
     why: String,
 ) -> Settlement {
     Settlement {
@@ -198,7 +200,10 @@ fn dead(
         org,
         team,
         timeline: vec![
-            ("dispatch_failed", Some(format!("{attempt}: {error}"))),
+            (
+                "dispatch_failed",
+                Some(format!("attempt {attempts}: {error}")),
+            ),
             ("dead_lettered", Some(why)),
         ],
         error: Some(error),

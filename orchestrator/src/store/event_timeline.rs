@@ -4,14 +4,17 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use switchyard_common::error::Result;
+use switchyard_common::time::rfc3339;
 
+use super::events::{Event, TimelineEntry};
 use super::timeline_rows;
+use crate::sources::Source;
 
 /// A timeline entry as stored: when (ms), kind, detail.
 pub(super) type Stored = (i64, String, Option<String>);
 
 /// An event's timeline rows, in order.
-pub(super) async fn stored_timeline<'c, E>(db: E, id: &str) -> Result<Vec<Stored>>
+async fn stored_timeline<'c, E>(db: E, id: &str) -> Result<Vec<Stored>>
 where
     E: sqlx::Executor<'c, Database = sqlx::Any>,
 {
@@ -26,7 +29,7 @@ where
 /// The `routed`, `dispatch_attempt` and `dispatched` entries of an event whose run started, read
 /// off its row (ADR 0013, second amendment), or `None` (not dispatched so, or dispatched before
 /// the row kept them: those entries are rows).
-pub(super) fn folded_dispatch(r: &AnyRow) -> Result<Option<(i64, [Stored; 3])>> {
+fn folded_dispatch(r: &AnyRow) -> Result<Option<[Stored; 3]>> {
     let (Some(at), Some(by)) = (
         r.try_get::<Option<i64>, _>("dispatched_at")?,
         r.try_get::<Option<String>, _>("routed_by")?,
@@ -36,49 +39,96 @@ pub(super) fn folded_dispatch(r: &AnyRow) -> Result<Option<(i64, [Stored; 3])>> 
     let team: Option<String> = r.try_get("team_id")?;
     let run: Option<String> = r.try_get("run_id")?;
     let attempts: i64 = r.try_get("attempts")?;
-    Ok(Some((
-        at,
-        [
-            (
-                at,
-                "routed".to_owned(),
-                Some(format!("team {} ({by})", team.unwrap_or_default())),
-            ),
-            (
-                at,
-                "dispatch_attempt".to_owned(),
-                Some(format!("attempt {attempts}")),
-            ),
-            (
-                at,
-                "dispatched".to_owned(),
-                Some(format!("run {}", run.unwrap_or_default())),
-            ),
-        ],
-    )))
+    Ok(Some([
+        (
+            at,
+            "routed".to_owned(),
+            Some(format!("team {} ({by})", team.unwrap_or_default())),
+        ),
+        (
+            at,
+            "dispatch_attempt".to_owned(),
+            Some(format!("attempt {attempts}")),
+        ),
+        (
+            at,
+            "dispatched".to_owned(),
+            Some(format!("run {}", run.unwrap_or_default())),
+        ),
+    ]))
 }
 
 /// The timeline with the entries read off the row put where they happened: after everything
 /// before the dispatch of the event's current generation (entries up to the last `replayed` are
 /// earlier generations'), before the run's outcome (which its runner may date a moment before the
 /// orchestrator dated the runner's acceptance) and anything later.
-pub(super) fn with_dispatch(
-    mut rows: Vec<Stored>,
-    fold: Option<&(i64, [Stored; 3])>,
-) -> Vec<Stored> {
-    let Some((at, entries)) = fold else {
+fn with_dispatch(mut rows: Vec<Stored>, fold: Option<&[Stored; 3]>) -> Vec<Stored> {
+    let Some(entries) = fold else {
         return rows;
     };
+    let at = entries[0].0;
     let generation = rows
         .iter()
         .rposition(|(_, kind, _)| kind == "replayed")
         .map_or(0, |i| i + 1);
     let place = rows[generation..]
         .iter()
-        .position(|(t, kind, _)| kind.starts_with("run_") || t > at)
+        .position(|(t, kind, _)| kind.starts_with("run_") || *t > at)
         .map_or(rows.len(), |i| generation + i);
     rows.splice(place..place, entries.iter().cloned());
     rows
+}
+
+/// An event's timeline as the API answers it: its rows, with the entries read off the event's
+/// `row` (which has `routed_by`, `dispatched_at`, `team_id`, `run_id`, `attempts` and
+/// `platform`) in their place.
+pub(super) async fn answered<'c, E>(
+    db: E,
+    event: &Event,
+    row: &AnyRow,
+) -> Result<Vec<TimelineEntry>>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    let rows = stored_timeline(db, &event.id).await?;
+    let mut timeline: Vec<TimelineEntry> = with_dispatch(rows, folded_dispatch(row)?.as_ref())
+        .into_iter()
+        .map(|(at, kind, detail)| TimelineEntry {
+            at: rfc3339(at),
+            kind,
+            detail,
+        })
+        .collect();
+    if !timeline.iter().any(|t| t.kind == "received") {
+        let platform = row.try_get::<Option<i64>, _>("platform")? == Some(1);
+        timeline.splice(0..0, arrival(event, platform));
+    }
+    Ok(timeline)
+}
+
+/// The `received` and `verified` timeline entries of an event, read off its row (ingest writes
+/// neither: every event it stores was verified on arrival). `platform`: its integration is the
+/// platform-wide one of its sender, whose path names no integration. Events stored before ingest
+/// stopped writing them have them as rows, which are answered as they are.
+fn arrival(event: &Event, platform: bool) -> [TimelineEntry; 2] {
+    let path = Source::parse(&event.source)
+        .map(|s| format!(" via {}", s.webhook_path(&event.integration_id, platform)));
+    [
+        TimelineEntry {
+            at: event.received_at.clone(),
+            kind: "received".into(),
+            detail: Some(format!(
+                "delivery {}{}",
+                event.delivery_id,
+                path.unwrap_or_default()
+            )),
+        },
+        TimelineEntry {
+            at: event.received_at.clone(),
+            kind: "verified".into(),
+            detail: None,
+        },
+    ]
 }
 
 /// Before a replay resets an event: its dispatch entries kept on the row become rows, in their
@@ -123,15 +173,12 @@ mod tests {
         rows.iter().map(|(_, k, _)| k.as_str()).collect()
     }
 
-    fn fold(at: i64) -> (i64, [Stored; 3]) {
-        (
-            at,
-            [
-                entry(at, "routed"),
-                entry(at, "dispatch_attempt"),
-                entry(at, "dispatched"),
-            ],
-        )
+    fn fold(at: i64) -> [Stored; 3] {
+        [
+            entry(at, "routed"),
+            entry(at, "dispatch_attempt"),
+            entry(at, "dispatched"),
+        ]
     }
 
     #[test]

@@ -10,9 +10,8 @@ use switchyard_common::time::{now_ms, rfc3339};
 use utoipa::ToSchema;
 
 use super::audit::note;
-use super::event_timeline::{folded_dispatch, stored_timeline, with_dispatch, write_out_dispatch};
+use super::event_timeline::{answered, write_out_dispatch};
 use super::{Status, Store, placeholders, sql_list, timeline};
-use crate::sources::Source;
 
 /// Events deleted per purge transaction.
 pub const PURGE_BATCH: i64 = 5_000;
@@ -95,30 +94,6 @@ fn event_row(r: &AnyRow) -> Result<Event> {
     })
 }
 
-/// The `received` and `verified` timeline entries of an event, read off its row (ingest writes
-/// neither: every event it stores was verified on arrival). `platform`: its integration is the
-/// platform-wide one of its sender, whose path names no integration.
-fn arrival(event: &Event, platform: bool) -> [TimelineEntry; 2] {
-    let path = Source::parse(&event.source)
-        .map(|s| format!(" via {}", s.webhook_path(&event.integration_id, platform)));
-    [
-        TimelineEntry {
-            at: event.received_at.clone(),
-            kind: "received".into(),
-            detail: Some(format!(
-                "delivery {}{}",
-                event.delivery_id,
-                path.unwrap_or_default()
-            )),
-        },
-        TimelineEntry {
-            at: event.received_at.clone(),
-            kind: "verified".into(),
-            detail: None,
-        },
-    ]
-}
-
 impl Store {
     pub async fn list_events(&self, q: &EventQuery) -> Result<(Vec<Event>, Option<String>)> {
         let limit = q.limit.unwrap_or(50).clamp(1, 500) as i64;
@@ -158,9 +133,10 @@ impl Store {
 
     /// One event with payload and timeline; `org` restricts it to a tenant (`None`: any).
     ///
-    /// The timeline's first two entries, `received` and `verified`, are read off the event row
-    /// ([`arrival`]); events stored before ingest stopped writing them have them as rows, which
-    /// are answered as they are.
+    /// The timeline's `received` and `verified` entries, and an event's `routed`,
+    /// `dispatch_attempt` and `dispatched` when its run started, are read off the event row
+    /// (`event_timeline::answered`); events stored before that have them as rows, which are
+    /// answered as they are.
     pub async fn get_event(&self, org: Option<&str>, id: &str) -> Result<EventDetail> {
         let row = sqlx::query(&format!(
             "SELECT {EVENT_COLS}, payload, routed_by, dispatched_at, (SELECT CASE WHEN i.org_id IS NULL THEN 1 ELSE 0 END FROM or_integrations i WHERE i.id = e.integration_id) AS platform \
@@ -173,20 +149,7 @@ impl Store {
         .ok_or_else(|| Error::not_found(format!("event {id}")))?;
         let payload: String = row.try_get("payload")?;
         let event = event_row(&row)?;
-        let rows = stored_timeline(&self.db.pool, id).await?;
-        let fold = folded_dispatch(&row)?;
-        let mut timeline: Vec<TimelineEntry> = with_dispatch(rows, fold.as_ref())
-            .into_iter()
-            .map(|(at, kind, detail)| TimelineEntry {
-                at: rfc3339(at),
-                kind,
-                detail,
-            })
-            .collect();
-        if !timeline.iter().any(|t| t.kind == "received") {
-            let platform = row.try_get::<Option<i64>, _>("platform")? == Some(1);
-            timeline.splice(0..0, arrival(&event, platform));
-        }
+        let timeline = answered(&self.db.pool, &event, &row).await?;
         Ok(EventDetail {
             event,
             payload: serde_json::from_str(&payload).unwrap_or(Value::Null),

@@ -105,6 +105,12 @@ impl Settlement {
             && !self.refund_attempt
     }
 
+    /// When the run started, for the row (`recorded`: when the settlement is written, if it was
+    /// not dated), or `None` when the settlement keeps no dispatch on the row.
+    fn dispatched_at(&self, recorded: i64) -> Option<i64> {
+        self.routed_by.as_ref().map(|_| self.at.unwrap_or(recorded))
+    }
+
     /// A settlement to `status` that changes nothing else; fill in the rest with struct update.
     pub fn to(status: Status) -> Self {
         Self {
@@ -184,7 +190,7 @@ impl Store {
         .bind(if s.refund_attempt { 1i64 } else { 0i64 })
         .bind(worker)
         .bind(s.routed_by.as_deref())
-        .bind(s.routed_by.as_ref().map(|_| s.at.unwrap_or(now)))
+        .bind(s.dispatched_at(now))
         .fetch_optional(&mut **tx)
         .await?;
         let Some(row) = row else {
@@ -268,7 +274,7 @@ impl Store {
                 .bind(s.team.as_deref())
                 .bind(s.run_id.as_deref())
                 .bind(s.routed_by.as_deref())
-                .bind(s.routed_by.as_ref().map(|_| s.at.unwrap_or(now)));
+                .bind(s.dispatched_at(now));
         }
         let q = q.bind(now).bind(worker);
         let rows = q.fetch_all(&mut **tx).await?;
