@@ -44,6 +44,12 @@ pub struct DevArgs {
     /// The platform admin token; generated and printed when unset.
     #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+
+    /// The orchestrator's limits, with the same flags and variables as `switchyard
+    /// orchestrator` (`--ingress-per-second`, `--retention-days`, ...). Private subscription
+    /// targets are always allowed here: local receivers are what dev mode is for.
+    #[command(flatten)]
+    pub limits: switchyard_orchestrator::settings::Limits,
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
@@ -147,7 +153,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         limits: switchyard_orchestrator::settings::Limits {
             // Local receivers (http://127.0.0.1:...) for subscriptions.
             allow_private_subscription_targets: true,
-            ..Default::default()
+            ..args.limits
         },
         secrets: secrets("orchestrator"),
         log_json: false,
