@@ -167,6 +167,11 @@ impl Ingress {
         }
     }
 
+    /// How many deliveries wait for the event writer (dispatch yields to them).
+    pub fn pressure(&self) -> Arc<crate::group_commit::Pressure> {
+        self.writer.pressure()
+    }
+
     pub fn count(&self, source: &str, outcome: &str) {
         self.webhooks
             .get_or_create(&WebhookLabels {

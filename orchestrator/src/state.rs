@@ -162,6 +162,7 @@ impl AppState {
             self.config.clone(),
             self.runner.clone(),
             self.limits.clone(),
+            self.ingress.pressure(),
             &self.metrics,
         )
     }

@@ -1,5 +1,6 @@
 //! Dispatch is a pipeline: a run the agent-runner is slow to accept holds back its own key's
-//! events only, not the events of other keys claimed after it.
+//! events only, not the events of other keys claimed after it. And it yields to webhook
+//! deliveries, for a bounded time (ADR 0020).
 
 mod stack;
 
@@ -148,4 +149,97 @@ async fn a_slow_run_holds_back_only_its_own_key(b: Backend) {
     dispatcher.await.unwrap();
 }
 
-switchyard_common::on_both_backends!(a_slow_run_holds_back_only_its_own_key);
+/// While many deliveries wait for the event writer, dispatch waits before each event, a bounded
+/// time: a writer busy without a break still sees its events dispatched, each after the bound.
+async fn dispatch_yields_to_a_busy_writer_a_bounded_time(b: Backend) {
+    let s = Stack::start(
+        b,
+        Options {
+            start_runner: false,
+            ..Options::default()
+        },
+    )
+    .await;
+    s.acme_checkout().await;
+    s.stop_orchestrator();
+    let (_release, gate) = watch::channel(true);
+    let arrived: Arc<Mutex<Vec<String>>> = Arc::default();
+    let runner = stack::serve(
+        axum::Router::new()
+            .route("/api/v1/run", post(accept))
+            .with_state(Gated {
+                arrived: arrived.clone(),
+                release: gate,
+            }),
+    )
+    .await;
+    let store = Store::new(Db::connect(&s.orch_db_url, 8).await.unwrap());
+    let integration = s.pagerduty_integration(&store, "pipeline-secret-002").await;
+    let state = switchyard_orchestrator::AppState::new(
+        store.clone(),
+        s.keyring.clone(),
+        None,
+        s.key.clone(),
+        &s.cs,
+        &runner,
+        Limits::default(),
+    );
+    // Deliveries held by the writer for the whole test, as under a burst that never ends.
+    let pressure = state.ingress.pressure();
+    let _held: Vec<_> = (0..switchyard_orchestrator::group_commit::BUSY)
+        .map(|_| pressure.hold())
+        .collect();
+    let (stop, rx) = watch::channel(false);
+    let dispatcher = tokio::spawn(state.dispatcher().run(rx));
+    let mut ids = Vec::new();
+    for key in ["Y1", "Y2"] {
+        let envelope = Envelope {
+            source: Source::Pagerduty,
+            event_type: "incident.triggered".into(),
+            delivery_id: format!("d-{key}"),
+            identifiers: vec![("pagerduty_service".into(), "PSVC1".into())],
+            correlation_key: format!("pagerduty:{key}"),
+            payload: json!({}),
+            reply_to: None,
+            facts: Default::default(),
+        };
+        match store
+            .store_event(&integration, &envelope, Some("acme"))
+            .await
+            .unwrap()
+        {
+            Stored::New(id) => ids.push(id),
+            Stored::Duplicate(id) => panic!("{id} stored twice"),
+        }
+    }
+    eventually(
+        "both events dispatched despite the busy writer",
+        15,
+        || async {
+            let mut all = true;
+            for id in &ids {
+                all &= store.get_event(None, id).await.unwrap().event.status == "dispatched";
+            }
+            all
+        },
+    )
+    .await;
+    // Each event's chain waited the bound (200 ms) first: the yield is counted.
+    let yielded: f64 = state
+        .metrics
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix("switchyard_orchestrator_dispatch_yielded_seconds_total "))
+        .expect("the yield counter is exported")
+        .parse()
+        .unwrap();
+    assert!(yielded >= 0.39, "yielded {yielded} s for two events");
+    assert_eq!(arrived.lock().unwrap().len(), 2);
+    let _ = stop.send(true);
+    dispatcher.await.unwrap();
+}
+
+switchyard_common::on_both_backends!(
+    a_slow_run_holds_back_only_its_own_key,
+    dispatch_yields_to_a_busy_writer_a_bounded_time
+);

@@ -150,6 +150,15 @@ impl Dispatcher {
     async fn work_chain(&self, chain: &[Claimed], settler: &Settler) {
         let mut seg = Segment::new(&self.worker);
         for (i, e) in chain.iter().enumerate() {
+            // Webhook deliveries first: while many wait for the event writer, the event waits
+            // (a moment, see `YIELD`), unless the segment holds a transaction or a team's turn
+            // that others, deliveries among them on SQLite, would wait for in turn.
+            if seg.batch.is_none() && seg.turn.is_none() {
+                let waited = self.pressure.yield_to_deliveries(super::YIELD).await;
+                if !waited.is_zero() {
+                    self.metrics.yielded.inc_by(waited.as_secs_f64());
+                }
+            }
             // Each event continues its webhook's trace (a new one for events stored without).
             let stored = e.traceparent.as_deref().and_then(TraceContext::parse);
             let trace = stored

@@ -25,6 +25,7 @@ mod settle;
 mod settler;
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,7 @@ use switchyard_common::telemetry::Metrics;
 use switchyard_common::time::now_ms;
 use tokio::sync::watch;
 
+use crate::group_commit::Pressure;
 use crate::settings::Limits;
 use crate::store::{Claimed, Integration, Store};
 
@@ -47,6 +49,10 @@ const PER_KEY: i64 = 256;
 
 /// How long a claim's slowest chains may hold back the next claim once half its chains ended.
 const STRAGGLERS: Duration = Duration::from_millis(200);
+
+/// The longest a chain waits for busy webhook deliveries before each of its events (ADR 0020):
+/// however long a burst lasts, each chain still dispatches a few events a second.
+const YIELD: Duration = Duration::from_millis(200);
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DispatchLabels {
@@ -61,6 +67,8 @@ struct DispatchMetrics {
     /// Events left unrouted because their identifiers matched in several organisations: a rising
     /// count means two tenants claim the same identifiers (see the events' `last_error`).
     routing_ambiguous: Counter,
+    /// Seconds chains spent yielding to webhook deliveries (summed over chains).
+    yielded: Counter<f64, AtomicU64>,
 }
 
 /// The dispatcher and its context: the store, the config-service and agent-runner clients, the
@@ -86,6 +94,8 @@ pub struct Dispatcher {
     /// Chains holding an open transaction (a segment) at once: half the database pool, so that
     /// however many chains run, the webhook path and the claim always find a connection.
     segments: Arc<tokio::sync::Semaphore>,
+    /// The webhook deliveries waiting for this replica's event writer, which chains yield to.
+    pressure: Arc<Pressure>,
 }
 
 /// A team's turn to correlate (see `Dispatcher::team_turns`).
@@ -104,11 +114,13 @@ impl Dispatcher {
         config: ConfigClient,
         runner: RunnerClient,
         limits: Limits,
+        pressure: Arc<Pressure>,
         registry: &Metrics,
     ) -> Arc<Self> {
         let metrics = DispatchMetrics {
             dispatches: Family::default(),
             routing_ambiguous: Counter::default(),
+            yielded: Counter::default(),
         };
         registry.register(
             "dispatches",
@@ -119,6 +131,11 @@ impl Dispatcher {
             "routing_ambiguous",
             "Events unrouted because their identifiers matched in several organisations",
             metrics.routing_ambiguous.clone(),
+        );
+        registry.register(
+            "dispatch_yielded_seconds",
+            "Seconds dispatch chains waited for busy webhook deliveries before an event, summed over chains",
+            metrics.yielded.clone(),
         );
         Arc::new(Self {
             worker: format!("orchestrator-{}", uuid::Uuid::new_v4().simple()),
@@ -133,6 +150,7 @@ impl Dispatcher {
             segments: Arc::new(tokio::sync::Semaphore::new(
                 (store.pool_size() as usize / 2).max(1),
             )),
+            pressure,
             store,
         })
     }
