@@ -12,6 +12,7 @@
 //! single writer, so no step in it waits for anything another writer holds.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use switchyard_common::otel;
@@ -143,6 +144,8 @@ impl Dispatcher {
             }
         });
         self.work_chain(&chain, settler).await;
+        // Counted by the claiming loop, before it started the round's chains.
+        self.chains.fetch_sub(1, Ordering::Relaxed);
         let _ = stop.send(());
         let _ = renewer.await;
     }
@@ -150,10 +153,15 @@ impl Dispatcher {
     async fn work_chain(&self, chain: &[Claimed], settler: &Settler) {
         let mut seg = Segment::new(&self.worker);
         for (i, e) in chain.iter().enumerate() {
-            // Webhook deliveries first: while many wait for the event writer, the event waits
-            // (a moment, see `YIELD`), unless the segment holds a transaction or a team's turn
-            // that others, deliveries among them on SQLite, would wait for in turn.
-            if seg.batch.is_none() && seg.turn.is_none() {
+            // Webhook deliveries first (ADR 0020): while many wait for the event writer, the
+            // event waits (a moment, see `YIELD`), unless few chains run (their work is small
+            // beside the deliveries', and a storm on one key is one chain) or the segment holds
+            // a transaction or a team's turn that others, deliveries among them on SQLite,
+            // would wait for in turn.
+            if seg.batch.is_none()
+                && seg.turn.is_none()
+                && self.chains.load(Ordering::Relaxed) > super::FEW_CHAINS
+            {
                 let waited = self.pressure.yield_to_deliveries(super::YIELD).await;
                 if !waited.is_zero() {
                     self.metrics.yielded.inc_by(waited.as_secs_f64());

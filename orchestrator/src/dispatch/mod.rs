@@ -25,7 +25,7 @@ mod settle;
 mod settler;
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -53,6 +53,10 @@ const STRAGGLERS: Duration = Duration::from_millis(200);
 /// The longest a chain waits for busy webhook deliveries before each of its events (ADR 0020):
 /// however long a burst lasts, each chain still dispatches a few events a second.
 const YIELD: Duration = Duration::from_millis(200);
+
+/// Chains that never yield, so long as no more run: their work is small beside a burst's
+/// deliveries, and a storm on one key is one chain (yielding there only slowed its drain).
+const FEW_CHAINS: usize = 4;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DispatchLabels {
@@ -96,6 +100,8 @@ pub struct Dispatcher {
     segments: Arc<tokio::sync::Semaphore>,
     /// The webhook deliveries waiting for this replica's event writer, which chains yield to.
     pressure: Arc<Pressure>,
+    /// Chains running now (see `FEW_CHAINS`).
+    chains: AtomicUsize,
 }
 
 /// A team's turn to correlate (see `Dispatcher::team_turns`).
@@ -151,6 +157,7 @@ impl Dispatcher {
                 (store.pool_size() as usize / 2).max(1),
             )),
             pressure,
+            chains: Default::default(),
             store,
         })
     }
@@ -202,6 +209,7 @@ impl Dispatcher {
                         let chains = chains(batch);
                         // Fewer keys than asked for: nothing else is due now.
                         idle = chains.len() < free;
+                        self.chains.fetch_add(chains.len(), Ordering::Relaxed);
                         for chain in chains {
                             let (me, settler) = (self.clone(), settler.clone());
                             running.spawn(async move { me.dispatch_chain(chain, &settler).await });
