@@ -41,9 +41,9 @@ pub struct Pressure {
 
 /// One delivery held by the writer; counted until dropped (answered, failed or abandoned by its
 /// request).
-pub struct Held(Arc<Pressure>);
+pub struct Held<'a>(&'a Pressure);
 
-impl Drop for Held {
+impl Drop for Held<'_> {
     fn drop(&mut self) {
         if self.0.held.fetch_sub(1, Ordering::AcqRel) == BUSY {
             self.0.eased.notify_waiters();
@@ -53,9 +53,9 @@ impl Drop for Held {
 
 impl Pressure {
     /// Counts one delivery until the guard is dropped.
-    pub fn hold(self: &Arc<Self>) -> Held {
+    pub fn hold(&self) -> Held<'_> {
         self.held.fetch_add(1, Ordering::AcqRel);
-        Held(self.clone())
+        Held(self)
     }
 
     /// The deliveries held now.

@@ -6,12 +6,10 @@ mod stack;
 use std::collections::HashMap;
 
 use serde_json::json;
-use stack::{Options, Stack, eventually};
+use stack::{Stack, eventually};
 use std::sync::Arc;
 use switchyard_common::db::{Backend, Db};
 use switchyard_orchestrator::settings::Limits;
-use switchyard_orchestrator::sources::Envelope;
-use switchyard_orchestrator::sources::Source;
 use switchyard_orchestrator::store::Store;
 
 const EVENTS: usize = 10_000;
@@ -19,16 +17,7 @@ const EVENTS: usize = 10_000;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_dispatch_a_burst_exactly_once() {
     // The config-service (routing and quotas) from the stack; the agent-runner is a counting fake.
-    let s = Stack::start(
-        Backend::Postgres,
-        Options {
-            start_runner: false,
-            ..Options::default()
-        },
-    )
-    .await;
-    s.acme_checkout().await;
-    s.stop_orchestrator();
+    let s = Stack::for_own_dispatch(Backend::Postgres).await;
 
     let (calls, runner) = stack::fake_runner("127.0.0.1:0".parse().unwrap()).await;
 
@@ -42,16 +31,8 @@ async fn two_replicas_dispatch_a_burst_exactly_once() {
         writers.push(tokio::spawn(async move {
             let mut i = w;
             while i < EVENTS {
-                let env = Envelope {
-                    source: Source::Pagerduty,
-                    event_type: "incident.triggered".into(),
-                    delivery_id: format!("burst-{i}"),
-                    identifiers: vec![("pagerduty_service".into(), "PSVC1".into())],
-                    correlation_key: format!("pagerduty:INC{i}"),
-                    payload: json!({"n": i}),
-                    reply_to: None,
-                    facts: Default::default(),
-                };
+                let env =
+                    stack::psvc1_signal(&format!("INC{i}"), &format!("burst-{i}"), json!({"n": i}));
                 store
                     .store_event(&integration, &env, Some("acme"))
                     .await
@@ -68,12 +49,8 @@ async fn two_replicas_dispatch_a_burst_exactly_once() {
     let (stop, rx) = tokio::sync::watch::channel(false);
     let mut replicas = Vec::new();
     for _ in 0..2 {
-        let state = switchyard_orchestrator::AppState::new(
+        let state = s.dispatch_state(
             Store::new(Db::connect(&s.orch_db_url, 16).await.unwrap()),
-            s.keyring.clone(),
-            None,
-            s.key.clone(),
-            &s.cs,
             &runner,
             Limits {
                 dispatch_concurrency: Some(32),

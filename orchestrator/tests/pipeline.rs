@@ -10,11 +10,10 @@ use axum::Json;
 use axum::extract::State;
 use axum::routing::post;
 use serde_json::{Value, json};
-use stack::{Options, Stack, eventually};
+use stack::{Stack, eventually, psvc1_signal};
 use switchyard_common::db::{Backend, Db};
 use switchyard_orchestrator::settings::Limits;
-use switchyard_orchestrator::sources::{Envelope, Source};
-use switchyard_orchestrator::store::{Store, Stored};
+use switchyard_orchestrator::store::{Integration, Store, Stored};
 use tokio::sync::watch;
 
 /// A fake agent-runner that records every run's correlation key as it arrives, and answers runs
@@ -39,102 +38,111 @@ async fn accept(State(g): State<Gated>, Json(req): Json<Value>) -> Json<Value> {
     Json(json!({"run_id": key, "started": true}))
 }
 
-async fn a_slow_run_holds_back_only_its_own_key(b: Backend) {
-    let s = Stack::start(
-        b,
-        Options {
-            start_runner: false,
-            ..Options::default()
-        },
-    )
-    .await;
-    s.acme_checkout().await;
-    s.stop_orchestrator();
-    let (release, gate) = watch::channel(false);
-    let arrived: Arc<Mutex<Vec<String>>> = Arc::default();
-    let runner = stack::serve(
-        axum::Router::new()
-            .route("/api/v1/run", post(accept))
-            .with_state(Gated {
-                arrived: arrived.clone(),
-                release: gate,
-            }),
-    )
-    .await;
+/// The stack of [`Stack::for_own_dispatch`], a [`Gated`] runner, the orchestrator's store and a
+/// PagerDuty integration: what each test stores events in and dispatches them with.
+struct Fixture {
+    s: Stack,
+    store: Store,
+    integration: Integration,
+    runner: String,
+    arrived: Arc<Mutex<Vec<String>>>,
+    release: watch::Sender<bool>,
+}
 
-    let store = Store::new(Db::connect(&s.orch_db_url, 8).await.unwrap());
-    let integration = s.pagerduty_integration(&store, "pipeline-secret-001").await;
-    let event = |key: &str, hold: bool| Envelope {
-        source: Source::Pagerduty,
-        event_type: "incident.triggered".into(),
-        delivery_id: format!("d-{key}"),
-        identifiers: vec![("pagerduty_service".into(), "PSVC1".into())],
-        correlation_key: format!("pagerduty:{key}"),
-        payload: json!({"hold": hold}),
-        reply_to: None,
-        facts: Default::default(),
-    };
+impl Fixture {
+    async fn start(b: Backend, secret: &str) -> Self {
+        let s = Stack::for_own_dispatch(b).await;
+        let (release, gate) = watch::channel(false);
+        let arrived: Arc<Mutex<Vec<String>>> = Arc::default();
+        let runner = stack::serve(
+            axum::Router::new()
+                .route("/api/v1/run", post(accept))
+                .with_state(Gated {
+                    arrived: arrived.clone(),
+                    release: gate,
+                }),
+        )
+        .await;
+        let store = Store::new(Db::connect(&s.orch_db_url, 8).await.unwrap());
+        let integration = s.pagerduty_integration(&store, secret).await;
+        Self {
+            s,
+            store,
+            integration,
+            runner,
+            arrived,
+            release,
+        }
+    }
+
+    fn state(&self, limits: Limits) -> switchyard_orchestrator::AppState {
+        self.s
+            .dispatch_state(self.store.clone(), &self.runner, limits)
+    }
+
+    /// Stores a new event of correlation key `key`; its id.
+    async fn store(&self, key: &str, delivery: &str, payload: Value) -> String {
+        match self
+            .store
+            .store_event(
+                &self.integration,
+                &psvc1_signal(key, delivery, payload),
+                Some("acme"),
+            )
+            .await
+            .unwrap()
+        {
+            Stored::New(id) => id,
+            Stored::Duplicate(id) => panic!("{id} stored twice"),
+        }
+    }
+
+    async fn status(&self, id: &str) -> String {
+        self.store.get_event(None, id).await.unwrap().event.status
+    }
+
+    async fn all_dispatched(&self, ids: &[String]) -> bool {
+        for id in ids {
+            if self.status(id).await != "dispatched" {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+async fn a_slow_run_holds_back_only_its_own_key(b: Backend) {
+    let f = Fixture::start(b, "pipeline-secret-001").await;
     let (stop, rx) = watch::channel(false);
-    let state = switchyard_orchestrator::AppState::new(
-        store.clone(),
-        s.keyring.clone(),
-        None,
-        s.key.clone(),
-        &s.cs,
-        &runner,
-        Limits {
-            dispatch_concurrency: Some(4),
-            ..Limits::default()
-        },
-    );
+    let state = f.state(Limits {
+        dispatch_concurrency: Some(4),
+        ..Limits::default()
+    });
     let dispatcher = tokio::spawn(state.dispatcher().run(rx));
 
-    let stored = |s: Stored| match s {
-        Stored::New(id) => id,
-        Stored::Duplicate(id) => panic!("{id} stored twice"),
-    };
-    let slow = stored(
-        store
-            .store_event(&integration, &event("SLOW", true), Some("acme"))
-            .await
-            .unwrap(),
-    );
+    let slow = f.store("SLOW", "SLOW", json!({"hold": true})).await;
     eventually("the slow run reached the runner", 15, || async {
-        arrived.lock().unwrap().len() == 1
+        f.arrived.lock().unwrap().len() == 1
     })
     .await;
     // While the runner holds the slow run, later events of other keys are claimed and dispatched.
     let mut quick = Vec::new();
     for key in ["Q1", "Q2", "Q3"] {
-        quick.push(stored(
-            store
-                .store_event(&integration, &event(key, false), Some("acme"))
-                .await
-                .unwrap(),
-        ));
+        quick.push(f.store(key, key, json!({"hold": false})).await);
     }
     eventually(
         "the quick events dispatched while the slow run is held",
         15,
-        || async {
-            let mut all = true;
-            for q in &quick {
-                all &= store.get_event(None, q).await.unwrap().event.status == "dispatched";
-            }
-            all
-        },
+        || f.all_dispatched(&quick),
     )
     .await;
-    assert_eq!(
-        store.get_event(None, &slow).await.unwrap().event.status,
-        "dispatching"
-    );
-    release.send(true).unwrap();
+    assert_eq!(f.status(&slow).await, "dispatching");
+    f.release.send(true).unwrap();
     eventually("the slow event dispatched once released", 15, || async {
-        store.get_event(None, &slow).await.unwrap().event.status == "dispatched"
+        f.status(&slow).await == "dispatched"
     })
     .await;
-    let mut keys = arrived.lock().unwrap().clone();
+    let mut keys = f.arrived.lock().unwrap().clone();
     keys.sort();
     assert_eq!(
         keys,
@@ -147,20 +155,6 @@ async fn a_slow_run_holds_back_only_its_own_key(b: Backend) {
     );
     let _ = stop.send(true);
     dispatcher.await.unwrap();
-}
-
-/// A PagerDuty signal for service PSVC1 (routed to acme/checkout) with correlation key `key`.
-fn signal(key: &str, delivery: &str) -> Envelope {
-    Envelope {
-        source: Source::Pagerduty,
-        event_type: "incident.triggered".into(),
-        delivery_id: format!("d-{delivery}"),
-        identifiers: vec![("pagerduty_service".into(), "PSVC1".into())],
-        correlation_key: format!("pagerduty:{key}"),
-        payload: json!({}),
-        reply_to: None,
-        facts: Default::default(),
-    }
 }
 
 /// What `dispatch_yielded_seconds_total` says now.
@@ -178,38 +172,8 @@ fn yielded_seconds(state: &switchyard_orchestrator::AppState) -> f64 {
 /// While many deliveries wait for the event writer, dispatch waits before each event, a bounded
 /// time: a writer busy without a break still sees its events dispatched, each after the bound.
 async fn dispatch_yields_to_a_busy_writer_a_bounded_time(b: Backend) {
-    let s = Stack::start(
-        b,
-        Options {
-            start_runner: false,
-            ..Options::default()
-        },
-    )
-    .await;
-    s.acme_checkout().await;
-    s.stop_orchestrator();
-    let (_release, gate) = watch::channel(true);
-    let arrived: Arc<Mutex<Vec<String>>> = Arc::default();
-    let runner = stack::serve(
-        axum::Router::new()
-            .route("/api/v1/run", post(accept))
-            .with_state(Gated {
-                arrived: arrived.clone(),
-                release: gate,
-            }),
-    )
-    .await;
-    let store = Store::new(Db::connect(&s.orch_db_url, 8).await.unwrap());
-    let integration = s.pagerduty_integration(&store, "pipeline-secret-002").await;
-    let state = switchyard_orchestrator::AppState::new(
-        store.clone(),
-        s.keyring.clone(),
-        None,
-        s.key.clone(),
-        &s.cs,
-        &runner,
-        Limits::default(),
-    );
+    let f = Fixture::start(b, "pipeline-secret-002").await;
+    let state = f.state(Limits::default());
     // Deliveries held by the writer for the whole test, as under a burst that never ends.
     let pressure = state.ingress.pressure();
     let _held: Vec<_> = (0..switchyard_orchestrator::group_commit::BUSY)
@@ -218,54 +182,28 @@ async fn dispatch_yields_to_a_busy_writer_a_bounded_time(b: Backend) {
     let mut ids = Vec::new();
     // More keys, and so chains, than dispatch lets run without yielding (4).
     for key in ["Y1", "Y2", "Y3", "Y4", "Y5", "Y6"] {
-        match store
-            .store_event(&integration, &signal(key, key), Some("acme"))
-            .await
-            .unwrap()
-        {
-            Stored::New(id) => ids.push(id),
-            Stored::Duplicate(id) => panic!("{id} stored twice"),
-        }
+        ids.push(f.store(key, key, json!({})).await);
     }
     // Started once all are stored: one claim takes the six keys.
     let (stop, rx) = watch::channel(false);
     let dispatcher = tokio::spawn(state.dispatcher().run(rx));
-    eventually(
-        "the events dispatched despite the busy writer",
-        15,
-        || async {
-            let mut all = true;
-            for id in &ids {
-                all &= store.get_event(None, id).await.unwrap().event.status == "dispatched";
-            }
-            all
-        },
-    )
+    eventually("the events dispatched despite the busy writer", 15, || {
+        f.all_dispatched(&ids)
+    })
     .await;
     // Each event's chain waited the bound (200 ms) first, at least the five that started
     // while more than four ran: the yield is counted.
     let yielded = yielded_seconds(&state);
     assert!(yielded >= 0.99, "yielded {yielded} s for six events");
-    assert_eq!(arrived.lock().unwrap().len(), 6);
+    assert_eq!(f.arrived.lock().unwrap().len(), 6);
 
     // One key's chain (a storm's shape) runs alone: it never yields.
     let mut storm = Vec::new();
     for n in 0..3 {
-        match store
-            .store_event(&integration, &signal("Z", &format!("Z{n}")), Some("acme"))
-            .await
-            .unwrap()
-        {
-            Stored::New(id) => storm.push(id),
-            Stored::Duplicate(id) => panic!("{id} stored twice"),
-        }
+        storm.push(f.store("Z", &format!("Z{n}"), json!({})).await);
     }
-    eventually("the key's signals dispatched", 15, || async {
-        let mut all = true;
-        for id in &storm {
-            all &= store.get_event(None, id).await.unwrap().event.status == "dispatched";
-        }
-        all
+    eventually("the key's signals dispatched", 15, || {
+        f.all_dispatched(&storm)
     })
     .await;
     assert_eq!(yielded_seconds(&state), yielded, "a lone chain yielded");

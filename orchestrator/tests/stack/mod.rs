@@ -266,6 +266,41 @@ impl Stack {
         let _ = self.orch_stop.send(());
     }
 
+    /// The config-service with [`Stack::acme_checkout`], and no orchestrator or agent-runner
+    /// running: for tests that store events and run their own dispatchers against a fake runner.
+    pub async fn for_own_dispatch(backend: Backend) -> Stack {
+        let s = Stack::start(
+            backend,
+            Options {
+                start_runner: false,
+                ..Options::default()
+            },
+        )
+        .await;
+        s.acme_checkout().await;
+        s.stop_orchestrator();
+        s
+    }
+
+    /// An orchestrator's state over `store`, this stack's config-service and keys, the
+    /// agent-runner at `runner`, without an admin token: what a test's own dispatcher runs with.
+    pub fn dispatch_state(
+        &self,
+        store: switchyard_orchestrator::store::Store,
+        runner: &str,
+        limits: Limits,
+    ) -> switchyard_orchestrator::AppState {
+        switchyard_orchestrator::AppState::new(
+            store,
+            self.keyring.clone(),
+            None,
+            self.key.clone(),
+            &self.cs,
+            runner,
+            limits,
+        )
+    }
+
     /// A JSON call with the platform admin token to a service's base URL.
     pub async fn admin(
         &self,
@@ -517,6 +552,25 @@ async fn start_fake_runner(
     let url = format!("http://{}", l.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
     (calls, triggers, url)
+}
+
+/// A PagerDuty signal for service `PSVC1` (which [`Stack::acme_checkout`] routes to
+/// acme/checkout), delivery `d-{delivery}`, correlation key `pagerduty:{key}`.
+pub fn psvc1_signal(
+    key: &str,
+    delivery: &str,
+    payload: Value,
+) -> switchyard_orchestrator::sources::Envelope {
+    switchyard_orchestrator::sources::Envelope {
+        source: switchyard_orchestrator::sources::Source::Pagerduty,
+        event_type: "incident.triggered".into(),
+        delivery_id: format!("d-{delivery}"),
+        identifiers: vec![("pagerduty_service".into(), "PSVC1".into())],
+        correlation_key: format!("pagerduty:{key}"),
+        payload,
+        reply_to: None,
+        facts: Default::default(),
+    }
 }
 
 impl Stack {
