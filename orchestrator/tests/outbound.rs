@@ -1007,6 +1007,16 @@ async fn every_kind_of_change_reaches_a_catch_all_subscriber(b: Backend) {
     for e in [&first, &second, &unrouted] {
         assert!(received.contains(&json!(e)), "{e} received: {received:?}");
     }
+    // What an `event.received` says, whichever way the backend's writer builds it.
+    let first_received = data("event.received")
+        .into_iter()
+        .find(|d| d["event_id"] == json!(first))
+        .unwrap();
+    assert_eq!(
+        first_received,
+        json!({"event_id": first, "source": "pagerduty", "event_type": "incident.triggered",
+               "integration_id": pd, "delivery_id": "delivery-PALL1", "status": "received"})
+    );
     assert_eq!(data("event.unrouted")[0]["event_id"], json!(unrouted));
     let dead = &data("event.dead_lettered")[0]["event_id"];
     assert!(*dead == json!(first) || *dead == json!(second), "{dead}");
