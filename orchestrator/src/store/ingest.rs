@@ -116,7 +116,21 @@ impl Store {
             })
             .collect();
         let sql = format!(
-            "WITH v (id, integration_id, delivery_id, org_id, source, event_type, correlation_key, identifiers,                payload, traceparent, reply_to, facts, published_as) AS (VALUES {}),              ins AS (INSERT INTO or_events (id, integration_id, delivery_id, org_id, source, event_type, correlation_key,                identifiers, payload, status, next_attempt_at, received_at, updated_at, traceparent, reply_to, facts)                SELECT id, integration_id, delivery_id, org_id, source, event_type, correlation_key, identifiers, payload,                  'received', {now}, {now}, {now}, traceparent, reply_to, facts FROM v                ON CONFLICT (integration_id, delivery_id) DO NOTHING RETURNING id, org_id),              published AS (INSERT INTO or_outbox (id, org_id, team_id, event_type, occurred_at, data)                SELECT v.published_as, v.org_id, NULL, 'event.received', {now},                  jsonb_build_object('event_id', v.id, 'source', v.source, 'event_type', v.event_type,                    'integration_id', v.integration_id, 'delivery_id', v.delivery_id, 'status', 'received')::text                FROM ins JOIN v ON v.id = ins.id                WHERE EXISTS (SELECT 1 FROM or_subscriptions s WHERE s.org_id = ins.org_id AND s.enabled = 1)),              woken AS (SELECT pg_notify('or_events', '') FROM (SELECT 1 FROM ins LIMIT 1) any_new)              SELECT ins.id FROM ins LEFT JOIN woken ON TRUE",
+            "WITH v (id, integration_id, delivery_id, org_id, source, event_type, correlation_key, identifiers, \
+             payload, traceparent, reply_to, facts, published_as) AS (VALUES {}), \
+             ins AS (INSERT INTO or_events (id, integration_id, delivery_id, org_id, source, event_type, correlation_key, \
+             identifiers, payload, status, next_attempt_at, received_at, updated_at, traceparent, reply_to, facts) \
+             SELECT id, integration_id, delivery_id, org_id, source, event_type, correlation_key, identifiers, payload, \
+             'received', {now}, {now}, {now}, traceparent, reply_to, facts FROM v \
+             ON CONFLICT (integration_id, delivery_id) DO NOTHING RETURNING id, org_id), \
+             published AS (INSERT INTO or_outbox (id, org_id, team_id, event_type, occurred_at, data) \
+             SELECT v.published_as, v.org_id, NULL, 'event.received', {now}, \
+             jsonb_build_object('event_id', v.id, 'source', v.source, 'event_type', v.event_type, \
+             'integration_id', v.integration_id, 'delivery_id', v.delivery_id, 'status', 'received')::text \
+             FROM ins JOIN v ON v.id = ins.id \
+             WHERE EXISTS (SELECT 1 FROM or_subscriptions s WHERE s.org_id = ins.org_id AND s.enabled = 1)), \
+             woken AS (SELECT pg_notify('or_events', '') FROM (SELECT 1 FROM ins LIMIT 1) any_new) \
+             SELECT ins.id FROM ins LEFT JOIN woken ON TRUE",
             rows.join(", ")
         );
         let mut q = sqlx::query_scalar::<_, String>(&sql).persistent(false);
