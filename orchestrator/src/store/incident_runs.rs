@@ -384,7 +384,7 @@ impl Store {
             // Every replica's dispatcher hears of it with the commit (this process's is woken by
             // the caller).
             if backend == Backend::Postgres {
-                sqlx::query("SELECT pg_notify('or_events', '')")
+                sqlx::query(&format!("SELECT {}", super::NOTIFY_DUE))
                     .execute(&mut **tx)
                     .await?;
             }

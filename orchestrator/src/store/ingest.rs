@@ -9,15 +9,15 @@ use std::collections::HashSet;
 
 use serde_json::{Value, json};
 use sqlx::Row;
-use switchyard_common::db::{Backend, in_order};
+use switchyard_common::db::{Backend, in_order, values_rows};
 use switchyard_common::error::Result;
 use switchyard_common::ids::new_id;
 use switchyard_common::outbox::Publish;
 use switchyard_common::time::now_ms;
 
 use super::inbox::Stored;
-use super::outbound::publish;
-use super::{Store, subscribed_orgs};
+use super::outbound::{publish, subscribed};
+use super::{NOTIFY_DUE, Store, subscribed_orgs};
 use crate::sources::Envelope;
 
 /// Deliveries stored in one statement at most (12 parameters each, under every backend's limit).
@@ -77,7 +77,7 @@ impl Store {
                 existing.insert(key, r.try_get::<String, _>("id")?);
             }
         }
-        if repeated.len() < batch.len() {
+        if !inserted.is_empty() {
             self.wake.notify_one();
         }
         Ok((0..batch.len())
@@ -108,16 +108,9 @@ impl Store {
         ids: &[String],
         now: i64,
     ) -> Result<HashSet<String>> {
-        const COLS: usize = 13;
-        let rows: Vec<String> = (0..batch.len())
-            .map(|i| {
-                let b = 1 + COLS * i;
-                format!("({})", in_order(Backend::Postgres, b, COLS))
-            })
-            .collect();
         let sql = format!(
             "WITH v (id, integration_id, delivery_id, org_id, source, event_type, correlation_key, identifiers, \
-             payload, traceparent, reply_to, facts, published_as) AS (VALUES {}), \
+             payload, traceparent, reply_to, facts, published_as) AS (VALUES {values}), \
              ins AS (INSERT INTO or_events (id, integration_id, delivery_id, org_id, source, event_type, correlation_key, \
              identifiers, payload, status, next_attempt_at, received_at, updated_at, traceparent, reply_to, facts) \
              SELECT id, integration_id, delivery_id, org_id, source, event_type, correlation_key, identifiers, payload, \
@@ -128,10 +121,12 @@ impl Store {
              jsonb_build_object('event_id', v.id, 'source', v.source, 'event_type', v.event_type, \
              'integration_id', v.integration_id, 'delivery_id', v.delivery_id, 'status', 'received')::text \
              FROM ins JOIN v ON v.id = ins.id \
-             WHERE EXISTS (SELECT 1 FROM or_subscriptions s WHERE s.org_id = ins.org_id AND s.enabled = 1)), \
-             woken AS (SELECT pg_notify('or_events', '') FROM (SELECT 1 FROM ins LIMIT 1) any_new) \
+             WHERE {subscribed}), \
+             woken AS (SELECT {NOTIFY_DUE} FROM (SELECT 1 FROM ins LIMIT 1) any_new) \
              SELECT ins.id FROM ins LEFT JOIN woken ON TRUE",
-            rows.join(", ")
+            // The 12 columns of `bind_event`, then the id of its `event.received`.
+            values = values_rows(1, batch.len(), 13),
+            subscribed = subscribed("ins.org_id"),
         );
         let mut q = sqlx::query_scalar::<_, String>(&sql).persistent(false);
         for (e, id) in batch.iter().zip(ids) {

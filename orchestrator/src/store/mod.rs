@@ -209,13 +209,17 @@ impl Store {
     /// the transaction's commit) on PostgreSQL.
     async fn notify_in(&self, tx: &mut Transaction<'static, Any>) -> Result<()> {
         if self.db.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_notify('or_events', '')")
+            sqlx::query(&format!("SELECT {NOTIFY_DUE}"))
                 .execute(&mut **tx)
                 .await?;
         }
         Ok(())
     }
 }
+
+/// PostgreSQL: tells every replica's dispatcher, with the commit, that events may have become
+/// due (they `LISTEN` on `or_events`, [`leadership`]).
+const NOTIFY_DUE: &str = "pg_notify('or_events', '')";
 
 /// An open write transaction (see [`Store::batch`]); dropped without [`Store::commit`], it rolls
 /// back.

@@ -28,13 +28,15 @@ pub const OUTBOX: Outbox = Outbox("or_outbox");
 /// constant: "relay" in ASCII).
 const RELAY_LOCK: i64 = 0x0072_656c_6179;
 
-/// Written only when the org (`$2`) has an enabled subscription.
-const SUBSCRIBED: &str =
-    "EXISTS (SELECT 1 FROM or_subscriptions WHERE org_id = $2 AND enabled = 1)";
+/// Whether the org `org` (an SQL expression) has an enabled subscription: what an event is
+/// written to the outbox on.
+pub(super) fn subscribed(org: &str) -> String {
+    format!("EXISTS (SELECT 1 FROM or_subscriptions WHERE org_id = {org} AND enabled = 1)")
+}
 
-/// Writes `event` to the outbox in `tx`, if anyone in its org subscribes.
+/// Writes `event` to the outbox in `tx`, if anyone in its org (`$2`) subscribes.
 pub(super) async fn publish(tx: &mut Transaction<'static, Any>, event: Publish<'_>) -> Result<()> {
-    OUTBOX.publish(tx, event, Some(SUBSCRIBED)).await?;
+    OUTBOX.publish(tx, event, Some(&subscribed("$2"))).await?;
     Ok(())
 }
 
