@@ -25,7 +25,7 @@ use switchyard_common::db::Backend;
 use switchyard_common::error::Result;
 use switchyard_common::time::now_ms;
 
-use super::{Claimed, Status, Store, placeholders, sql_list};
+use super::{Claimed, STILL_DISPATCHING, Status, Store, placeholders, sql_list};
 
 /// Payload bytes a key's followers may add to one claim (the head is always taken): bounds what
 /// a claim holds in memory whatever the backlog.
@@ -270,7 +270,7 @@ impl Store {
         let _g = self.write_guard().await;
         let list = placeholders(3, ids.len());
         let sql = format!(
-            "UPDATE or_events SET claimed_until = $2 WHERE claimed_by = $1 AND status = 'dispatching' AND id IN ({list})",
+            "UPDATE or_events SET claimed_until = $2 WHERE claimed_by = $1 AND {STILL_DISPATCHING} AND id IN ({list})",
         );
         let mut q = sqlx::query(&sql).bind(worker).bind(now_ms() + lease_ms);
         for id in ids {
@@ -285,12 +285,17 @@ impl Store {
         if ids.is_some_and(|i| i.is_empty()) {
             return Ok(0);
         }
-        let only = ids
-            .map(|i| format!("AND id IN ({})", placeholders(2, i.len())))
-            .unwrap_or_default();
+        // Named events through the primary key; all of them through the status.
+        let which = match ids {
+            Some(i) => format!(
+                "{STILL_DISPATCHING} AND id IN ({})",
+                placeholders(2, i.len())
+            ),
+            None => "status = 'dispatching'".to_owned(),
+        };
         let sql = format!(
             "UPDATE or_events SET status = 'received', attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, \
-             claimed_by = NULL, claimed_until = NULL WHERE status = 'dispatching' AND claimed_by = $1 {only}",
+             claimed_by = NULL, claimed_until = NULL WHERE claimed_by = $1 AND {which}",
         );
         let _g = self.write_guard().await;
         let mut q = sqlx::query(&sql).bind(worker);

@@ -17,7 +17,10 @@ use switchyard_common::time::now_ms;
 
 use super::ingest::NewEvent;
 use super::outbound::{event_data, publish};
-use super::{Batch, Status, Store, placeholders, subscribed_orgs, timeline_entries, timeline_rows};
+use super::{
+    Batch, STILL_DISPATCHING, Status, Store, placeholders, subscribed_orgs, timeline_entries,
+    timeline_rows,
+};
 use crate::sources::{Envelope, Facts};
 use crate::store::Integration;
 
@@ -261,7 +264,7 @@ impl Store {
              UPDATE or_events SET status = 'dispatched', org_id = COALESCE(v.vorg, org_id), team_id = COALESCE(v.vteam, team_id), \
                run_id = COALESCE(v.vrun, run_id), last_error = NULL, claimed_by = NULL, claimed_until = NULL, updated_at = {now_mark}, \
                throttled_since = NULL, routed_by = COALESCE(v.vrouted, routed_by), dispatched_at = COALESCE(v.vat, dispatched_at) \
-             FROM v WHERE id = v.vid AND claimed_by = {worker_mark} AND status = 'dispatching' \
+             FROM v WHERE id = v.vid AND claimed_by = {worker_mark} AND {STILL_DISPATCHING} \
              RETURNING id, org_id, team_id, source, event_type, integration_id, status, run_id, last_error",
             now_mark = in_order(backend, 6 * items.len() + 1, 1),
             worker_mark = in_order(backend, 6 * items.len() + 2, 1),
