@@ -209,7 +209,7 @@ impl Store {
             timeline(&mut tx, id, now, "replayed", None).await?;
         }
         if !found.is_empty() {
-            self.notify_in(&mut tx).await?;
+            super::notify_due(&mut tx).await?;
         }
         tx.commit().await?;
         self.wake.notify_one();

@@ -289,7 +289,7 @@ impl Store {
         )
         .await?;
         if status != "running" {
-            Self::follow_up(tx, backend, &incident, now).await?;
+            Self::follow_up(tx, &incident, now).await?;
         }
         Ok(())
     }
@@ -317,7 +317,7 @@ impl Store {
                 .bind(event)
                 .execute(&mut **tx)
                 .await?;
-            Self::follow_up(tx, backend, &incident, now_ms()).await?;
+            Self::follow_up(tx, &incident, now_ms()).await?;
         }
         Ok(())
     }
@@ -343,12 +343,7 @@ impl Store {
 
     /// With no run of the open incident going, sends its latest signal that no run had (and that
     /// is not a resolution) through dispatch again: its run takes every such signal.
-    async fn follow_up(
-        tx: &mut Transaction<'static, Any>,
-        backend: Backend,
-        incident: &str,
-        now: i64,
-    ) -> Result<()> {
+    async fn follow_up(tx: &mut Transaction<'static, Any>, incident: &str, now: i64) -> Result<()> {
         let going = one(tx, "SELECT event_id FROM or_incident_runs WHERE incident_id = $1 AND status IN ('starting', 'running') LIMIT 1",
             &[incident], None).await?;
         let open = one(
@@ -383,11 +378,7 @@ impl Store {
         if n > 0 {
             // Every replica's dispatcher hears of it with the commit (this process's is woken by
             // the caller).
-            if backend == Backend::Postgres {
-                sqlx::query(&format!("SELECT {}", super::NOTIFY_DUE))
-                    .execute(&mut **tx)
-                    .await?;
-            }
+            super::notify_due(tx).await?;
             super::timeline(tx, &event, now, "follow_up", Some(&format!("incident {incident}: its last run ended before this signal was in a run's context"))).await?;
             note_incident(
                 tx,

@@ -20,6 +20,11 @@ use super::outbound::{publish, subscribed};
 use super::{NOTIFY_DUE, Store, subscribed_orgs};
 use crate::sources::Envelope;
 
+/// The columns both backends' inserts give a new event, in order: `bind_event`'s 12, with the
+/// status and the three times written in between.
+const INSERT_EVENTS: &str = "INSERT INTO or_events (id, integration_id, delivery_id, org_id, source, event_type, \
+    correlation_key, identifiers, payload, status, next_attempt_at, received_at, updated_at, traceparent, reply_to, facts)";
+
 /// Deliveries stored in one statement at most (12 parameters each, under every backend's limit).
 pub const MAX_BATCH: usize = 256;
 
@@ -111,8 +116,7 @@ impl Store {
         let sql = format!(
             "WITH v (id, integration_id, delivery_id, org_id, source, event_type, correlation_key, identifiers, \
              payload, traceparent, reply_to, facts, published_as) AS (VALUES {values}), \
-             ins AS (INSERT INTO or_events (id, integration_id, delivery_id, org_id, source, event_type, correlation_key, \
-             identifiers, payload, status, next_attempt_at, received_at, updated_at, traceparent, reply_to, facts) \
+             ins AS ({INSERT_EVENTS} \
              SELECT id, integration_id, delivery_id, org_id, source, event_type, correlation_key, identifiers, payload, \
              'received', {now}, {now}, {now}, traceparent, reply_to, facts FROM v \
              ON CONFLICT (integration_id, delivery_id) DO NOTHING RETURNING id, org_id), \
@@ -158,9 +162,7 @@ impl Store {
             })
             .collect();
         let sql = format!(
-            "INSERT INTO or_events (id, integration_id, delivery_id, org_id, source, event_type, correlation_key, identifiers, \
-               payload, status, next_attempt_at, received_at, updated_at, traceparent, reply_to, facts) \
-             VALUES {} ON CONFLICT (integration_id, delivery_id) DO NOTHING RETURNING id",
+            "{INSERT_EVENTS} VALUES {} ON CONFLICT (integration_id, delivery_id) DO NOTHING RETURNING id",
             rows.join(", ")
         );
         let mut q = sqlx::query_scalar::<_, String>(&sql).persistent(false);

@@ -204,17 +204,17 @@ impl Store {
         }
         Ok(())
     }
+}
 
-    /// Wakes dispatchers: this process's at once, other replicas' through `NOTIFY` (sent with
-    /// the transaction's commit) on PostgreSQL.
-    async fn notify_in(&self, tx: &mut Transaction<'static, Any>) -> Result<()> {
-        if self.db.backend == Backend::Postgres {
-            sqlx::query(&format!("SELECT {NOTIFY_DUE}"))
-                .execute(&mut **tx)
-                .await?;
-        }
-        Ok(())
+/// Tells other replicas' dispatchers, with `tx`'s commit, that events may have become due
+/// (`NOTIFY` on PostgreSQL; SQLite has one process, whose dispatcher the caller wakes).
+async fn notify_due(tx: &mut Transaction<'static, Any>) -> Result<()> {
+    if backend_of(tx) == Backend::Postgres {
+        sqlx::query(&format!("SELECT {NOTIFY_DUE}"))
+            .execute(&mut **tx)
+            .await?;
     }
+    Ok(())
 }
 
 /// PostgreSQL: tells every replica's dispatcher, with the commit, that events may have become
