@@ -194,6 +194,37 @@ enum AuditCommand {
     },
 }
 
+/// jemalloc serves every allocation of Rust code. glibc's malloc and free were a quarter of each
+/// service's own CPU in a burst; with jemalloc the three services spent 20-28% less CPU on the
+/// same work, at an orchestrator peak RSS of 46-48 MiB against 41-42 (docs/benchmarks.md,
+/// 2026-12-07, seventh session; mimalloc, measured before, reached 63-73 MiB).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options, read when it starts (`_RJEM_MALLOC_CONF` in the environment overrides
+/// them):
+/// - a background thread returns freed pages to the system, dirty pages after a second rather
+///   than jemalloc's ten, so that a burst's memory does not stay resident;
+/// - each thread caches freed blocks of up to 1 KiB only (32 KiB by default): `switchyard dev`,
+///   whose SQLite pools add a thread per connection, peaked at 71-74 MiB instead of 80-92, at the
+///   same CPU.
+#[cfg(not(target_env = "msvc"))]
+#[allow(unsafe_code, non_upper_case_globals)]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static malloc_conf: MallocConf = MallocConf(
+    c"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,tcache_max:1024".as_ptr(),
+);
+
+/// A C string jemalloc reads; never written.
+#[cfg(not(target_env = "msvc"))]
+#[repr(transparent)]
+struct MallocConf(*const std::ffi::c_char);
+// SAFETY: it points at a static string that nothing writes.
+#[cfg(not(target_env = "msvc"))]
+#[allow(unsafe_code)]
+unsafe impl Sync for MallocConf {}
+
 fn main() -> ExitCode {
     limit_malloc_arenas();
     tokio::runtime::Builder::new_multi_thread()
@@ -203,8 +234,9 @@ fn main() -> ExitCode {
         .block_on(async_main())
 }
 
-/// glibc gives each thread that meets contention an allocator arena of its own, up to eight per
-/// core, and keeps what each arena freed: with SQLite's thread per pooled connection beside the
+/// glibc still serves what C code allocates (SQLite's page caches). It gives each thread that
+/// meets contention an allocator arena of its own, up to eight per core, and keeps what each
+/// arena freed (measured before jemalloc served Rust's allocations): with SQLite's thread per pooled connection beside the
 /// runtime's workers, the orchestrator's peak resident memory under a burst was 122-146 MiB on
 /// SQLite, and 47 MiB with two arenas at the same throughput (docs/benchmarks.md). Two arenas,
 /// unless `MALLOC_ARENA_MAX` says otherwise; set before any thread starts.
