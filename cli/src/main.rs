@@ -194,26 +194,28 @@ enum AuditCommand {
     },
 }
 
-/// jemalloc serves every allocation of Rust code. glibc's malloc and free were a quarter of each
-/// service's own CPU in a burst; with jemalloc the three services spent 20-28% less CPU on the
-/// same work, at an orchestrator peak RSS of 46-48 MiB against 41-42 (docs/benchmarks.md,
-/// 2026-12-07, seventh session; mimalloc, measured before, reached 63-73 MiB).
+/// jemalloc serves every allocation of Rust code (ADR 0021). glibc's malloc and free were a
+/// quarter of each service's own CPU in a burst; with jemalloc the three services spent 11-28%
+/// less CPU on the same work, and the orchestrator's peak RSS in the two-replica burst of 100,000
+/// was 59-60 MiB against 54-58 (docs/benchmarks.md, 2026-12-07, seventh session; mimalloc,
+/// measured before, reached 63-73 MiB in a burst of 10,000).
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// jemalloc's options, read when it starts (`_RJEM_MALLOC_CONF` in the environment overrides
 /// them):
-/// - a background thread returns freed pages to the system, dirty pages after a second rather
-///   than jemalloc's ten, so that a burst's memory does not stay resident;
+/// - a background thread returns freed pages to the system, 100 ms after they were freed rather
+///   than jemalloc's 10 s, so that a burst's memory does not stay resident (the orchestrator's
+///   peak in the two-replica burst: 62-63 MiB at 1 s, 55 MiB at 0 s, but then no CPU saved);
 /// - each thread caches freed blocks of up to 1 KiB only (32 KiB by default): `switchyard dev`,
-///   whose SQLite pools add a thread per connection, peaked at 71-74 MiB instead of 80-92, at the
-///   same CPU.
+///   whose SQLite pools add a thread per connection, peaked at 70-77 MiB instead of 80-92, at the
+///   same CPU (63-68 MiB with glibc).
 #[cfg(not(target_env = "msvc"))]
 #[allow(unsafe_code, non_upper_case_globals)]
 #[unsafe(export_name = "_rjem_malloc_conf")]
 static malloc_conf: MallocConf = MallocConf(
-    c"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,tcache_max:1024".as_ptr(),
+    c"background_thread:true,dirty_decay_ms:100,muzzy_decay_ms:0,tcache_max:1024".as_ptr(),
 );
 
 /// A C string jemalloc reads; never written.
