@@ -194,38 +194,30 @@ enum AuditCommand {
     },
 }
 
-/// jemalloc serves every allocation of Rust code (ADR 0021). glibc's malloc and free were a
-/// quarter of each service's own CPU in a burst; with jemalloc the three services spent 11-28%
-/// less CPU on the same work, and the orchestrator's peak RSS in the two-replica burst of 100,000
-/// was 59-60 MiB against 54-58 (docs/benchmarks.md, 2026-12-07, seventh session; mimalloc,
-/// measured before, reached 63-73 MiB in a burst of 10,000).
+/// jemalloc serves every allocation of Rust code: glibc's malloc and free were a quarter of each
+/// service's own CPU (ADR 0021 has the measurements and the choice of options).
 #[cfg(not(target_env = "msvc"))]
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+mod allocator {
+    #[global_allocator]
+    static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// jemalloc's options, read when it starts (`_RJEM_MALLOC_CONF` in the environment overrides
-/// them):
-/// - a background thread returns freed pages to the system, 100 ms after they were freed rather
-///   than jemalloc's 10 s, so that a burst's memory does not stay resident (the orchestrator's
-///   peak in the two-replica burst: 62-63 MiB at 1 s, 55 MiB at 0 s, but then no CPU saved);
-/// - each thread caches freed blocks of up to 1 KiB only (32 KiB by default): `switchyard dev`,
-///   whose SQLite pools add a thread per connection, peaked at 70-77 MiB instead of 80-92, at the
-///   same CPU (63-68 MiB with glibc).
-#[cfg(not(target_env = "msvc"))]
-#[allow(unsafe_code, non_upper_case_globals)]
-#[unsafe(export_name = "_rjem_malloc_conf")]
-static malloc_conf: MallocConf = MallocConf(
-    c"background_thread:true,dirty_decay_ms:100,muzzy_decay_ms:0,tcache_max:1024".as_ptr(),
-);
+    /// jemalloc's options, read when it starts (`_RJEM_MALLOC_CONF` in the environment
+    /// overrides them): a background thread returns freed pages 100 ms after they were freed,
+    /// so that a burst's memory does not stay resident, and each thread caches freed blocks of
+    /// up to 1 KiB only, since `switchyard dev`'s SQLite pools add a thread per connection.
+    #[allow(unsafe_code, non_upper_case_globals)]
+    #[unsafe(export_name = "_rjem_malloc_conf")]
+    static malloc_conf: MallocConf = MallocConf(
+        c"background_thread:true,dirty_decay_ms:100,muzzy_decay_ms:0,tcache_max:1024".as_ptr(),
+    );
 
-/// A C string jemalloc reads; never written.
-#[cfg(not(target_env = "msvc"))]
-#[repr(transparent)]
-struct MallocConf(*const std::ffi::c_char);
-// SAFETY: it points at a static string that nothing writes.
-#[cfg(not(target_env = "msvc"))]
-#[allow(unsafe_code)]
-unsafe impl Sync for MallocConf {}
+    /// A C string jemalloc reads; never written.
+    #[repr(transparent)]
+    struct MallocConf(*const std::ffi::c_char);
+    // SAFETY: it points at a static string that nothing writes.
+    #[allow(unsafe_code)]
+    unsafe impl Sync for MallocConf {}
+}
 
 fn main() -> ExitCode {
     limit_malloc_arenas();
@@ -238,10 +230,11 @@ fn main() -> ExitCode {
 
 /// glibc still serves what C code allocates (SQLite's page caches). It gives each thread that
 /// meets contention an allocator arena of its own, up to eight per core, and keeps what each
-/// arena freed (measured before jemalloc served Rust's allocations): with SQLite's thread per pooled connection beside the
-/// runtime's workers, the orchestrator's peak resident memory under a burst was 122-146 MiB on
-/// SQLite, and 47 MiB with two arenas at the same throughput (docs/benchmarks.md). Two arenas,
-/// unless `MALLOC_ARENA_MAX` says otherwise; set before any thread starts.
+/// arena freed: before jemalloc served Rust's allocations, with SQLite's thread per pooled
+/// connection beside the runtime's workers, the orchestrator's peak resident memory under a
+/// burst was 122-146 MiB on SQLite, and 47 MiB with two arenas at the same throughput
+/// (docs/benchmarks.md). Two arenas, unless `MALLOC_ARENA_MAX` says otherwise; set before any
+/// thread starts.
 #[allow(unsafe_code)]
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
