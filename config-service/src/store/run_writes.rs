@@ -10,7 +10,7 @@ use serde_json::Value;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use switchyard_api::runs::UpdateRun;
-use switchyard_common::db::values_rows;
+use switchyard_common::db::{keep_prepared, values_rows};
 use switchyard_common::ids::new_id;
 use switchyard_common::time::now_ms;
 
@@ -212,7 +212,7 @@ impl Store {
                 "SELECT id, status, input_tokens + output_tokens AS tokens FROM cs_agent_runs WHERE id IN {}",
                 values_rows(1, 1, chunk.len())
             );
-            let mut q = sqlx::query(&sql).persistent(false);
+            let mut q = sqlx::query(&sql).persistent(keep_prepared(chunk.len()));
             for id in chunk {
                 q = q.bind(*id);
             }
@@ -245,7 +245,9 @@ async fn insert_runs(
          ON CONFLICT (org_id, idempotency_key) DO NOTHING RETURNING {RUN_COLS}",
         values_rows(2, runs.len(), 13)
     );
-    let mut q = sqlx::query(&sql).persistent(false).bind(now);
+    let mut q = sqlx::query(&sql)
+        .persistent(keep_prepared(runs.len()))
+        .bind(now);
     for (run, id) in runs.iter().zip(ids) {
         q = q
             .bind(id.as_str())
@@ -284,7 +286,9 @@ async fn move_runs(
          FROM v WHERE id = v.vid AND status = v.vfrom RETURNING {RUN_COLS}",
         values_rows(2, moves.len(), 10)
     );
-    let mut q = sqlx::query(&sql).persistent(false).bind(now);
+    let mut q = sqlx::query(&sql)
+        .persistent(keep_prepared(moves.len()))
+        .bind(now);
     for (id, from, u) in moves {
         q = q
             .bind(*id)
@@ -311,7 +315,7 @@ async fn add_tokens(tx: &mut Tx, added: &BTreeMap<(&str, &str), i64>, day: i64) 
              ON CONFLICT (org_id, team_id, day) DO UPDATE SET tokens = cs_token_usage.tokens + excluded.tokens",
             values_rows(1, chunk.len(), 4)
         );
-        let mut q = sqlx::query(&sql).persistent(false);
+        let mut q = sqlx::query(&sql).persistent(keep_prepared(chunk.len()));
         for ((org, team), tokens) in chunk {
             q = q.bind(*org).bind(*team).bind(day).bind(**tokens);
         }

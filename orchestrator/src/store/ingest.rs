@@ -9,7 +9,7 @@ use std::collections::HashSet;
 
 use serde_json::{Value, json};
 use sqlx::Row;
-use switchyard_common::db::{Backend, in_order, values_rows};
+use switchyard_common::db::{Backend, in_order, keep_prepared, values_rows};
 use switchyard_common::error::Result;
 use switchyard_common::ids::new_id;
 use switchyard_common::outbox::Publish;
@@ -118,21 +118,24 @@ impl Store {
              payload, traceparent, reply_to, facts, published_as) AS (VALUES {values}), \
              ins AS ({INSERT_EVENTS} \
              SELECT id, integration_id, delivery_id, org_id, source, event_type, correlation_key, identifiers, payload, \
-             'received', {now}, {now}, {now}, traceparent, reply_to, facts FROM v \
+             'received', $1, $1, $1, traceparent, reply_to, facts FROM v \
              ON CONFLICT (integration_id, delivery_id) DO NOTHING RETURNING id, org_id), \
              published AS (INSERT INTO or_outbox (id, org_id, team_id, event_type, occurred_at, data) \
-             SELECT v.published_as, v.org_id, NULL, 'event.received', {now}, \
+             SELECT v.published_as, v.org_id, NULL, 'event.received', $1, \
              jsonb_build_object('event_id', v.id, 'source', v.source, 'event_type', v.event_type, \
              'integration_id', v.integration_id, 'delivery_id', v.delivery_id, 'status', 'received')::text \
              FROM ins JOIN v ON v.id = ins.id \
              WHERE {subscribed}), \
              woken AS (SELECT {NOTIFY_DUE} FROM (SELECT 1 FROM ins LIMIT 1) any_new) \
              SELECT ins.id FROM ins LEFT JOIN woken ON TRUE",
-            // The 12 columns of `bind_event`, then the id of its `event.received`.
-            values = values_rows(1, batch.len(), 13),
+            // The time, then per delivery the 12 columns of `bind_event` and the id of its
+            // `event.received`.
+            values = values_rows(2, batch.len(), 13),
             subscribed = subscribed("ins.org_id"),
         );
-        let mut q = sqlx::query_scalar::<_, String>(&sql).persistent(false);
+        let mut q = sqlx::query_scalar::<_, String>(&sql)
+            .persistent(keep_prepared(batch.len()))
+            .bind(now);
         for (e, id) in batch.iter().zip(ids) {
             q = bind_event(q, e, id).bind(new_id());
         }

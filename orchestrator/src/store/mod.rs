@@ -37,7 +37,7 @@ mod subscriptions;
 use std::sync::Arc;
 
 use sqlx::{Any, Transaction};
-use switchyard_common::db::{Backend, Db, WriteTx, values_rows_in_order};
+use switchyard_common::db::{Backend, Db, WriteTx, keep_prepared, values_rows_in_order};
 use switchyard_common::error::Result;
 use switchyard_common::ids::new_id;
 use tokio::sync::{Notify, OwnedMutexGuard};
@@ -265,7 +265,7 @@ async fn timeline_rows(
     let values = values_rows_in_order(backend_of(tx), 1, rows.len(), 5);
     let sql =
         format!("INSERT INTO or_event_timeline (id, event_id, at, kind, detail) VALUES {values}");
-    let mut q = sqlx::query(&sql).persistent(false);
+    let mut q = sqlx::query(&sql).persistent(keep_prepared(rows.len()));
     for (event, at, kind, detail) in rows {
         q = q
             .bind(new_id())
