@@ -81,9 +81,11 @@ impl Store {
         };
         let statements = match self.db.backend {
             // First the earliest due pending events (at most `WINDOW` of them, in id order), each
-            // taken when it is the earliest pending event of its key: index probes that stop once
-            // four times `keys` heads are found, of which `keys` are locked (another replica's
-            // claim in flight holds some of the earliest: this one takes the next). That finds
+            // taken when it is the earliest pending event of its key: index probes, made only
+            // until `keys` heads are locked, and at most four times `keys` (another replica's
+            // claim in flight holds some of the earliest: this one takes the next). The count of
+            // heads found is read only when fewer than `keys` were locked, when it costs nothing
+            // more (it would otherwise make every probe). That finds
             // them all when keys differ (the usual backlog); when it finds fewer (a storm whose head is in flight fills the window with its
             // followers), the complete form reads the earliest pending event of every key once
             // (passing over what the first form just claimed, even with a lease already over).
@@ -99,11 +101,12 @@ impl Store {
                          ORDER BY q.id LIMIT 1) = cand.id \
                        LIMIT $2 * 4), \
                      heads AS ( \
-                       SELECT e.id, e.integration_id, e.correlation_key FROM or_events e \
-                       WHERE e.id IN (SELECT id FROM firsts) AND {due_e} LIMIT $2 FOR UPDATE SKIP LOCKED), \
+                       SELECT e.id, e.integration_id, e.correlation_key FROM firsts f JOIN or_events e ON e.id = f.id \
+                       WHERE {due_e} LIMIT $2 FOR UPDATE OF e SKIP LOCKED), \
                      chosen AS ({followers}) \
                      UPDATE or_events SET {CLAIM} WHERE id IN (SELECT id FROM chosen) \
-                     RETURNING {RETURNING}, (SELECT COUNT(*) FROM cand) AS seen, (SELECT COUNT(*) FROM firsts) AS firsts",
+                     RETURNING {RETURNING}, (SELECT COUNT(*) FROM cand) AS seen, \
+                       CASE WHEN (SELECT COUNT(*) FROM heads) < $2 THEN (SELECT COUNT(*) FROM firsts) END AS firsts",
                     due_c = due("c"),
                     due_e = due("e"),
                     followers = followers(),
@@ -211,7 +214,8 @@ impl Store {
             let saw_all = form == 0
                 && got.first().is_some_and(|r| {
                     r.try_get::<i64, _>("seen").is_ok_and(|n| n < WINDOW)
-                        && r.try_get::<i64, _>("firsts").is_ok_and(|n| n < keys * 4)
+                        && r.try_get::<Option<i64>, _>("firsts")
+                            .is_ok_and(|n| n.is_some_and(|n| n < keys * 4))
                 });
             rows.extend(got);
             if heads >= keys || saw_all {
