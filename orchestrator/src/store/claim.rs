@@ -84,11 +84,11 @@ impl Store {
             // taken when it is the earliest pending event of its key: index probes, made only
             // until `keys` heads are locked, and at most four times `keys` (another replica's
             // claim in flight holds some of the earliest: this one takes the next). The count of
-            // heads found is read only when fewer than `keys` were locked, when it costs nothing
-            // more (it would otherwise make every probe). That finds
-            // them all when keys differ (the usual backlog); when it finds fewer (a storm whose head is in flight fills the window with its
-            // followers), the complete form reads the earliest pending event of every key once
-            // (passing over what the first form just claimed, even with a lease already over).
+            // heads found is read only when fewer than `keys` were locked, when every probe has
+            // been made anyway. That finds them all when keys differ (the usual backlog); when it
+            // finds fewer (a storm whose head is in flight fills the window with its followers),
+            // the complete form reads the earliest pending event of every key once (passing over
+            // what the first form just claimed, even with a lease already over).
             Backend::Postgres => vec![
                 format!(
                     "WITH cand AS MATERIALIZED ( \
