@@ -110,7 +110,7 @@ pub fn keep_prepared(rows: usize) -> bool {
 }
 
 /// The largest batch [`keep_prepared`] keeps.
-pub const PREPARED_ROWS: usize = 16;
+const PREPARED_ROWS: usize = 16;
 
 /// [`values_rows`] bound in order (see [`in_order`]): `(?, ?), (?, ?)` on SQLite.
 pub fn values_rows_in_order(backend: Backend, first: usize, rows: usize, width: usize) -> String {
