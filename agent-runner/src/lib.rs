@@ -1,7 +1,8 @@
 //! Switchyard's agent-runner: the shared runtime every team's agent runs on.
 //!
-//! `POST /api/v1/run` (service JWT, from the orchestrator) answers 202 with a run id at once; the
-//! same idempotency key always answers the same run and never starts a second one. Per run it
+//! `POST /api/v1/run` (service JWT, from the orchestrator) answers 202 with a run id at once
+//! (`POST /api/v1/run/batch` starts many in one call, as the orchestrator does); the same
+//! idempotency key always answers the same run and never starts a second one. Per run it
 //! loads the team's effective config from the config-service (so a config change applies to the
 //! next run, no restart), runs the agent through its provider (this version ships the built-in
 //! offline provider: a deterministic summary of the trigger, so everything works without an LLM
@@ -12,7 +13,8 @@
 //! Runs are recorded in the config-service, so this service keeps no database of its own.
 //!
 //! # Layout
-//! - this file: settings, state, the HTTP API (accepting runs, reading one);
+//! - this file: settings, state, the HTTP API (reading a run, health, metrics);
+//! - `start`: accepting runs, one or a batch a call, within the team's concurrent-run quota;
 //! - `runs`: executing a run under its lease, and resuming runs whose runner stopped;
 //! - [`agent`]: the agent loop, its config and tools; [`toolsets`]: the built-in tools; [`providers`]: LLM providers behind one
 //!   trait; [`messages`]: the conversation they share; [`reply`]: answering where the event came
@@ -27,9 +29,11 @@ pub mod providers;
 mod records;
 pub mod reply;
 mod runs;
+mod start;
 pub mod toolsets;
 
 pub use runs::recover_runs;
+pub use start::{accept, accept_batch};
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -38,16 +42,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
-use switchyard_api::runs::{AgentRun, CreateRun};
+use switchyard_api::runs::AgentRun;
 use switchyard_common::auth::ServiceKey;
 use switchyard_common::clients::{CallError, ConfigClient, OrchestratorClient};
 use switchyard_common::error::{Error, Result};
-use switchyard_common::http::{ApiJson, AuthState, Caller, Service};
+use switchyard_common::http::{AuthState, Caller};
 use switchyard_common::problem::Problem;
 use switchyard_common::telemetry::{Metrics, metrics_response};
 use tokio::net::TcpListener;
@@ -270,6 +273,7 @@ pub use switchyard_api::runs::{Accepted, RunRequest};
 pub fn app(state: AppState) -> Router {
     let router = Router::new()
         .route("/api/v1/run", post(accept))
+        .route("/api/v1/run/batch", post(accept_batch))
         .route("/api/v1/runs/{id}", get(get_run))
         .route("/healthz", get(healthz))
         .route("/readyz", get(healthz))
@@ -293,99 +297,6 @@ fn release(state: &AppState, org: &str, team: &str) {
     if let Some(n) = m.get_mut(&(org.to_owned(), team.to_owned())) {
         *n = n.saturating_sub(1);
     }
-}
-
-/// Start a run (service JWT). 202 with the run id; the same idempotency key answers the same run.
-#[utoipa::path(post, path = "/api/v1/run", operation_id = "run", tag = "runs", request_body = RunRequest,
-    responses((status = 202, body = Accepted), (status = 429, description = "The team is at its concurrent-run quota", body = Problem)),
-    security(("service_jwt" = [])))]
-pub async fn accept(
-    State(state): State<AppState>,
-    s: Service,
-    ApiJson(req): ApiJson<RunRequest>,
-) -> Result<Response> {
-    // Runs are started by the orchestrator only.
-    s.require(&["orchestrator"])?;
-    // The config is read per run: a change applies to the next run without a restart.
-    let ctx = state
-        .run_context(&req.org_id, &req.team_id)
-        .await
-        .map_err(unavailable)?;
-    let limit = ctx
-        .config
-        .pointer("/quotas/concurrent_runs")
-        .and_then(Value::as_u64)
-        .unwrap_or(DEFAULT_CONCURRENT_RUNS);
-    if !reserve(&state, &req.org_id, &req.team_id, limit) {
-        return Err(Error::TooManyRequests {
-            detail: format!("team {} is at its {limit} concurrent runs", req.team_id),
-            retry_after: 5,
-        });
-    }
-    let recorded = state
-        .record_new_run(CreateRun {
-            org_id: req.org_id.clone(),
-            team_id: req.team_id.clone(),
-            trigger: req.trigger.clone(),
-            idempotency_key: Some(req.idempotency_key.clone()),
-            reply_to: req.reply_to.clone(),
-            runner: Some(state.runner_id.to_string()),
-            lease_ms: Some(state.lease_ms()),
-            deadline_seconds: Some(state.replies.run_deadline_seconds.max(1) as i64),
-            // Executed at once: recorded running, with the config it runs with.
-            running: true,
-            config_etag: Some(ctx.etag.clone()),
-        })
-        .await;
-    let (run_id, created) = match recorded {
-        Ok(r) => r,
-        Err(e) => {
-            release(&state, &req.org_id, &req.team_id);
-            return Err(unavailable(e));
-        }
-    };
-    if !created {
-        release(&state, &req.org_id, &req.team_id);
-        return Ok((
-            StatusCode::ACCEPTED,
-            Json(Accepted {
-                run_id,
-                started: false,
-            }),
-        )
-            .into_response());
-    }
-    let task_state = state.clone();
-    let id = run_id.clone();
-    // The run outlives the request: it keeps the request's trace for its config-service calls.
-    use switchyard_common::otel;
-    use switchyard_common::trace::TraceContext;
-    let parent = TraceContext::current();
-    let trace = parent
-        .as_ref()
-        .map(TraceContext::child)
-        .unwrap_or_else(TraceContext::new_root);
-    let mut span = otel::Span::start(
-        "agent-runner",
-        "agent.run",
-        otel::SpanKind::Internal,
-        &trace,
-        parent.as_ref().map(|p| p.span_id.as_str()),
-    );
-    span.attr("switchyard.run", run_id.clone());
-    span.attr("switchyard.team", req.team_id.clone());
-    tokio::spawn(trace.scope(async move {
-        runs::execute_leased(&task_state, &id, &req, &ctx).await;
-        span.end();
-    }));
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(Accepted {
-            run_id,
-            started: true,
-        }),
-    )
-        .into_response())
 }
 
 /// One run: a service, the platform admin, the run's org admins, or its team.
@@ -445,7 +356,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         title = "Switchyard agent-runner",
         description = "Runs a team's agent for an event and replies where the event came from."
     ),
-    paths(accept, get_run)
+    paths(start::accept, start::accept_batch, get_run)
 )]
 pub struct ApiDoc;
 
@@ -453,7 +364,7 @@ pub fn openapi_json() -> String {
     switchyard_common::openapi::finish(
         &ApiDoc::openapi(),
         &switchyard_common::openapi::Contract {
-            service_paths: &["/api/v1/run"],
+            service_paths: &["/api/v1/run", "/api/v1/run/batch"],
         },
     )
 }

@@ -75,6 +75,43 @@ async fn finished(http: &reqwest::Client, url: &str) -> Value {
     run
 }
 
+/// Org `acme` with the `teams`, and `layer` as the config of the last of them (as the platform
+/// admin).
+async fn acme_with_teams(http: &reqwest::Client, cs: &str, teams: &[&str], layer: Value) {
+    let call = |m: reqwest::Method, url: String, body: Value| {
+        http.request(m, url)
+            .bearer_auth(ADMIN)
+            .header("if-match", "\"v0\"")
+            .json(&body)
+            .send()
+    };
+    call(
+        reqwest::Method::POST,
+        format!("{cs}/api/v1/orgs"),
+        json!({"id": "acme", "name": "Acme"}),
+    )
+    .await
+    .unwrap();
+    for t in teams {
+        call(
+            reqwest::Method::POST,
+            format!("{cs}/api/v1/orgs/acme/nodes"),
+            json!({"id": t, "kind": "team", "name": t}),
+        )
+        .await
+        .unwrap();
+    }
+    let last = teams.last().expect("a team");
+    let r = call(
+        reqwest::Method::PUT,
+        format!("{cs}/api/v1/orgs/acme/nodes/{last}/config/layer"),
+        layer,
+    )
+    .await
+    .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_are_idempotent_recorded_and_scoped() {
     let key = ServiceKey::generate();
@@ -583,36 +620,8 @@ async fn a_team_over_its_daily_token_budget_runs_no_more() {
     // Each answer costs 49 tokens.
     let (model, seen) = fake_model("Disk full on db-1.").await;
     let http = reqwest::Client::new();
-    let call = |m: reqwest::Method, url: String, body: Value| {
-        http.request(m, url)
-            .bearer_auth(ADMIN)
-            .header("if-match", "\"v0\"")
-            .json(&body)
-            .send()
-    };
-    call(
-        reqwest::Method::POST,
-        format!("{cs}/api/v1/orgs"),
-        json!({"id": "acme", "name": "Acme"}),
-    )
-    .await
-    .unwrap();
-    call(
-        reqwest::Method::POST,
-        format!("{cs}/api/v1/orgs/acme/nodes"),
-        json!({"id": "checkout", "kind": "team", "name": "c"}),
-    )
-    .await
-    .unwrap();
     let layer = json!({"agent": {"provider": "openai", "endpoint": model, "model": "m"}, "quotas": {"tokens_per_day": 40}});
-    let r = call(
-        reqwest::Method::PUT,
-        format!("{cs}/api/v1/orgs/acme/nodes/checkout/config/layer"),
-        layer,
-    )
-    .await
-    .unwrap();
-    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    acme_with_teams(&http, &cs, &["checkout"], layer).await;
     let jwt = key.mint("orchestrator", "agent-runner", 60);
     let mut ended = Vec::new();
     for n in 0..2 {
@@ -649,4 +658,105 @@ async fn a_team_over_its_daily_token_budget_runs_no_more() {
         1,
         "the model was not called for the second run"
     );
+}
+
+/// A batch starts each of its runs as `POST /api/v1/run` would and answers each, in order: a key
+/// seen before answers its run without starting it again, a team at its concurrent-run quota gets
+/// 429 with when to come back while the batch's other runs start, and the new runs finish. The
+/// batch's size and its caller are checked as the single endpoint's caller is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_starts_each_run_as_its_own_call_would() {
+    let key = ServiceKey::generate();
+    let (cs, _db) = config_service(&key).await;
+    let runner = agent_runner(&cs, &key, 30).await;
+    // A model that takes the call and never answers: a run of "search" holds its one slot.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let model = format!("http://{}/v1", silent.local_addr().unwrap());
+    let http = reqwest::Client::new();
+    let layer = json!({"agent": {"provider": "openai", "endpoint": model, "model": "m"}, "quotas": {"concurrent_runs": 1}});
+    acme_with_teams(&http, &cs, &["checkout", "search"], layer).await;
+    let jwt = key.mint("orchestrator", "agent-runner", 60);
+    let run = |team: &str, key: &str| json!({"org_id": "acme", "team_id": team, "trigger": {"source": "grafana", "event_type": "alert.firing"}, "reply_to": null, "idempotency_key": key});
+    let post = |path: &str, token: &str, body: Value| {
+        http.post(format!("{runner}{path}"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    let single = |body: Value| async {
+        let r = post("/api/v1/run", &jwt, body).await.unwrap();
+        assert_eq!(r.status().as_u16(), 202);
+        r.json::<Value>().await.unwrap()
+    };
+    let seen = single(run("checkout", "e-1")).await;
+    let holding = single(run("search", "s-1")).await;
+    assert_eq!(holding["started"], true);
+
+    let batch = json!({"runs": [
+        {"run": run("checkout", "e-1")},
+        {"run": run("checkout", "e-2"), "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+        {"run": run("search", "s-2")},
+        {"run": run("checkout", "e-3")},
+    ]});
+    let r = post("/api/v1/run/batch", &jwt, batch).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let results = r.json::<Value>().await.unwrap()["results"].clone();
+    let results = results.as_array().unwrap();
+    assert_eq!(results.len(), 4, "{results:?}");
+    assert_eq!(
+        (
+            &results[0]["status"],
+            &results[0]["run_id"],
+            &results[0]["started"]
+        ),
+        (&json!(202), &seen["run_id"], &json!(false))
+    );
+    assert_eq!(
+        (&results[2]["status"], &results[2]["retry_after"]),
+        (&json!(429), &json!(5)),
+        "{results:?}"
+    );
+    assert!(
+        results[2]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("team search is at its 1 concurrent runs"),
+        "{results:?}"
+    );
+    for (started, key) in [(&results[1], "e-2"), (&results[3], "e-3")] {
+        assert_eq!(
+            (&started["status"], &started["started"]),
+            (&json!(202), &json!(true))
+        );
+        let id = started["run_id"].as_str().unwrap();
+        assert_ne!(Some(id), seen["run_id"].as_str());
+        let ended = finished(&http, &format!("{runner}/api/v1/runs/{id}")).await;
+        assert_eq!(ended["status"], "succeeded", "{ended}");
+        assert_eq!(ended["idempotency_key"], key, "{ended}");
+    }
+    assert_ne!(results[1]["run_id"], results[3]["run_id"]);
+
+    // No runs, or more than 256: 400. Another caller than the orchestrator: 403; no token: 401.
+    for n in [0, 257] {
+        let runs: Vec<Value> = (0..n)
+            .map(|i| json!({"run": run("checkout", &format!("x-{i}"))}))
+            .collect();
+        let r = post("/api/v1/run/batch", &jwt, json!({ "runs": runs }))
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{n} runs");
+    }
+    let one = json!({"runs": [{"run": run("checkout", "e-9")}]});
+    let as_runner = key.mint("agent-runner", "agent-runner", 60);
+    let r = post("/api/v1/run/batch", &as_runner, one.clone())
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let r = http
+        .post(format!("{runner}/api/v1/run/batch"))
+        .json(&one)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
 }

@@ -1,5 +1,6 @@
-//! Agent runs: asking for one (`POST /api/v1/run` on the agent-runner) and recording it (the
-//! config-service's `/api/v1/internal/agent-runs` endpoints).
+//! Agent runs: asking for one (`POST /api/v1/run` on the agent-runner) or many at once
+//! (`POST /api/v1/run/batch`), and recording them (the config-service's
+//! `/api/v1/internal/agent-runs` endpoints).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -28,6 +29,51 @@ pub struct Accepted {
     pub run_id: String,
     /// False when the idempotency key had been seen: nothing new was started.
     pub started: bool,
+}
+
+/// Runs the agent-runner is asked to start in one call: the body of its `POST /api/v1/run/batch`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartRuns {
+    /// At most [`StartRuns::MOST`] runs, of different events.
+    pub runs: Vec<StartRun>,
+}
+
+impl StartRuns {
+    /// The most runs one batch may carry.
+    pub const MOST: usize = 256;
+}
+
+/// One run of a batch, with the trace it continues.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartRun {
+    pub run: RunRequest,
+    /// The W3C `traceparent` this run continues (each event of a batch has its own trace).
+    #[serde(default)]
+    pub traceparent: Option<String>,
+}
+
+/// The answers to a [`StartRuns`], one per run, in the request's order.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StartedRuns {
+    pub results: Vec<StartOutcome>,
+}
+
+/// What `POST /api/v1/run` would have answered for this run: its status, and the run (202) or why
+/// not (the problem's `detail`, and `retry_after` in seconds for 429 and 503).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StartOutcome {
+    pub status: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    /// False when the idempotency key had been seen: nothing new was started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
 }
 
 /// A recorded run.

@@ -132,7 +132,7 @@ async fn one_slack_question_is_one_trace_from_the_webhook_to_the_reply() {
         "inbox.store",
         "dispatch",
         "call agent-runner",
-        "POST /api/v1/run",
+        "POST /api/v1/run/batch",
         "agent.run",
         "model.turn",
         "tool.prometheus_query",
@@ -166,9 +166,15 @@ async fn one_slack_question_is_one_trace_from_the_webhook_to_the_reply() {
     assert_eq!(span("dispatch").attrs["switchyard.status"], "dispatched");
     child_of("call agent-runner", "dispatch");
     assert_eq!(span("call agent-runner").kind, SpanKind::Client as i32);
-    child_of("POST /api/v1/run", "call agent-runner");
-    assert_eq!(span("POST /api/v1/run").service, "switchyard-agent-runner");
-    child_of("agent.run", "POST /api/v1/run");
+    // The run was started in a batch call (the round's runs together); its part of that call
+    // is a span of its own trace.
+    child_of("POST /api/v1/run/batch", "call agent-runner");
+    assert_eq!(
+        span("POST /api/v1/run/batch").service,
+        "switchyard-agent-runner"
+    );
+    assert_eq!(span("POST /api/v1/run/batch").kind, SpanKind::Server as i32);
+    child_of("agent.run", "POST /api/v1/run/batch");
     let run = span("agent.run");
     let turns: Vec<Got> = got
         .lock()

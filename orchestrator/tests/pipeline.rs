@@ -17,7 +17,10 @@ use switchyard_orchestrator::store::{Integration, Store, Stored};
 use tokio::sync::watch;
 
 /// A fake agent-runner that records every run's correlation key as it arrives, and answers runs
-/// whose payload says `"hold": true` only once `release` turns true.
+/// whose payload says `"hold": true` only once `release` turns true. It has only
+/// `POST /api/v1/run`, as an agent-runner before `POST /api/v1/run/batch`: the dispatcher starts
+/// its runs one call each (ADR 0022), so a held run holds back its own chain only. (With the
+/// batch endpoint a batch is answered when its slowest run is: see the ADR.)
 #[derive(Clone)]
 struct Gated {
     arrived: Arc<Mutex<Vec<String>>>,

@@ -20,7 +20,7 @@ use crate::telemetry::Calls;
 
 pub use config::{ConfigClient, caller_of};
 pub use orchestrator::OrchestratorClient;
-pub use runner::RunnerClient;
+pub use runner::{RunnerClient, outcome as run_outcome};
 pub use switchyard_api::routing::{Lookup, RouteMatch};
 pub use switchyard_api::runs::RunRequest;
 pub use user::{Created, Deleted, IssuedToken, LayerWrite};

@@ -21,6 +21,7 @@ use tokio::sync::{OwnedMutexGuard, OwnedSemaphorePermit};
 
 use super::Dispatcher;
 use super::settler::Settler;
+use super::starter::Starter;
 use crate::store::{Batch, Claimed, Settlement, Status, Store};
 
 /// Events whose writes one segment commits at most.
@@ -122,7 +123,12 @@ impl Segment {
 impl Dispatcher {
     /// Dispatches one key's claimed events in order, renewing their claims meanwhile (a slow
     /// agent-runner must not let another replica claim them).
-    pub(super) async fn dispatch_chain(self: &Arc<Self>, chain: Vec<Claimed>, settler: &Settler) {
+    pub(super) async fn dispatch_chain(
+        self: &Arc<Self>,
+        chain: Vec<Claimed>,
+        settler: &Settler,
+        starter: &Starter,
+    ) {
         let ids: Vec<String> = chain.iter().map(|e| e.id.clone()).collect();
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let me = self.clone();
@@ -143,14 +149,14 @@ impl Dispatcher {
                 }
             }
         });
-        self.work_chain(&chain, settler).await;
+        self.work_chain(&chain, settler, starter).await;
         // Counted by the claiming loop, before it started the round's chains.
         self.chains.fetch_sub(1, Ordering::Relaxed);
         let _ = stop.send(());
         let _ = renewer.await;
     }
 
-    async fn work_chain(&self, chain: &[Claimed], settler: &Settler) {
+    async fn work_chain(&self, chain: &[Claimed], settler: &Settler, starter: &Starter) {
         let mut seg = Segment::new(&self.worker);
         for (i, e) in chain.iter().enumerate() {
             // Webhook deliveries first (ADR 0020): while many wait for the event writer, the
@@ -181,7 +187,7 @@ impl Dispatcher {
                 stored.as_ref().map(|s| s.span_id.as_str()),
             );
             span.attr_str("switchyard.event", &e.id);
-            let outcome = trace.scope(self.decide(e, &mut seg)).await;
+            let outcome = trace.scope(self.decide(e, &mut seg, starter)).await;
             if seg.failed.is_some() {
                 span.error("the claim was lost");
                 return self.abandon(&mut seg, &chain[i..]).await;

@@ -12,6 +12,7 @@ use switchyard_common::clients::{CallError, Lookup, RunRequest};
 use super::Dispatcher;
 use super::chain::Segment;
 use super::settle::Settle;
+use super::starter::Starter;
 use crate::incidents::{Rules, RunPlan};
 use crate::store::{Claimed, Correlation, Integration};
 
@@ -161,7 +162,7 @@ impl Dispatcher {
         }
     }
 
-    pub(super) async fn decide(&self, e: &Claimed, seg: &mut Segment) -> Settle {
+    pub(super) async fn decide(&self, e: &Claimed, seg: &mut Segment, starter: &Starter) -> Settle {
         // 1. The team.
         let integration = match self.integration(&e.integration_id).await {
             Ok(i) => i,
@@ -352,7 +353,7 @@ impl Dispatcher {
             reply_to: e.reply_to.clone(),
             idempotency_key: e.idempotency_key(),
         };
-        match self.runner.run(&req).await {
+        match starter.run(req).await {
             Ok(run_id) => Settle::Dispatched {
                 org,
                 team,

@@ -2,11 +2,12 @@
 //!
 //! Per event: resolve the owning team (routing lookup, cached and invalidated when the routing
 //! version moves; the integration's default team when nothing matches), apply the team's
-//! `quotas.events_per_minute` (over budget: `throttled`, retried when the budget allows), call
-//! `POST /api/v1/run` with the event id as idempotency key. The agent-runner's 429 throttles
-//! without using up an attempt; unreachable or 5xx retries with exponential backoff and jitter,
-//! honouring `Retry-After`; after the last attempt the event is `dead_lettered`; a 4xx
-//! dead-letters at once (retrying cannot help); no route: `unrouted`, kept for replay.
+//! `quotas.events_per_minute` (over budget: `throttled`, retried when the budget allows), ask the
+//! agent-runner for the run with the event id as idempotency key (a round's runs in one call: see
+//! [`starter`]). The agent-runner's 429 throttles without using up an attempt; unreachable or 5xx
+//! retries with exponential backoff and jitter, honouring `Retry-After`; after the last attempt
+//! the event is `dead_lettered`; a 4xx dead-letters at once (retrying cannot help); no route:
+//! `unrouted`, kept for replay.
 //!
 //! Wake-ups: PostgreSQL `LISTEN or_events` (every replica hears every insert) or the in-process
 //! notifier on SQLite, plus a timer for the next due retry. No busy polling.
@@ -17,12 +18,14 @@
 //! - [`chain`]: one correlation key's claimed events, in order, their writes in one transaction;
 //! - [`decide`]: routing, quotas and the run request for one event (with their caches);
 //! - [`settle`]: what each outcome records (status, timeline, backoff);
-//! - [`settler`]: the events whose runs started, settled many chains' to a transaction.
+//! - [`settler`]: the events whose runs started, settled many chains' to a transaction;
+//! - [`starter`]: the runs chains start, many chains' to one call to the agent-runner.
 
 mod chain;
 mod decide;
 mod settle;
 mod settler;
+mod starter;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -185,6 +188,7 @@ impl Dispatcher {
         }
         let wakeups = self.store.wakeups();
         let (settler, settling) = settler::Settler::start(self.store.clone(), self.worker.clone());
+        let (starter, starting) = starter::Starter::start(self.runner.clone());
         let mut running = tokio::task::JoinSet::new();
         // Claiming found nothing due: wait for news before claiming again.
         let mut idle = false;
@@ -211,8 +215,11 @@ impl Dispatcher {
                         idle = chains.len() < free;
                         self.chains.fetch_add(chains.len(), Ordering::Relaxed);
                         for chain in chains {
-                            let (me, settler) = (self.clone(), settler.clone());
-                            running.spawn(async move { me.dispatch_chain(chain, &settler).await });
+                            let (me, settler, starter) =
+                                (self.clone(), settler.clone(), starter.clone());
+                            running.spawn(async move {
+                                me.dispatch_chain(chain, &settler, &starter).await
+                            });
                         }
                         continue;
                     }
@@ -251,9 +258,9 @@ impl Dispatcher {
             }
         }
         while running.join_next().await.is_some() {}
-        // Every chain has ended: nothing waits for the settler any more.
-        drop(settler);
-        let _ = settling.await;
+        // Every chain has ended: nothing waits for the settler or the starter any more.
+        drop((settler, starter));
+        let _ = tokio::join!(settling, starting);
         match self.store.release(&self.worker, None).await {
             Ok(n) if n > 0 => tracing::info!(released = n, "released claimed events on shutdown"),
             Ok(_) => {}

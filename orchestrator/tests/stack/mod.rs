@@ -481,38 +481,66 @@ struct FakeRunner {
     triggers: Arc<Mutex<Vec<Value>>>,
 }
 
+/// What the fake does with one run: `Err` for a busy team (429), else records it and answers
+/// its run id (the idempotency key).
+fn take_run(runner: &FakeRunner, req: &Value, traceparent: &str) -> Result<String, ()> {
+    if runner
+        .busy
+        .iter()
+        .any(|t| req["team_id"].as_str() == Some(t.as_str()))
+    {
+        return Err(());
+    }
+    let key = req["idempotency_key"].as_str().unwrap_or("").to_owned();
+    runner
+        .calls
+        .lock()
+        .unwrap()
+        .push((key.clone(), traceparent.to_owned()));
+    runner.triggers.lock().unwrap().push(req["trigger"].clone());
+    Ok(key)
+}
+
 async fn record_run(
     State(runner): State<FakeRunner>,
     headers: axum::http::HeaderMap,
     Json(req): Json<Value>,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    if runner
-        .busy
-        .iter()
-        .any(|t| req["team_id"].as_str() == Some(t.as_str()))
-    {
-        return (
+    let tp = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    match take_run(&runner, &req, tp) {
+        Ok(key) => (
+            axum::http::StatusCode::ACCEPTED,
+            Json(json!({"run_id": key, "started": true})),
+        )
+            .into_response(),
+        Err(()) => (
             axum::http::StatusCode::TOO_MANY_REQUESTS,
             [("retry-after", "1")],
             Json(json!({"detail": "at the team's concurrent-run quota"})),
         )
-            .into_response();
+            .into_response(),
     }
-    let calls = runner.calls;
-    let tp = headers
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    let key = req["idempotency_key"].as_str().unwrap_or("").to_owned();
-    calls.lock().unwrap().push((key.clone(), tp));
-    runner.triggers.lock().unwrap().push(req["trigger"].clone());
-    (
-        axum::http::StatusCode::ACCEPTED,
-        Json(json!({"run_id": key, "started": true})),
-    )
-        .into_response()
+}
+
+/// `POST /api/v1/run/batch`: each run as `record_run` takes it, with the trace it carries.
+async fn record_batch(State(runner): State<FakeRunner>, Json(req): Json<Value>) -> Json<Value> {
+    let results: Vec<Value> = req["runs"]
+        .as_array()
+        .expect("a batch of runs")
+        .iter()
+        .map(|item| {
+            let tp = item["traceparent"].as_str().unwrap_or("");
+            match take_run(&runner, &item["run"], tp) {
+                Ok(key) => json!({"status": 202, "run_id": key, "started": true}),
+                Err(()) => json!({"status": 429, "detail": "at the team's concurrent-run quota", "retry_after": 1}),
+            }
+        })
+        .collect();
+    Json(json!({ "results": results }))
 }
 
 /// A fake agent-runner on `addr` that accepts every run and records it; answers its base URL.
@@ -541,6 +569,7 @@ async fn start_fake_runner(
     let triggers: Arc<Mutex<Vec<Value>>> = Arc::default();
     let app = axum::Router::new()
         .route("/api/v1/run", post(record_run))
+        .route("/api/v1/run/batch", post(record_batch))
         .with_state(FakeRunner {
             calls: calls.clone(),
             busy: Arc::new(busy.iter().map(|t| t.to_string()).collect()),
