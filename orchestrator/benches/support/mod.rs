@@ -43,10 +43,20 @@ pub async fn fill(db: &Db, rows: usize) {
             "CASE WHEN g % 10 = 0 THEN {now} ELSE {} + g END",
             now - 8 * DAY
         );
+        // The event's id, time-ordered like `ids::new_id`'s (UUIDv7: the time in its first 48
+        // bits), and unique by `g`.
+        let eid = match db.backend {
+            Backend::Postgres => format!(
+                "lpad(to_hex(({at}) >> 16), 8, '0') || '-' || lpad(to_hex(({at}) & 65535), 4, '0') || '-7000-8000-' || lpad(g::text, 12, '0')"
+            ),
+            Backend::Sqlite => {
+                format!("printf('%08x-%04x-7000-8000-%012d', ({at}) >> 16, ({at}) & 65535, g)")
+            }
+        };
         sqlx::query(&format!(
             "INSERT INTO or_events (id, integration_id, delivery_id, org_id, source, event_type, correlation_key, \
              identifiers, payload, status, team_id, attempts, next_attempt_at, received_at, updated_at) \
-             SELECT 'e' || {id}, 'i', 'd' || {id}, 'acme', 'gitlab', 'issue', 'k' || (g % 1000), '[]', '{payload}', \
+             SELECT {eid}, 'i', 'd' || {id}, 'acme', 'gitlab', 'issue', 'k' || (g % 1000), '[]', '{payload}', \
              'dispatched', 'checkout', 1, 0, {at}, {at} {from}"
         ))
         .execute(&db.pool)
@@ -55,7 +65,7 @@ pub async fn fill(db: &Db, rows: usize) {
         for kind in ["routed", "dispatched"] {
             sqlx::query(&format!(
                 "INSERT INTO or_event_timeline (id, event_id, at, kind, detail) \
-                 SELECT 't{kind}' || {id}, 'e' || {id}, {at}, '{kind}', NULL {from}"
+                 SELECT 't{kind}' || {id}, {eid}, {at}, '{kind}', NULL {from}"
             ))
             .execute(&db.pool)
             .await

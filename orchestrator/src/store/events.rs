@@ -262,14 +262,18 @@ impl Store {
     }
 
     /// One purge transaction: up to `batch` of the oldest finished events received before
-    /// `before`, with their timelines; answers the org of each event deleted.
+    /// `before`, with their timelines; answers the org of each event deleted. It walks the
+    /// primary key (migration 0031): ids sort by the time they were made (`ids::id_floor_at`),
+    /// which is when the event was stored, moments after its receipt. `received_at` still
+    /// decides: an event stored a moment after `before` waits for the next purge.
     pub async fn purge_batch(&self, before: i64, batch: i64) -> Result<Vec<Option<String>>> {
         let finished = sql_list(Status::is_final);
         let (_g, mut tx) = self.begin().await?;
         let doomed: Vec<(String, Option<String>)> = sqlx::query_as(&format!(
-            "SELECT id, org_id FROM or_events WHERE received_at < $1 AND status IN ({finished}) \
-             ORDER BY received_at LIMIT $2"
+            "SELECT id, org_id FROM or_events WHERE id < $1 AND received_at < $2 \
+             AND status IN ({finished}) ORDER BY id LIMIT $3"
         ))
+        .bind(switchyard_common::ids::id_floor_at(before))
         .bind(before)
         .bind(batch)
         .fetch_all(&mut *tx)
