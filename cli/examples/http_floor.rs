@@ -26,7 +26,10 @@ static NEXT: AtomicU64 = AtomicU64::new(0);
 /// The most bodies one statement stores.
 const BATCH: usize = 256;
 
-type Store = Option<mpsc::Sender<(axum::body::Bytes, oneshot::Sender<Option<i64>>)>>;
+/// A body to store, and where its id goes (`None`: not stored).
+type Pending = (axum::body::Bytes, oneshot::Sender<Option<i64>>);
+
+type Store = Option<mpsc::Sender<Pending>>;
 
 async fn ack(
     State(store): State<Store>,
@@ -56,7 +59,7 @@ async fn ack(
 }
 
 /// The group commit: one statement for whatever queued while the last one ran.
-async fn write(pool: sqlx::PgPool, mut rx: mpsc::Receiver<(axum::body::Bytes, oneshot::Sender<Option<i64>>)>) {
+async fn write(pool: sqlx::PgPool, mut rx: mpsc::Receiver<Pending>) {
     let mut queued = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut queued, BATCH).await > 0 {
         let bodies: Vec<String> = queued
