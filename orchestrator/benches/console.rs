@@ -70,12 +70,13 @@ async fn main() {
     let n = knob("BENCH_REQUESTS", 200);
     println!("console pages over {rows} events ({backend:?}), {n} requests per page");
     let (_test, db) = support::fresh(backend, rows).await;
-    // Every tenth event a dead letter, every third from PagerDuty.
-    sqlx::query("UPDATE or_events SET status = 'dead_lettered', last_error = 'agent-runner: 422' WHERE id LIKE '%7'")
+    // Every tenth event a dead letter, every third from PagerDuty (by the tens digit of their
+    // number: the newest tenth, received today, all end in 0; see `support::fill`).
+    sqlx::query("UPDATE or_events SET status = 'dead_lettered', last_error = 'agent-runner: 422' WHERE id LIKE '%7_'")
         .execute(&db.pool)
         .await
         .unwrap();
-    sqlx::query("UPDATE or_events SET source = 'pagerduty' WHERE id LIKE '%3' OR id LIKE '%6' OR id LIKE '%9'")
+    sqlx::query("UPDATE or_events SET source = 'pagerduty' WHERE id LIKE '%3_' OR id LIKE '%6_' OR id LIKE '%9_'")
         .execute(&db.pool)
         .await
         .unwrap();
@@ -134,7 +135,12 @@ async fn main() {
         cursor = v["next_cursor"].as_str().map(str::to_owned);
     }
     let deep = cursor.expect("40 pages of events");
-    let an_event = "e000000000017";
+    // The 17th event filled (ids are time-ordered, ending in their number: `support::fill`).
+    let an_event: String =
+        sqlx::query_scalar("SELECT id FROM or_events WHERE id LIKE '%000000000017'")
+            .fetch_one(&db.pool)
+            .await
+            .expect("the 17th event");
 
     println!("| page | console p50 / p99 / max (ms) | API p50 / p99 (ms) | ratio p99 |");
     println!("|---|---|---|---|");

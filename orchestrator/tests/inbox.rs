@@ -791,7 +791,89 @@ async fn a_dispatch_on_the_row_reads_as_timeline_entries_and_survives_a_replay(b
     );
 }
 
+/// An org's events list newest first whatever their status, page by page without a gap or a
+/// repeat, and the filters narrow each page.
+async fn an_orgs_events_list_newest_first_across_statuses(b: Backend) {
+    let (_db, store, i) = setup(b).await;
+    let mut ids = Vec::new();
+    for n in 0..6 {
+        ids.push(new_id(&store, &i, &env(&format!("l{n}"), &format!("k:l{n}"))).await);
+    }
+    // Statuses mixed: l0 dead-lettered, l1 and l2 dispatched (team t), l3 dispatching, l4 and
+    // l5 received.
+    let claimed = claim_ids(&store, "w", 4, 1).await;
+    assert_eq!(claimed, ids[..4], "the oldest four, in order");
+    let dead = Settlement {
+        error: Some("gave up".into()),
+        ..Settlement::to(Status::DeadLettered)
+    };
+    assert!(store.settle(&ids[0], "w", &dead).await.unwrap());
+    for id in &ids[1..3] {
+        assert!(store.settle(id, "w", &dispatched("r")).await.unwrap());
+    }
+    let page = |cursor: Option<String>, team: Option<&str>| {
+        let store = store.clone();
+        let team = team.map(str::to_owned);
+        async move {
+            store
+                .list_events(&EventQuery {
+                    org: Some("acme".into()),
+                    team,
+                    cursor,
+                    limit: Some(2),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+        }
+    };
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let (events, next) = page(cursor, None).await;
+        assert!(events.len() <= 2);
+        seen.extend(events.into_iter().map(|e| (e.id, e.status)));
+        match next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
+    assert_eq!(
+        seen.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(),
+        newest_first
+    );
+    let statuses: Vec<&str> = seen.iter().map(|(_, s)| s.as_str()).collect();
+    assert_eq!(
+        statuses,
+        [
+            "received",
+            "received",
+            "dispatching",
+            "dispatched",
+            "dispatched",
+            "dead_lettered"
+        ]
+    );
+    let (team, next) = page(None, Some("t")).await;
+    assert_eq!(
+        team.iter().map(|e| e.id.clone()).collect::<Vec<_>>(),
+        [ids[2].clone(), ids[1].clone()]
+    );
+    assert!(next.is_none(), "nothing else of team t");
+    // Another org's listing holds none of them.
+    let (other, _) = store
+        .list_events(&EventQuery {
+            org: Some("globex".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(other.is_empty());
+}
+
 switchyard_common::on_both_backends!(
+    an_orgs_events_list_newest_first_across_statuses,
     a_dispatch_on_the_row_reads_as_timeline_entries_and_survives_a_replay,
     purge_runs_in_batches,
     depth_gauges_follow_the_inbox,
