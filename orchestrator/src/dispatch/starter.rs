@@ -95,10 +95,13 @@ async fn call(runner: RunnerClient, mut rx: mpsc::Receiver<Request>) {
         let Ok(permit) = flights.clone().acquire_owned().await else {
             return;
         };
-        if let Some(r) = carried.take() {
-            queued.push(r);
-        } else if rx.recv_many(&mut queued, MOST).await == 0 {
-            return;
+        // One at a time from here on, so that the call's bytes are counted as it fills.
+        match carried.take() {
+            Some(r) => queued.push(r),
+            None => match rx.recv().await {
+                Some(r) => queued.push(r),
+                None => return,
+            },
         }
         // A round's chains decide their events together: let those still deciding queue theirs.
         tokio::task::yield_now().await;
