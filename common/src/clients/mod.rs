@@ -67,21 +67,27 @@ async fn classify(resp: reqwest::Response) -> Result<reqwest::Response, CallErro
     if status.is_success() {
         return Ok(resp);
     }
-    if status.as_u16() == 429 {
-        return Err(CallError::Throttled(retry_after(&resp)));
-    }
     let ra = retry_after(&resp);
+    if status.as_u16() == 429 {
+        return Err(failure(429, ra, String::new()));
+    }
     let message = format!("{status}: {}", detail(resp).await);
-    if status.is_server_error() {
-        Err(match ra {
+    Err(failure(status.as_u16(), ra, message))
+}
+
+/// What a failed answer's status means: 429 throttles, 5xx is retried (after `retry_after` when
+/// given), any other refusal is final. Shared by whole calls and the runs of a batch.
+fn failure(status: u16, retry_after: Option<u64>, message: String) -> CallError {
+    match status {
+        429 => CallError::Throttled(retry_after),
+        500..=599 => match retry_after {
             Some(retry_after) => CallError::Overloaded {
                 message,
                 retry_after,
             },
             None => CallError::Unavailable(message),
-        })
-    } else {
-        Err(CallError::Rejected(message))
+        },
+        _ => CallError::Rejected(message),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use switchyard_api::runs::{Accepted, RunRequest, StartOutcome, StartedRuns};
 
-use super::{CallError, body, http_client, send, traced};
+use super::{CallError, body, failure, http_client, send, traced};
 use crate::auth::ServiceKey;
 use crate::telemetry::Calls;
 
@@ -68,23 +68,14 @@ impl RunnerClient {
 
 /// What one run of a batch came to, as [`RunnerClient::run`] would have answered it.
 pub fn outcome(answer: StartOutcome) -> Result<String, CallError> {
-    let detail = answer.detail.unwrap_or_default();
     match answer.status {
         200..=299 => answer
             .run_id
             .ok_or_else(|| CallError::Unavailable("an accepted run without its id".into())),
-        429 => Err(CallError::Throttled(answer.retry_after)),
-        status @ 500..=599 => {
-            let message = format!("{status}: {detail}");
-            Err(match answer.retry_after {
-                Some(retry_after) => CallError::Overloaded {
-                    message,
-                    retry_after,
-                },
-                None => CallError::Unavailable(message),
-            })
+        status => {
+            let message = format!("{status}: {}", answer.detail.unwrap_or_default());
+            Err(failure(status, answer.retry_after, message))
         }
-        status => Err(CallError::Rejected(format!("{status}: {detail}"))),
     }
 }
 

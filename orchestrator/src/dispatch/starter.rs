@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use switchyard_api::runs::StartRun;
 use switchyard_common::clients::{CallError, RunRequest, RunnerClient, run_outcome};
 use switchyard_common::otel;
 use switchyard_common::trace::TraceContext;
@@ -34,10 +35,9 @@ const ASK_AGAIN: Duration = Duration::from_secs(60);
 type Answer = Result<String, CallError>;
 
 struct Request {
-    /// The serialised `StartRun`.
+    /// The serialised `StartRun` (parsed back for a call of its own, which is rare).
     item: Vec<u8>,
-    /// For a call of its own: the request, and the trace it continues.
-    run: RunRequest,
+    /// The trace the run continues, for a call of its own.
     ctx: TraceContext,
     answer: oneshot::Sender<Answer>,
 }
@@ -59,20 +59,17 @@ impl Starter {
         let (mut span, ctx) =
             otel::Span::child("orchestrator", "call agent-runner", otel::SpanKind::Client);
         span.attr_str("peer.service", "agent-runner");
-        let item = serde_json::to_vec(&serde_json::json!({
-            "run": &run,
-            "traceparent": ctx.header(),
-        }))
+        // Serialised here, in the chain's task, straight from the typed request (no copy of the
+        // payload into a `Value` first).
+        let item = serde_json::to_vec(&StartRun {
+            run,
+            traceparent: Some(ctx.header()),
+        })
         .map_err(|e| CallError::Rejected(format!("the run request does not serialise: {e}")))?;
         let (answer, answered) = oneshot::channel();
         let stopping = || CallError::Unavailable("the dispatcher is stopping".into());
         self.0
-            .send(Request {
-                item,
-                run,
-                ctx,
-                answer,
-            })
+            .send(Request { item, ctx, answer })
             .await
             .map_err(|_| stopping())?;
         let outcome = answered.await.map_err(|_| stopping())?;
@@ -181,7 +178,12 @@ async fn send(runner: &RunnerClient, single_since: &Mutex<Option<Instant>>, batc
 /// Each request by itself to `POST /api/v1/run`, concurrently.
 async fn one_each(runner: &RunnerClient, batch: Vec<Request>) {
     let calls = batch.into_iter().map(|r| async move {
-        let outcome = r.ctx.scope(runner.run(&r.run)).await;
+        let outcome = match serde_json::from_slice::<StartRun>(&r.item) {
+            Ok(one) => r.ctx.scope(runner.run(&one.run)).await,
+            Err(e) => Err(CallError::Rejected(format!(
+                "the run request does not parse: {e}"
+            ))),
+        };
         let _ = r.answer.send(outcome);
     });
     futures_util::future::join_all(calls).await;
