@@ -139,6 +139,11 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// A pooled connection idle this long is tested (a round trip) before it is used again: under
+/// load connections go back to work within milliseconds, untested; a database restart takes
+/// longer than this, so the connections it closed are found out before they are used.
+pub const PING_IDLE: Duration = Duration::from_millis(250);
+
 impl Db {
     /// Connects. An SQLite file is created if missing and put in WAL mode (readers do not block
     /// the writer) with `synchronous = FULL` (a commit is on disk before it returns, so an event
@@ -160,9 +165,24 @@ impl Db {
             Backend::Sqlite => max_connections.min(SQLITE_MAX_CONNECTIONS),
             Backend::Postgres => max_connections,
         };
+        // sqlx tests a pooled connection with a round trip when it is given back, and by
+        // default again before it is used: two round trips besides every statement's own, which
+        // under load are most of a short statement's cost (ADR 0013, sixth amendment). A
+        // connection back in the pool a moment ago was tested then; one idle longer is tested
+        // before use, so that after a database restart or a dropped connection the pool still
+        // hands out only live ones.
         let mut pool_options = AnyPoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(5));
+            .acquire_timeout(Duration::from_secs(5))
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_IDLE {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            });
         if backend == Backend::Sqlite {
             pool_options = pool_options.after_connect(|conn, _| {
                 Box::pin(async move {

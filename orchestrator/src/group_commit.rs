@@ -17,7 +17,7 @@ use std::time::Duration;
 use switchyard_common::error::{Error, Result};
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use crate::store::{MAX_BATCH, NewEvent, Store, Stored};
+use crate::store::{MAX_BATCH, NewEvent, Store, Stored, WriterConn};
 
 /// Deliveries waiting for the writer at most; beyond that, requests wait to queue.
 const QUEUE: usize = 4 * MAX_BATCH;
@@ -130,12 +130,14 @@ impl GroupCommit {
     }
 }
 
-/// Stores what has queued, a batch at a time, until every handle is gone.
+/// Stores what has queued, a batch at a time, until every handle is gone, on a connection it
+/// keeps between batches (see [`WriterConn`]).
 async fn write(store: Store, mut queue: mpsc::Receiver<Job>) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
+    let mut conn = WriterConn::default();
     while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         let (events, answers): (Vec<NewEvent>, Vec<_>) = jobs.drain(..).unzip();
-        match store.store_events(&events).await {
+        match store.store_events_on(&mut conn, &events).await {
             Ok(stored) => {
                 for (answer, s) in answers.into_iter().zip(stored) {
                     let _ = answer.send(Ok(s));
@@ -146,7 +148,9 @@ async fn write(store: Store, mut queue: mpsc::Receiver<Job>) {
             Err(e) if events.len() > 1 => {
                 tracing::warn!(deliveries = events.len(), error = %e, "storing a batch of deliveries failed; storing each alone");
                 for (event, answer) in events.into_iter().zip(answers) {
-                    let alone = store.store_events(std::slice::from_ref(&event)).await;
+                    let alone = store
+                        .store_events_on(&mut conn, std::slice::from_ref(&event))
+                        .await;
                     let _ = answer.send(alone.map(|mut s| s.remove(0)).map_err(|e| e.to_string()));
                 }
             }

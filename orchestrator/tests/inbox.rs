@@ -14,7 +14,7 @@ use switchyard_orchestrator::sources::Source;
 use switchyard_orchestrator::store::NewIntegration;
 use switchyard_orchestrator::store::{
     EventDetail, EventQuery, Integration, NewEvent, Settlement, Status, Store, Stored,
-    SubscriptionFields,
+    SubscriptionFields, WriterConn,
 };
 
 async fn setup(b: Backend) -> (TestDb, Store, Integration) {
@@ -583,6 +583,40 @@ async fn a_batch_stores_each_delivery_once(b: Backend) {
     );
 }
 
+/// The writer's kept connection ended by the server between two batches (a restart, an
+/// administrator's `pg_terminate_backend`): the next batch is stored all the same, on a
+/// connection the pool tests, and a delivery repeated from the first batch keeps its id.
+async fn a_kept_connection_ended_between_batches_costs_no_batch(b: Backend) {
+    let (db, store, i) = setup(b).await;
+    let mut conn = WriterConn::default();
+    let first = store
+        .store_events_on(&mut conn, &[new_event(&i, "a")])
+        .await
+        .unwrap();
+    let Stored::New(a) = &first[0] else {
+        panic!("{first:?}")
+    };
+    if b == Backend::Postgres {
+        let admin = switchyard_common::db::Db::connect(&db.url, 1)
+            .await
+            .unwrap();
+        let ended: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()) ended",
+        )
+        .fetch_one(&admin.pool)
+        .await
+        .unwrap();
+        assert!(ended >= 1, "the writer's connection was open");
+    }
+    let second = store
+        .store_events_on(&mut conn, &[new_event(&i, "b"), new_event(&i, "a")])
+        .await
+        .unwrap();
+    assert!(matches!(&second[0], Stored::New(_)), "{second:?}");
+    assert_eq!(second[1], Stored::Duplicate(a.clone()));
+}
+
 /// Concurrent requests through the group-commit writer: 300 deliveries, each of 100 ids sent
 /// three times at once, give 100 stored events and every repeat the first one's id.
 async fn group_commit_answers_each_request_after_its_batch(b: Backend) {
@@ -878,6 +912,7 @@ switchyard_common::on_both_backends!(
     purge_runs_in_batches,
     depth_gauges_follow_the_inbox,
     a_batch_stores_each_delivery_once,
+    a_kept_connection_ended_between_batches_costs_no_batch,
     group_commit_answers_each_request_after_its_batch,
     only_the_claim_holder_settles,
     ordering_is_per_integration,

@@ -39,15 +39,102 @@ pub struct NewEvent {
     pub traceparent: Option<String>,
 }
 
+/// A connection the event writer keeps between its batches (PostgreSQL): a connection taken
+/// from the pool and given back costs two round trips besides the batch's own (sqlx tests it when
+/// it is given back, and, idle a while, before it is used again), and the writer's round trips
+/// are what bounds its rate. Kept while it is used at least every [`WriterConn::IDLE`] and
+/// every statement on it succeeds, and while the pool is open; otherwise it goes back to the
+/// pool (which tests it) and the next batch takes one again.
+#[derive(Default)]
+pub struct WriterConn {
+    conn: Option<(sqlx::pool::PoolConnection<sqlx::Any>, std::time::Instant)>,
+    /// Whether the last [`WriterConn::get`] took the connection from the pool just then.
+    fresh: bool,
+}
+
+impl WriterConn {
+    /// Longer idle than this, the connection goes back to the pool to be tested before use
+    /// (a database restarted meanwhile costs no failed batch).
+    const IDLE: std::time::Duration = switchyard_common::db::PING_IDLE;
+
+    /// The kept connection, or one from the pool; `tested`: one from the pool that has answered
+    /// a round trip (after a failure, when the pool's others may have been closed with it).
+    async fn get(
+        &mut self,
+        pool: &sqlx::AnyPool,
+        tested: bool,
+    ) -> Result<&mut sqlx::AnyConnection> {
+        // A closed pool (shutting down) is not written through what was taken before.
+        if pool.is_closed()
+            || self
+                .conn
+                .as_ref()
+                .is_some_and(|(_, used)| used.elapsed() >= Self::IDLE)
+        {
+            self.conn = None;
+        }
+        self.fresh = self.conn.is_none();
+        if self.conn.is_none() {
+            let mut conn = pool.acquire().await?;
+            // Each connection that fails its test is closed as it goes back; the pool then opens
+            // new ones. As many tries as the pool holds connections, and one more.
+            for _ in 0..=pool.size() {
+                if !tested || sqlx::Connection::ping(&mut *conn).await.is_ok() {
+                    break;
+                }
+                conn = pool.acquire().await?;
+            }
+            self.conn = Some((conn, std::time::Instant::now()));
+        }
+        let (conn, used) = self.conn.as_mut().expect("set above");
+        *used = std::time::Instant::now();
+        Ok(&mut **conn)
+    }
+
+    /// After a failed statement: the connection may be broken, or in a state no one expects.
+    fn drop_conn(&mut self) {
+        self.conn = None;
+    }
+}
+
 impl Store {
     /// Stores `batch` atomically (see the module's description); answers each delivery in the
     /// order given. At most [`MAX_BATCH`] deliveries.
     pub async fn store_events(&self, batch: &[NewEvent]) -> Result<Vec<Stored>> {
+        self.store_events_on(&mut WriterConn::default(), batch)
+            .await
+    }
+
+    /// [`Store::store_events`] on the writer's kept connection (PostgreSQL; SQLite uses its
+    /// writer's transaction as always).
+    pub async fn store_events_on(
+        &self,
+        conn: &mut WriterConn,
+        batch: &[NewEvent],
+    ) -> Result<Vec<Stored>> {
         assert!(batch.len() <= MAX_BATCH, "at most {MAX_BATCH} deliveries");
         let now = now_ms();
         let ids: Vec<String> = batch.iter().map(|_| new_id()).collect();
         let inserted = match self.db.backend {
-            Backend::Postgres => self.insert_in_one_statement(batch, &ids, now).await?,
+            Backend::Postgres => {
+                let mut got = self
+                    .insert_in_one_statement(conn, false, batch, &ids, now)
+                    .await;
+                if got.is_err() && !conn.fresh {
+                    // The kept connection may have been closed since the last batch (the
+                    // server restarted or ended it): once more, on one the pool tests. Had the
+                    // first attempt committed after all, this one finds its rows and answers
+                    // them as duplicates under the same ids.
+                    conn.drop_conn();
+                    got = self
+                        .insert_in_one_statement(conn, true, batch, &ids, now)
+                        .await;
+                }
+                if got.is_err() {
+                    conn.drop_conn();
+                }
+                got?
+            }
             Backend::Sqlite => self.insert_in_a_transaction(batch, &ids, now).await?,
         };
         // The ids the others were stored under (earlier, or by another delivery of this batch),
@@ -76,7 +163,18 @@ impl Store {
                     .bind(&batch[*i].integration_id)
                     .bind(&batch[*i].env.delivery_id);
             }
-            for r in q.fetch_all(&self.db.pool).await? {
+            let found = match self.db.backend {
+                Backend::Postgres => {
+                    let c = conn.get(&self.db.pool, false).await?;
+                    let found = q.fetch_all(c).await;
+                    if found.is_err() {
+                        conn.drop_conn();
+                    }
+                    found?
+                }
+                Backend::Sqlite => q.fetch_all(&self.db.pool).await?,
+            };
+            for r in found {
                 let key: (String, String) =
                     (r.try_get("integration_id")?, r.try_get("delivery_id")?);
                 existing.insert(key, r.try_get::<String, _>("id")?);
@@ -109,6 +207,8 @@ impl Store {
     /// cores to spare (ADR 0013, fourth amendment). Answers the ids inserted.
     async fn insert_in_one_statement(
         &self,
+        conn: &mut WriterConn,
+        tested: bool,
         batch: &[NewEvent],
         ids: &[String],
         now: i64,
@@ -139,7 +239,8 @@ impl Store {
         for (e, id) in batch.iter().zip(ids) {
             q = bind_event(q, e, id).bind(new_id());
         }
-        Ok(q.fetch_all(&self.db.pool).await?.into_iter().collect())
+        let c = conn.get(&self.db.pool, tested).await?;
+        Ok(q.fetch_all(c).await?.into_iter().collect())
     }
 
     /// SQLite: the events' insert, the published `event.received` of subscribed orgs, in one

@@ -49,7 +49,7 @@ pub use deliveries::{AttemptOutcome, Disabled, DueDelivery, Next, Settled};
 pub use events::{Event, EventDetail, EventQuery, PURGE_BATCH, TimelineEntry};
 pub use inbox::{Claimed, Settlement, Stored};
 pub use incidents::{Incident, IncidentDetail, IncidentEntry, IncidentQuery, IncidentRun, Member};
-pub use ingest::{MAX_BATCH, NewEvent};
+pub use ingest::{MAX_BATCH, NewEvent, WriterConn};
 pub use integrations::{Integration, IntegrationChange, NewIntegration, SecretInfo};
 pub use leadership::{Leadership, Wakeups};
 pub use outbound::{OUTBOX, type_matches};
