@@ -48,8 +48,6 @@ pub struct NewEvent {
 #[derive(Default)]
 pub struct WriterConn {
     conn: Option<(sqlx::pool::PoolConnection<sqlx::Any>, std::time::Instant)>,
-    /// Whether the last [`WriterConn::get`] took the connection from the pool just then.
-    fresh: bool,
 }
 
 impl WriterConn {
@@ -57,14 +55,10 @@ impl WriterConn {
     /// (a database restarted meanwhile costs no failed batch).
     const IDLE: std::time::Duration = switchyard_common::db::PING_IDLE;
 
-    /// The kept connection, or one from the pool; `tested`: one from the pool that has answered
-    /// a round trip (after a failure, when the pool's others may have been closed with it).
-    async fn get(
-        &mut self,
-        pool: &sqlx::AnyPool,
-        tested: bool,
-    ) -> Result<&mut sqlx::AnyConnection> {
-        // A closed pool (shutting down) is not written through what was taken before.
+    /// Whether a connection is kept for the next statement: it goes back to the pool first when
+    /// it idled [`WriterConn::IDLE`], or when the pool closed (shutting down: nothing is written
+    /// through what was taken before).
+    fn kept(&mut self, pool: &sqlx::AnyPool) -> bool {
         if pool.is_closed()
             || self
                 .conn
@@ -73,8 +67,17 @@ impl WriterConn {
         {
             self.conn = None;
         }
-        self.fresh = self.conn.is_none();
-        if self.conn.is_none() {
+        self.conn.is_some()
+    }
+
+    /// The kept connection, or one from the pool; `tested`: one from the pool that has answered
+    /// a round trip (after a failure, when the pool's others may have been closed with it).
+    async fn get(
+        &mut self,
+        pool: &sqlx::AnyPool,
+        tested: bool,
+    ) -> Result<&mut sqlx::AnyConnection> {
+        if !self.kept(pool) {
             let mut conn = pool.acquire().await?;
             // Each connection that fails its test is closed as it goes back; the pool then opens
             // new ones. As many tries as the pool holds connections, and one more.
@@ -91,9 +94,13 @@ impl WriterConn {
         Ok(&mut **conn)
     }
 
-    /// After a failed statement: the connection may be broken, or in a state no one expects.
-    fn drop_conn(&mut self) {
-        self.conn = None;
+    /// A statement's result on the connection: after a failure it may be broken, or in a state
+    /// no one expects, and goes back to the pool.
+    fn checked<T>(&mut self, result: Result<T>) -> Result<T> {
+        if result.is_err() {
+            self.conn = None;
+        }
+        result
     }
 }
 
@@ -117,23 +124,23 @@ impl Store {
         let ids: Vec<String> = batch.iter().map(|_| new_id()).collect();
         let inserted = match self.db.backend {
             Backend::Postgres => {
-                let mut got = self
+                let kept = conn.kept(&self.db.pool);
+                let first = self
                     .insert_in_one_statement(conn, false, batch, &ids, now)
                     .await;
-                if got.is_err() && !conn.fresh {
-                    // The kept connection may have been closed since the last batch (the
-                    // server restarted or ended it): once more, on one the pool tests. Had the
-                    // first attempt committed after all, this one finds its rows and answers
-                    // them as duplicates under the same ids.
-                    conn.drop_conn();
-                    got = self
-                        .insert_in_one_statement(conn, true, batch, &ids, now)
-                        .await;
+                match conn.checked(first) {
+                    // The kept connection may have been closed since the last batch (the server
+                    // restarted or ended it): once more, on one the pool tests. Had the first
+                    // attempt committed after all, this one finds its rows and answers them as
+                    // duplicates under the same ids.
+                    Err(_) if kept => {
+                        let again = self
+                            .insert_in_one_statement(conn, true, batch, &ids, now)
+                            .await;
+                        conn.checked(again)?
+                    }
+                    got => got?,
                 }
-                if got.is_err() {
-                    conn.drop_conn();
-                }
-                got?
             }
             Backend::Sqlite => self.insert_in_a_transaction(batch, &ids, now).await?,
         };
@@ -165,12 +172,8 @@ impl Store {
             }
             let found = match self.db.backend {
                 Backend::Postgres => {
-                    let c = conn.get(&self.db.pool, false).await?;
-                    let found = q.fetch_all(c).await;
-                    if found.is_err() {
-                        conn.drop_conn();
-                    }
-                    found?
+                    let found = q.fetch_all(conn.get(&self.db.pool, false).await?).await;
+                    conn.checked(found.map_err(Into::into))?
                 }
                 Backend::Sqlite => q.fetch_all(&self.db.pool).await?,
             };
