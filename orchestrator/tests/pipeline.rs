@@ -156,20 +156,38 @@ async fn a_slow_run_holds_back_only_its_own_key(b: Backend) {
             "pagerduty:SLOW"
         ]
     );
+    // The rounds' metrics: each event claimed once, the quick ones by claims made beside the
+    // slow run's round (its stragglers), each claim that took events a round of its own.
+    assert_eq!(metric(&state, "dispatch_claimed_events_total"), 4.0);
+    let claims = metric(&state, "dispatch_claim_seconds_count");
+    assert!(
+        claims >= 2.0,
+        "{claims} claims for a slow key and three quick ones"
+    );
+    eventually("the rounds recorded", 15, || async {
+        metric(&state, "dispatch_round_seconds_count") >= 2.0
+    })
+    .await;
+    assert!(metric(&state, "dispatch_round_seconds_count") <= claims);
     let _ = stop.send(true);
     dispatcher.await.unwrap();
 }
 
-/// What `dispatch_yielded_seconds_total` says now.
-fn yielded_seconds(state: &switchyard_orchestrator::AppState) -> f64 {
+/// What the orchestrator's metric `name` (unlabelled) says now.
+fn metric(state: &switchyard_orchestrator::AppState, name: &str) -> f64 {
+    let prefix = format!("switchyard_orchestrator_{name} ");
     state
         .metrics
         .render()
         .lines()
-        .find_map(|l| l.strip_prefix("switchyard_orchestrator_dispatch_yielded_seconds_total "))
-        .expect("the yield counter is exported")
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("{name} is exported"))
         .parse()
         .unwrap()
+}
+
+fn yielded_seconds(state: &switchyard_orchestrator::AppState) -> f64 {
+    metric(state, "dispatch_yielded_seconds_total")
 }
 
 /// While many deliveries wait for the event writer, dispatch waits before each event, a bounded

@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use switchyard_common::clients::{ConfigClient, Lookup, RunnerClient};
 use switchyard_common::telemetry::Metrics;
 use switchyard_common::time::now_ms;
@@ -76,6 +77,13 @@ struct DispatchMetrics {
     routing_ambiguous: Counter,
     /// Seconds chains spent yielding to webhook deliveries (summed over chains).
     yielded: Counter<f64, AtomicU64>,
+    /// How long each claim took, and how many events it took (claims that found nothing
+    /// included): with the rounds', where a steady rate's dispatch time goes.
+    claim_seconds: Histogram,
+    claimed: Counter,
+    /// Each round, from its claim until its last chain ended (or the next claim, for the
+    /// stragglers a claim leaves behind).
+    round_seconds: Histogram,
 }
 
 /// The dispatcher and its context: the store, the config-service and agent-runner clients, the
@@ -130,6 +138,9 @@ impl Dispatcher {
             dispatches: Family::default(),
             routing_ambiguous: Counter::default(),
             yielded: Counter::default(),
+            claim_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+            claimed: Counter::default(),
+            round_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
         };
         registry.register(
             "dispatches",
@@ -145,6 +156,21 @@ impl Dispatcher {
             "dispatch_yielded_seconds",
             "Seconds dispatch chains waited for busy webhook deliveries before an event, summed over chains",
             metrics.yielded.clone(),
+        );
+        registry.register(
+            "dispatch_claim_seconds",
+            "How long claiming due events took, per claim",
+            metrics.claim_seconds.clone(),
+        );
+        registry.register(
+            "dispatch_claimed_events",
+            "Events claimed for dispatch (over the claims' count: events per claim)",
+            metrics.claimed.clone(),
+        );
+        registry.register(
+            "dispatch_round_seconds",
+            "Dispatch rounds: from a claim that took events until its chains ended (or the next claim)",
+            metrics.round_seconds.clone(),
         );
         Arc::new(Self {
             worker: format!("orchestrator-{}", uuid::Uuid::new_v4().simple()),
@@ -193,6 +219,8 @@ impl Dispatcher {
         // Claiming found nothing due: wait for news before claiming again.
         let mut idle = false;
         let mut claimed_at = tokio::time::Instant::now();
+        // When the round running now was claimed (for its length).
+        let mut round: Option<tokio::time::Instant> = None;
         loop {
             if *shutdown.borrow() {
                 break;
@@ -203,13 +231,25 @@ impl Dispatcher {
                 claimed_at = tokio::time::Instant::now();
                 // The routing version is read beside the claim, not after it: the round starts
                 // a round trip sooner (a route fixed a moment ago still applies to this round).
-                let (claimed, ()) = tokio::join!(
-                    self.store
-                        .claim(&self.worker, free as i64, PER_KEY, self.limits.lease_ms),
-                    self.refresh_route_version()
-                );
+                let claiming = async {
+                    let claimed = self
+                        .store
+                        .claim(&self.worker, free as i64, PER_KEY, self.limits.lease_ms)
+                        .await;
+                    let took = claimed_at.elapsed();
+                    self.metrics.claim_seconds.observe(took.as_secs_f64());
+                    claimed
+                };
+                let (claimed, ()) = tokio::join!(claiming, self.refresh_route_version());
+                if let Some(started) = round.take() {
+                    self.metrics
+                        .round_seconds
+                        .observe((claimed_at - started).as_secs_f64());
+                }
                 match claimed {
                     Ok(batch) if !batch.is_empty() => {
+                        self.metrics.claimed.inc_by(batch.len() as u64);
+                        round = Some(claimed_at);
                         let chains = chains(batch);
                         // Fewer keys than asked for: nothing else is due now.
                         idle = chains.len() < free;
@@ -250,7 +290,14 @@ impl Dispatcher {
             };
             let half_free = free >= concurrency.div_ceil(2);
             tokio::select! {
-                Some(_) = running.join_next(), if !running.is_empty() => idle = false,
+                Some(_) = running.join_next(), if !running.is_empty() => {
+                    idle = false;
+                    if running.is_empty()
+                        && let Some(started) = round.take()
+                    {
+                        self.metrics.round_seconds.observe(started.elapsed().as_secs_f64());
+                    }
+                }
                 _ = tokio::time::sleep_until(claimed_at + STRAGGLERS), if !idle && half_free && !running.is_empty() => {}
                 _ = wakeups.next(), if idle => idle = false,
                 _ = tokio::time::sleep(wait), if idle => idle = false,
