@@ -5,6 +5,11 @@
 //! alone when the load is light (one round trip, as without a batcher), and many at once when
 //! callers arrive faster than a flush completes, which is when batching pays. One flush runs at a
 //! time, so a batch holds everything that arrived while the previous one was in flight.
+//!
+//! Before flushing, the worker yields once and takes what was queued meanwhile: callers woken
+//! together (the runs of one batch call, polled in turn by one task) then share a flush, instead
+//! of the first going alone because the worker, woken on another thread, took it before the
+//! others were queued (a steady rate's dispatch rounds made one call more each that way).
 
 use std::future::Future;
 
@@ -40,6 +45,13 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
             let mut jobs = Vec::with_capacity(max);
             // Ends when every Batcher is dropped and the queue is drained.
             while rx.recv_many(&mut jobs, max).await > 0 {
+                tokio::task::yield_now().await;
+                while jobs.len() < max {
+                    match rx.try_recv() {
+                        Ok(job) => jobs.push(job),
+                        Err(_) => break,
+                    }
+                }
                 let (items, waiting): (Vec<I>, Vec<oneshot::Sender<O>>) = jobs.drain(..).unzip();
                 let results = flush(items).await;
                 debug_assert_eq!(results.len(), waiting.len(), "one result per item");
