@@ -45,13 +45,7 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
             let mut jobs = Vec::with_capacity(max);
             // Ends when every Batcher is dropped and the queue is drained.
             while rx.recv_many(&mut jobs, max).await > 0 {
-                tokio::task::yield_now().await;
-                while jobs.len() < max {
-                    match rx.try_recv() {
-                        Ok(job) => jobs.push(job),
-                        Err(_) => break,
-                    }
-                }
+                top_up(&mut rx, &mut jobs, max).await;
                 let (items, waiting): (Vec<I>, Vec<oneshot::Sender<O>>) = jobs.drain(..).unzip();
                 let results = flush(items).await;
                 debug_assert_eq!(results.len(), waiting.len(), "one result per item");
@@ -73,11 +67,49 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     }
 }
 
+/// Yields once, then takes what was queued meanwhile, up to `max` items in all: after a
+/// `recv_many`, so that callers woken together share a flush (see the module's description).
+pub async fn top_up<T>(rx: &mut mpsc::Receiver<T>, items: &mut Vec<T>, max: usize) {
+    tokio::task::yield_now().await;
+    while items.len() < max {
+        match rx.try_recv() {
+            Ok(item) => items.push(item),
+            Err(_) => break,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
+
+    /// What a task woken beside the worker queues while the worker yields joins the batch, up
+    /// to the bound.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_top_up_takes_what_was_queued_while_it_yielded() {
+        let (tx, mut rx) = mpsc::channel(16);
+        tx.send(0).await.unwrap();
+        // Runs only when the test's task yields (one thread).
+        let sender = tokio::spawn(async move {
+            for i in 1..=5 {
+                tx.send(i).await.unwrap();
+            }
+        });
+        let mut items = Vec::new();
+        rx.recv_many(&mut items, 8).await;
+        assert_eq!(items, [0]);
+        top_up(&mut rx, &mut items, 4).await;
+        assert_eq!(
+            items,
+            [0, 1, 2, 3],
+            "queued while it yielded, up to the bound"
+        );
+        sender.await.unwrap();
+        top_up(&mut rx, &mut items, 8).await;
+        assert_eq!(items, [0, 1, 2, 3, 4, 5]);
+    }
 
     #[tokio::test]
     async fn each_caller_gets_its_own_result_and_waiting_callers_share_a_batch() {

@@ -45,14 +45,8 @@ async fn write(store: Store, worker: String, mut rx: mpsc::Receiver<Request>) {
     let mut queued = Vec::with_capacity(MOST);
     while rx.recv_many(&mut queued, MOST).await > 0 {
         // A round's chains are answered by one call to the agent-runner and settle together:
-        // let those still waking queue theirs (as `common::batch` does).
-        tokio::task::yield_now().await;
-        while queued.len() < MOST {
-            match rx.try_recv() {
-                Ok(r) => queued.push(r),
-                Err(_) => break,
-            }
-        }
+        // let those still waking queue theirs.
+        switchyard_common::batch::top_up(&mut rx, &mut queued, MOST).await;
         let (items, answers): (Vec<_>, Vec<_>) = queued
             .drain(..)
             .map(|(id, s, answer)| ((id, s), answer))
