@@ -186,10 +186,6 @@ fn metric(state: &switchyard_orchestrator::AppState, name: &str) -> f64 {
         .unwrap()
 }
 
-fn yielded_seconds(state: &switchyard_orchestrator::AppState) -> f64 {
-    metric(state, "dispatch_yielded_seconds_total")
-}
-
 /// While many deliveries wait for the event writer, dispatch waits before each event, a bounded
 /// time: a writer busy without a break still sees its events dispatched, each after the bound.
 async fn dispatch_yields_to_a_busy_writer_a_bounded_time(b: Backend) {
@@ -214,7 +210,7 @@ async fn dispatch_yields_to_a_busy_writer_a_bounded_time(b: Backend) {
     .await;
     // Each event's chain waited the bound (200 ms) first, at least the five that started
     // while more than four ran: the yield is counted.
-    let yielded = yielded_seconds(&state);
+    let yielded = metric(&state, "dispatch_yielded_seconds_total");
     assert!(yielded >= 0.99, "yielded {yielded} s for six events");
     assert_eq!(f.arrived.lock().unwrap().len(), 6);
 
@@ -227,7 +223,11 @@ async fn dispatch_yields_to_a_busy_writer_a_bounded_time(b: Backend) {
         f.all_dispatched(&storm)
     })
     .await;
-    assert_eq!(yielded_seconds(&state), yielded, "a lone chain yielded");
+    assert_eq!(
+        metric(&state, "dispatch_yielded_seconds_total"),
+        yielded,
+        "a lone chain yielded"
+    );
     let _ = stop.send(true);
     dispatcher.await.unwrap();
 }

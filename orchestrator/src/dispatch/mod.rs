@@ -86,6 +86,15 @@ struct DispatchMetrics {
     round_seconds: Histogram,
 }
 
+impl DispatchMetrics {
+    /// Ends the round in progress at `at`, if one is.
+    fn end_round(&self, round: &mut Option<tokio::time::Instant>, at: tokio::time::Instant) {
+        if let Some(started) = round.take() {
+            self.round_seconds.observe((at - started).as_secs_f64());
+        }
+    }
+}
+
 /// The dispatcher and its context: the store, the config-service and agent-runner clients, the
 /// limits, and caches of routes, quotas and integrations.
 pub struct Dispatcher {
@@ -241,11 +250,7 @@ impl Dispatcher {
                     claimed
                 };
                 let (claimed, ()) = tokio::join!(claiming, self.refresh_route_version());
-                if let Some(started) = round.take() {
-                    self.metrics
-                        .round_seconds
-                        .observe((claimed_at - started).as_secs_f64());
-                }
+                self.metrics.end_round(&mut round, claimed_at);
                 match claimed {
                     Ok(batch) if !batch.is_empty() => {
                         self.metrics.claimed.inc_by(batch.len() as u64);
@@ -292,10 +297,8 @@ impl Dispatcher {
             tokio::select! {
                 Some(_) = running.join_next(), if !running.is_empty() => {
                     idle = false;
-                    if running.is_empty()
-                        && let Some(started) = round.take()
-                    {
-                        self.metrics.round_seconds.observe(started.elapsed().as_secs_f64());
+                    if running.is_empty() {
+                        self.metrics.end_round(&mut round, tokio::time::Instant::now());
                     }
                 }
                 _ = tokio::time::sleep_until(claimed_at + STRAGGLERS), if !idle && half_free && !running.is_empty() => {}
