@@ -277,6 +277,105 @@ async fn joined_signals_settle_together(b: Backend) {
     );
 }
 
+/// The settler's settlements of started runs (one statement on PostgreSQL, a transaction on
+/// SQLite) write the same: only where the claim is still the worker's, the run on the event and
+/// on its incident run, and the `event.dispatched` of a subscribing org with the event as stored.
+async fn started_runs_settle_in_a_statement_of_their_own(b: Backend) {
+    let (db, store, i) = setup(b).await;
+    let mut ids = Vec::new();
+    for k in ["a", "b", "c"] {
+        ids.push(new_id(&store, &i, &env(k, &format!("k:{k}"))).await);
+    }
+    assert_eq!(store.claim("stale", 10, 1, -1).await.unwrap().len(), 3);
+    let taken = store.claim("fresh", 1, 1, 30_000).await.unwrap();
+    assert_eq!(taken[0].id, ids[0], "another worker took the first");
+    let keyring = Keyring::parse(&Keyring::generate_spec("t")).unwrap();
+    let fields = SubscriptionFields {
+        url: Some("https://example.com/hook".into()),
+        event_types: Some(vec!["event.dispatched".into()]),
+        ..Default::default()
+    };
+    store
+        .create_subscription(&keyring, &Actor::system("test"), "acme", &fields)
+        .await
+        .unwrap();
+    let pool = db.connect().await.unwrap().pool;
+    sqlx::query(
+        "INSERT INTO or_incident_runs (incident_id, event_id, run_id, started_at, status) VALUES ('i1', $1, NULL, 0, 'running')",
+    )
+    .bind(&ids[1])
+    .execute(&pool)
+    .await
+    .unwrap();
+    let at = now_ms();
+    let items: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .map(|(n, id)| {
+            let s = Settlement {
+                org: Some("acme".into()),
+                team: Some("t".into()),
+                routed_by: Some("service=checkout".into()),
+                at: Some(at),
+                ..dispatched(&format!("r{n}"))
+            };
+            (id.clone(), s)
+        })
+        .collect();
+    let lost = store.settle_dispatched_now("stale", &items).await.unwrap();
+    assert_eq!(lost, vec![ids[0].clone()], "only the claims still held");
+    assert_eq!(
+        store
+            .get_event(Some("acme"), &ids[0])
+            .await
+            .unwrap()
+            .event
+            .status,
+        "dispatching"
+    );
+    for (n, id) in ids.iter().enumerate().skip(1) {
+        let e = store.get_event(Some("acme"), id).await.unwrap();
+        assert_eq!(
+            (e.event.status.as_str(), e.event.run_id.as_deref()),
+            ("dispatched", Some(format!("r{n}").as_str()))
+        );
+    }
+    let run: Option<String> =
+        sqlx::query_scalar("SELECT run_id FROM or_incident_runs WHERE event_id = $1")
+            .bind(&ids[1])
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(run.as_deref(), Some("r1"), "the incident run knows its run");
+    let rows: Vec<(String, Option<String>, String)> =
+        sqlx::query_as("SELECT event_type, team_id, data FROM or_outbox ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let published: Vec<_> = rows
+        .into_iter()
+        .filter(|(t, _, _)| t == "event.dispatched")
+        .map(|(_, team, data)| {
+            (
+                team,
+                serde_json::from_str::<serde_json::Value>(&data).unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(published.len(), 2, "{published:?}");
+    for (n, id) in ids.iter().enumerate().skip(1) {
+        let e = store.get_event(Some("acme"), id).await.unwrap().event;
+        let expected = json!({
+            "event_id": id, "source": "pagerduty", "event_type": e.event_type,
+            "integration_id": i.id, "status": "dispatched", "run_id": format!("r{n}"), "error": null,
+        });
+        assert!(
+            published.contains(&(Some("t".into()), expected.clone())),
+            "{expected} in {published:?}"
+        );
+    }
+}
+
 async fn leases_expire_and_shutdown_releases(b: Backend) {
     let (_db, store, i) = setup(b).await;
     let a = new_id(&store, &i, &env("a", "k:a")).await;
@@ -921,6 +1020,7 @@ switchyard_common::on_both_backends!(
     a_key_is_claimed_as_a_chain_in_order,
     a_key_behind_a_storm_is_found,
     joined_signals_settle_together,
+    started_runs_settle_in_a_statement_of_their_own,
     leases_expire_and_shutdown_releases,
     replay_and_purge
 );

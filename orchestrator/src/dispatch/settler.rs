@@ -1,7 +1,8 @@
 //! Settling the events whose runs started, many chains' to one transaction (group commit, as
 //! ingest does for deliveries): each chain hands its event's settlement over and waits for the
-//! commit; one task writes whatever has queued meanwhile with [`Store::settle_dispatched`] and
-//! answers each. Under load a commit takes dozens of settlements; alone, one waits for nothing.
+//! commit; one task writes whatever has queued meanwhile with [`Store::settle_dispatched_now`]
+//! (one statement on PostgreSQL) and answers each. Under load a commit takes dozens of
+//! settlements; alone, one waits for nothing.
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -51,13 +52,7 @@ async fn write(store: Store, worker: String, mut rx: mpsc::Receiver<Request>) {
             .drain(..)
             .map(|(id, s, answer)| ((id, s), answer))
             .unzip();
-        let result = async {
-            let mut batch = store.batch().await?;
-            let lost = store.settle_dispatched(&mut batch, &worker, &items).await?;
-            store.commit(batch).await?;
-            Ok::<_, switchyard_common::error::Error>(lost)
-        }
-        .await;
+        let result = store.settle_dispatched_now(&worker, &items).await;
         for ((id, _), answer) in items.iter().zip(answers) {
             let _ = answer.send(match &result {
                 Ok(lost) => Ok(!lost.contains(id)),

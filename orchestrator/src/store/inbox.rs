@@ -10,13 +10,14 @@
 
 use serde_json::Value;
 use sqlx::Row;
-use switchyard_common::db::{in_order, values_rows_in_order};
+use switchyard_common::db::{Backend, in_order, keep_prepared, values_rows, values_rows_in_order};
 use switchyard_common::error::Result;
+use switchyard_common::ids::new_id;
 use switchyard_common::outbox::Publish;
 use switchyard_common::time::now_ms;
 
 use super::ingest::NewEvent;
-use super::outbound::{event_data, publish};
+use super::outbound::{event_data, publish, subscribed};
 use super::{
     Batch, STILL_DISPATCHING, Status, Store, placeholders, subscribed_orgs, timeline_entries,
     timeline_rows,
@@ -238,6 +239,76 @@ impl Store {
             .await?;
         }
         Ok(true)
+    }
+
+    /// [`Store::settle_dispatched`] in a transaction of its own, for the settler (many chains'
+    /// settlements at once). On PostgreSQL, when none has timeline entries (a run started, as
+    /// nearly all do), one statement outside any transaction, atomic as any statement is: the
+    /// events' update, their incident runs' and their `event.dispatched` for orgs that subscribe.
+    /// One round trip where `BEGIN`, the update, the incident runs, the subscribed orgs and
+    /// `COMMIT` were five; a round's settle is on the dispatch's critical path (the next claim
+    /// waits for it). Returns the ids whose claim was lost.
+    pub async fn settle_dispatched_now(
+        &self,
+        worker: &str,
+        items: &[(String, Settlement)],
+    ) -> Result<Vec<String>> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        if self.db.backend != Backend::Postgres || items.iter().any(|(_, s)| !s.timeline.is_empty())
+        {
+            let mut batch = self.batch().await?;
+            let lost = self.settle_dispatched(&mut batch, worker, items).await?;
+            self.commit(batch).await?;
+            return Ok(lost);
+        }
+        debug_assert!(items.iter().all(|(_, s)| s.is_plain_dispatch()));
+        let now = now_ms();
+        let n = items.len();
+        let sql = format!(
+            "WITH v (vid, vorg, vteam, vrun, vrouted, vat, vpub) AS (VALUES {values}), \
+             upd AS (UPDATE or_events SET status = 'dispatched', org_id = COALESCE(v.vorg, org_id), team_id = COALESCE(v.vteam, team_id), \
+               run_id = COALESCE(v.vrun, run_id), last_error = NULL, claimed_by = NULL, claimed_until = NULL, updated_at = ${now_at}, \
+               throttled_since = NULL, routed_by = COALESCE(v.vrouted, routed_by), dispatched_at = COALESCE(v.vat, dispatched_at) \
+               FROM v WHERE id = v.vid AND claimed_by = ${worker_at} AND {STILL_DISPATCHING} \
+               RETURNING id, org_id, team_id, source, event_type, integration_id, status, run_id, last_error), \
+             runs AS (UPDATE or_incident_runs r SET run_id = COALESCE(r.run_id, v.vrun) FROM upd JOIN v ON v.vid = upd.id \
+               WHERE r.event_id = upd.id AND v.vrun IS NOT NULL), \
+             published AS (INSERT INTO or_outbox (id, org_id, team_id, event_type, occurred_at, data) \
+               SELECT v.vpub, upd.org_id, upd.team_id, 'event.dispatched', ${now_at}, \
+               jsonb_build_object('event_id', upd.id, 'source', upd.source, 'event_type', upd.event_type, \
+               'integration_id', upd.integration_id, 'status', upd.status, 'run_id', upd.run_id, 'error', upd.last_error)::text \
+               FROM upd JOIN v ON v.vid = upd.id WHERE upd.org_id IS NOT NULL AND {subscribed}) \
+             SELECT id FROM upd",
+            values = values_rows(1, n, 7),
+            now_at = 7 * n + 1,
+            worker_at = 7 * n + 2,
+            subscribed = subscribed("upd.org_id"),
+        );
+        let mut q = sqlx::query_scalar::<_, String>(&sql).persistent(keep_prepared(n));
+        for (id, s) in items {
+            q = q
+                .bind(id)
+                .bind(s.org.as_deref())
+                .bind(s.team.as_deref())
+                .bind(s.run_id.as_deref())
+                .bind(s.routed_by.as_deref())
+                .bind(s.dispatched_at(now))
+                .bind(new_id());
+        }
+        let settled: std::collections::HashSet<String> = q
+            .bind(now)
+            .bind(worker)
+            .fetch_all(&self.db.pool)
+            .await?
+            .into_iter()
+            .collect();
+        Ok(items
+            .iter()
+            .filter(|(id, _)| !settled.contains(id))
+            .map(|(id, _)| id.clone())
+            .collect())
     }
 
     /// Settles, in `batch`, `worker`'s claims of plain dispatches (see
