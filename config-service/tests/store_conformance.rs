@@ -1383,6 +1383,57 @@ async fn run_batches_answer_each_item_as_its_own_call(b: Backend) {
         35
     );
     assert_eq!(s.tokens_used("acme", None, midnight).await.unwrap(), 35);
+
+    // New runs alone (how the agent-runner records a round's runs; one statement on
+    // PostgreSQL): each inserted run publishes what was stored, and only those inserted.
+    let before_events = s.pending_run_events(1000).await.unwrap().len();
+    let queued_new = NewRun {
+        idempotency_key: Some("k5"),
+        runner: None,
+        running: false,
+        ..new_run("search", None)
+    };
+    let new = [
+        new_run("checkout", Some("k4")),
+        queued_new,
+        new_run("checkout", Some("k4")),
+        new_run("nope", Some("k6")),
+    ];
+    let w = s.write_runs(&new, &[]).await.unwrap();
+    let (k4, fresh) = w.created[0].as_ref().unwrap();
+    assert!(fresh);
+    assert_eq!(w.created[1].as_ref().unwrap().0.status, "queued");
+    let again = w.created[2].as_ref().unwrap();
+    assert_eq!((again.0.id.as_str(), again.1), (k4.id.as_str(), false));
+    assert!(matches!(w.created[3], Err(Error::Validation(_))));
+    let events = s.pending_run_events(1000).await.unwrap();
+    let events = &events[before_events..];
+    assert_eq!(
+        events.len(),
+        1,
+        "only the run recorded running publishes: {events:?}"
+    );
+    let stored = s.get_run(None, &k4.id).await.unwrap();
+    assert_eq!(
+        (events[0].event_type.as_str(), events[0].team_id.as_deref()),
+        ("run.started", Some("checkout"))
+    );
+    assert_eq!(
+        events[0].data,
+        json!({
+            "run_id": stored.id, "status": "running", "trigger_event_id": "E",
+            "idempotency_key": "k4", "summary": null, "error": null,
+            "created_at": stored.created_at, "started_at": stored.started_at,
+            "finished_at": null, "attempts": 1, "usage": {"input_tokens": 0, "output_tokens": 0},
+            "config_etag": null,
+        }),
+        "the event is the run as stored"
+    );
+    assert_eq!(
+        serde_json::to_value(&stored).unwrap(),
+        serde_json::to_value(k4).unwrap(),
+        "the answer is the run as stored"
+    );
     // An empty batch writes nothing.
     let w = s.write_runs(&[], &[]).await.unwrap();
     assert!(w.created.is_empty() && w.updated.is_empty());

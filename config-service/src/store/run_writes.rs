@@ -2,6 +2,8 @@
 //! outcomes of those it finished in batches; a batch is one transaction of a few statements
 //! whatever its size: the new runs inserted in one, the moves applied in another (each a
 //! compare-and-set on the run's status), their events and the day's token counters in one each.
+//! New runs alone (a dispatch round's, recorded before the orchestrator is answered) are one
+//! statement on PostgreSQL, their events with them, outside any transaction.
 //! The single-run calls are batches of one, so both take the same path.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -10,7 +12,7 @@ use serde_json::Value;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use switchyard_api::runs::UpdateRun;
-use switchyard_common::db::{keep_prepared, values_rows};
+use switchyard_common::db::{Backend, keep_prepared, values_rows};
 use switchyard_common::ids::new_id;
 use switchyard_common::time::now_ms;
 
@@ -119,8 +121,29 @@ impl Store {
             .map(|r| (new_id(), r))
             .unzip();
         let now = now_ms();
-        let (guard, mut tx) = self.db.begin_write().await?;
         let mut inserted = HashMap::with_capacity(new.len());
+        // Runs recorded with nothing moved (how the agent-runner records what a round started):
+        // on PostgreSQL one statement, outside any transaction, and on the round's critical path.
+        if self.db.backend == Backend::Postgres && moves.is_empty() && firsts.len() <= CHUNK {
+            if !firsts.is_empty() {
+                for row in insert_runs_publishing(&self.db.pool, &firsts, &ids, now).await? {
+                    let run = run_row(&row)?;
+                    inserted.insert(run.id.clone(), run);
+                }
+            }
+            return Ok(self
+                .answers(
+                    new,
+                    &ids,
+                    &firsts,
+                    inserted,
+                    updates,
+                    refused,
+                    HashMap::new(),
+                )
+                .await);
+        }
+        let (guard, mut tx) = self.db.begin_write().await?;
         for (runs, ids) in firsts.chunks(CHUNK).zip(ids.chunks(CHUNK)) {
             for row in insert_runs(&mut tx, runs, ids, now).await? {
                 let run = run_row(&row)?;
@@ -154,9 +177,25 @@ impl Store {
         add_tokens(&mut tx, &added, day).await?;
         tx.commit().await?;
         drop(guard);
+        Ok(self
+            .answers(new, &ids, &firsts, inserted, updates, refused, moved)
+            .await)
+    }
 
+    /// Each item's answer, in the items' order, from what a round inserted and moved.
+    #[allow(clippy::too_many_arguments)]
+    async fn answers(
+        &self,
+        new: &[NewRun<'_>],
+        ids: &[String],
+        firsts: &[&NewRun<'_>],
+        mut inserted: HashMap<String, AgentRun>,
+        updates: &[(&str, &UpdateRun)],
+        mut refused: HashMap<usize, Error>,
+        moved: HashMap<String, AgentRun>,
+    ) -> RunWrites {
         let mut created = Vec::with_capacity(new.len());
-        let mut ids = ids.iter().zip(&firsts).peekable();
+        let mut ids = ids.iter().zip(firsts).peekable();
         for run in new {
             // This run's id, if it was one of those the insert tried.
             let id = ids
@@ -179,7 +218,7 @@ impl Store {
                 )),
             })
             .collect();
-        Ok(RunWrites { created, updated })
+        RunWrites { created, updated }
     }
 
     /// Why a new run was not inserted: its idempotency key was used (the existing run), or its
@@ -265,6 +304,83 @@ async fn insert_runs(
             .bind(run.config_etag);
     }
     Ok(q.fetch_all(&mut **tx).await?)
+}
+
+/// [`insert_runs`] with the new runs' events (`run.started` for those recorded running) in the
+/// same statement, outside any transaction (atomic as any statement is): one round trip where
+/// `BEGIN`, the insert, the events and `COMMIT` were four. PostgreSQL only. Each event is built
+/// beforehand from what the insert writes (a new run's row is all the request's and the time's),
+/// and written only for the runs inserted.
+async fn insert_runs_publishing(
+    pool: &sqlx::AnyPool,
+    runs: &[&NewRun<'_>],
+    ids: &[String],
+    now: i64,
+) -> Result<Vec<AnyRow>> {
+    let sql = format!(
+        "WITH v (vid, vorg, vteam, vstatus, vtrigger, vkey, vreply, vowner, vlease, vattempts, vdeadline, vstarted, vetag, \
+           vpub, vtype, vdata) AS (VALUES {}), \
+         ins AS (INSERT INTO cs_agent_runs (id, org_id, team_id, status, trigger_payload, idempotency_key, created_at, \
+           reply_to, lease_owner, lease_until, attempts, deadline_at, started_at, config_etag) \
+         SELECT vid, vorg, vteam, vstatus, vtrigger, vkey, $1, vreply, vowner, vlease, vattempts, vdeadline, vstarted, vetag \
+         FROM v WHERE EXISTS (SELECT 1 FROM cs_nodes WHERE org_id = v.vorg AND id = v.vteam) \
+         ON CONFLICT (org_id, idempotency_key) DO NOTHING RETURNING {RUN_COLS}), \
+         published AS (INSERT INTO cs_outbox (id, org_id, team_id, event_type, occurred_at, data) \
+           SELECT v.vpub, v.vorg, v.vteam, v.vtype, $1, v.vdata FROM ins JOIN v ON v.vid = ins.id WHERE v.vtype IS NOT NULL) \
+         SELECT * FROM ins",
+        values_rows(2, runs.len(), 16)
+    );
+    let mut q = sqlx::query(&sql)
+        .persistent(keep_prepared(runs.len()))
+        .bind(now);
+    for (run, id) in runs.iter().zip(ids) {
+        let row = as_inserted(run, id, now);
+        let event = run_event(&row);
+        q = q
+            .bind(id.as_str())
+            .bind(run.org)
+            .bind(run.team)
+            .bind(row.status.clone())
+            .bind(run.trigger.to_string())
+            .bind(run.idempotency_key)
+            .bind(run.reply_to.map(Value::to_string))
+            .bind(run.runner)
+            .bind(run.runner.map(|_| now + run.lease_ms))
+            .bind(row.attempts)
+            .bind(run.deadline_ms.map(|d| now + d))
+            .bind(run.running.then_some(now))
+            .bind(run.config_etag)
+            .bind(new_id())
+            .bind(event.as_ref().map(|e| e.event_type))
+            .bind(event.map(|e| e.data.to_string()));
+    }
+    Ok(q.fetch_all(pool).await?)
+}
+
+/// The row [`insert_runs`] writes for `run` (what its event is built from before the insert).
+fn as_inserted(run: &NewRun<'_>, id: &str, now: i64) -> AgentRun {
+    let at = |ms: i64| switchyard_common::time::rfc3339(ms);
+    AgentRun {
+        id: id.to_owned(),
+        org_id: run.org.to_owned(),
+        team_id: run.team.to_owned(),
+        status: if run.running { "running" } else { "queued" }.to_owned(),
+        trigger: run.trigger.clone(),
+        idempotency_key: run.idempotency_key.map(str::to_owned),
+        created_at: at(now),
+        started_at: run.running.then(|| at(now)),
+        finished_at: None,
+        summary: None,
+        error: None,
+        reply_to: run.reply_to.cloned(),
+        lease_owner: run.runner.map(str::to_owned),
+        lease_until: run.runner.map(|_| at(now + run.lease_ms)),
+        attempts: if run.runner.is_some() { 1 } else { 0 },
+        deadline_at: run.deadline_ms.map(|d| at(now + d)),
+        transcript: None,
+        usage: Default::default(),
+        config_etag: run.config_etag.map(str::to_owned),
+    }
 }
 
 /// Applies moves `(run, the status it must still have, the move)`; returns the runs moved.
