@@ -1434,6 +1434,55 @@ async fn run_batches_answer_each_item_as_its_own_call(b: Backend) {
         serde_json::to_value(k4).unwrap(),
         "the answer is the run as stored"
     );
+
+    // Runs moved alone (how the agent-runner records what finished; one statement on
+    // PostgreSQL): each event is the run as stored after its move, and the tokens count once.
+    let k5 = w.created[1].as_ref().unwrap().0.id.clone();
+    let tokens_before = s
+        .tokens_used("acme", Some("checkout"), midnight)
+        .await
+        .unwrap();
+    let mut done = UpdateRun::to("succeeded");
+    done.usage = Some(RunUsage {
+        input_tokens: 7,
+        output_tokens: 3,
+    });
+    done.summary = Some("fixed".into());
+    let w = s
+        .write_runs(&[], &[(k4.id.as_str(), &done), (k5.as_str(), &start)])
+        .await
+        .unwrap();
+    assert_eq!(w.updated[0].as_ref().unwrap().status, "succeeded");
+    assert_eq!(w.updated[1].as_ref().unwrap().status, "running");
+    let events = s.pending_run_events(1000).await.unwrap();
+    let events = &events[before_events + 1..];
+    assert_eq!(events.len(), 2, "{events:?}");
+    for (id, kind) in [(&k4.id, "run.succeeded"), (&k5, "run.started")] {
+        let stored = s.get_run(None, id).await.unwrap();
+        let e = events
+            .iter()
+            .find(|e| e.data["run_id"] == json!(id))
+            .unwrap();
+        assert_eq!(e.event_type, kind);
+        assert_eq!(
+            e.data,
+            json!({
+                "run_id": stored.id, "status": stored.status, "trigger_event_id": "E",
+                "idempotency_key": stored.idempotency_key, "summary": stored.summary,
+                "error": null, "created_at": stored.created_at, "started_at": stored.started_at,
+                "finished_at": stored.finished_at, "attempts": stored.attempts,
+                "usage": {"input_tokens": stored.usage.input_tokens, "output_tokens": stored.usage.output_tokens},
+                "config_etag": null,
+            }),
+            "the event is the run as stored after its move"
+        );
+    }
+    assert_eq!(
+        s.tokens_used("acme", Some("checkout"), midnight)
+            .await
+            .unwrap(),
+        tokens_before + 10
+    );
     // An empty batch writes nothing.
     let w = s.write_runs(&[], &[]).await.unwrap();
     assert!(w.created.is_empty() && w.updated.is_empty());

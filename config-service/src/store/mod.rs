@@ -11,6 +11,7 @@ mod config;
 pub mod models;
 mod orgs;
 mod routing;
+mod run_statements;
 mod run_writes;
 mod runs;
 mod secrets;

@@ -16,6 +16,7 @@ use switchyard_common::db::{Backend, keep_prepared, values_rows};
 use switchyard_common::ids::new_id;
 use switchyard_common::time::now_ms;
 
+use super::run_statements::{SEEN_COLS, insert_runs_publishing, move_runs_publishing, seen_row};
 use super::runs::{NewRun, OUTBOX, RUN_COLS, run_event, run_row};
 use super::{AgentRun, Store};
 use crate::domain::runs::{is_terminal, transition_allowed};
@@ -36,9 +37,12 @@ pub struct RunWrites {
 }
 
 /// Where a run stood before a batch moved it.
-struct Before {
-    status: String,
-    tokens: i64,
+pub(super) struct Before {
+    pub(super) status: String,
+    pub(super) tokens: i64,
+    /// On PostgreSQL, what the run's event reads of it (the trigger as its event id only; no
+    /// transcript, reply or lease): the moves' events are built from it before the move.
+    pub(super) seen: Option<AgentRun>,
 }
 
 impl Store {
@@ -122,25 +126,33 @@ impl Store {
             .unzip();
         let now = now_ms();
         let mut inserted = HashMap::with_capacity(new.len());
-        // Runs recorded with nothing moved (how the agent-runner records what a round started):
-        // on PostgreSQL one statement, outside any transaction, and on the round's critical path.
-        if self.db.backend == Backend::Postgres && moves.is_empty() && firsts.len() <= CHUNK {
+        // Runs recorded with nothing moved (how the agent-runner records what a round started,
+        // on the round's critical path), or runs moved with nothing recorded (the outcomes of
+        // those that finished): on PostgreSQL one statement, outside any transaction.
+        let seen_all = moves
+            .iter()
+            .all(|(id, _, _)| before.get(*id).is_some_and(|b| b.seen.is_some()));
+        if self.db.backend == Backend::Postgres
+            && (moves.is_empty() || firsts.is_empty())
+            && firsts.len() <= CHUNK
+            && moves.len() <= CHUNK
+            && seen_all
+        {
             if !firsts.is_empty() {
                 for row in insert_runs_publishing(&self.db.pool, &firsts, &ids, now).await? {
                     let run = run_row(&row)?;
                     inserted.insert(run.id.clone(), run);
                 }
             }
+            let mut moved = HashMap::with_capacity(moves.len());
+            if !moves.is_empty() {
+                for row in move_runs_publishing(&self.db.pool, &moves, &before, now).await? {
+                    let run = run_row(&row)?;
+                    moved.insert(run.id.clone(), run);
+                }
+            }
             return Ok(self
-                .answers(
-                    new,
-                    &ids,
-                    &firsts,
-                    inserted,
-                    updates,
-                    refused,
-                    HashMap::new(),
-                )
+                .answers(new, &ids, &firsts, inserted, updates, refused, moved)
                 .await);
         }
         let (guard, mut tx) = self.db.begin_write().await?;
@@ -245,10 +257,12 @@ impl Store {
         ids: impl Iterator<Item = &'a str>,
     ) -> Result<HashMap<String, Before>> {
         let ids: Vec<&str> = ids.collect();
+        let postgres = self.db.backend == Backend::Postgres;
+        let seen = if postgres { SEEN_COLS } else { "" };
         let mut out = HashMap::with_capacity(ids.len());
         for chunk in ids.chunks(CHUNK) {
             let sql = format!(
-                "SELECT id, status, input_tokens + output_tokens AS tokens FROM cs_agent_runs WHERE id IN {}",
+                "SELECT id, status, input_tokens + output_tokens AS tokens{seen} FROM cs_agent_runs WHERE id IN {}",
                 values_rows(1, 1, chunk.len())
             );
             let mut q = sqlx::query(&sql).persistent(keep_prepared(chunk.len()));
@@ -259,6 +273,11 @@ impl Store {
                 let before = Before {
                     status: row.try_get("status")?,
                     tokens: row.try_get("tokens")?,
+                    seen: if postgres {
+                        Some(seen_row(&row)?)
+                    } else {
+                        None
+                    },
                 };
                 out.insert(row.try_get("id")?, before);
             }
@@ -306,82 +325,15 @@ async fn insert_runs(
     Ok(q.fetch_all(&mut **tx).await?)
 }
 
-/// [`insert_runs`] with the new runs' events (`run.started` for those recorded running) in the
-/// same statement, outside any transaction (atomic as any statement is): one round trip where
-/// `BEGIN`, the insert, the events and `COMMIT` were four. PostgreSQL only. Each event is built
-/// beforehand from what the insert writes (a new run's row is all the request's and the time's),
-/// and written only for the runs inserted.
-async fn insert_runs_publishing(
-    pool: &sqlx::AnyPool,
-    runs: &[&NewRun<'_>],
-    ids: &[String],
-    now: i64,
-) -> Result<Vec<AnyRow>> {
-    let sql = format!(
-        "WITH v (vid, vorg, vteam, vstatus, vtrigger, vkey, vreply, vowner, vlease, vattempts, vdeadline, vstarted, vetag, \
-           vpub, vtype, vdata) AS (VALUES {}), \
-         ins AS (INSERT INTO cs_agent_runs (id, org_id, team_id, status, trigger_payload, idempotency_key, created_at, \
-           reply_to, lease_owner, lease_until, attempts, deadline_at, started_at, config_etag) \
-         SELECT vid, vorg, vteam, vstatus, vtrigger, vkey, $1, vreply, vowner, vlease, vattempts, vdeadline, vstarted, vetag \
-         FROM v WHERE EXISTS (SELECT 1 FROM cs_nodes WHERE org_id = v.vorg AND id = v.vteam) \
-         ON CONFLICT (org_id, idempotency_key) DO NOTHING RETURNING {RUN_COLS}), \
-         published AS (INSERT INTO cs_outbox (id, org_id, team_id, event_type, occurred_at, data) \
-           SELECT v.vpub, v.vorg, v.vteam, v.vtype, $1, v.vdata FROM ins JOIN v ON v.vid = ins.id WHERE v.vtype IS NOT NULL) \
-         SELECT * FROM ins",
-        values_rows(2, runs.len(), 16)
-    );
-    let mut q = sqlx::query(&sql)
-        .persistent(keep_prepared(runs.len()))
-        .bind(now);
-    for (run, id) in runs.iter().zip(ids) {
-        let row = as_inserted(run, id, now);
-        let event = run_event(&row);
-        q = q
-            .bind(id.as_str())
-            .bind(run.org)
-            .bind(run.team)
-            .bind(row.status.clone())
-            .bind(run.trigger.to_string())
-            .bind(run.idempotency_key)
-            .bind(run.reply_to.map(Value::to_string))
-            .bind(run.runner)
-            .bind(run.runner.map(|_| now + run.lease_ms))
-            .bind(row.attempts)
-            .bind(run.deadline_ms.map(|d| now + d))
-            .bind(run.running.then_some(now))
-            .bind(run.config_etag)
-            .bind(new_id())
-            .bind(event.as_ref().map(|e| e.event_type))
-            .bind(event.map(|e| e.data.to_string()));
-    }
-    Ok(q.fetch_all(pool).await?)
-}
-
-/// The row [`insert_runs`] writes for `run` (what its event is built from before the insert).
-fn as_inserted(run: &NewRun<'_>, id: &str, now: i64) -> AgentRun {
-    let at = |ms: i64| switchyard_common::time::rfc3339(ms);
-    AgentRun {
-        id: id.to_owned(),
-        org_id: run.org.to_owned(),
-        team_id: run.team.to_owned(),
-        status: if run.running { "running" } else { "queued" }.to_owned(),
-        trigger: run.trigger.clone(),
-        idempotency_key: run.idempotency_key.map(str::to_owned),
-        created_at: at(now),
-        started_at: run.running.then(|| at(now)),
-        finished_at: None,
-        summary: None,
-        error: None,
-        reply_to: run.reply_to.cloned(),
-        lease_owner: run.runner.map(str::to_owned),
-        lease_until: run.runner.map(|_| at(now + run.lease_ms)),
-        attempts: if run.runner.is_some() { 1 } else { 0 },
-        deadline_at: run.deadline_ms.map(|d| at(now + d)),
-        transcript: None,
-        usage: Default::default(),
-        config_etag: run.config_etag.map(str::to_owned),
-    }
-}
+/// What a move sets (`$1`: the time; `v`: the move's values).
+pub(super) const MOVE: &str = "status = v.vstatus, \
+    started_at = CASE WHEN v.vstatus = 'running' THEN $1 ELSE started_at END, \
+    finished_at = CASE WHEN v.vend = 1 THEN $1 ELSE finished_at END, \
+    lease_owner = CASE WHEN v.vend = 1 THEN NULL ELSE lease_owner END, \
+    lease_until = CASE WHEN v.vend = 1 THEN NULL ELSE lease_until END, \
+    summary = COALESCE(v.vsummary, summary), error = COALESCE(v.verror, error), \
+    transcript = COALESCE(v.vtranscript, transcript), input_tokens = COALESCE(v.vin, input_tokens), \
+    output_tokens = COALESCE(v.vout, output_tokens), config_etag = COALESCE(v.vetag, config_etag)";
 
 /// Applies moves `(run, the status it must still have, the move)`; returns the runs moved.
 async fn move_runs(
@@ -391,15 +343,7 @@ async fn move_runs(
 ) -> Result<Vec<AnyRow>> {
     let sql = format!(
         "WITH v (vid, vfrom, vstatus, vend, vsummary, verror, vtranscript, vin, vout, vetag) AS (VALUES {}) \
-         UPDATE cs_agent_runs SET status = v.vstatus, \
-           started_at = CASE WHEN v.vstatus = 'running' THEN $1 ELSE started_at END, \
-           finished_at = CASE WHEN v.vend = 1 THEN $1 ELSE finished_at END, \
-           lease_owner = CASE WHEN v.vend = 1 THEN NULL ELSE lease_owner END, \
-           lease_until = CASE WHEN v.vend = 1 THEN NULL ELSE lease_until END, \
-           summary = COALESCE(v.vsummary, summary), error = COALESCE(v.verror, error), \
-           transcript = COALESCE(v.vtranscript, transcript), input_tokens = COALESCE(v.vin, input_tokens), \
-           output_tokens = COALESCE(v.vout, output_tokens), config_etag = COALESCE(v.vetag, config_etag) \
-         FROM v WHERE id = v.vid AND status = v.vfrom RETURNING {RUN_COLS}",
+         UPDATE cs_agent_runs SET {MOVE} FROM v WHERE id = v.vid AND status = v.vfrom RETURNING {RUN_COLS}",
         values_rows(2, moves.len(), 10)
     );
     let mut q = sqlx::query(&sql)
