@@ -31,6 +31,9 @@ use switchyard_common::telemetry::Metrics;
 /// The advisory lock key of the reconciler's leadership ("switchyard reconcile").
 const LEADER_LOCK: i64 = 0x5357_5943_5243_4e31;
 
+/// How soon a replica that does not lead tries to again (at the latest).
+const LEAD_AGAIN: Duration = Duration::from_secs(5);
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
     pub kind: String,
@@ -264,8 +267,16 @@ pub async fn run(
                 tracing::warn!(errors = ?report.errors, "reconcile sweep had errors");
             }
         }
+        // A replica that does not lead asks again within `LEAD_AGAIN`, whatever the sweep
+        // interval: it takes over soon after a leader stops, and a try that met the lock held a
+        // moment by someone else (a probe) is not its last for an interval.
+        let wait = if leading {
+            interval
+        } else {
+            interval.min(LEAD_AGAIN)
+        };
         tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = kick_rx.recv() => {
                 // Let a burst of watch events settle into one sweep.
                 tokio::time::sleep(Duration::from_millis(100)).await;
