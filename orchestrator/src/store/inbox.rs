@@ -268,11 +268,7 @@ impl Store {
         let n = items.len();
         let sql = format!(
             "WITH v (vid, vorg, vteam, vrun, vrouted, vat, vpub) AS (VALUES {values}), \
-             upd AS (UPDATE or_events SET status = 'dispatched', org_id = COALESCE(v.vorg, org_id), team_id = COALESCE(v.vteam, team_id), \
-               run_id = COALESCE(v.vrun, run_id), last_error = NULL, claimed_by = NULL, claimed_until = NULL, updated_at = ${now_at}, \
-               throttled_since = NULL, routed_by = COALESCE(v.vrouted, routed_by), dispatched_at = COALESCE(v.vat, dispatched_at) \
-               FROM v WHERE id = v.vid AND claimed_by = ${worker_at} AND {STILL_DISPATCHING} \
-               RETURNING id, org_id, team_id, source, event_type, integration_id, status, run_id, last_error), \
+             upd AS ({settle}), \
              runs AS (UPDATE or_incident_runs r SET run_id = COALESCE(r.run_id, v.vrun) FROM upd JOIN v ON v.vid = upd.id \
                WHERE r.event_id = upd.id AND v.vrun IS NOT NULL), \
              published AS (INSERT INTO or_outbox (id, org_id, team_id, event_type, occurred_at, data) \
@@ -282,8 +278,8 @@ impl Store {
                FROM upd JOIN v ON v.vid = upd.id WHERE upd.org_id IS NOT NULL AND {subscribed}) \
              SELECT id FROM upd",
             values = values_rows(1, n, 7),
+            settle = settling(&format!("${}", 7 * n + 1), &format!("${}", 7 * n + 2)),
             now_at = 7 * n + 1,
-            worker_at = 7 * n + 2,
             subscribed = subscribed("upd.org_id"),
         );
         let mut q = sqlx::query_scalar::<_, String>(&sql).persistent(keep_prepared(n));
@@ -332,13 +328,11 @@ impl Store {
         let values = values_rows_in_order(backend, 1, items.len(), 6);
         let sql = format!(
             "WITH v (vid, vorg, vteam, vrun, vrouted, vat) AS (VALUES {values}) \
-             UPDATE or_events SET status = 'dispatched', org_id = COALESCE(v.vorg, org_id), team_id = COALESCE(v.vteam, team_id), \
-               run_id = COALESCE(v.vrun, run_id), last_error = NULL, claimed_by = NULL, claimed_until = NULL, updated_at = {now_mark}, \
-               throttled_since = NULL, routed_by = COALESCE(v.vrouted, routed_by), dispatched_at = COALESCE(v.vat, dispatched_at) \
-             FROM v WHERE id = v.vid AND claimed_by = {worker_mark} AND {STILL_DISPATCHING} \
-             RETURNING id, org_id, team_id, source, event_type, integration_id, status, run_id, last_error",
-            now_mark = in_order(backend, 6 * items.len() + 1, 1),
-            worker_mark = in_order(backend, 6 * items.len() + 2, 1),
+             {settle}",
+            settle = settling(
+                &in_order(backend, 6 * items.len() + 1, 1),
+                &in_order(backend, 6 * items.len() + 2, 1)
+            ),
         );
         let mut q = sqlx::query(&sql);
         for (id, s) in items {
@@ -414,4 +408,17 @@ impl Store {
             .map(|(id, _)| id.clone())
             .collect())
     }
+}
+
+/// The update settling plain dispatches from `v (vid, vorg, vteam, vrun, vrouted, vat)`, where the
+/// claim is still `worker`'s (`now` and `worker`: their parameters), answering what their
+/// `event.dispatched` reads.
+fn settling(now: &str, worker: &str) -> String {
+    format!(
+        "UPDATE or_events SET status = 'dispatched', org_id = COALESCE(v.vorg, org_id), team_id = COALESCE(v.vteam, team_id), \
+           run_id = COALESCE(v.vrun, run_id), last_error = NULL, claimed_by = NULL, claimed_until = NULL, updated_at = {now}, \
+           throttled_since = NULL, routed_by = COALESCE(v.vrouted, routed_by), dispatched_at = COALESCE(v.vat, dispatched_at) \
+         FROM v WHERE id = v.vid AND claimed_by = {worker} AND {STILL_DISPATCHING} \
+         RETURNING id, org_id, team_id, source, event_type, integration_id, status, run_id, last_error"
+    )
 }
