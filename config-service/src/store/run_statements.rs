@@ -14,7 +14,7 @@ use switchyard_common::db::{keep_prepared, values_rows};
 use switchyard_common::ids::new_id;
 
 use super::AgentRun;
-use super::run_writes::{Before, MOVE};
+use super::run_writes::{Before, MOVE, bind_move};
 use super::runs::{NewRun, RUN_COLS, run_event};
 use crate::domain::runs::is_terminal;
 use crate::error::Result;
@@ -182,7 +182,7 @@ pub(super) async fn move_runs_publishing(
         ""
     };
     let sql = format!(
-        "WITH v (vid, vfrom, vattempts, vstatus, vend, vsummary, verror, vtranscript, vin, vout, vetag, \
+        "WITH v (vid, vfrom, vstatus, vend, vsummary, verror, vtranscript, vin, vout, vetag, vattempts, \
            vpub, vtype, vdata, vorg, vteam, vdelta) AS (VALUES {}), \
          upd AS (UPDATE cs_agent_runs SET {MOVE} FROM v \
            WHERE id = v.vid AND status = v.vfrom AND attempts = v.vattempts RETURNING {RUN_COLS}), \
@@ -201,18 +201,8 @@ pub(super) async fn move_runs_publishing(
         let after = as_moved(seen, u, now);
         let event = run_event(&after);
         let delta = after.usage.input_tokens + after.usage.output_tokens - b.tokens;
-        q = q
-            .bind(*id)
-            .bind(*from)
+        q = bind_move(q, id, from, u)
             .bind(seen.attempts)
-            .bind(u.status.as_str())
-            .bind(if is_terminal(&u.status) { 1i64 } else { 0i64 })
-            .bind(u.summary.as_deref())
-            .bind(u.error.as_deref())
-            .bind(u.transcript.as_ref().map(Value::to_string))
-            .bind(u.usage.map(|x| x.input_tokens))
-            .bind(u.usage.map(|x| x.output_tokens))
-            .bind(u.config_etag.as_deref())
             .bind(new_id())
             .bind(event.as_ref().map(|e| e.event_type))
             .bind(event.as_ref().map(|e| e.data.to_string()))

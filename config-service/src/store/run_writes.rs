@@ -350,19 +350,29 @@ async fn move_runs(
         .persistent(keep_prepared(moves.len()))
         .bind(now);
     for (id, from, u) in moves {
-        q = q
-            .bind(*id)
-            .bind(*from)
-            .bind(u.status.as_str())
-            .bind(if is_terminal(&u.status) { 1i64 } else { 0i64 })
-            .bind(u.summary.as_deref())
-            .bind(u.error.as_deref())
-            .bind(u.transcript.as_ref().map(Value::to_string))
-            .bind(u.usage.map(|x| x.input_tokens))
-            .bind(u.usage.map(|x| x.output_tokens))
-            .bind(u.config_etag.as_deref());
+        q = bind_move(q, id, from, u);
     }
     Ok(q.fetch_all(&mut **tx).await?)
+}
+
+/// Binds a move's 10 values, `(vid, vfrom, vstatus, vend, vsummary, verror, vtranscript, vin,
+/// vout, vetag)`, in the order [`MOVE`]'s statements list them.
+pub(super) fn bind_move<'q>(
+    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    id: &'q str,
+    from: &'q str,
+    u: &'q UpdateRun,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    q.bind(id)
+        .bind(from)
+        .bind(u.status.as_str())
+        .bind(if is_terminal(&u.status) { 1i64 } else { 0i64 })
+        .bind(u.summary.as_deref())
+        .bind(u.error.as_deref())
+        .bind(u.transcript.as_ref().map(Value::to_string))
+        .bind(u.usage.map(|x| x.input_tokens))
+        .bind(u.usage.map(|x| x.output_tokens))
+        .bind(u.config_etag.as_deref())
 }
 
 /// Adds tokens to the day's counters of `(org, team)` (`""`: the org's own), in key order so that
