@@ -52,7 +52,16 @@ pub struct LoadgenArgs {
     /// Every delivery reports the same PagerDuty incident (one correlation key: a storm).
     #[arg(long)]
     pub same_incident: bool,
+    /// Give up on a request not answered within this many seconds, as a sender does (GitHub
+    /// waits 10 s). It counts as timed out, apart from other transport errors, and is sent again
+    /// like them when `--retries` allows.
+    #[arg(long, default_value_t = 10)]
+    pub request_timeout_seconds: u64,
 }
+
+/// The status recorded for a request that was not answered: 0 for a transport error, this for
+/// one that timed out.
+const TIMED_OUT: u16 = 1;
 
 fn pct(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -65,6 +74,7 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
 pub async fn run(a: LoadgenArgs) -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(a.concurrency)
+        .timeout(Duration::from_secs(a.request_timeout_seconds.max(1)))
         .build()?;
     let url = format!(
         "{}/webhooks/pagerduty/{}",
@@ -108,6 +118,7 @@ pub async fn run(a: LoadgenArgs) -> anyhow::Result<()> {
         tasks.push(tokio::spawn(async move {
             let mut backoff = Duration::from_millis(250);
             let mut attempt = 0;
+            let mut timeouts = 0u32;
             loop {
                 let t = Instant::now();
                 let resp = http
@@ -125,12 +136,14 @@ pub async fn run(a: LoadgenArgs) -> anyhow::Result<()> {
                         let v: Value = r.json().await.unwrap_or(Value::Null);
                         (status, v["event_id"].as_str().map(str::to_owned))
                     }
+                    Err(e) if e.is_timeout() => (TIMED_OUT, None),
                     Err(_) => (0, None),
                 };
-                let retryable = status == 0 || status == 429 || status >= 500;
+                timeouts += u32::from(status == TIMED_OUT);
+                let retryable = status <= TIMED_OUT || status == 429 || status >= 500;
                 if !retryable || attempt >= retries {
                     drop(permit);
-                    return (delivery, status, event_id, elapsed);
+                    return (delivery, status, event_id, elapsed, timeouts);
                 }
                 attempt += 1;
                 tokio::time::sleep(backoff).await;
@@ -151,12 +164,19 @@ pub async fn run(a: LoadgenArgs) -> anyhow::Result<()> {
         *by_status.entry(r.1).or_insert(0usize) += 1;
     }
     println!(
-        "sent {} deliveries in {:.2} s: {:.0} acknowledged/s; statuses {:?} (0 = transport error)",
+        "sent {} deliveries in {:.2} s: {:.0} acknowledged/s; statuses {:?} (0 = transport error, 1 = timed out)",
         results.len(),
         wall.as_secs_f64(),
         acked as f64 / wall.as_secs_f64(),
         by_status
     );
+    let timeouts: u32 = results.iter().map(|r| r.4).sum();
+    if timeouts > 0 {
+        println!(
+            "timed out: {timeouts} requests not answered within {} s (each sent again while retries allowed)",
+            a.request_timeout_seconds.max(1)
+        );
+    }
     println!(
         "acknowledgement latency: p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms",
         pct(&lat, 0.5),
@@ -192,7 +212,7 @@ pub async fn run(a: LoadgenArgs) -> anyhow::Result<()> {
     }
     let mut missing = 0;
     let mut mismatched = 0;
-    for (delivery, _, event_id, _) in results.iter().filter(|r| r.1 == 200) {
+    for (delivery, _, event_id, _, _) in results.iter().filter(|r| r.1 == 200) {
         match stored.get(delivery).map(Vec::as_slice) {
             None | Some([]) => missing += 1,
             Some([id]) if Some(id) == event_id.as_ref() => {}
@@ -204,7 +224,7 @@ pub async fn run(a: LoadgenArgs) -> anyhow::Result<()> {
         acked - missing - mismatched
     );
     println!(
-        "loadgen: sent={} acknowledged={acked} stored_once={} missing={missing} mismatched={mismatched} tag={run_tag}",
+        "loadgen: sent={} acknowledged={acked} stored_once={} missing={missing} mismatched={mismatched} timed_out={timeouts} tag={run_tag}",
         results.len(),
         acked - missing - mismatched
     );
