@@ -144,26 +144,6 @@ pub fn redact_url(url: &str) -> String {
 /// longer than this, so the connections it closed are found out before they are used.
 pub const PING_IDLE: Duration = Duration::from_millis(250);
 
-/// A pool's options. sqlx tests a pooled connection with a round trip when it is given back,
-/// and by default again before it is used: two round trips besides every statement's own, which
-/// under load are most of a short statement's cost (ADR 0013, sixth amendment). A connection back
-/// in the pool a moment ago was tested then; one idle longer is tested before use, so that after
-/// a database restart or a dropped connection the pool still hands out only live ones.
-fn pool_options(max_connections: u32) -> AnyPoolOptions {
-    AnyPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(5))
-        .test_before_acquire(false)
-        .before_acquire(|conn, meta| {
-            Box::pin(async move {
-                if meta.idle_for >= PING_IDLE {
-                    sqlx::Connection::ping(conn).await?;
-                }
-                Ok(true)
-            })
-        })
-}
-
 impl Db {
     /// Connects. An SQLite file is created if missing and put in WAL mode (readers do not block
     /// the writer) with `synchronous = FULL` (a commit is on disk before it returns, so an event
@@ -185,7 +165,24 @@ impl Db {
             Backend::Sqlite => max_connections.min(SQLITE_MAX_CONNECTIONS),
             Backend::Postgres => max_connections,
         };
-        let mut pool_options = pool_options(max_connections);
+        // sqlx tests a pooled connection with a round trip when it is given back, and by
+        // default again before it is used: two round trips besides every statement's own, which
+        // under load are most of a short statement's cost (ADR 0013, sixth amendment). A
+        // connection back in the pool a moment ago was tested then; one idle longer is tested
+        // before use, so that after a database restart or a dropped connection the pool still
+        // hands out only live ones.
+        let mut pool_options = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_IDLE {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            });
         if backend == Backend::Sqlite {
             pool_options = pool_options.after_connect(|conn, _| {
                 Box::pin(async move {
@@ -215,35 +212,6 @@ impl Db {
             url: Arc::from(url),
             write_lock: Arc::default(),
         })
-    }
-
-    /// A small pool of `max_connections` PostgreSQL sessions beside this one, each set up with
-    /// `settings` (`SET` statements) once when it connects: for a statement that needs
-    /// planner settings, which would otherwise take a transaction of its own to `SET LOCAL`
-    /// them (two more round trips every time it runs).
-    pub fn session_pool(
-        &self,
-        max_connections: u32,
-        settings: &'static [&'static str],
-    ) -> Result<AnyPool, sqlx::Error> {
-        if self.backend != Backend::Postgres {
-            return Err(sqlx::Error::Configuration(
-                "session settings are for PostgreSQL".into(),
-            ));
-        }
-        let options = sqlx::any::AnyConnectOptions::from_str(&self.url)?
-            .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
-        // Lazily: the first statement opens the first session.
-        Ok(pool_options(max_connections)
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    for setting in settings {
-                        sqlx::query(setting).execute(&mut *conn).await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect_lazy_with(options))
     }
 
     /// The URL this pool connects to (may hold a password: never log it, see [`redact_url`]).
@@ -314,7 +282,100 @@ macro_rules! on_both_backends {
 /// behind. PostgreSQL comes from `SWITCHYARD_TEST_PG_URL` (default: the local server). Only with
 /// the `testing` feature (dev-dependencies).
 #[cfg(any(test, feature = "testing"))]
-pub mod testing;
+pub mod testing {
+    use super::*;
+    use sqlx::Connection;
+
+    pub fn pg_admin_url() -> String {
+        std::env::var("SWITCHYARD_TEST_PG_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    }
+
+    /// A database that is dropped when this guard is dropped.
+    pub struct TestDb {
+        pub url: String,
+        pub backend: Backend,
+        name: String,
+    }
+
+    impl TestDb {
+        pub async fn new(backend: Backend) -> anyhow::Result<Self> {
+            let name = format!("sy_test_{}", uuid::Uuid::new_v4().simple());
+            match backend {
+                Backend::Postgres => {
+                    let admin = pg_admin_url();
+                    let mut conn = sqlx::postgres::PgConnection::connect(&admin).await?;
+                    sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
+                        .await?;
+                    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+                    Ok(Self {
+                        url: format!("{base}/{name}"),
+                        backend,
+                        name,
+                    })
+                }
+                Backend::Sqlite => {
+                    let path = std::env::temp_dir().join(format!("{name}.db"));
+                    Ok(Self {
+                        url: format!("sqlite://{}", path.display()),
+                        backend,
+                        name,
+                    })
+                }
+            }
+        }
+
+        /// Connects (a pool of 8) and migrates.
+        pub async fn connect(&self) -> anyhow::Result<Db> {
+            self.connect_with(8).await
+        }
+
+        /// Connects with a pool of `max_connections` and migrates.
+        pub async fn connect_with(&self, max_connections: u32) -> anyhow::Result<Db> {
+            let db = Db::connect(&self.url, max_connections).await?;
+            db.migrate().await?;
+            Ok(db)
+        }
+    }
+
+    impl Drop for TestDb {
+        fn drop(&mut self) {
+            match self.backend {
+                Backend::Sqlite => {
+                    let path = std::env::temp_dir().join(format!("{}.db", self.name));
+                    for suffix in ["", "-wal", "-shm"] {
+                        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                    }
+                }
+                Backend::Postgres => {
+                    // Drop from a thread of its own: Drop cannot await, and the test's runtime may
+                    // be shutting down.
+                    let name = self.name.clone();
+                    let _ = std::thread::spawn(move || {
+                        let rt = tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build();
+                        if let Ok(rt) = rt {
+                            rt.block_on(async {
+                                if let Ok(mut conn) =
+                                    sqlx::postgres::PgConnection::connect(&pg_admin_url()).await
+                                {
+                                    let _ = sqlx::Executor::execute(
+                                        &mut conn,
+                                        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+                                            .as_str(),
+                                    )
+                                    .await;
+                                }
+                            });
+                        }
+                    })
+                    .join();
+                }
+            }
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -353,37 +414,6 @@ mod tests {
             assert_eq!((mode.as_str(), sync), ("wal", 2));
             conns.push(c);
         }
-    }
-
-    /// Every session of a session pool runs with its settings, the main pool's without; SQLite
-    /// has no such sessions.
-    #[tokio::test]
-    async fn session_pools_set_their_settings_on_every_session() {
-        let db = testing::TestDb::new(Backend::Postgres).await.unwrap();
-        let main = db.connect_with(2).await.unwrap();
-        let sessions = main
-            .session_pool(2, &["SET enable_sort = off", "SET work_mem = '3MB'"])
-            .unwrap();
-        let mut held = Vec::new();
-        for _ in 0..2 {
-            let mut c = sessions.acquire().await.unwrap();
-            let (sort, mem): (String, String) = sqlx::query_as(
-                "SELECT current_setting('enable_sort'), current_setting('work_mem')",
-            )
-            .fetch_one(&mut *c)
-            .await
-            .unwrap();
-            assert_eq!((sort.as_str(), mem.as_str()), ("off", "3MB"));
-            held.push(c);
-        }
-        let (sort,): (String,) = sqlx::query_as("SELECT current_setting('enable_sort')")
-            .fetch_one(&main.pool)
-            .await
-            .unwrap();
-        assert_eq!(sort, "on");
-        let lite = testing::TestDb::new(Backend::Sqlite).await.unwrap();
-        let lite = lite.connect().await.unwrap();
-        assert!(lite.session_pool(1, &["SET enable_sort = off"]).is_err());
     }
 
     #[test]

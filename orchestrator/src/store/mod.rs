@@ -145,9 +145,6 @@ pub struct Store {
     /// Wakes this process's dispatcher when an event is stored or replayed (SQLite; PostgreSQL
     /// also NOTIFYs, which reaches every replica: see [`Store::wakeups`]).
     wake: Arc<Notify>,
-    /// PostgreSQL sessions for the claim's first form, its planner settings set once per session
-    /// (see [`claim`]); opened on first use.
-    claims: Arc<std::sync::OnceLock<sqlx::AnyPool>>,
 }
 
 impl Store {
@@ -155,7 +152,6 @@ impl Store {
         Self {
             db,
             wake: Arc::new(Notify::new()),
-            claims: Arc::default(),
         }
     }
 
