@@ -104,7 +104,8 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     }
 }
 
-/// An optional JSON body: absent when the request has no body.
+/// An optional JSON body: absent when the request has no body. A body of whitespace alone is
+/// not JSON (400), as any other body that does not parse.
 impl<T: DeserializeOwned, S: Send + Sync> axum::extract::OptionalFromRequest<S> for ApiJson<T> {
     type Rejection = Error;
 
@@ -113,7 +114,7 @@ impl<T: DeserializeOwned, S: Send + Sync> axum::extract::OptionalFromRequest<S> 
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
             .map_err(|e| Error::BadRequest(format!("could not read the body: {e}")))?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
+        if bytes.is_empty() {
             return Ok(None);
         }
         if !has_type {
@@ -195,5 +196,34 @@ mod tests {
         assert!(matches!(object_body(b"3"), Err(Error::Validation(_))));
         assert!(matches!(object_body(b"[nope"), Err(Error::BadRequest(_))));
         assert!(matches!(object_body(b""), Err(Error::BadRequest(_))));
+    }
+
+    /// An optional body is absent only when there is none: whitespace alone is not JSON.
+    #[tokio::test]
+    async fn an_optional_body_is_absent_only_when_empty() {
+        use axum::extract::OptionalFromRequest;
+        #[derive(Debug, serde::Deserialize)]
+        struct Body {
+            #[allow(dead_code)]
+            key: Option<String>,
+        }
+        let with = |body: &'static str| {
+            axum::http::Request::builder()
+                .method("POST")
+                .header(CONTENT_TYPE, "application/json")
+                .body(axum::body::Body::from(body))
+                .unwrap()
+        };
+        let read = async |body| {
+            <ApiJson<Body> as OptionalFromRequest<()>>::from_request(with(body), &()).await
+        };
+        assert!(matches!(read("").await, Ok(None)));
+        assert!(matches!(read("{}").await, Ok(Some(_))));
+        for bad in ["\r", " ", "\n\t", "nope"] {
+            assert!(
+                matches!(read(bad).await, Err(Error::BadRequest(_))),
+                "{bad:?} was not refused"
+            );
+        }
     }
 }
