@@ -63,6 +63,16 @@ pub struct LoadgenArgs {
 /// one that timed out.
 const TIMED_OUT: u16 = 1;
 
+/// What became of one delivery: its last answer's status and event id, that answer's latency, and
+/// how many of its attempts timed out.
+struct Sent {
+    delivery: String,
+    status: u16,
+    event_id: Option<String>,
+    elapsed: Duration,
+    timeouts: u32,
+}
+
 fn pct(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -143,7 +153,13 @@ pub async fn run(a: LoadgenArgs) -> anyhow::Result<()> {
                 let retryable = status <= TIMED_OUT || status == 429 || status >= 500;
                 if !retryable || attempt >= retries {
                     drop(permit);
-                    return (delivery, status, event_id, elapsed, timeouts);
+                    return Sent {
+                        delivery,
+                        status,
+                        event_id,
+                        elapsed,
+                        timeouts,
+                    };
                 }
                 attempt += 1;
                 tokio::time::sleep(backoff).await;
@@ -156,12 +172,16 @@ pub async fn run(a: LoadgenArgs) -> anyhow::Result<()> {
         results.push(t.await?);
     }
     let wall = start.elapsed();
-    let mut lat: Vec<Duration> = results.iter().filter(|r| r.1 == 200).map(|r| r.3).collect();
+    let mut lat: Vec<Duration> = results
+        .iter()
+        .filter(|r| r.status == 200)
+        .map(|r| r.elapsed)
+        .collect();
     lat.sort();
     let acked = lat.len();
     let mut by_status = std::collections::BTreeMap::new();
     for r in &results {
-        *by_status.entry(r.1).or_insert(0usize) += 1;
+        *by_status.entry(r.status).or_insert(0usize) += 1;
     }
     println!(
         "sent {} deliveries in {:.2} s: {:.0} acknowledged/s; statuses {:?} (0 = transport error, 1 = timed out)",
@@ -170,7 +190,7 @@ pub async fn run(a: LoadgenArgs) -> anyhow::Result<()> {
         acked as f64 / wall.as_secs_f64(),
         by_status
     );
-    let timeouts: u32 = results.iter().map(|r| r.4).sum();
+    let timeouts: u32 = results.iter().map(|r| r.timeouts).sum();
     if timeouts > 0 {
         println!(
             "timed out: {timeouts} requests not answered within {} s (each sent again while retries allowed)",
@@ -212,10 +232,10 @@ pub async fn run(a: LoadgenArgs) -> anyhow::Result<()> {
     }
     let mut missing = 0;
     let mut mismatched = 0;
-    for (delivery, _, event_id, _, _) in results.iter().filter(|r| r.1 == 200) {
-        match stored.get(delivery).map(Vec::as_slice) {
+    for r in results.iter().filter(|r| r.status == 200) {
+        match stored.get(&r.delivery).map(Vec::as_slice) {
             None | Some([]) => missing += 1,
-            Some([id]) if Some(id) == event_id.as_ref() => {}
+            Some([id]) if Some(id) == r.event_id.as_ref() => {}
             Some(_) => mismatched += 1,
         }
     }

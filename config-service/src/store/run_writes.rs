@@ -128,15 +128,12 @@ impl Store {
         let mut inserted = HashMap::with_capacity(new.len());
         // Runs recorded with nothing moved (how the agent-runner records what a round started,
         // on the round's critical path), or runs moved with nothing recorded (the outcomes of
-        // those that finished): on PostgreSQL one statement, outside any transaction.
-        let seen_all = moves
-            .iter()
-            .all(|(id, _, _)| before.get(*id).is_some_and(|b| b.seen.is_some()));
+        // those that finished): on PostgreSQL one statement, outside any transaction. Every
+        // move's run was read there with what its event needs (`Before::seen`).
         if self.db.backend == Backend::Postgres
             && (moves.is_empty() || firsts.is_empty())
             && firsts.len() <= CHUNK
             && moves.len() <= CHUNK
-            && seen_all
         {
             if !firsts.is_empty() {
                 for row in insert_runs_publishing(&self.db.pool, &firsts, &ids, now).await? {
